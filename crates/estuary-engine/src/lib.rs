@@ -1,0 +1,10 @@
+//! The pure audio engine: jitter buffer, media clock and stream counters.
+//!
+//! Everything here is driven by an injected clock ([`time::MonoTime`]) and scripted input, so
+//! whole scenarios (loss, reorder, duplicates, timestamp wrap, sender restart) run
+//! deterministically in tests.
+#![forbid(unsafe_code)]
+
+pub mod jitter;
+pub mod stats;
+pub mod time;

@@ -1,0 +1,11 @@
+//! The only crate with sockets, threads and native libraries.
+//!
+//! Every `unsafe` block carries a `// SAFETY:` comment.
+
+pub mod batch;
+pub mod clock;
+pub mod mcast;
+pub mod netns;
+pub mod opus;
+pub mod srt;
+pub mod tx;

@@ -1,0 +1,13 @@
+//! Sans-IO wire formats for Estuary.
+//!
+//! Nothing here opens a socket, reads a clock or spawns a thread. Every parser takes bytes
+//! from the network, returns a `Result`, and never panics on any input: lengths are checked
+//! with `get(..)`/`checked_sub` before use, so no accessor indexes out of bounds.
+#![forbid(unsafe_code)]
+
+pub mod payload;
+pub mod rtp;
+pub mod s302m;
+pub mod sdp;
+pub mod ts;
+pub mod units;
