@@ -5,6 +5,7 @@
 //! deterministically in tests.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod jitter;
 pub mod stats;
 pub mod time;

@@ -1,1 +1,130 @@
-fn main() {}
+//! `estuary`: the daemon and its command line.
+//!
+//! Exit codes (documented in the README and `estuary --help`):
+//! 0 success, 1 runtime failure, 2 usage error, 3 invalid configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod config;
+mod demo;
+mod pipeline;
+mod send;
+mod shutdown;
+
+use config::LogFormat;
+
+/// Exit code for a configuration that does not validate.
+const EXIT_BAD_CONFIG: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "estuary",
+    version,
+    about = "Audio-over-IP gateway: AES67 / ST 2110-30 / RAVENNA in, SRT out",
+    after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 invalid configuration."
+)]
+struct Cli {
+    /// Log format (overrides the config file's `log.format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway from a config file until SIGTERM or SIGINT.
+    Run {
+        /// The TOML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file: prints the first error with its field and line.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Start a built-in AES67 tone transmitter on loopback and serve it as SRT.
+    Demo(demo::DemoArgs),
+    /// Send an AES67 test tone (L16/L24, any channel count) to an address.
+    Send(send::SendArgs),
+    /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => Ok(match config::load(&file) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} input(s), {} output(s))",
+                    file.display(),
+                    cfg.inputs.len(),
+                    cfg.outputs.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        }),
+        Command::Run { config: path } => {
+            let cfg = match config::load(&path) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+                }
+            };
+            init_logging(cli.log_format.unwrap_or(cfg.log.format), cfg.log.level.as_deref());
+            let stop = shutdown::install()?;
+            pipeline::run(&cfg, &stop, pipeline::Reporting::Log)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), None);
+            demo::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), None);
+            send::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            bench::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

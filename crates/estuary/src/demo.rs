@@ -1,0 +1,106 @@
+//! `estuary demo`: the whole path on one machine, with nothing to configure.
+//!
+//! A built-in AES67 transmitter sends a tone to a loopback address and publishes its SDP;
+//! Estuary reads that SDP through the normal input path (the same parser and the same
+//! receive, jitter-buffer and output code as `estuary run`) and serves the audio as SRT.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::{self, CodecConfig};
+use crate::pipeline::{Reporting, Running};
+use crate::send::{self, ToneSpec};
+use crate::shutdown;
+
+const DEMO_CONFIG: &str = include_str!("demo.toml");
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Port of the SRT listener on 127.0.0.1.
+    #[arg(long, default_value_t = 9000)]
+    srt_port: u16,
+    /// UDP port the built-in transmitter sends to on 127.0.0.1.
+    #[arg(long, default_value_t = 5004)]
+    rtp_port: u16,
+    /// `opus` (compressed) or `pcm` (SMPTE 302M, bit-exact).
+    #[arg(long, value_enum, default_value = "opus")]
+    codec: DemoCodec,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DemoCodec {
+    Opus,
+    Pcm,
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let stop = shutdown::install()?;
+    let tone = ToneSpec {
+        destination: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.rtp_port),
+        frequency_hz: 1_000.0,
+        level_dbfs: -18.0,
+        ..ToneSpec::default()
+    };
+    let sender = send::start(&tone, None).context("starting the built-in AES67 transmitter")?;
+    let codec = match args.codec {
+        DemoCodec::Opus => CodecConfig::Opus,
+        DemoCodec::Pcm => CodecConfig::Pcm,
+    };
+    let text = DEMO_CONFIG
+        .replace("{sdp}", &sender.sdp)
+        .replace("{srt_port}", &args.srt_port.to_string())
+        .replace(
+            "{codec}",
+            match codec {
+                CodecConfig::Opus => "opus",
+                CodecConfig::Pcm => "pcm",
+            },
+        );
+    let cfg = config::parse(&text, Path::new(".")).context("the embedded demo config")?;
+    let running = Running::start(&cfg)?;
+
+    println!();
+    println!("Estuary demo");
+    println!(
+        "  AES67 source  built-in tone, 1 kHz at -18 dBFS, L24/48000/2, 1 ms packets -> {}",
+        tone.destination
+    );
+    println!("  received by   input \"demo-tone\" (SDP below, as a device would announce it)");
+    println!(
+        "  served as     SRT listener on 127.0.0.1:{} ({})",
+        args.srt_port,
+        match codec {
+            CodecConfig::Opus => "Opus 128 kb/s in MPEG-TS",
+            CodecConfig::Pcm => "24-bit PCM, SMPTE 302M in MPEG-TS",
+        }
+    );
+    println!();
+    println!("  Listen:  ffplay -nodisp srt://127.0.0.1:{}", args.srt_port);
+    println!(
+        "     or:  srt-live-transmit srt://127.0.0.1:{} file://con | ffplay -nodisp -",
+        args.srt_port
+    );
+    println!("  Stop:    Ctrl-C");
+    println!();
+    for line in sender.sdp.lines() {
+        println!("    {line}");
+    }
+    println!();
+
+    if let Some(seconds) = args.seconds {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(seconds));
+            stop.request();
+        });
+    }
+    running.wait(&stop, Reporting::Console);
+    drop(sender);
+    Ok(())
+}

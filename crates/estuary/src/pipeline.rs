@@ -1,0 +1,599 @@
+//! The running gateway: sockets → jitter buffers → encoders → MPEG-TS → SRT.
+//!
+//! Threads (see docs/architecture.md):
+//! - one *ingest* thread serves every input socket: it drains them with `recvmmsg`, writes the
+//!   samples into each input's jitter buffer at their timestamp position, and every millisecond
+//!   pulls what is due and pushes it into one wait-free ring per output. It never allocates,
+//!   locks or blocks (statistics are published with `try_lock`, skipped when contended);
+//! - one thread per *output* encodes (Opus or SMPTE 302M), muxes MPEG-TS and hands 1316-byte
+//!   messages to its SRT sender, whose own thread connects, listens and reconnects;
+//! - the calling thread reports and waits for the stop flag.
+
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use estuary_engine::jitter::{JitterBuffer, JitterConfig};
+use estuary_engine::stats::StreamStats;
+use estuary_engine::time::MonoTime;
+use estuary_io::batch::{BatchReceiver, Poller};
+use estuary_io::clock::{monotonic_now, sleep_until};
+use estuary_io::mcast;
+use estuary_io::opus::OpusEncoder;
+use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
+use estuary_wire::s302m::{self, S302mFormat};
+use estuary_wire::ts::{self, TsAudio, TsConfig, TsMuxer};
+
+use crate::config::{CodecConfig, Config, InputConfig, OutputConfig, ResolvedStream, SrtModeConfig};
+use crate::shutdown::Stop;
+
+/// How often the ingest thread pulls from the jitter buffers.
+const TICK: Duration = Duration::from_millis(1);
+/// Audio each output ring holds; a stalled encoder loses audio (counted) after this long.
+const OUTPUT_RING: Duration = Duration::from_millis(500);
+/// 302M access units: 5 ms keeps the added latency small at 0.6 % TS overhead per PES.
+const PCM_FRAME: usize = 240;
+/// Packets drained per `recvmmsg` call.
+const BATCH: usize = 64;
+
+/// Where periodic status goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reporting {
+    /// `tracing` lines every 10 s (the daemon).
+    Log,
+    /// A compact line on stdout every second (the demo).
+    Console,
+}
+
+/// What the ingest thread publishes about one input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InputSnapshot {
+    pub stats: StreamStats,
+    /// Frames an output ring had no room for (the encoder fell behind).
+    pub ring_overruns: u64,
+}
+
+/// What an output thread publishes.
+#[derive(Debug, Clone, Default)]
+pub struct OutputSnapshot {
+    pub frames_encoded: u64,
+    pub access_units: u64,
+    pub encode_errors: u64,
+}
+
+struct InputRuntime {
+    name: String,
+    socket: UdpSocket,
+    jitter: JitterBuffer,
+    channels: usize,
+    rings: Vec<rtrb::Producer<i32>>,
+    ring_overruns: u64,
+    shared: Arc<Mutex<InputSnapshot>>,
+}
+
+/// Runs the configured gateway until `stop` is requested.
+pub fn run(config: &Config, stop: &Stop, reporting: Reporting) -> anyhow::Result<()> {
+    let running = Running::start(config)?;
+    running.wait(stop, reporting);
+    Ok(())
+}
+
+/// The started threads of a configuration.
+pub struct Running {
+    inputs: Vec<(String, Arc<Mutex<InputSnapshot>>)>,
+    outputs: Vec<(String, Arc<Mutex<OutputSnapshot>>, Arc<SrtSender>)>,
+    halt: Stop,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Opens every socket and starts every thread; fails without starting anything half-way.
+    pub fn start(config: &Config) -> anyhow::Result<Self> {
+        let halt = Stop::default();
+        let mut inputs = Vec::new();
+        let mut input_info = Vec::new();
+        let mut output_plans = Vec::new();
+        for input in &config.inputs {
+            let stream = input
+                .resolve()
+                .map_err(|(_, field, msg)| anyhow::anyhow!("input {}: {field}: {msg}", *input.name.get_ref()))?;
+            inputs.push(open_input(input, &stream)?);
+            input_info.push(stream);
+        }
+        for output in &config.outputs {
+            let index = config
+                .inputs
+                .iter()
+                .position(|i| i.name.get_ref() == output.input.get_ref())
+                .context("output names an unknown input")?;
+            let stream = &input_info[index];
+            let frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
+            let (producer, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
+            inputs[index].rings.push(producer);
+            output_plans.push((output.clone(), stream.clone(), consumer));
+        }
+
+        let mut outputs = Vec::new();
+        let mut workers = Vec::new();
+        for (output, stream, consumer) in output_plans {
+            let srt = Arc::new(
+                SrtSender::start(srt_config(&output))
+                    .with_context(|| format!("output {}", output.name.get_ref()))?,
+            );
+            let shared = Arc::new(Mutex::new(OutputSnapshot::default()));
+            let worker = OutputWorker::new(&output, &stream, consumer, Arc::clone(&srt), Arc::clone(&shared))
+                .with_context(|| format!("output {}", output.name.get_ref()))?;
+            outputs.push((output.name.get_ref().clone(), shared, srt));
+            workers.push(worker);
+        }
+
+        let mut threads = Vec::new();
+        let mut output_threads = Vec::new();
+        for worker in workers {
+            let halt = halt.clone();
+            let name = format!("out-{}", worker.name);
+            let handle = thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run(&halt))?;
+            output_threads.push(handle.thread().clone());
+            threads.push(handle);
+        }
+        let snapshots = inputs
+            .iter()
+            .map(|i| (i.name.clone(), Arc::clone(&i.shared)))
+            .collect();
+        {
+            let halt = halt.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name("ingest".into())
+                    .spawn(move || ingest(inputs, output_threads, &halt))?,
+            );
+        }
+        Ok(Self {
+            inputs: snapshots,
+            outputs,
+            halt,
+            threads,
+        })
+    }
+
+    /// Reports until `stop` is requested, then stops every thread.
+    pub fn wait(self, stop: &Stop, reporting: Reporting) {
+        let period = match reporting {
+            Reporting::Log => Duration::from_secs(10),
+            Reporting::Console => Duration::from_secs(1),
+        };
+        let mut reporter = Reporter::default();
+        let mut next = Instant::now() + period;
+        while !stop.requested() {
+            thread::sleep(Duration::from_millis(50));
+            reporter.watch_causes(&self);
+            if Instant::now() >= next {
+                next += period;
+                reporter.report(&self, reporting);
+            }
+        }
+        info!("stopping");
+        self.halt.request();
+        for t in self.threads {
+            let _ = t.join();
+        }
+        for (_, _, srt) in &self.outputs {
+            srt.stop();
+        }
+    }
+
+    pub fn input_stats(&self) -> Vec<(String, InputSnapshot)> {
+        self.inputs
+            .iter()
+            .map(|(n, s)| (n.clone(), *s.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect()
+    }
+
+    pub fn output_status(&self) -> Vec<(String, OutputSnapshot, SrtStatus)> {
+        self.outputs
+            .iter()
+            .map(|(n, s, srt)| {
+                (
+                    n.clone(),
+                    s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    srt.status(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn open_input(input: &InputConfig, stream: &ResolvedStream) -> anyhow::Result<InputRuntime> {
+    let name = input.name.get_ref().clone();
+    let iface = match &input.interface {
+        Some(spec) => Some(
+            mcast::resolve_interface(spec.get_ref())
+                .with_context(|| format!("input {name}: interface"))?,
+        ),
+        None => None,
+    };
+    let socket = mcast::open_receive_socket(stream.destination, stream.source, iface.as_ref())
+        .with_context(|| format!("input {name}: cannot receive on {}", stream.destination))?;
+    let jitter = JitterBuffer::new(JitterConfig {
+        channels: stream.channels,
+        sample_rate: stream.sample_rate,
+        format: stream.format,
+        payload_type: stream.payload_type,
+        latency: input.latency,
+        capacity: (input.latency * 8).max(Duration::from_millis(400)),
+    })
+    .map_err(|e| anyhow::anyhow!("input {name}: {e}"))?;
+    info!(
+        input = %name,
+        destination = %stream.destination,
+        source = ?stream.source,
+        format = stream.format.encoding_name(),
+        channels = stream.channels,
+        rate = stream.sample_rate,
+        latency_ms = input.latency.as_millis() as u64,
+        "receiving"
+    );
+    Ok(InputRuntime {
+        name,
+        socket,
+        jitter,
+        channels: usize::from(stream.channels),
+        rings: Vec::new(),
+        ring_overruns: 0,
+        shared: Arc::new(Mutex::new(InputSnapshot::default())),
+    })
+}
+
+fn srt_config(output: &OutputConfig) -> SrtConfig {
+    SrtConfig {
+        mode: match output.mode {
+            SrtModeConfig::Caller => SrtMode::Caller {
+                remote: output.address,
+            },
+            SrtModeConfig::Listener => SrtMode::Listener {
+                bind: output.address,
+            },
+        },
+        passphrase: output.passphrase.as_ref().map(|p| p.get_ref().clone()),
+        key_length: output.key_length.as_ref().map(|k| *k.get_ref()),
+        latency: output.latency,
+        stream_id: output.stream_id.clone(),
+        connect_timeout: Duration::from_secs(3),
+    }
+}
+
+/// The ingest loop (see the module doc). Allocates nothing after the first iteration.
+fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &Stop) {
+    let mut rx = BatchReceiver::new(BATCH);
+    let mut poller = match Poller::new() {
+        Ok(p) => p,
+        Err(e) => {
+            warn!("ingest: cannot create poller: {e}");
+            return;
+        }
+    };
+    for (token, input) in inputs.iter().enumerate() {
+        if let Err(e) = poller.register(&input.socket, token) {
+            warn!(input = %input.name, "ingest: cannot poll socket: {e}");
+        }
+    }
+    let max_channels = inputs.iter().map(|i| i.channels).max().unwrap_or(1);
+    // 100 ms of the widest input per pull; a pull that has more due simply loops.
+    let mut scratch = vec![0i32; max_channels * 4_800];
+    let mut next_tick = monotonic_now();
+    let mut next_publish = next_tick;
+    while !halt.requested() {
+        let now = monotonic_now();
+        let wait = next_tick.duration_since(now).unwrap_or(Duration::ZERO);
+        let ready = poller.wait(wait).unwrap_or(0);
+        for token in poller.ready_tokens().take(ready) {
+            let Some(input) = inputs.get_mut(token) else {
+                continue;
+            };
+            loop {
+                match rx.recv(&input.socket) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        for packet in rx.packets() {
+                            let _ = input.jitter.push(packet.arrival, packet.data);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let now = monotonic_now();
+        if now < next_tick {
+            continue;
+        }
+        for input in &mut inputs {
+            pull_into_rings(input, now, &mut scratch);
+        }
+        for t in &outputs {
+            t.unpark();
+        }
+        next_tick = advance_tick(next_tick, now);
+        if now >= next_publish {
+            next_publish = now.saturating_add(Duration::from_millis(100));
+            for input in &inputs {
+                if let Ok(mut shared) = input.shared.try_lock() {
+                    shared.stats = *input.jitter.stats();
+                    shared.ring_overruns = input.ring_overruns;
+                }
+            }
+        }
+    }
+}
+
+/// The next tick after `now`; skips ticks rather than bursting after a stall.
+fn advance_tick(tick: MonoTime, now: MonoTime) -> MonoTime {
+    let next = tick.saturating_add(TICK);
+    if next <= now {
+        now.saturating_add(TICK)
+    } else {
+        next
+    }
+}
+
+fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32]) {
+    let usable = scratch.len() / input.channels * input.channels;
+    loop {
+        let pulled = input.jitter.pull(now, &mut scratch[..usable]);
+        if pulled.frames == 0 {
+            break;
+        }
+        let samples = &scratch[..pulled.frames * input.channels];
+        for ring in &mut input.rings {
+            if ring.slots() < samples.len() {
+                input.ring_overruns += pulled.frames as u64;
+                continue;
+            }
+            if let Ok(mut chunk) = ring.write_chunk(samples.len()) {
+                let (a, b) = chunk.as_mut_slices();
+                a.copy_from_slice(&samples[..a.len()]);
+                b.copy_from_slice(&samples[a.len()..]);
+                chunk.commit_all();
+            }
+        }
+        if pulled.frames * input.channels < usable {
+            break;
+        }
+    }
+}
+
+enum Encoder {
+    Opus(OpusEncoder),
+    Pcm(S302mFormat),
+}
+
+struct OutputWorker {
+    name: String,
+    consumer: rtrb::Consumer<i32>,
+    in_channels: usize,
+    map: Vec<usize>,
+    /// Channels sent (302M needs an even count: a silent channel pads an odd map).
+    out_channels: usize,
+    frame: usize,
+    encoder: Encoder,
+    muxer: TsMuxer,
+    input_block: Vec<i32>,
+    frame_block: Vec<i32>,
+    access_unit: Vec<u8>,
+    ts_out: Vec<u8>,
+    frames_done: u64,
+    srt: Arc<SrtSender>,
+    shared: Arc<Mutex<OutputSnapshot>>,
+    snapshot: OutputSnapshot,
+}
+
+impl OutputWorker {
+    fn new(
+        output: &OutputConfig,
+        stream: &ResolvedStream,
+        consumer: rtrb::Consumer<i32>,
+        srt: Arc<SrtSender>,
+        shared: Arc<Mutex<OutputSnapshot>>,
+    ) -> anyhow::Result<Self> {
+        let map = output.channel_map(stream.channels);
+        let (encoder, out_channels, frame, audio) = match output.codec {
+            CodecConfig::Opus => {
+                let channels = map.len();
+                let enc = OpusEncoder::new(
+                    stream.sample_rate,
+                    u16::try_from(channels)?,
+                    *output.bitrate.get_ref(),
+                )?;
+                let frame = enc.frame_samples();
+                (
+                    Encoder::Opus(enc),
+                    channels,
+                    frame,
+                    TsAudio::Opus {
+                        channels: u8::try_from(channels)?,
+                    },
+                )
+            }
+            CodecConfig::Pcm => {
+                let channels = map.len().next_multiple_of(2);
+                let format = S302mFormat {
+                    channels: u8::try_from(channels)?,
+                    bits: *output.bits.get_ref(),
+                };
+                (Encoder::Pcm(format), channels, PCM_FRAME, TsAudio::S302m { format })
+            }
+        };
+        let max_au = match &encoder {
+            Encoder::Opus(_) => 4_000,
+            Encoder::Pcm(format) => s302m::packed_len(*format, frame),
+        };
+        Ok(Self {
+            name: output.name.get_ref().clone(),
+            consumer,
+            in_channels: usize::from(stream.channels),
+            map,
+            out_channels,
+            frame,
+            encoder,
+            muxer: TsMuxer::new(TsConfig::for_audio(audio)),
+            input_block: vec![0; frame * usize::from(stream.channels)],
+            frame_block: vec![0; frame * out_channels],
+            access_unit: vec![0; max_au],
+            ts_out: Vec::with_capacity(64 * 188),
+            frames_done: 0,
+            srt,
+            shared,
+            snapshot: OutputSnapshot::default(),
+        })
+    }
+
+    fn run(mut self, halt: &Stop) {
+        while !halt.requested() {
+            let mut worked = false;
+            while self.encode_one() {
+                worked = true;
+            }
+            if worked {
+                if let Ok(mut shared) = self.shared.try_lock() {
+                    *shared = self.snapshot.clone();
+                }
+            }
+            thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+
+    /// Encodes one frame if the ring holds one; returns whether it did.
+    fn encode_one(&mut self) -> bool {
+        let need = self.frame * self.in_channels;
+        let Ok(chunk) = self.consumer.read_chunk(need) else {
+            return false;
+        };
+        let (a, b) = chunk.as_slices();
+        self.input_block[..a.len()].copy_from_slice(a);
+        self.input_block[a.len()..].copy_from_slice(b);
+        chunk.commit_all();
+
+        for (frame_in, frame_out) in self
+            .input_block
+            .chunks_exact(self.in_channels)
+            .zip(self.frame_block.chunks_exact_mut(self.out_channels))
+        {
+            for (slot, &ch) in frame_out.iter_mut().zip(&self.map) {
+                *slot = frame_in[ch];
+            }
+        }
+        let encoded = match &mut self.encoder {
+            Encoder::Opus(enc) => enc
+                .encode(&self.frame_block, &mut self.access_unit)
+                .map_err(|e| e.to_string()),
+            Encoder::Pcm(format) => s302m::pack_into(*format, &self.frame_block, &mut self.access_unit)
+                .map_err(|e| e.to_string()),
+        };
+        let len = match encoded {
+            Ok(len) => len,
+            Err(_) => {
+                self.snapshot.encode_errors += 1;
+                return true;
+            }
+        };
+        // PTS in 90 kHz units from the output's own sample count: concealment keeps the
+        // input continuous, so the count is the media time.
+        let pts = self.frames_done * 90_000 / 48_000;
+        self.muxer
+            .write_access_unit(pts, &self.access_unit[..len], &mut self.ts_out);
+        let srt = &self.srt;
+        ts::drain_messages(&mut self.ts_out, |message| srt.send(message));
+        self.frames_done += self.frame as u64;
+        self.snapshot.frames_encoded = self.frames_done;
+        self.snapshot.access_units += 1;
+        true
+    }
+}
+
+/// Logs each cause of trouble once when it first appears, and periodic summaries.
+#[derive(Debug, Default)]
+struct Reporter {
+    seen: Vec<(String, StreamStats)>,
+}
+
+impl Reporter {
+    fn watch_causes(&mut self, running: &Running) {
+        for (name, snap) in running.input_stats() {
+            let previous = match self.seen.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, prev)) => prev,
+                None => {
+                    self.seen.push((name.clone(), StreamStats::default()));
+                    &mut self.seen.last_mut().expect("just pushed").1
+                }
+            };
+            let s = snap.stats;
+            let causes = [
+                ("malformed packets (truncated or not RTP)", previous.malformed, s.malformed),
+                ("packets with an unexpected payload type", previous.wrong_payload_type, s.wrong_payload_type),
+                ("SSRC changes (a different sender)", previous.ssrc_changes, s.ssrc_changes),
+                ("stream restarts (timestamp jump)", previous.resyncs, s.resyncs),
+                ("lost packets", previous.packets_lost, s.packets_lost),
+                ("late packets (arrived after playout)", previous.packets_late, s.packets_late),
+            ];
+            for (what, before, now) in causes {
+                if before == 0 && now > 0 {
+                    warn!(input = %name, count = now, "{what}; further ones are counted in the status");
+                }
+            }
+            *previous = s;
+        }
+    }
+
+    fn report(&self, running: &Running, reporting: Reporting) {
+        for (name, snap) in running.input_stats() {
+            let s = snap.stats;
+            let line = format!(
+                "input {name}: {} packets, {} lost, {} late, {} duplicate, {} reordered, {} concealed frames, jitter {:.1} samples, fill {} frames",
+                s.packets_received,
+                s.packets_lost,
+                s.packets_late,
+                s.packets_duplicate,
+                s.packets_reordered,
+                s.frames_concealed,
+                s.jitter,
+                s.buffer_fill_frames
+            );
+            match reporting {
+                Reporting::Log => info!("{line}"),
+                Reporting::Console => println!("{line}"),
+            }
+        }
+        for (name, snap, srt) in running.output_status() {
+            let line = format!(
+                "output {name}: {:?}, {} frames encoded, {} messages sent, {} dropped while not connected, rtt {:.1} ms, {} retransmitted",
+                srt.state,
+                snap.frames_encoded,
+                srt.messages_sent,
+                srt.messages_dropped_not_connected,
+                srt.rtt_ms,
+                srt.retransmitted
+            );
+            match reporting {
+                Reporting::Log => info!("{line}"),
+                Reporting::Console => println!("{line}"),
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<InputRuntime>();
+    is_send::<OutputWorker>();
+}
+
+#[allow(dead_code)]
+fn _unused(_: fn(MonoTime)) {
+    let _ = sleep_until;
+}

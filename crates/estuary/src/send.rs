@@ -1,0 +1,178 @@
+//! `estuary send`: an AES67 test-tone transmitter, and the one `estuary demo` uses.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use estuary_io::mcast::{self, Interface};
+use estuary_io::tx::{ToneConfig, ToneSender};
+use estuary_wire::payload::SampleFormat;
+use estuary_wire::sdp;
+
+use crate::shutdown;
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Destination, e.g. 239.69.1.1:5004 (multicast) or 127.0.0.1:5004.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Sending interface (name or address).
+    #[arg(long)]
+    interface: Option<String>,
+    /// L16, L24 or L32.
+    #[arg(long, default_value = "L24")]
+    format: String,
+    #[arg(long, default_value_t = 2)]
+    channels: u16,
+    #[arg(long, default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Frames per packet (48 = 1 ms at 48 kHz, 6 = 125 us).
+    #[arg(long, default_value_t = 48)]
+    frames_per_packet: u32,
+    #[arg(long, default_value_t = 1_000.0)]
+    frequency: f64,
+    /// Tone level in dBFS.
+    #[arg(long, default_value_t = -18.0, allow_hyphen_values = true)]
+    level: f64,
+    #[arg(long, default_value_t = 98)]
+    payload_type: u8,
+    /// Multicast TTL.
+    #[arg(long, default_value_t = 32)]
+    ttl: u32,
+    /// Also write the stream's SDP to this file.
+    #[arg(long)]
+    sdp_out: Option<PathBuf>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+/// What to send; the defaults are AES67's: L24, 48 kHz, stereo, 1 ms.
+#[derive(Debug, Clone)]
+pub struct ToneSpec {
+    pub destination: SocketAddr,
+    pub format: SampleFormat,
+    pub channels: u16,
+    pub sample_rate: u32,
+    pub frames_per_packet: u32,
+    pub frequency_hz: f64,
+    pub level_dbfs: f64,
+    pub payload_type: u8,
+    pub ttl: u32,
+    pub name: String,
+}
+
+impl Default for ToneSpec {
+    fn default() -> Self {
+        Self {
+            destination: SocketAddr::from(([127, 0, 0, 1], 5004)),
+            format: SampleFormat::L24,
+            channels: 2,
+            sample_rate: 48_000,
+            frames_per_packet: 48,
+            frequency_hz: 1_000.0,
+            level_dbfs: -18.0,
+            payload_type: 98,
+            ttl: 32,
+            name: "Estuary test tone".into(),
+        }
+    }
+}
+
+/// A running transmitter and the SDP that describes its stream.
+#[derive(Debug)]
+pub struct StartedSender {
+    pub sdp: String,
+    pub sender: ToneSender,
+}
+
+pub fn start(spec: &ToneSpec, iface: Option<Interface>) -> anyhow::Result<StartedSender> {
+    let ssrc = rand_u32();
+    let origin_address = match (&iface, spec.destination.ip()) {
+        (Some(i), _) => i.ipv4.map(IpAddr::V4),
+        (None, ip) if ip.is_loopback() => Some(ip),
+        _ => None,
+    }
+    .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let sdp = sdp::write_aes67_sdp(&sdp::SenderSdp {
+        session_id: u64::from(ssrc),
+        session_version: 1,
+        origin_address,
+        name: spec.name.clone(),
+        destination: spec.destination.ip(),
+        port: spec.destination.port(),
+        ttl: spec.destination.ip().is_multicast().then_some(spec.ttl.min(255) as u8),
+        payload_type: spec.payload_type,
+        format: spec.format,
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+        frames_per_packet: spec.frames_per_packet,
+        media_clock_offset: 0,
+        ref_clock: None,
+    });
+    let sender = ToneSender::spawn(ToneConfig {
+        dest: spec.destination,
+        iface,
+        ttl: spec.ttl,
+        dscp: 34,
+        format: spec.format,
+        channels: spec.channels,
+        sample_rate: spec.sample_rate,
+        frames_per_packet: spec.frames_per_packet,
+        frequency_hz: spec.frequency_hz,
+        level_dbfs: spec.level_dbfs,
+        payload_type: spec.payload_type,
+        ssrc,
+        initial_timestamp: 0,
+    })
+    .with_context(|| format!("cannot send to {}", spec.destination))?;
+    Ok(StartedSender { sdp, sender })
+}
+
+/// An SSRC that differs between runs (RFC 3550 §8.1 wants it random).
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mixed = (nanos as u64 ^ u64::from(std::process::id()).rotate_left(32))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 32) as u32
+}
+
+pub fn run(args: SendArgs) -> anyhow::Result<()> {
+    let format = SampleFormat::from_encoding_name(&args.format)
+        .with_context(|| format!("--format {:?}: use L16, L24 or L32", args.format))?;
+    let iface = match &args.interface {
+        Some(spec) => Some(mcast::resolve_interface(spec)?),
+        None => None,
+    };
+    let spec = ToneSpec {
+        destination: args.to,
+        format,
+        channels: args.channels,
+        sample_rate: args.sample_rate,
+        frames_per_packet: args.frames_per_packet,
+        frequency_hz: args.frequency,
+        level_dbfs: args.level,
+        payload_type: args.payload_type,
+        ttl: args.ttl,
+        ..ToneSpec::default()
+    };
+    let stop = shutdown::install()?;
+    let started = start(&spec, iface)?;
+    if let Some(path) = &args.sdp_out {
+        std::fs::write(path, &started.sdp)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print!("{}", started.sdp);
+    let deadline = args
+        .seconds
+        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    while !stop.requested() && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(started);
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The command line as a user meets it: `--version`, `check-config` on good and bad files,
+//! `run` refusing a bad config with exit code 3 and a message that names the field and line.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{ESTUARY, run_with_timeout};
+
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).expect("write");
+    let (status, stdout, stderr) = run_with_timeout(
+        Command::new(ESTUARY).arg("check-config").arg(&path),
+        Duration::from_secs(20),
+    );
+    (
+        status.code().unwrap_or(-1),
+        format!("{}{stderr}", String::from_utf8_lossy(&stdout)),
+    )
+}
+
+const GOOD_INPUT: &str = "[[inputs]]\nname = \"a\"\nkind = \"aes67\"\naddress = \"239.1.2.3:5004\"\n";
+
+#[test]
+fn version_prints_the_crate_version() {
+    let (status, stdout, _) =
+        run_with_timeout(Command::new(ESTUARY).arg("--version"), Duration::from_secs(10));
+    assert!(status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&stdout).trim(),
+        format!("estuary {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn every_shipped_example_validates() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (status, stdout, stderr) = run_with_timeout(
+                Command::new(ESTUARY).arg("check-config").arg(&path),
+                Duration::from_secs(20),
+            );
+            assert!(
+                status.success(),
+                "{}: {stderr}{}",
+                path.display(),
+                String::from_utf8_lossy(&stdout)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} examples found");
+}
+
+#[test]
+fn unknown_field_is_named_with_its_line() {
+    let (code, out) = check_config(&format!("{GOOD_INPUT}latencyy = \"5ms\"\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("latencyy"), "{out}");
+    assert!(out.contains(":5:") || out.contains("line 5"), "{out}");
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let (code, out) = check_config(&format!("{GOOD_INPUT}channels = \"two\"\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("channels") || out.contains("invalid type"), "{out}");
+    assert!(out.contains(":5:") || out.contains("line 5"), "{out}");
+}
+
+#[test]
+fn unknown_interface_is_named_with_its_line_and_the_choices() {
+    let (code, out) = check_config(&format!("{GOOD_INPUT}interface = \"nosuch0\"\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("inputs[0].interface"), "{out}");
+    assert!(out.contains(":5:"), "{out}");
+    assert!(out.contains("lo"), "should list the interfaces there are: {out}");
+}
+
+#[test]
+fn output_naming_a_missing_input_is_rejected() {
+    let text = format!(
+        "{GOOD_INPUT}\n[[outputs]]\nname = \"o\"\nkind = \"srt\"\ninput = \"nope\"\nmode = \"caller\"\n\
+         address = \"127.0.0.1:9000\"\ncodec = \"opus\"\n"
+    );
+    let (code, out) = check_config(&text);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("outputs[0].input") && out.contains("nope"), "{out}");
+    assert!(out.contains(":9:"), "{out}");
+}
+
+#[test]
+fn short_passphrase_is_rejected() {
+    let text = format!(
+        "{GOOD_INPUT}\n[[outputs]]\nname = \"o\"\nkind = \"srt\"\ninput = \"a\"\nmode = \"caller\"\n\
+         address = \"127.0.0.1:9000\"\ncodec = \"opus\"\npassphrase = \"short\"\n"
+    );
+    let (code, out) = check_config(&text);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("outputs[0].passphrase") && out.contains("10 to 79"), "{out}");
+}
+
+#[test]
+fn invalid_inline_sdp_is_rejected_with_the_sdp_error() {
+    let text = "[[inputs]]\nname = \"a\"\nkind = \"aes67\"\nsdp = \"v=0\\nthis is not sdp\\n\"\n";
+    let (code, out) = check_config(text);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("inputs[0].sdp"), "{out}");
+}
+
+#[test]
+fn run_refuses_a_bad_config_with_exit_code_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[inputs]]\nname = \"a\"\nkind = \"dante\"\n").expect("write");
+    let (status, _, stderr) = run_with_timeout(
+        Command::new(ESTUARY).arg("run").arg("-c").arg(&path),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("kind") || stderr.contains("dante"), "{stderr}");
+    assert!(stderr.contains(":3"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let (status, _, stderr) = run_with_timeout(
+        Command::new(ESTUARY).args(["check-config", "/nonexistent/estuary.toml"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(3));
+    assert!(stderr.contains("/nonexistent/estuary.toml") && stderr.contains("cannot read"), "{stderr}");
+}

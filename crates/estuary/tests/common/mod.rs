@@ -1,0 +1,278 @@
+//! Support for the end-to-end tests: the real `estuary` binary and real peers (GStreamer,
+//! FFmpeg, srt-live-transmit), each test in its own network namespace, results checked by
+//! content (decoded samples, frequency, level).
+#![allow(dead_code)]
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ESTUARY: &str = env!("CARGO_BIN_EXE_estuary");
+
+/// Puts the calling test thread (and every process it spawns) in a private loopback network.
+pub fn isolate() {
+    estuary_io::netns::isolate_thread_network().expect("private network namespace (needs root)");
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) when the guard is dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub stderr_path: Option<PathBuf>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stderr captured to `dir/<name>.stderr`.
+    pub fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Proc {
+        let path = dir.join(format!("{name}.stderr"));
+        let file = std::fs::File::create(&path).expect("stderr file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_owned(),
+            stderr_path: Some(path),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Waits until stderr contains `needle`, or panics with what it did print.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not print {needle:?} within {timeout:?}:\n{}",
+            self.name,
+            self.stderr()
+        );
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} still running after {timeout:?}:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for a graceful exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.wait_exit(timeout)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id() as i32;
+            // SAFETY: plain kill(2) of our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `estuary run -c <config>` with the config text written into `dir`.
+pub fn start_estuary(dir: &Path, config: &str) -> Proc {
+    let path = dir.join("estuary.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut cmd = Command::new(ESTUARY);
+    cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
+    Proc::spawn("estuary", &mut cmd, dir)
+}
+
+/// Runs a command to completion with a timeout; returns (status, stdout, stderr).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (std::process::ExitStatus, Vec<u8>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status,
+        out_thread.join().unwrap_or_default(),
+        err_thread.join().unwrap_or_default(),
+    )
+}
+
+/// Interleaved little-endian s32 (FFmpeg `-f s32le`) to samples.
+pub fn s32le(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Interleaved big-endian 24-bit (RTP L24) to MSB-aligned i32.
+pub fn s24be(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(3)
+        .map(|c| i32::from_be_bytes([c[0], c[1], c[2], 0]))
+        .collect()
+}
+
+/// Interleaved big-endian 16-bit to MSB-aligned i32.
+pub fn s16be(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(2)
+        .map(|c| i32::from_be_bytes([c[0], c[1], 0, 0]))
+        .collect()
+}
+
+/// One channel out of interleaved samples.
+pub fn channel(samples: &[i32], channels: usize, index: usize) -> Vec<i32> {
+    samples.iter().skip(index).step_by(channels).copied().collect()
+}
+
+/// Index of the first sample whose magnitude exceeds `threshold` (skips leading silence).
+pub fn first_active(samples: &[i32], threshold: i32) -> Option<usize> {
+    samples.iter().position(|s| s.unsigned_abs() > threshold.unsigned_abs())
+}
+
+/// Finds where `needle` (a run of decoded samples) starts inside `haystack` (what was sent),
+/// comparing exactly. Returns the offset in `haystack`.
+pub fn find_exact(haystack: &[i32], needle: &[i32]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    (0..=haystack.len() - needle.len()).find(|&k| haystack[k..k + needle.len()] == *needle)
+}
+
+/// Frequency of a tone from its positive-going zero crossings, interpolated between samples.
+pub fn frequency(samples: &[f64], rate: f64) -> f64 {
+    let mut crossings = Vec::new();
+    for i in 1..samples.len() {
+        let (a, b) = (samples[i - 1], samples[i]);
+        if a < 0.0 && b >= 0.0 {
+            crossings.push((i - 1) as f64 + a / (a - b));
+        }
+    }
+    assert!(crossings.len() >= 3, "no tone: {} crossings", crossings.len());
+    let periods = (crossings.len() - 1) as f64;
+    rate * periods / (crossings[crossings.len() - 1] - crossings[0])
+}
+
+/// RMS level in dBFS (a full-scale sine reads −3.01 dBFS).
+pub fn rms_dbfs(samples: &[f64]) -> f64 {
+    let mean_sq = samples.iter().map(|s| s * s).sum::<f64>() / samples.len() as f64;
+    10.0 * mean_sq.log10()
+}
+
+/// MSB-aligned i32 to floating point full scale ±1.
+pub fn to_f64(samples: &[i32]) -> Vec<f64> {
+    samples.iter().map(|&s| f64::from(s) / 2f64.powi(31)).collect()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A GStreamer AES67-style sender: `audiotestsrc` → L24 → RTP to `host:port`, with exactly
+/// what it sent also written to `sent` (S24BE), so the test compares against the real bytes.
+pub fn gst_l24_sender(
+    dir: &Path,
+    host: &str,
+    port: u16,
+    channels: u16,
+    freq: f64,
+    volume: f64,
+    seconds: u32,
+    sent: &Path,
+) -> Proc {
+    let buffers = seconds * 1000;
+    let pipeline = format!(
+        "audiotestsrc wave=sine freq={freq} volume={volume} samplesperbuffer=48 num-buffers={buffers} is-live=true \
+         ! audio/x-raw,format=S32LE,rate=48000,channels={channels} \
+         ! audioconvert dithering=none noise-shaping=none ! audio/x-raw,format=S24BE,rate=48000,channels={channels} \
+         ! tee name=t \
+         t. ! queue ! rtpL24pay pt=98 mtu=1500 min-ptime=1000000 max-ptime=1000000 \
+            ! udpsink host={host} port={port} auto-multicast=true multicast-iface=lo ttl-mc=1 sync=false async=false \
+         t. ! queue ! filesink location={}",
+        sent.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!("exec gst-launch-1.0 -q {pipeline}"));
+    Proc::spawn("gst-sender", &mut cmd, dir)
+}
+
+/// `ffmpeg` as an SRT caller that decodes what Estuary serves into raw s32le.
+pub fn ffmpeg_srt_decoder(dir: &Path, url: &str, seconds: u32, out: &Path) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-y"])
+        .args(["-i", url])
+        .args(["-t", &seconds.to_string()])
+        .args(["-f", "s32le", "-acodec", "pcm_s32le"])
+        .arg(out);
+    Proc::spawn("ffmpeg-decoder", &mut cmd, dir)
+}

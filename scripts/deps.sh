@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what Estuary needs, idempotently: Debian packages (only the missing ones, one
+# `apt-get update` at most) and, for `test`, cargo-fuzz. Safe to run again and again.
+#   scripts/deps.sh build   - to build and run the daemon
+#   scripts/deps.sh test    - also the independent peers the tests talk to
+set -euo pipefail
+
+profile=${1:-build}
+build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
+test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
+           gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+
+case "$profile" in
+  build) wanted=("${build_pkgs[@]}") ;;
+  test) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "==> installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  cat >&2 <<'MSG'
+cargo not found. Estuary needs Rust 1.85 or newer (edition 2024); Debian's packaged rustc is
+older. Install it with rustup (https://rustup.rs) and run this command again.
+MSG
+  exit 1
+fi
+
+if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "==> installing cargo-fuzz (once)"
+  cargo install --locked --quiet cargo-fuzz
+fi

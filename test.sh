@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every check CI runs: installs what it needs, then format, lints, example configs, a fuzz
+# smoke run of every parser, and all tests (unit, property, scenario, interop with real peers).
+# The interop tests create network namespaces, so they need root (or CAP_SYS_ADMIN).
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/deps.sh test
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> estuary check-config on every example"
+cargo build --quiet -p estuary
+for f in examples/*.toml; do
+  target/debug/estuary check-config "$f"
+done
+
+echo "==> fuzz smoke run (${FUZZ_SECONDS:=10} s per target)"
+(
+  cd fuzz
+  export RUSTC_BOOTSTRAP=1
+  for target in $(cargo fuzz list); do
+    mkdir -p "corpus/$target"
+    cp -n seeds/"$target"/* "corpus/$target/" 2>/dev/null || true
+    cargo fuzz run --release "$target" "corpus/$target" -- \
+      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 2
+  done
+)
+
+echo "==> cargo test (workspace)"
+cargo test --workspace --no-fail-fast
