@@ -36,7 +36,7 @@ fi
 
 if ! command -v cargo >/dev/null; then
   cat >&2 <<'MSG'
-cargo not found. Estuary needs Rust 1.85 or newer (edition 2024); Debian's packaged rustc is
+cargo not found. Estuary needs Rust 1.88 or newer (edition 2024); Debian's packaged rustc is
 older. Install it with rustup (https://rustup.rs) and run this command again.
 MSG
   exit 1

@@ -76,13 +76,13 @@ impl Anchor {
     /// Position (Q32.32) reached at `now`.
     fn position_q_at(&self, now: MonoTime) -> i128 {
         let dt = i128::from(now.as_nanos()) - self.time;
-        self.position_q + (dt * self.rate_q).div_euclid(NANOS_PER_SEC)
+        self.position_q + dt.saturating_mul(self.rate_q).div_euclid(NANOS_PER_SEC)
     }
 
     /// Nanoseconds from `t_a` until the position `offset_q` (Q32.32, relative to `p_a`) is
     /// reached, rounded up.
     fn nanos_until(&self, offset_q: i128) -> i128 {
-        let num = offset_q * NANOS_PER_SEC;
+        let num = offset_q.saturating_mul(NANOS_PER_SEC);
         -((-num).div_euclid(self.rate_q))
     }
 }
@@ -191,7 +191,10 @@ impl PlayoutClock for PacketClock {
         };
         // Lead = deadline of `position` − arrival.
         let offset_q = (i128::from(position) << 32) - anchor.position_q;
-        let deadline = anchor.time + (offset_q * NANOS_PER_SEC).div_euclid(anchor.rate_q);
+        let deadline = anchor.time
+            + offset_q
+                .saturating_mul(NANOS_PER_SEC)
+                .div_euclid(anchor.rate_q);
         let lead = deadline - i128::from(now.as_nanos());
         self.block_lead = Some(self.block_lead.map_or(lead, |l| l.max(lead)));
     }

@@ -312,7 +312,11 @@ impl<C: PlayoutClock> JitterBuffer<C> {
         };
         let payload_type = packet.payload_type();
         self.stats.payload_type = Some(payload_type);
-        if self.config.payload_type.is_some_and(|pt| pt != payload_type) {
+        if self
+            .config
+            .payload_type
+            .is_some_and(|pt| pt != payload_type)
+        {
             self.stats.wrong_payload_type += 1;
             return PushOutcome::WrongPayloadType;
         }

@@ -91,7 +91,10 @@ mod tests {
         let t = MonoTime::from_nanos(1_000);
         assert_eq!(t.as_nanos(), 1_000);
         assert_eq!(t.saturating_add(Duration::from_nanos(5)).as_nanos(), 1_005);
-        assert_eq!(t.saturating_sub(Duration::from_nanos(5_000)), MonoTime::ZERO);
+        assert_eq!(
+            t.saturating_sub(Duration::from_nanos(5_000)),
+            MonoTime::ZERO
+        );
         assert_eq!(t.checked_sub(Duration::from_nanos(5_000)), None);
         assert_eq!(MonoTime::MAX.checked_add(Duration::from_nanos(1)), None);
         assert_eq!(MonoTime::MAX.saturating_add(Duration::MAX), MonoTime::MAX);

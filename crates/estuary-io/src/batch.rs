@@ -231,7 +231,8 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<
         libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: family and length say the storage holds a sockaddr_in; the
             // storage is aligned for every sockaddr type.
-            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
                 u16::from_be(sin.sin_port),
@@ -338,12 +339,16 @@ impl Poller {
 
     /// Waits up to `timeout` (forever with `None`) and returns the tokens of ready
     /// sockets (empty on timeout or `EINTR`). Does not allocate.
-    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<impl Iterator<Item = u64> + '_> {
+    pub fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> io::Result<impl Iterator<Item = u64> + '_> {
         let ms = match timeout {
             None => -1,
             // Round up so a sub-millisecond timeout does not become a busy poll.
-            Some(t) => libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000))
-                .unwrap_or(libc::c_int::MAX),
+            Some(t) => {
+                libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+            }
         };
         // SAFETY: `events` is a live buffer of events.len() entries.
         let rc = unsafe {
@@ -396,14 +401,23 @@ mod tests {
 
         let mut poller = Poller::new(4).expect("epoll");
         poller.add(&rx, 7).expect("add");
-        assert_eq!(poller.wait(Some(Duration::from_millis(1))).expect("wait").count(), 0);
+        assert_eq!(
+            poller
+                .wait(Some(Duration::from_millis(1)))
+                .expect("wait")
+                .count(),
+            0
+        );
 
         let t0 = monotonic_now();
         for i in 0..5u8 {
             tx.send_to(&[i; 10], dest).expect("send");
         }
         tx.send_to(&[9u8; 100], dest).expect("send big");
-        let tokens: Vec<u64> = poller.wait(Some(Duration::from_secs(1))).expect("wait").collect();
+        let tokens: Vec<u64> = poller
+            .wait(Some(Duration::from_secs(1)))
+            .expect("wait")
+            .collect();
         assert_eq!(tokens, vec![7]);
         assert!(wait_readable(rx.as_raw_fd(), Duration::from_secs(1)).expect("poll"));
 

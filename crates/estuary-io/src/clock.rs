@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn sleep_until_past_returns_at_once() {
         let start = monotonic_now();
-        sleep_until(MonoTime::from_nanos(start.as_nanos().saturating_sub(1_000_000)));
+        sleep_until(MonoTime::from_nanos(
+            start.as_nanos().saturating_sub(1_000_000),
+        ));
         assert!(monotonic_now().as_nanos() - start.as_nanos() < 5_000_000);
     }
 

@@ -339,7 +339,8 @@ fn join_ssm_v6(
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
         // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-        let sin6 = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6) };
+        let sin6 =
+            unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6) };
         sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
         sin6.sin6_addr.s6_addr = addr.octets();
         ss
@@ -349,7 +350,12 @@ fn join_ssm_v6(
         gsr_group: storage(*group.ip()),
         gsr_source: storage(source),
     };
-    set_opt(socket, libc::IPPROTO_IPV6, libc::MCAST_JOIN_SOURCE_GROUP, &req)
+    set_opt(
+        socket,
+        libc::IPPROTO_IPV6,
+        libc::MCAST_JOIN_SOURCE_GROUP,
+        &req,
+    )
 }
 
 fn set_int_opt(

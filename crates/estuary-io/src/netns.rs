@@ -2,8 +2,9 @@
 //!
 //! Every integration test that touches the network first calls
 //! [`isolate_thread_network`]. It moves the *calling thread* into a fresh network
-//! namespace that contains only a loopback interface, brings `lo` up with multicast
-//! enabled and routes IPv4 (`224.0.0.0/4`) and IPv6 (`ff00::/8`) multicast through it.
+//! namespace, brings `lo` up with multicast enabled and routes IPv4 multicast
+//! (`224.0.0.0/4`) through it; IPv6 multicast (`ff00::/8`) goes through a veth pair
+//! `est0`/`est1`, since Linux does not loop IPv6 multicast back on `lo`.
 //! Inside, a test may use any multicast group, port or source address in
 //! `127.0.0.0/8` without seeing, or disturbing, the host network or other tests.
 //!
@@ -37,7 +38,11 @@ use std::process::{Command, Stdio};
 /// - `lo` is up with `MULTICAST` set, holding `127.0.0.1/8` and `::1`;
 /// - `224.0.0.0/4 dev lo` is in the main table, so IPv4 multicast sends without an
 ///   explicit interface leave through `lo` and are looped back;
-/// - `ff00::/8 dev lo` is in the main table, for the same reason for IPv6.
+/// - IPv6 multicast goes through a veth pair instead, because Linux does not loop
+///   IPv6 multicast back on `lo`: [`IPV6_TEST_INTERFACE`] (`est0`, address
+///   [`IPV6_TEST_ADDRESS`]) holds the `ff00::/8` route; its peer `est1` has IPv6 off.
+///   Name `est0` as the interface in IPv6 multicast tests. This part is best effort
+///   (logged, not an error) since IPv4 tests do not need it.
 ///
 /// Calling it twice on one thread creates a second namespace (the first one is
 /// dropped once nothing references it).
@@ -64,11 +69,50 @@ pub fn isolate_thread_network() -> io::Result<()> {
     ip(&["link", "set", "lo", "up"])?;
     ip(&["link", "set", "lo", "multicast", "on"])?;
     ip(&["route", "add", "224.0.0.0/4", "dev", "lo"])?;
-    // IPv6 may be disabled on the host (ipv6.disable=1); IPv4 tests still work, so an
-    // IPv6 failure is only logged. IPv6 tests will then fail at their own socket step.
-    if let Err(e) = ip(&["-6", "route", "add", "ff00::/8", "dev", "lo"]) {
-        tracing::warn!("IPv6 multicast route on lo not set: {e}");
+    // IPv6 multicast is not looped back on `lo` (verified on Linux 6.18: with
+    // `ff00::/8 dev lo` in the main or local table, as unicast or multicast route, sends
+    // succeed but nothing is delivered). A veth pair works: multicast sent on `est0`
+    // with IPV6_MULTICAST_LOOP is delivered locally. IPv6 stays off on the peer so
+    // `est0` is the only multicast route. Best effort: IPv4 tests need none of this.
+    if let Err(e) = ipv6_multicast_setup() {
+        tracing::warn!("IPv6 multicast test interface not set up: {e}");
     }
+    Ok(())
+}
+
+/// Name of the interface carrying IPv6 multicast inside an isolated namespace.
+pub const IPV6_TEST_INTERFACE: &str = "est0";
+
+/// Unicast address of [`IPV6_TEST_INTERFACE`] (ULA, no duplicate address detection).
+pub const IPV6_TEST_ADDRESS: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfd00, 0x0e57, 0, 0, 0, 0, 0, 1);
+
+fn ipv6_multicast_setup() -> io::Result<()> {
+    ip(&[
+        "link",
+        "add",
+        IPV6_TEST_INTERFACE,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "est1",
+    ])?;
+    ip(&["link", "set", "est1", "up"])?;
+    // /proc/sys/net is per network namespace (of the writing thread).
+    std::fs::write("/proc/sys/net/ipv6/conf/est1/disable_ipv6", "1")?;
+    ip(&["link", "set", IPV6_TEST_INTERFACE, "up"])?;
+    let addr = format!("{IPV6_TEST_ADDRESS}/64");
+    ip(&[
+        "-6",
+        "addr",
+        "add",
+        &addr,
+        "dev",
+        IPV6_TEST_INTERFACE,
+        "nodad",
+    ])?;
+    ip(&["-6", "route", "add", "ff00::/8", "dev", IPV6_TEST_INTERFACE])?;
     Ok(())
 }
 
@@ -82,10 +126,7 @@ fn ip(args: &[&str]) -> io::Result<()> {
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot run `ip` (install iproute2): {e}"),
-            )
+            io::Error::new(e.kind(), format!("cannot run `ip` (install iproute2): {e}"))
         })?;
     if out.status.success() {
         Ok(())

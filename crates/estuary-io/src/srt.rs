@@ -45,6 +45,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 const POLL_TICK: Duration = Duration::from_millis(20);
 /// How often the connection thread checks a connected peer and refreshes the statistics.
 const CONNECTED_TICK: Duration = Duration::from_millis(100);
+/// A listener's peer that has sent no ACK for this long gives way to a new caller. A live
+/// receiver ACKs every 10 ms while data flows; while nothing is sent, ACKs may stop too, and
+/// replacing the peer then costs nothing.
+const SILENT_PEER: Duration = Duration::from_millis(1500);
 
 /// How the SRT connection is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +114,10 @@ impl SrtConfig {
                 ));
             }
             if passphrase.contains('\0') {
-                return Err(SrtError::invalid("passphrase", "must not contain NUL".into()));
+                return Err(SrtError::invalid(
+                    "passphrase",
+                    "must not contain NUL".into(),
+                ));
             }
         }
         if let Some(key_length) = self.key_length {
@@ -306,7 +313,9 @@ impl SrtSender {
             shared.dropped_error.fetch_add(1, Ordering::Relaxed);
         } else {
             shared.messages_sent.fetch_add(1, Ordering::Relaxed);
-            shared.bytes_sent.fetch_add(message.len() as u64, Ordering::Relaxed);
+            shared
+                .bytes_sent
+                .fetch_add(message.len() as u64, Ordering::Relaxed);
         }
     }
 
@@ -347,10 +356,12 @@ impl SrtSender {
             // The thread also stops when the channel disconnects, so the result is irrelevant.
             let _ = stop_tx.send(());
         }
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("SRT connection thread panicked");
-            }
+        let panicked = self
+            .thread
+            .take()
+            .is_some_and(|thread| thread.join().is_err());
+        if panicked {
+            tracing::error!("SRT connection thread panicked");
         }
     }
 }
@@ -606,8 +617,7 @@ impl Connection {
             return End::Failed(format!("cannot listen on {bind}: {}", last_error()));
         }
         tracing::info!(%bind, "SRT listener waiting for a caller");
-        let mut peer: Option<(Socket, SocketAddr)> = None;
-        let mut last_stats = Instant::now();
+        let mut peer: Option<Peer> = None;
         loop {
             let tick = if peer.is_some() {
                 CONNECTED_TICK
@@ -615,52 +625,75 @@ impl Connection {
                 POLL_TICK
             };
             if self.wait(tick) {
-                if let Some((socket, _)) = &peer {
-                    self.disconnected(socket);
+                if let Some(current) = &peer {
+                    self.disconnected(&current.socket);
                 }
                 return End::Stopped;
             }
-            if let Some((socket, addr)) = &peer {
-                let state = socket.state();
-                if state != ffi::SRTS_CONNECTED {
-                    let reason = format!("peer {addr} went away ({})", state_name(state));
-                    tracing::info!(%reason, "SRT listener waiting for a new caller");
-                    self.disconnected(socket);
+            if let Some(current) = &mut peer {
+                let state = current.socket.state();
+                if state == ffi::SRTS_CONNECTED {
+                    let acks = self
+                        .refresh_stats(&current.socket)
+                        .map_or(current.acks, |stats| stats.pktRecvACKTotal);
+                    if acks != current.acks {
+                        current.acks = acks;
+                        current.last_ack = Instant::now();
+                    }
+                } else {
+                    let reason = format!("peer {} went away ({})", current.addr, state_name(state));
+                    self.peer_gone(&current.socket, reason);
                     peer = None;
-                    let mut info = self.shared.info();
-                    info.state = SrtState::Listening;
-                    info.last_error = Some(reason);
-                } else if last_stats.elapsed() >= CONNECTED_TICK {
-                    self.refresh_stats(socket);
-                    last_stats = Instant::now();
                 }
             }
-            match listener.accept() {
-                Ok(None) => {}
-                Ok(Some((socket, addr))) => {
-                    if let Some((_, current)) = &peer {
-                        // One peer at a time: a second caller is turned away while the first
-                        // is alive; it will get through once the first one is gone.
-                        tracing::info!(%addr, %current, "SRT listener refused a second caller");
-                        drop(socket);
-                        continue;
-                    }
-                    if let Err(reason) = socket.set_bool(ffi::SRTO_SNDSYN, false, "SRTO_SNDSYN")
-                    {
-                        tracing::warn!(%addr, %reason, "SRT listener dropped a caller");
-                        continue;
-                    }
-                    self.connected(&socket, addr);
-                    peer = Some((socket, addr));
-                }
+            let (socket, addr) = match listener.accept() {
+                Ok(None) => continue,
+                Ok(Some(accepted)) => accepted,
                 Err(reason) => {
-                    if let Some((socket, _)) = &peer {
-                        self.disconnected(socket);
+                    if let Some(current) = &peer {
+                        self.disconnected(&current.socket);
                     }
                     return End::Failed(format!("listener on {bind} failed: {reason}"));
                 }
+            };
+            if let Some(current) = &peer {
+                // One peer at a time. A peer that has acknowledged nothing for a while is
+                // probably dead (a hard-killed receiver looks connected until the 5 s peer idle
+                // timeout) and makes way for the newcomer, so a restarted receiver gets the
+                // stream at once; a live peer keeps it, so two receivers cannot flap.
+                if current.last_ack.elapsed() < SILENT_PEER {
+                    tracing::info!(%addr, current = %current.addr, "SRT listener refused a second caller");
+                    continue;
+                }
+                let reason = format!(
+                    "peer {} replaced by {addr} (no ACK for {:?})",
+                    current.addr,
+                    current.last_ack.elapsed()
+                );
+                self.peer_gone(&current.socket, reason);
+                peer = None;
             }
+            if let Err(reason) = socket.set_bool(ffi::SRTO_SNDSYN, false, "SRTO_SNDSYN") {
+                tracing::warn!(%addr, %reason, "SRT listener dropped a caller");
+                continue;
+            }
+            self.connected(&socket, addr);
+            peer = Some(Peer {
+                socket,
+                addr,
+                acks: 0,
+                last_ack: Instant::now(),
+            });
         }
+    }
+
+    /// Listener: the current peer is gone; back to listening.
+    fn peer_gone(&mut self, socket: &Socket, reason: String) {
+        tracing::info!(%reason, "SRT listener waiting for a new caller");
+        self.disconnected(socket);
+        let mut info = self.shared.info();
+        info.state = SrtState::Listening;
+        info.last_error = Some(reason);
     }
 
     /// Publishes a freshly connected socket to `send`.
@@ -691,10 +724,8 @@ impl Connection {
             .store(0.0_f64.to_bits(), Ordering::Relaxed);
     }
 
-    fn refresh_stats(&mut self, socket: &Socket) {
-        let Some(stats) = socket.stats() else {
-            return;
-        };
+    fn refresh_stats(&mut self, socket: &Socket) -> Option<ffi::SrtTraceBStats> {
+        let stats = socket.stats()?;
         self.current = Totals::of(&stats);
         let total = self.base.plus(self.current);
         let shared = &*self.shared;
@@ -711,7 +742,18 @@ impl Connection {
         shared
             .send_rate_bits
             .store(stats.mbpsSendRate.to_bits(), Ordering::Relaxed);
+        Some(stats)
     }
+}
+
+/// The listener's current peer.
+#[derive(Debug)]
+struct Peer {
+    socket: Socket,
+    addr: SocketAddr,
+    /// `pktRecvACKTotal` at the last look, and when it last changed.
+    acks: c_int,
+    last_ack: Instant,
 }
 
 /// An owned libsrt socket id, closed on drop.
@@ -743,15 +785,19 @@ impl Socket {
         if let Some(key_length) = config.key_length {
             socket.set_int(ffi::SRTO_PBKEYLEN, c_int::from(key_length), "SRTO_PBKEYLEN")?;
         }
-        if caller {
-            if let Some(stream_id) = &config.stream_id {
-                socket.set_str(ffi::SRTO_STREAMID, stream_id, "SRTO_STREAMID")?;
-            }
+        if let Some(stream_id) = config.stream_id.as_ref().filter(|_| caller) {
+            socket.set_str(ffi::SRTO_STREAMID, stream_id, "SRTO_STREAMID")?;
         }
         Ok(socket)
     }
 
-    fn set_raw(&self, opt: c_int, value: *const c_void, len: usize, name: &str) -> Result<(), String> {
+    fn set_raw(
+        &self,
+        opt: c_int,
+        value: *const c_void,
+        len: usize,
+        name: &str,
+    ) -> Result<(), String> {
         let len = c_int::try_from(len).map_err(|_| format!("{name}: value too long"))?;
         // SAFETY: `value` points to `len` readable bytes of the type libsrt expects for `opt`
         // (see the typed wrappers); libsrt copies the value before returning.

@@ -275,8 +275,8 @@ impl Stream {
     /// Builds and sends the next packet. Returns whether the send succeeded.
     fn send_next(&mut self) -> io::Result<()> {
         self.generator.fill(&mut self.samples);
-        let len = encode_into(self.format, &self.samples, &mut self.payload)
-            .map_err(io::Error::other)?;
+        let len =
+            encode_into(self.format, &self.samples, &mut self.payload).map_err(io::Error::other)?;
         let builder = RtpPacketBuilder {
             marker: self.k == 0,
             payload_type: self.payload_type,
@@ -394,11 +394,7 @@ fn run(mut streams: Vec<Stream>, stop: &AtomicBool, counters: &Counters) {
     let mut logged_error = false;
     while !stop.load(Ordering::Relaxed) {
         // Next deadline over all streams (a linear scan: 128 streams cost ~100 ns).
-        let next = streams
-            .iter()
-            .map(|s| s.offset_ns(s.k))
-            .min()
-            .unwrap_or(0);
+        let next = streams.iter().map(|s| s.offset_ns(s.k)).min().unwrap_or(0);
         sleep_until(MonoTime::from_nanos(start.saturating_add(next)));
         if stop.load(Ordering::Relaxed) {
             break;

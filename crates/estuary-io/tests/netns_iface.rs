@@ -7,7 +7,7 @@ use estuary_io::batch::{BatchReceiver, wait_readable};
 use estuary_io::mcast::{
     InterfaceError, list_interfaces, open_receive_socket, open_send_socket, resolve_interface,
 };
-use estuary_io::netns::isolate_thread_network;
+use estuary_io::netns::{IPV6_TEST_ADDRESS, IPV6_TEST_INTERFACE, isolate_thread_network};
 use std::os::fd::AsRawFd;
 
 fn isolate() {
@@ -19,11 +19,18 @@ fn namespace_has_only_multicast_loopback() {
     isolate();
     let ifaces = list_interfaces().expect("getifaddrs");
     let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["lo"], "a fresh namespace holds only lo");
+    assert_eq!(
+        names,
+        ["lo", "est1", IPV6_TEST_INTERFACE],
+        "a fresh namespace holds only lo and the IPv6 veth pair"
+    );
     let lo = &ifaces[0];
     assert!(lo.up && lo.multicast, "{lo:?}");
     assert_eq!(lo.ipv4, Some(Ipv4Addr::LOCALHOST));
     assert!(lo.ipv6.contains(&Ipv6Addr::LOCALHOST), "{lo:?}");
+    let est0 = resolve_interface(&IPV6_TEST_ADDRESS.to_string()).expect("est0 by address");
+    assert_eq!(est0.name, IPV6_TEST_INTERFACE);
+    assert!(est0.up && est0.multicast && est0.ipv4.is_none(), "{est0:?}");
 }
 
 #[test]
@@ -45,22 +52,24 @@ fn unknown_interface_error_lists_available() {
     assert!(matches!(err, InterfaceError::NotFound { .. }));
     assert!(msg.contains("\"nope0\""), "{msg}");
     assert!(msg.contains("lo (127.0.0.1, ::1)"), "{msg}");
+    assert!(msg.contains("est0 (fd00:e57::1"), "{msg}");
     let err = resolve_interface("10.9.9.9").expect_err("no such address");
     assert!(err.to_string().contains("lo"), "{err}");
 }
 
-/// Both multicast routes work: a group joined on lo hears a sender on lo, IPv4 and IPv6.
+/// Both multicast set-ups work: IPv4 on lo, IPv6 on est0; each with the interface
+/// given and relying on the namespace's routes.
 #[test]
 fn multicast_loops_back_v4_and_v6() {
     isolate();
     let lo = resolve_interface("lo").expect("lo");
-    for group in [
-        IpAddr::V4(Ipv4Addr::new(239, 69, 9, 9)),
-        IpAddr::V6("ff15::6969".parse().expect("v6 group")),
+    let est0 = resolve_interface(IPV6_TEST_INTERFACE).expect("est0");
+    for (group, iface) in [
+        (IpAddr::V4(Ipv4Addr::new(239, 69, 9, 9)), &lo),
+        (IpAddr::V6("ff15::6969".parse().expect("v6 group")), &est0),
     ] {
         let dest = SocketAddr::new(group, 5010);
-        // Once with the interface given, once relying on the namespace's routes.
-        for iface in [Some(&lo), None] {
+        for iface in [Some(iface), None] {
             let rx = open_receive_socket(dest, None, iface).expect("receive socket");
             let tx = open_send_socket(dest, iface, 1, 34).expect("send socket");
             tx.send(b"hello").expect("send");

@@ -45,7 +45,8 @@ impl Decoder {
     fn new(channels: usize) -> Self {
         let mut error: c_int = 0;
         // SAFETY: valid rate and channel count; `error` is a valid out pointer.
-        let raw = unsafe { decoder::opus_decoder_create(RATE as i32, channels as c_int, &mut error) };
+        let raw =
+            unsafe { decoder::opus_decoder_create(RATE as i32, channels as c_int, &mut error) };
         let state = NonNull::new(raw).unwrap_or_else(|| panic!("opus_decoder_create: {error}"));
         Self { state, channels }
     }
@@ -84,7 +85,8 @@ fn sine(channels: usize, frames: usize, frame_samples: usize) -> Vec<Vec<i32>> {
             (0..frame_samples)
                 .flat_map(|i| {
                     let n = (f * frame_samples + i) as f64;
-                    let x = AMPLITUDE * (2.0 * std::f64::consts::PI * TONE_HZ * n / RATE as f64).sin();
+                    let x =
+                        AMPLITUDE * (2.0 * std::f64::consts::PI * TONE_HZ * n / RATE as f64).sin();
                     std::iter::repeat_n((x * 2_147_483_648.0) as i32, channels)
                 })
                 .collect()
@@ -101,7 +103,11 @@ fn frequency(signal: &[f32]) -> f64 {
             crossings.push(i as f64 + a / (a - b));
         }
     }
-    assert!(crossings.len() > 10, "too few zero crossings: {}", crossings.len());
+    assert!(
+        crossings.len() > 10,
+        "too few zero crossings: {}",
+        crossings.len()
+    );
     let first = crossings[0];
     let last = crossings[crossings.len() - 1];
     (crossings.len() - 1) as f64 * RATE as f64 / (last - first)

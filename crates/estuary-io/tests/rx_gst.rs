@@ -27,7 +27,10 @@ fn receives_gstreamer_l24_stream() {
     let lo = resolve_interface("lo").expect("lo");
     let group: SocketAddr = "239.69.1.1:5004".parse().expect("group");
     let rx = open_receive_socket(group, None, Some(&lo)).expect("receive socket");
-    println!("receive buffer: {} bytes", receive_buffer_size(&rx).expect("rcvbuf"));
+    println!(
+        "receive buffer: {} bytes",
+        receive_buffer_size(&rx).expect("rcvbuf")
+    );
 
     let t_start = monotonic_now();
     // is-live paces audiotestsrc at real time, so packets arrive 1 ms apart.
@@ -115,8 +118,18 @@ fn receives_gstreamer_l24_stream() {
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0].wrapping_add(1), "sequence gap or reorder");
     }
-    assert!(arrivals.windows(2).all(|w| w[1] >= w[0]), "arrival went backwards");
-    assert!(arrivals.iter().all(|&a| a >= t_start.as_nanos() && a <= t_end.as_nanos()));
+    assert!(
+        arrivals.windows(2).all(|w| w[1] >= w[0]),
+        "arrival went backwards"
+    );
+    assert!(
+        arrivals
+            .iter()
+            .all(|&a| a >= t_start.as_nanos() && a <= t_end.as_nanos())
+    );
     // Live source: 200 ms of audio takes about 200 ms to arrive.
-    assert!((150.0..400.0).contains(&span_ms), "arrival span {span_ms} ms");
+    assert!(
+        (150.0..400.0).contains(&span_ms),
+        "arrival span {span_ms} ms"
+    );
 }

@@ -56,7 +56,10 @@ fn ssm_join_hears_only_its_source() {
     println!("SSM(b): {got_b:?}  SSM(a): {got_a:?}  ASM: {got_any:?}");
     assert_eq!(got_b, BTreeMap::from([(IpAddr::V4(b), 20)]));
     assert_eq!(got_a, BTreeMap::from([(IpAddr::V4(a), 20)]));
-    assert_eq!(got_any, BTreeMap::from([(IpAddr::V4(a), 20), (IpAddr::V4(b), 20)]));
+    assert_eq!(
+        got_any,
+        BTreeMap::from([(IpAddr::V4(a), 20), (IpAddr::V4(b), 20)])
+    );
 }
 
 #[test]
@@ -77,4 +80,50 @@ fn other_groups_on_same_port_do_not_leak_in() {
     let n1: usize = drain(&rx1, quiet).values().sum();
     let n2: usize = drain(&rx2, quiet).values().sum();
     assert_eq!((n1, n2), (10, 7));
+}
+
+#[test]
+fn ssm_join_v6_hears_only_its_source() {
+    use estuary_io::netns::{IPV6_TEST_ADDRESS, IPV6_TEST_INTERFACE};
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    isolate();
+    let est0 = resolve_interface(IPV6_TEST_INTERFACE).expect("est0");
+    let a = IPV6_TEST_ADDRESS;
+    let b = Ipv6Addr::new(0xfd00, 0x0e57, 0, 0, 0, 0, 0, 2);
+    let status = std::process::Command::new("ip")
+        .args([
+            "-6",
+            "addr",
+            "add",
+            &format!("{b}/64"),
+            "dev",
+            IPV6_TEST_INTERFACE,
+            "nodad",
+        ])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let group = SocketAddr::from(("ff35::6902".parse::<Ipv6Addr>().expect("group"), 5006));
+    let ssm_b = open_receive_socket(group, Some(IpAddr::V6(b)), Some(&est0)).expect("SSM join");
+    let asm = open_receive_socket(group, None, Some(&est0)).expect("ASM join");
+    let send_from = |src: Ipv6Addr| {
+        let s = UdpSocket::bind(SocketAddrV6::new(src, 0, 0, 0)).expect("bind sender");
+        socket2::SockRef::from(&s)
+            .set_multicast_if_v6(est0.index)
+            .expect("multicast if");
+        for i in 0..20u8 {
+            s.send_to(&[i], group).expect("send");
+        }
+    };
+    send_from(a);
+    send_from(b);
+    let quiet = Duration::from_millis(200);
+    let got_b = drain(&ssm_b, quiet);
+    let got_any = drain(&asm, quiet);
+    println!("SSM(b): {got_b:?}  ASM: {got_any:?}");
+    assert_eq!(got_b, BTreeMap::from([(IpAddr::V6(b), 20)]));
+    assert_eq!(
+        got_any,
+        BTreeMap::from([(IpAddr::V6(a), 20), (IpAddr::V6(b), 20)])
+    );
 }

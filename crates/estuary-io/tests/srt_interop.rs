@@ -104,10 +104,19 @@ fn expected(run: u8) -> Vec<u8> {
     (0..MESSAGES).flat_map(|i| message(run, i)).collect()
 }
 
-/// Sends the numbered run, paced at 1 message per ms (about 10 Mb/s).
+/// Filler after a run: srt-live-transmit writes `file://con` through a 64 KiB stdio buffer, so
+/// the tail of a run only reaches the file once more data follows.
+const FILLER_MESSAGES: u32 = 64;
+
+/// Sends the numbered run, then the filler, paced at 1 message per ms (about 10 Mb/s).
 fn send_run(sender: &SrtSender, run: u8) {
     for index in 0..MESSAGES {
         sender.send(&message(run, index));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let filler = [0xff_u8; MAX_MESSAGE_SIZE];
+    for _ in 0..FILLER_MESSAGES {
+        sender.send(&filler);
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -120,9 +129,12 @@ fn read_when(out: &Path, len: usize) -> Result<Vec<u8>, std::io::Error> {
     std::fs::read(out)
 }
 
-/// Describes the first difference, for a readable failure.
+/// Checks that `received` starts with `expected` (the filler may follow); describes the first
+/// difference for a readable failure.
 fn check_same(received: &[u8], expected: &[u8], peer: &ChildGuard) -> TestResult {
-    if received == expected {
+    if received.get(..expected.len()) == Some(expected)
+        && received[expected.len()..].iter().all(|&b| b == 0xff)
+    {
         return Ok(());
     }
     let first = received
@@ -192,8 +204,9 @@ fn srt_caller_to_srt_live_transmit_listener() -> TestResult {
     // Statistics are refreshed every 100 ms by the connection thread.
     std::thread::sleep(Duration::from_millis(300));
     let status = sender.status();
-    assert_eq!(status.messages_sent, u64::from(MESSAGES));
-    assert_eq!(status.bytes_sent, expected.len() as u64);
+    let sent = MESSAGES + FILLER_MESSAGES;
+    assert_eq!(status.messages_sent, u64::from(sent));
+    assert_eq!(status.bytes_sent, u64::from(sent) * MAX_MESSAGE_SIZE as u64);
     assert_eq!(status.messages_dropped_not_connected, 0);
     assert_eq!(status.messages_dropped_send_error, 0);
     assert!(
@@ -268,7 +281,8 @@ fn srt_wrong_passphrase_is_reported_and_retried() -> TestResult {
     );
     // It keeps trying (backoff starts at 250 ms).
     assert!(
-        wait_for(Duration::from_secs(5), || sender.status().connect_failures >= 2),
+        wait_for(Duration::from_secs(5), || sender.status().connect_failures
+            >= 2),
         "no retry: {:?}",
         sender.status()
     );
@@ -338,15 +352,80 @@ fn srt_caller_reconnects_after_peer_restart() -> TestResult {
     Ok(())
 }
 
+/// (b'): Estuary's listener: the receiving caller is hard-killed and restarted; the new caller
+/// replaces the silent one without waiting for the peer idle timeout, and receives a full run.
+#[test]
+fn srt_listener_new_caller_replaces_dead_one() -> TestResult {
+    if !have_srt_live_transmit() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let sender = SrtSender::start(SrtConfig::listener(localhost(port)))?;
+    assert!(wait_for(Duration::from_secs(2), || {
+        sender.status().state == SrtState::Listening
+    }));
+    let url = format!("srt://127.0.0.1:{port}?mode=caller");
+    let first_out = dir.path().join("first.bin");
+    let mut first = srt_live_transmit(&url, &first_out)?;
+    wait_connected(&sender, Duration::from_secs(10))?;
+    send_run(&sender, 6);
+    let expected_first = expected(6);
+    check_same(
+        &read_when(&first_out, expected_first.len())?,
+        &expected_first,
+        &first,
+    )?;
+
+    first.kill();
+    // Longer than the silence after which a peer may be replaced, far below the idle timeout.
+    std::thread::sleep(Duration::from_millis(1700));
+    let second_out = dir.path().join("second.bin");
+    let second = srt_live_transmit(&url, &second_out)?;
+    let replaced = wait_for(Duration::from_secs(3), || {
+        sender.status().reconnects >= 1 && sender.is_connected()
+    });
+    let status = sender.status();
+    assert!(replaced, "not replaced: {status:?}; {}", second.stderr());
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("replaced by")),
+        "{status:?}"
+    );
+    send_run(&sender, 7);
+    let expected_second = expected(7);
+    check_same(
+        &read_when(&second_out, expected_second.len())?,
+        &expected_second,
+        &second,
+    )?;
+    Ok(())
+}
+
+/// An oversized message is refused and counted, never truncated.
+#[test]
+fn srt_oversized_message_is_counted() -> TestResult {
+    let port = free_port()?;
+    let sender = SrtSender::start(SrtConfig::listener(localhost(port)))?;
+    sender.send(&[0u8; MAX_MESSAGE_SIZE + 1]);
+    let status = sender.status();
+    assert_eq!(status.messages_dropped_send_error, 1);
+    assert_eq!(status.messages_sent, 0);
+    Ok(())
+}
+
 /// A listener whose port is taken reports the bind failure and retries instead of failing.
 #[test]
 fn srt_listener_port_in_use_backs_off() -> TestResult {
     let busy = UdpSocket::bind("127.0.0.1:0")?;
     let port = busy.local_addr()?.port();
     let sender = SrtSender::start(SrtConfig::listener(localhost(port)))?;
-    let status_ok = wait_for(Duration::from_secs(3), || {
-        matches!(sender.status().state, SrtState::Backoff { ref reason } if reason.contains("bind"))
-    });
+    let status_ok = wait_for(
+        Duration::from_secs(3),
+        || matches!(sender.status().state, SrtState::Backoff { ref reason } if reason.contains("bind")),
+    );
     assert!(status_ok, "{:?}", sender.status());
     Ok(())
 }

@@ -9,6 +9,9 @@
 //! The decode and encode loops walk `chunks_exact` pairs, so after the length checks at the
 //! top no access can go out of bounds, and nothing allocates.
 
+// `usize::is_multiple_of` needs Rust 1.87; the workspace declares rust-version 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
 /// Sample format of an RTP audio payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SampleFormat {
@@ -123,12 +126,10 @@ pub fn decode_into(
     }
     let samples = payload.len() / bps;
     let available = out.len();
-    let out = out
-        .get_mut(..samples)
-        .ok_or(PayloadError::OutputTooSmall {
-            needed: samples,
-            available,
-        })?;
+    let out = out.get_mut(..samples).ok_or(PayloadError::OutputTooSmall {
+        needed: samples,
+        available,
+    })?;
     match format {
         SampleFormat::L16 => {
             for (o, c) in out.iter_mut().zip(payload.chunks_exact(2)) {
@@ -257,7 +258,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(SampleFormat::from_encoding_name("l24"), Some(SampleFormat::L24));
+        assert_eq!(
+            SampleFormat::from_encoding_name("l24"),
+            Some(SampleFormat::L24)
+        );
         assert_eq!(
             SampleFormat::from_encoding_name("Am824"),
             Some(SampleFormat::Am824)
@@ -322,7 +326,10 @@ mod tests {
     fn am824_block_flags() {
         let mut out = [0u8; 16];
         // 2 frames of stereo starting at frame 191: frame 192 starts a block.
-        assert_eq!(encode_am824_into(2, 191, &[1 << 8, 2 << 8, 3 << 8, 4 << 8], &mut out), Ok(16));
+        assert_eq!(
+            encode_am824_into(2, 191, &[1 << 8, 2 << 8, 3 << 8, 4 << 8], &mut out),
+            Ok(16)
+        );
         assert_eq!(out[0], am824_flags::F);
         assert_eq!(out[4], 0);
         assert_eq!(out[8], am824_flags::B | am824_flags::F);

@@ -135,7 +135,9 @@ impl<'a> RtpPacket<'a> {
             let profile = be_u16(data, offset).ok_or(truncated(ext_header_end))?;
             let words = be_u16(data, offset + 2).ok_or(truncated(ext_header_end))?;
             let ext_end = ext_header_end + 4 * usize::from(words);
-            let ext = data.get(ext_header_end..ext_end).ok_or(truncated(ext_end))?;
+            let ext = data
+                .get(ext_header_end..ext_end)
+                .ok_or(truncated(ext_end))?;
             offset = ext_end;
             Some((profile, ext))
         } else {
@@ -365,8 +367,8 @@ mod tests {
     /// Hand-built per RFC 3550 §5.1: V=2, P=0, X=0, CC=0, M=1, PT=97, seq 0x1234,
     /// ts 0xdeadbeef, SSRC 0x01020304, 6 payload bytes (1 frame of L24 stereo).
     const SIMPLE: [u8; 18] = [
-        0x80, 0xe1, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x7f, 0xff,
-        0xff, 0x80, 0x00, 0x00,
+        0x80, 0xe1, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x7f, 0xff, 0xff,
+        0x80, 0x00, 0x00,
     ];
 
     /// V=2, P=1, X=1, CC=2, M=0, PT=96; 2 CSRCs; extension profile 0xBEDE with 1 word;

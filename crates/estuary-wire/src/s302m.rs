@@ -152,9 +152,13 @@ pub fn packed_len(format: S302mFormat, frames: usize) -> usize {
 /// Packs interleaved MSB-aligned samples into one 302M access unit in `out`.
 ///
 /// Returns the bytes written ([`packed_len`]). V, U and C bits are zero; the F bit (start of
-/// an AES3 block) is set on frame 0, as if the unit started a 192-frame block. Use
+/// an AES3 block) is set in the first subframe of each pair on frame 0, as if the unit started a 192-frame block. Use
 /// [`pack_into_at`] to keep the block phase across units.
-pub fn pack_into(format: S302mFormat, samples: &[i32], out: &mut [u8]) -> Result<usize, S302mError> {
+pub fn pack_into(
+    format: S302mFormat,
+    samples: &[i32],
+    out: &mut [u8],
+) -> Result<usize, S302mError> {
     pack_into_at(format, 0, samples, out)
 }
 
@@ -168,7 +172,7 @@ pub fn pack_into_at(
 ) -> Result<usize, S302mError> {
     format.validate()?;
     let channels = usize::from(format.channels);
-    if samples.len() % channels != 0 {
+    if samples.len().checked_rem(channels) != Some(0) {
         return Err(S302mError::PartialFrame {
             samples: samples.len(),
             channels: format.channels,
@@ -211,7 +215,9 @@ pub fn pack_into_at(
             let s0 = u64::from((a as u32) >> (32 - n));
             let s1 = u64::from((b as u32) >> (32 - n));
             // `w` holds the pair in transmission order, bit 0 first.
-            let w = s0 | (vucf << n) | (s1 << (n + 4)) | (vucf << (2 * n + 4));
+            // F goes on the first subframe only: an AES3 block starts at channel A (the Z
+            // preamble), as FFmpeg's encoder writes it.
+            let w = s0 | (vucf << n) | (s1 << (n + 4));
             // Bytes are filled MSB first: reverse the word, emit big-endian.
             let r = w.reverse_bits() >> (64 - pair_bits);
             let bytes = r.to_be_bytes();
@@ -237,7 +243,7 @@ pub fn unpack_into(bytes: &[u8], out: &mut Vec<i32>) -> Result<S302mFormat, S302
         });
     }
     let frame_len = format.frame_len();
-    if payload.len() % frame_len != 0 {
+    if payload.len().checked_rem(frame_len) != Some(0) {
         return Err(S302mError::PartialPayload {
             len: payload.len(),
             frame_len,
@@ -321,8 +327,8 @@ mod tests {
     fn f_bit_marks_block_start() {
         let mut out = [0u8; 11];
         pack_into(fmt(2, 24), &[0, 0], &mut out).expect("pack");
-        // F of subframe 0 is wire bit 27 (0x10 in byte 3); of subframe 1, bit 55 (0x01 in byte 6).
-        assert_eq!(&out[4..], &[0, 0, 0, 0x10, 0, 0, 0x01]);
+        // F of subframe 0 is wire bit 27 (0x10 in byte 3); subframe 1 carries none.
+        assert_eq!(&out[4..], &[0, 0, 0, 0x10, 0, 0, 0]);
     }
 
     #[test]
@@ -350,10 +356,7 @@ mod tests {
             pack_into(fmt(2, 24), &big, &mut big_out),
             Err(S302mError::TooLarge { .. })
         ));
-        assert!(matches!(
-            unpack(&[0, 1]),
-            Err(S302mError::Truncated { .. })
-        ));
+        assert!(matches!(unpack(&[0, 1]), Err(S302mError::Truncated { .. })));
         assert!(matches!(
             unpack(&[0, 7, 0, 0x20, 1, 2]),
             Err(S302mError::LengthMismatch { .. })

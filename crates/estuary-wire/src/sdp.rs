@@ -299,11 +299,14 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
     let origin = if lines.has_session_line('o') {
         let o = &session.origin;
         let line = lines.line_of(0, "o=");
-        let session_id = o.sess_id.parse::<u64>().map_err(|_| SdpError::InvalidField {
-            line,
-            field: "o= sess-id",
-            value: o.sess_id.clone(),
-        })?;
+        let session_id = o
+            .sess_id
+            .parse::<u64>()
+            .map_err(|_| SdpError::InvalidField {
+                line,
+                field: "o= sess-id",
+                value: o.sess_id.clone(),
+            })?;
         // RFC 8866 §5.2 allows a host name here, but a name whose last label is numeric
         // is a mangled IPv4 address (e.g. the anonymised "10.xx.xxx.236").
         let addr = &o.unicast_address;
@@ -379,7 +382,10 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
         else {
             warnings.push(SdpWarning::SkippedMedia {
                 line: m_line,
-                reason: format!("no L16/L24/L32/AM824 encoding among formats {:?}", media.fmt),
+                reason: format!(
+                    "no L16/L24/L32/AM824 encoding among formats {:?}",
+                    media.fmt
+                ),
             });
             continue;
         };
@@ -409,7 +415,9 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
             maxptime_ms: attrs.millis("maxptime", &mut warnings),
             framecount: attrs.framecount(&mut warnings),
             media_clock_offset: attrs.mediaclk(&mut warnings).or(session_mediaclk),
-            ts_refclk: attrs.refclk(&mut warnings).or_else(|| session_refclk.clone()),
+            ts_refclk: attrs
+                .refclk(&mut warnings)
+                .or_else(|| session_refclk.clone()),
             info: media
                 .media_title
                 .clone()
@@ -868,7 +876,8 @@ mod tests {
 
     #[test]
     fn tolerant_fixes_and_line_numbers() {
-        let text = "v=0\n  o=- 1 1 IN IP4 10.0.0.1 \n\ns=\nc=IN IP4 10.xx.0.1\nm=audio 5004 RTP/AVP 96";
+        let text =
+            "v=0\n  o=- 1 1 IN IP4 10.0.0.1 \n\ns=\nc=IN IP4 10.xx.0.1\nm=audio 5004 RTP/AVP 96";
         match parse(text) {
             Err(SdpError::InvalidField { line: 5, field, .. }) => {
                 assert_eq!(field, "c= connection-address");

@@ -40,7 +40,11 @@ fn mux_all(stream: TsAudio, start: u64, step: u64, units: &[Vec<u8>]) -> Vec<u8>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn demuxer_never_panics_on_random_bytes(

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use estuary_io::tx::{self, ToneConfig};
-use estuary_wire::payload::SampleFormat;
-use estuary_wire::sdp;
+use estuary_io::tx::{ToneConfig, ToneSender};
 
 use crate::config;
+use crate::send;
 use crate::pipeline::Running;
 use crate::shutdown::Stop;
 
@@ -73,23 +72,15 @@ fn destination(args: &IngestArgs, i: usize) -> SocketAddr {
 }
 
 fn stream_sdp(args: &IngestArgs, i: usize) -> String {
-    let dest = destination(args, i);
-    sdp::write_aes67_sdp(&sdp::SenderSdp {
-        session_id: i as u64 + 1,
-        session_version: 1,
-        origin_address: dest.ip(),
-        name: format!("bench {i}"),
-        destination: dest.ip(),
-        port: dest.port(),
-        ttl: None,
-        payload_type: PAYLOAD_TYPE,
-        format: SampleFormat::L24,
-        sample_rate: 48_000,
+    let spec = send::ToneSpec {
+        destination: destination(args, i),
         channels: args.channels,
         frames_per_packet: FRAMES_PER_PACKET,
-        media_clock_offset: 0,
-        ref_clock: None,
-    })
+        payload_type: PAYLOAD_TYPE,
+        name: format!("bench {i}"),
+        ..send::ToneSpec::default()
+    };
+    send::describe(&spec, spec.destination.ip(), i as u64 + 1, 0)
 }
 
 /// One receiver's figures.
@@ -110,22 +101,16 @@ impl Measured {
 fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     let configs = (0..args.streams)
         .map(|i| ToneConfig {
-            dest: destination(args, i),
-            iface: None,
             ttl: 1,
-            dscp: 34,
-            format: SampleFormat::L24,
             channels: args.channels,
-            sample_rate: 48_000,
             frames_per_packet: FRAMES_PER_PACKET,
             frequency_hz: 997.0,
             level_dbfs: -20.0,
             payload_type: PAYLOAD_TYPE,
-            ssrc: 0x5EED_0000 + i as u32,
-            initial_timestamp: 0,
+            ..ToneConfig::new(destination(args, i))
         })
         .collect();
-    let sender = tx::spawn_multi(configs).context("starting the sender")?;
+    let sender = ToneSender::spawn_multi(configs).context("starting the sender")?;
     println!(
         "bench ingest: {} streams x {} ch L24/48000, 1 ms packets ({} packets/s), {} s per receiver",
         args.streams,

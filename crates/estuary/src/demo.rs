@@ -100,7 +100,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             stop.request();
         });
     }
-    running.wait(&stop, Reporting::Console);
-    drop(sender);
+    running.report_until(&stop, Reporting::Console);
+    let mut sender = sender;
+    sender.sender.stop();
+    running.shutdown();
+    println!(
+        "transmitter sent {} packets",
+        sender.sender.packets_sent()
+    );
     Ok(())
 }

@@ -21,12 +21,13 @@ use estuary_engine::jitter::{JitterBuffer, JitterConfig};
 use estuary_engine::stats::StreamStats;
 use estuary_engine::time::MonoTime;
 use estuary_io::batch::{BatchReceiver, Poller};
-use estuary_io::clock::{monotonic_now, sleep_until};
+use estuary_io::clock::monotonic_now;
 use estuary_io::mcast;
 use estuary_io::opus::OpusEncoder;
 use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
 use estuary_wire::s302m::{self, S302mFormat};
 use estuary_wire::ts::{self, TsAudio, TsConfig, TsMuxer};
+
 
 use crate::config::{CodecConfig, Config, InputConfig, OutputConfig, ResolvedStream, SrtModeConfig};
 use crate::shutdown::Stop;
@@ -124,6 +125,7 @@ impl Running {
                 SrtSender::start(srt_config(&output))
                     .with_context(|| format!("output {}", output.name.get_ref()))?,
             );
+            info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
             let shared = Arc::new(Mutex::new(OutputSnapshot::default()));
             let worker = OutputWorker::new(&output, &stream, consumer, Arc::clone(&srt), Arc::clone(&shared))
                 .with_context(|| format!("output {}", output.name.get_ref()))?;
@@ -164,6 +166,12 @@ impl Running {
 
     /// Reports until `stop` is requested, then stops every thread.
     pub fn wait(self, stop: &Stop, reporting: Reporting) {
+        self.report_until(stop, reporting);
+        self.shutdown();
+    }
+
+    /// Reports status until `stop` is requested.
+    pub fn report_until(&self, stop: &Stop, reporting: Reporting) {
         let period = match reporting {
             Reporting::Log => Duration::from_secs(10),
             Reporting::Console => Duration::from_secs(1),
@@ -172,20 +180,23 @@ impl Running {
         let mut next = Instant::now() + period;
         while !stop.requested() {
             thread::sleep(Duration::from_millis(50));
-            reporter.watch_causes(&self);
+            reporter.watch_causes(self);
             if Instant::now() >= next {
                 next += period;
-                reporter.report(&self, reporting);
+                reporter.report(self, reporting);
             }
         }
+    }
+
+    /// Stops every thread, outputs last.
+    pub fn shutdown(self) {
         info!("stopping");
         self.halt.request();
         for t in self.threads {
             let _ = t.join();
         }
-        for (_, _, srt) in &self.outputs {
-            srt.stop();
-        }
+        // The output threads held the other references: this drop stops each SRT sender.
+        drop(self.outputs);
     }
 
     pub fn input_stats(&self) -> Vec<(String, InputSnapshot)> {
@@ -231,6 +242,7 @@ fn open_input(input: &InputConfig, stream: &ResolvedStream) -> anyhow::Result<In
     .map_err(|e| anyhow::anyhow!("input {name}: {e}"))?;
     info!(
         input = %name,
+        kind = ?input.kind,
         destination = %stream.destination,
         source = ?stream.source,
         format = stream.format.encoding_name(),
@@ -271,7 +283,7 @@ fn srt_config(output: &OutputConfig) -> SrtConfig {
 /// The ingest loop (see the module doc). Allocates nothing after the first iteration.
 fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &Stop) {
     let mut rx = BatchReceiver::new(BATCH);
-    let mut poller = match Poller::new() {
+    let mut poller = match Poller::new(inputs.len().max(1)) {
         Ok(p) => p,
         Err(e) => {
             warn!("ingest: cannot create poller: {e}");
@@ -279,7 +291,7 @@ fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &St
         }
     };
     for (token, input) in inputs.iter().enumerate() {
-        if let Err(e) = poller.register(&input.socket, token) {
+        if let Err(e) = poller.add(&input.socket, token as u64) {
             warn!(input = %input.name, "ingest: cannot poll socket: {e}");
         }
     }
@@ -289,23 +301,16 @@ fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &St
     let mut next_tick = monotonic_now();
     let mut next_publish = next_tick;
     while !halt.requested() {
-        let now = monotonic_now();
-        let wait = next_tick.duration_since(now).unwrap_or(Duration::ZERO);
-        let ready = poller.wait(wait).unwrap_or(0);
-        for token in poller.ready_tokens().take(ready) {
-            let Some(input) = inputs.get_mut(token) else {
-                continue;
-            };
-            loop {
-                match rx.recv(&input.socket) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        for packet in rx.packets() {
-                            let _ = input.jitter.push(packet.arrival, packet.data);
-                        }
-                    }
-                    Err(_) => break,
-                }
+        let wait = next_tick
+            .checked_duration_since(monotonic_now())
+            .unwrap_or(Duration::ZERO);
+        if let Ok(ready) = poller.wait(Some(wait)) {
+            for token in ready {
+                let Some(input) = usize::try_from(token).ok().and_then(|t| inputs.get_mut(t))
+                else {
+                    continue;
+                };
+                drain_socket(&mut rx, input);
             }
         }
         let now = monotonic_now();
@@ -327,6 +332,19 @@ fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &St
                     shared.ring_overruns = input.ring_overruns;
                 }
             }
+        }
+    }
+}
+
+/// Reads everything the socket holds into the input's jitter buffer.
+fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
+    while let Ok(n) = rx.recv(&input.socket) {
+        if n == 0 {
+            break;
+        }
+        for packet in rx.packets() {
+            // The outcome is also counted in the buffer's statistics.
+            let _ = input.jitter.push(packet.arrival, packet.data);
         }
     }
 }
@@ -440,7 +458,7 @@ impl OutputWorker {
             out_channels,
             frame,
             encoder,
-            muxer: TsMuxer::new(TsConfig::for_audio(audio)),
+            muxer: TsMuxer::new(TsConfig::new(audio))?,
             input_block: vec![0; frame * usize::from(stream.channels)],
             frame_block: vec![0; frame * out_channels],
             access_unit: vec![0; max_au],
@@ -491,8 +509,11 @@ impl OutputWorker {
             Encoder::Opus(enc) => enc
                 .encode(&self.frame_block, &mut self.access_unit)
                 .map_err(|e| e.to_string()),
-            Encoder::Pcm(format) => s302m::pack_into(*format, &self.frame_block, &mut self.access_unit)
-                .map_err(|e| e.to_string()),
+            // The frame index keeps the AES3 192-frame block phase continuous across units.
+            Encoder::Pcm(format) => {
+                s302m::pack_into_at(*format, self.frames_done, &self.frame_block, &mut self.access_unit)
+                    .map_err(|e| e.to_string())
+            }
         };
         let len = match encoded {
             Ok(len) => len,
@@ -504,8 +525,13 @@ impl OutputWorker {
         // PTS in 90 kHz units from the output's own sample count: concealment keeps the
         // input continuous, so the count is the media time.
         let pts = self.frames_done * 90_000 / 48_000;
-        self.muxer
-            .write_access_unit(pts, &self.access_unit[..len], &mut self.ts_out);
+        if self
+            .muxer
+            .write_access_unit(pts, &self.access_unit[..len], &mut self.ts_out)
+            .is_err()
+        {
+            self.snapshot.encode_errors += 1;
+        }
         let srt = &self.srt;
         ts::drain_messages(&mut self.ts_out, |message| srt.send(message));
         self.frames_done += self.frame as u64;
@@ -570,13 +596,13 @@ impl Reporter {
         }
         for (name, snap, srt) in running.output_status() {
             let line = format!(
-                "output {name}: {:?}, {} frames encoded, {} messages sent, {} dropped while not connected, rtt {:.1} ms, {} retransmitted",
+                "output {name}: {}, {} frames encoded, {} messages sent, {} dropped while not connected, rtt {:.1} ms, {} retransmitted",
                 srt.state,
                 snap.frames_encoded,
                 srt.messages_sent,
                 srt.messages_dropped_not_connected,
                 srt.rtt_ms,
-                srt.retransmitted
+                srt.retransmitted_packets
             );
             match reporting {
                 Reporting::Log => info!("{line}"),
@@ -591,9 +617,4 @@ fn _assert_send() {
     fn is_send<T: Send>() {}
     is_send::<InputRuntime>();
     is_send::<OutputWorker>();
-}
-
-#[allow(dead_code)]
-fn _unused(_: fn(MonoTime)) {
-    let _ = sleep_until;
 }

@@ -89,34 +89,15 @@ pub struct StartedSender {
 }
 
 pub fn start(spec: &ToneSpec, iface: Option<Interface>) -> anyhow::Result<StartedSender> {
-    let ssrc = rand_u32();
     let origin_address = match (&iface, spec.destination.ip()) {
         (Some(i), _) => i.ipv4.map(IpAddr::V4),
         (None, ip) if ip.is_loopback() => Some(ip),
         _ => None,
     }
     .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let sdp = sdp::write_aes67_sdp(&sdp::SenderSdp {
-        session_id: u64::from(ssrc),
-        session_version: 1,
-        origin_address,
-        name: spec.name.clone(),
-        destination: spec.destination.ip(),
-        port: spec.destination.port(),
-        ttl: spec.destination.ip().is_multicast().then_some(spec.ttl.min(255) as u8),
-        payload_type: spec.payload_type,
-        format: spec.format,
-        sample_rate: spec.sample_rate,
-        channels: spec.channels,
-        frames_per_packet: spec.frames_per_packet,
-        media_clock_offset: 0,
-        ref_clock: None,
-    });
-    let sender = ToneSender::spawn(ToneConfig {
-        dest: spec.destination,
+    let config = ToneConfig {
         iface,
         ttl: spec.ttl,
-        dscp: 34,
         format: spec.format,
         channels: spec.channels,
         sample_rate: spec.sample_rate,
@@ -124,21 +105,36 @@ pub fn start(spec: &ToneSpec, iface: Option<Interface>) -> anyhow::Result<Starte
         frequency_hz: spec.frequency_hz,
         level_dbfs: spec.level_dbfs,
         payload_type: spec.payload_type,
-        ssrc,
-        initial_timestamp: 0,
-    })
-    .with_context(|| format!("cannot send to {}", spec.destination))?;
+        ..ToneConfig::new(spec.destination)
+    };
+    let sdp = describe(spec, origin_address, u64::from(config.ssrc), config.initial_timestamp);
+    let sender = ToneSender::spawn(config)
+        .with_context(|| format!("cannot send to {}", spec.destination))?;
     Ok(StartedSender { sdp, sender })
 }
 
-/// An SSRC that differs between runs (RFC 3550 §8.1 wants it random).
-fn rand_u32() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mixed = (nanos as u64 ^ u64::from(std::process::id()).rotate_left(32))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> 32) as u32
+/// The SDP of a tone stream, as Estuary's transmitter announces it.
+pub fn describe(spec: &ToneSpec, origin: IpAddr, session_id: u64, media_clock_offset: u32) -> String {
+    sdp::write_aes67_sdp(&sdp::SenderSdp {
+        session_id,
+        session_version: 1,
+        origin_address: origin,
+        name: spec.name.clone(),
+        info: Some(format!("{} Hz test tone", spec.frequency_hz)),
+        destination: spec.destination.ip(),
+        ttl: u8::try_from(spec.ttl).unwrap_or(u8::MAX),
+        port: spec.destination.port(),
+        payload_type: spec.payload_type,
+        format: spec.format,
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+        ptime_ms: f64::from(spec.frames_per_packet) * 1000.0 / f64::from(spec.sample_rate),
+        framecount: Some(spec.frames_per_packet),
+        clock_domain: None,
+        ptp: None,
+        local_mac: [0; 6],
+        media_clock_offset,
+    })
 }
 
 pub fn run(args: SendArgs) -> anyhow::Result<()> {

@@ -160,8 +160,7 @@ unsafe extern "C" {
         addr: *mut libc::sockaddr,
         addrlen: *mut c_int,
     ) -> SrtSocket;
-    pub(crate) fn srt_connect(u: SrtSocket, name: *const libc::sockaddr, namelen: c_int)
-    -> c_int;
+    pub(crate) fn srt_connect(u: SrtSocket, name: *const libc::sockaddr, namelen: c_int) -> c_int;
     pub(crate) fn srt_close(u: SrtSocket) -> c_int;
     pub(crate) fn srt_setsockflag(
         u: SrtSocket,

@@ -48,9 +48,10 @@ impl Sections {
 
     /// True if the session section has a `<key>=` line.
     pub fn has_session_line(&self, key: char) -> bool {
-        self.0
-            .first()
-            .is_some_and(|l| l.iter().any(|(_, t)| t.starts_with(key) && t.get(1..2) == Some("=")))
+        self.0.first().is_some_and(|l| {
+            l.iter()
+                .any(|(_, t)| t.starts_with(key) && t.get(1..2) == Some("="))
+        })
     }
 }
 
@@ -89,7 +90,8 @@ pub fn normalise(input: &str) -> Normalised {
             out.warnings.push(SdpWarning::LeadingWhitespace { line: n });
         }
         if line.trim_end().len() != line.len() {
-            out.warnings.push(SdpWarning::TrailingWhitespace { line: n });
+            out.warnings
+                .push(SdpWarning::TrailingWhitespace { line: n });
         }
         if trimmed == "s=" {
             out.warnings.push(SdpWarning::EmptySessionName { line: n });

@@ -1,9 +1,9 @@
 //! A sans-IO transport stream demuxer: bytes in, access units out.
 
 use super::{
-    CLOCK_90K, EXT_TAG_OPUS, NULL_PID, PAT_PID, REG_302M, REG_OPUS, STREAM_TYPE_PRIVATE_PES,
-    SYNC_BYTE, TAG_DVB_EXTENSION, TAG_REGISTRATION, TS_PACKET_LEN, TsAudioKind, crc32_mpeg2,
-    opus_packet_samples, PTS_MODULO,
+    CLOCK_90K, EXT_TAG_OPUS, NULL_PID, PAT_PID, PTS_MODULO, REG_302M, REG_OPUS,
+    STREAM_TYPE_PRIVATE_PES, SYNC_BYTE, TAG_DVB_EXTENSION, TAG_REGISTRATION, TS_PACKET_LEN,
+    TsAudioKind, crc32_mpeg2, opus_packet_samples,
 };
 
 /// PSI sections are at most 1024 bytes (§2.4.4.11); keep a little slack.
@@ -138,7 +138,10 @@ impl TsDemuxer {
             let want = TS_PACKET_LEN - self.partial_len;
             let take = want.min(bytes.len());
             let (now, rest) = bytes.split_at(take);
-            if let Some(dst) = self.partial.get_mut(self.partial_len..self.partial_len + take) {
+            if let Some(dst) = self
+                .partial
+                .get_mut(self.partial_len..self.partial_len + take)
+            {
                 dst.copy_from_slice(now);
             }
             self.partial_len += take;
@@ -329,21 +332,17 @@ impl TsDemuxer {
             };
             wanted.then_some(pid)
         });
-        if let Some(pid) = chosen {
-            if self.pmt_pid != Some(pid) {
-                self.pmt_pid = Some(pid);
-                self.pmt = SectionBuf::default();
-                self.set_streams(Vec::new(), emit);
-            }
+        if let Some(pid) = chosen.filter(|&pid| self.pmt_pid != Some(pid)) {
+            self.pmt_pid = Some(pid);
+            self.pmt = SectionBuf::default();
+            self.set_streams(Vec::new(), emit);
         }
     }
 
     fn pmt_section(&mut self, s: &[u8], body: &[u8], emit: &mut impl FnMut(AccessUnit)) {
         let program = u16::from_be_bytes([s[3], s[4]]);
-        if let Some(p) = self.program {
-            if program != p {
-                return;
-            }
+        if self.program.is_some_and(|p| p != program) {
+            return;
         }
         let Some(&[_, _, pi0, pi1]) = body.get(..4) else {
             self.stats.malformed += 1;
@@ -406,14 +405,12 @@ impl TsDemuxer {
         payload: &[u8],
         emit: &mut impl FnMut(AccessUnit),
     ) {
-        if cc_broken {
-            if let Some(s) = self.streams.get_mut(i) {
-                if s.active {
-                    self.stats.malformed += 1;
-                }
-                s.active = false;
-                s.buf.clear();
+        if let Some(s) = self.streams.get_mut(i).filter(|_| cc_broken) {
+            if s.active {
+                self.stats.malformed += 1;
             }
+            s.active = false;
+            s.buf.clear();
         }
         if pusi {
             self.finish_pes(i, true, emit);
@@ -546,7 +543,10 @@ fn parse_pes(pes: &[u8]) -> Option<(Option<u64>, &[u8])> {
         return None;
     };
     // Streams without the optional PES header.
-    if matches!(stream_id, 0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff) {
+    if matches!(
+        stream_id,
+        0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff
+    ) {
         return Some((None, pes.get(6..)?));
     }
     let &[flags0, flags1, header_len] = pes.get(6..9)? else {
@@ -628,7 +628,15 @@ mod tests {
     fn pes_pts_round_trip() {
         let pts: u64 = 0x1_2345_6789;
         let pes = [
-            0, 0, 1, 0xbd, 0, 9, 0x84, 0x80, 5,
+            0,
+            0,
+            1,
+            0xbd,
+            0,
+            9,
+            0x84,
+            0x80,
+            5,
             0x20 | ((pts >> 29) as u8 & 0x0e) | 1,
             (pts >> 22) as u8,
             ((pts >> 14) as u8 & 0xfe) | 1,

@@ -1,9 +1,9 @@
 //! The transport stream muxer for one audio program.
 
 use super::{
-    NULL_PID, PACKETS_PER_SRT_MESSAGE, PAT_PID, PTS_MODULO, REG_302M, REG_OPUS, STREAM_ID_PRIVATE_1,
-    STREAM_TYPE_PRIVATE_PES, SYNC_BYTE, TAG_DVB_EXTENSION, TAG_REGISTRATION, TS_PACKET_LEN,
-    TsAudio, TsError, crc32_mpeg2, EXT_TAG_OPUS,
+    EXT_TAG_OPUS, NULL_PID, PACKETS_PER_SRT_MESSAGE, PAT_PID, PTS_MODULO, REG_302M, REG_OPUS,
+    STREAM_ID_PRIVATE_1, STREAM_TYPE_PRIVATE_PES, SYNC_BYTE, TAG_DVB_EXTENSION, TAG_REGISTRATION,
+    TS_PACKET_LEN, TsAudio, TsError, crc32_mpeg2,
 };
 
 /// PES header bytes Estuary writes: start code, stream_id, length, flags, PTS (ISO 13818-1
@@ -209,9 +209,9 @@ impl TsMuxer {
         }
 
         let mut packets = 0;
-        let psi_due = self
-            .last_psi_pts
-            .is_none_or(|last| (pts + PTS_MODULO - last) % PTS_MODULO >= self.config.psi_interval_90k);
+        let psi_due = self.last_psi_pts.is_none_or(|last| {
+            (pts + PTS_MODULO - last) % PTS_MODULO >= self.config.psi_interval_90k
+        });
         if psi_due {
             self.write_psi(out);
             self.last_psi_pts = Some(pts);
@@ -322,7 +322,13 @@ fn push_with_cc(out: &mut Vec<u8>, packet: &[u8; TS_PACKET_LEN], cc: &mut u8) {
 /// with 0xFF.
 fn psi_packet(pid: u16, section: &[u8]) -> [u8; TS_PACKET_LEN] {
     let mut p = [0xffu8; TS_PACKET_LEN];
-    let header = [SYNC_BYTE, 0x40 | ((pid >> 8) as u8 & 0x1f), pid as u8, 0x10, 0x00];
+    let header = [
+        SYNC_BYTE,
+        0x40 | ((pid >> 8) as u8 & 0x1f),
+        pid as u8,
+        0x10,
+        0x00,
+    ];
     let crc = crc32_mpeg2(section).to_be_bytes();
     for (dst, src) in p
         .iter_mut()
@@ -468,9 +474,13 @@ mod tests {
         // Last packet carries stuffing: 418 - 176 - 184 = 58 payload bytes.
         assert_eq!(usize::from(audio[2][4]), 184 - 58 - 1);
         // No PSI again before 100 ms.
-        let n = m.write_access_unit(90_000 + 1800, &au, &mut out).expect("mux");
+        let n = m
+            .write_access_unit(90_000 + 1800, &au, &mut out)
+            .expect("mux");
         assert_eq!(n, 3);
-        let n = m.write_access_unit(90_000 + 9000, &au, &mut out).expect("mux");
+        let n = m
+            .write_access_unit(90_000 + 9000, &au, &mut out)
+            .expect("mux");
         assert_eq!(n, 5);
     }
 
@@ -495,7 +505,13 @@ mod tests {
     fn rejects_bad_config_and_huge_units() {
         let mut c = TsConfig::new(TsAudio::Opus { channels: 2 });
         c.audio_pid = c.pmt_pid;
-        assert!(matches!(TsMuxer::new(c), Err(TsError::InvalidConfig { field: "audio_pid", .. })));
+        assert!(matches!(
+            TsMuxer::new(c),
+            Err(TsError::InvalidConfig {
+                field: "audio_pid",
+                ..
+            })
+        ));
         let c = TsConfig::new(TsAudio::Opus { channels: 9 });
         assert!(TsMuxer::new(c).is_err());
         let mut m = opus_muxer();
