@@ -10,7 +10,6 @@
 //! top no access can go out of bounds, and nothing allocates.
 
 // `usize::is_multiple_of` needs Rust 1.87; the workspace declares rust-version 1.85.
-#![allow(clippy::manual_is_multiple_of)]
 
 /// Sample format of an RTP audio payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,7 +117,7 @@ pub fn decode_into(
     }
     let bps = format.bytes_per_sample();
     let frame_size = bps * usize::from(channels);
-    if payload.len() % frame_size != 0 {
+    if !payload.len().is_multiple_of(frame_size) {
         return Err(PayloadError::PartialFrame {
             len: payload.len(),
             frame_size,
@@ -221,7 +220,7 @@ pub fn encode_am824_into(
         return Err(PayloadError::ZeroChannels);
     }
     let ch = usize::from(channels);
-    if samples.len() % ch != 0 {
+    if !samples.len().is_multiple_of(ch) {
         return Err(PayloadError::PartialFrame {
             len: samples.len() * 4,
             frame_size: ch * 4,
@@ -238,7 +237,7 @@ pub fn encode_am824_into(
         .enumerate()
     {
         let frame = first_frame.wrapping_add(i as u64);
-        let block = if frame % IEC60958_BLOCK_FRAMES == 0 {
+        let block = if frame.is_multiple_of(IEC60958_BLOCK_FRAMES) {
             am824_flags::B
         } else {
             0

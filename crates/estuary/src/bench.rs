@@ -18,8 +18,8 @@ use anyhow::{Context as _, bail};
 use estuary_io::tx::{ToneConfig, ToneSender};
 
 use crate::config;
-use crate::send;
 use crate::pipeline::Running;
+use crate::send;
 use crate::shutdown::Stop;
 
 #[derive(Debug, clap::Args)]

@@ -206,11 +206,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let mut config: Config = toml::from_str(text).map_err(|e| from_toml_error(text, &e))?;
     for input in &mut config.inputs {
-        if let Some(file) = &mut input.sdp_file {
-            if file.get_ref().is_relative() {
-                let span = file.span();
-                *file = Spanned::new(span, base_dir.join(file.get_ref()));
-            }
+        if let Some(file) = &mut input.sdp_file
+            && file.get_ref().is_relative()
+        {
+            let span = file.span();
+            *file = Spanned::new(span, base_dir.join(file.get_ref()));
         }
     }
     config.validate(text)?;
@@ -264,15 +264,16 @@ impl Config {
                 estuary_io::mcast::resolve_interface(iface.get_ref())
                     .map_err(|e| err(iface.span(), field("interface"), e.to_string()))?;
             }
-            if input.latency < Duration::from_millis(1) || input.latency > Duration::from_secs(2)
-            {
+            if input.latency < Duration::from_millis(1) || input.latency > Duration::from_secs(2) {
                 return Err(err(
                     input.name.span(),
                     field("latency"),
                     "must be between 1ms and 2s".into(),
                 ));
             }
-            input.resolve().map_err(|(span, f, m)| err(span, field(&f), m))?;
+            input
+                .resolve()
+                .map_err(|(span, f, m)| err(span, field(&f), m))?;
         }
         let mut output_names = HashSet::new();
         for (i, output) in self.outputs.iter().enumerate() {
@@ -346,11 +347,11 @@ impl InputConfig {
                     format!("cannot read {}: {e}", file.get_ref().display()),
                 )
             })?;
-            self.from_sdp(&text, file.span(), "sdp_file")?
+            self.stream_from_sdp(&text, file.span(), "sdp_file")?
         } else if let Some(sdp) = &self.sdp {
-            self.from_sdp(sdp.get_ref(), sdp.span(), "sdp")?
+            self.stream_from_sdp(sdp.get_ref(), sdp.span(), "sdp")?
         } else {
-            self.from_fields()?
+            self.stream_from_fields()?
         };
         if let Some(source) = self.source {
             stream.source = Some(source);
@@ -361,7 +362,7 @@ impl InputConfig {
         Ok(stream)
     }
 
-    fn from_sdp(
+    fn stream_from_sdp(
         &self,
         text: &str,
         span: std::ops::Range<usize>,
@@ -399,7 +400,7 @@ impl InputConfig {
         })
     }
 
-    fn from_fields(&self) -> Result<ResolvedStream, FieldError> {
+    fn stream_from_fields(&self) -> Result<ResolvedStream, FieldError> {
         let name_span = self.name.span();
         let address = self.address.as_ref().map(|a| *a.get_ref());
         let Some(destination) = address else {
@@ -417,7 +418,10 @@ impl InputConfig {
         };
         let channels = self.channels.as_ref().map_or(2, |c| *c.get_ref());
         if !(1..=64).contains(&channels) {
-            let span = self.channels.as_ref().map_or(name_span.clone(), |c| c.span());
+            let span = self
+                .channels
+                .as_ref()
+                .map_or(name_span.clone(), |c| c.span());
             return Err((span, "channels".into(), "must be 1 to 64".into()));
         }
         let sample_rate = self.sample_rate.as_ref().map_or(48_000, |r| *r.get_ref());
@@ -543,11 +547,7 @@ impl OutputConfig {
                 ));
             }
             if self.passphrase.is_none() {
-                return Err((
-                    k.span(),
-                    "key_length".into(),
-                    "needs a passphrase".into(),
-                ));
+                return Err((k.span(), "key_length".into(), "needs a passphrase".into()));
             }
         }
         Ok(())

@@ -81,7 +81,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     );
     println!();
-    println!("  Listen:  ffplay -nodisp srt://127.0.0.1:{}", args.srt_port);
+    println!(
+        "  Listen:  ffplay -nodisp srt://127.0.0.1:{}",
+        args.srt_port
+    );
     println!(
         "     or:  srt-live-transmit srt://127.0.0.1:{} file://con | ffplay -nodisp -",
         args.srt_port
@@ -104,9 +107,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut sender = sender;
     sender.sender.stop();
     running.shutdown();
-    println!(
-        "transmitter sent {} packets",
-        sender.sender.packets_sent()
-    );
+    println!("transmitter sent {} packets", sender.sender.packets_sent());
     Ok(())
 }

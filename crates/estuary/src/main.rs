@@ -92,7 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_BAD_CONFIG));
                 }
             };
-            init_logging(cli.log_format.unwrap_or(cfg.log.format), cfg.log.level.as_deref());
+            init_logging(
+                cli.log_format.unwrap_or(cfg.log.format),
+                cfg.log.level.as_deref(),
+            );
             let stop = shutdown::install()?;
             pipeline::run(&cfg, &stop, pipeline::Reporting::Log)?;
             Ok(ExitCode::SUCCESS)

@@ -28,8 +28,9 @@ use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
 use estuary_wire::s302m::{self, S302mFormat};
 use estuary_wire::ts::{self, TsAudio, TsConfig, TsMuxer};
 
-
-use crate::config::{CodecConfig, Config, InputConfig, OutputConfig, ResolvedStream, SrtModeConfig};
+use crate::config::{
+    CodecConfig, Config, InputConfig, OutputConfig, ResolvedStream, SrtModeConfig,
+};
 use crate::shutdown::Stop;
 
 /// How often the ingest thread pulls from the jitter buffers.
@@ -99,9 +100,9 @@ impl Running {
         let mut input_info = Vec::new();
         let mut output_plans = Vec::new();
         for input in &config.inputs {
-            let stream = input
-                .resolve()
-                .map_err(|(_, field, msg)| anyhow::anyhow!("input {}: {field}: {msg}", *input.name.get_ref()))?;
+            let stream = input.resolve().map_err(|(_, field, msg)| {
+                anyhow::anyhow!("input {}: {field}: {msg}", *input.name.get_ref())
+            })?;
             inputs.push(open_input(input, &stream)?);
             input_info.push(stream);
         }
@@ -127,8 +128,14 @@ impl Running {
             );
             info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
             let shared = Arc::new(Mutex::new(OutputSnapshot::default()));
-            let worker = OutputWorker::new(&output, &stream, consumer, Arc::clone(&srt), Arc::clone(&shared))
-                .with_context(|| format!("output {}", output.name.get_ref()))?;
+            let worker = OutputWorker::new(
+                &output,
+                &stream,
+                consumer,
+                Arc::clone(&srt),
+                Arc::clone(&shared),
+            )
+            .with_context(|| format!("output {}", output.name.get_ref()))?;
             outputs.push((output.name.get_ref().clone(), shared, srt));
             workers.push(worker);
         }
@@ -443,7 +450,12 @@ impl OutputWorker {
                     channels: u8::try_from(channels)?,
                     bits: *output.bits.get_ref(),
                 };
-                (Encoder::Pcm(format), channels, PCM_FRAME, TsAudio::S302m { format })
+                (
+                    Encoder::Pcm(format),
+                    channels,
+                    PCM_FRAME,
+                    TsAudio::S302m { format },
+                )
             }
         };
         let max_au = match &encoder {
@@ -476,10 +488,8 @@ impl OutputWorker {
             while self.encode_one() {
                 worked = true;
             }
-            if worked {
-                if let Ok(mut shared) = self.shared.try_lock() {
-                    *shared = self.snapshot.clone();
-                }
+            if worked && let Ok(mut shared) = self.shared.try_lock() {
+                *shared = self.snapshot.clone();
             }
             thread::park_timeout(Duration::from_millis(5));
         }
@@ -510,10 +520,13 @@ impl OutputWorker {
                 .encode(&self.frame_block, &mut self.access_unit)
                 .map_err(|e| e.to_string()),
             // The frame index keeps the AES3 192-frame block phase continuous across units.
-            Encoder::Pcm(format) => {
-                s302m::pack_into_at(*format, self.frames_done, &self.frame_block, &mut self.access_unit)
-                    .map_err(|e| e.to_string())
-            }
+            Encoder::Pcm(format) => s302m::pack_into_at(
+                *format,
+                self.frames_done,
+                &self.frame_block,
+                &mut self.access_unit,
+            )
+            .map_err(|e| e.to_string()),
         };
         let len = match encoded {
             Ok(len) => len,
@@ -559,12 +572,32 @@ impl Reporter {
             };
             let s = snap.stats;
             let causes = [
-                ("malformed packets (truncated or not RTP)", previous.malformed, s.malformed),
-                ("packets with an unexpected payload type", previous.wrong_payload_type, s.wrong_payload_type),
-                ("SSRC changes (a different sender)", previous.ssrc_changes, s.ssrc_changes),
-                ("stream restarts (timestamp jump)", previous.resyncs, s.resyncs),
+                (
+                    "malformed packets (truncated or not RTP)",
+                    previous.malformed,
+                    s.malformed,
+                ),
+                (
+                    "packets with an unexpected payload type",
+                    previous.wrong_payload_type,
+                    s.wrong_payload_type,
+                ),
+                (
+                    "SSRC changes (a different sender)",
+                    previous.ssrc_changes,
+                    s.ssrc_changes,
+                ),
+                (
+                    "stream restarts (timestamp jump)",
+                    previous.resyncs,
+                    s.resyncs,
+                ),
                 ("lost packets", previous.packets_lost, s.packets_lost),
-                ("late packets (arrived after playout)", previous.packets_late, s.packets_late),
+                (
+                    "late packets (arrived after playout)",
+                    previous.packets_late,
+                    s.packets_late,
+                ),
             ];
             for (what, before, now) in causes {
                 if before == 0 && now > 0 {

@@ -107,14 +107,24 @@ pub fn start(spec: &ToneSpec, iface: Option<Interface>) -> anyhow::Result<Starte
         payload_type: spec.payload_type,
         ..ToneConfig::new(spec.destination)
     };
-    let sdp = describe(spec, origin_address, u64::from(config.ssrc), config.initial_timestamp);
+    let sdp = describe(
+        spec,
+        origin_address,
+        u64::from(config.ssrc),
+        config.initial_timestamp,
+    );
     let sender = ToneSender::spawn(config)
         .with_context(|| format!("cannot send to {}", spec.destination))?;
     Ok(StartedSender { sdp, sender })
 }
 
 /// The SDP of a tone stream, as Estuary's transmitter announces it.
-pub fn describe(spec: &ToneSpec, origin: IpAddr, session_id: u64, media_clock_offset: u32) -> String {
+pub fn describe(
+    spec: &ToneSpec,
+    origin: IpAddr,
+    session_id: u64,
+    media_clock_offset: u32,
+) -> String {
     sdp::write_aes67_sdp(&sdp::SenderSdp {
         session_id,
         session_version: 1,

@@ -23,12 +23,15 @@ fn check_config(text: &str) -> (i32, String) {
     )
 }
 
-const GOOD_INPUT: &str = "[[inputs]]\nname = \"a\"\nkind = \"aes67\"\naddress = \"239.1.2.3:5004\"\n";
+const GOOD_INPUT: &str =
+    "[[inputs]]\nname = \"a\"\nkind = \"aes67\"\naddress = \"239.1.2.3:5004\"\n";
 
 #[test]
 fn version_prints_the_crate_version() {
-    let (status, stdout, _) =
-        run_with_timeout(Command::new(ESTUARY).arg("--version"), Duration::from_secs(10));
+    let (status, stdout, _) = run_with_timeout(
+        Command::new(ESTUARY).arg("--version"),
+        Duration::from_secs(10),
+    );
     assert!(status.success());
     assert_eq!(
         String::from_utf8_lossy(&stdout).trim(),
@@ -71,7 +74,10 @@ fn unknown_field_is_named_with_its_line() {
 fn wrong_type_is_named_with_its_line() {
     let (code, out) = check_config(&format!("{GOOD_INPUT}channels = \"two\"\n"));
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("channels") || out.contains("invalid type"), "{out}");
+    assert!(
+        out.contains("channels") || out.contains("invalid type"),
+        "{out}"
+    );
     assert!(out.contains(":5:") || out.contains("line 5"), "{out}");
 }
 
@@ -81,7 +87,10 @@ fn unknown_interface_is_named_with_its_line_and_the_choices() {
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("inputs[0].interface"), "{out}");
     assert!(out.contains(":5:"), "{out}");
-    assert!(out.contains("lo"), "should list the interfaces there are: {out}");
+    assert!(
+        out.contains("lo"),
+        "should list the interfaces there are: {out}"
+    );
 }
 
 #[test]
@@ -92,7 +101,10 @@ fn output_naming_a_missing_input_is_rejected() {
     );
     let (code, out) = check_config(&text);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("outputs[0].input") && out.contains("nope"), "{out}");
+    assert!(
+        out.contains("outputs[0].input") && out.contains("nope"),
+        "{out}"
+    );
     assert!(out.contains(":9:"), "{out}");
 }
 
@@ -104,7 +116,10 @@ fn short_passphrase_is_rejected() {
     );
     let (code, out) = check_config(&text);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("outputs[0].passphrase") && out.contains("10 to 79"), "{out}");
+    assert!(
+        out.contains("outputs[0].passphrase") && out.contains("10 to 79"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -125,7 +140,10 @@ fn run_refuses_a_bad_config_with_exit_code_3() {
         Duration::from_secs(20),
     );
     assert_eq!(status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("kind") || stderr.contains("dante"), "{stderr}");
+    assert!(
+        stderr.contains("kind") || stderr.contains("dante"),
+        "{stderr}"
+    );
     assert!(stderr.contains(":3"), "{stderr}");
 }
 
@@ -136,5 +154,8 @@ fn missing_config_file_is_a_clear_error() {
         Duration::from_secs(20),
     );
     assert_eq!(status.code(), Some(3));
-    assert!(stderr.contains("/nonexistent/estuary.toml") && stderr.contains("cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/estuary.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
 }

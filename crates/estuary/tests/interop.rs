@@ -59,14 +59,17 @@ fn gstreamer_l24_multicast_to_srt_pcm_is_bit_exact() {
     let sent = dir.path().join("sent.raw");
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 3, &out);
     std::thread::sleep(Duration::from_millis(300));
-    let _sender = gst_l24_sender(dir.path(), "239.69.1.1", 5004, 2, 997.0, 0.5, 6, &sent);
+    let _sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.1", 0.5, 6), &sent);
     let status = decoder.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
 
     let decoded = s32le(&std::fs::read(&out).expect("decoded"));
     let sent = s24be(&std::fs::read(&sent).expect("sent"));
     assert_bit_exact(&decoded, &sent, 2);
-    assert!(estuary.child.try_wait().expect("alive").is_none(), "estuary died");
+    assert!(
+        estuary.child.try_wait().expect("alive").is_none(),
+        "estuary died"
+    );
 }
 
 #[test]
@@ -81,7 +84,11 @@ fn gstreamer_l24_to_srt_opus_keeps_frequency_and_level() {
     let sent_path = dir.path().join("sent.raw");
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 3, &out);
     std::thread::sleep(Duration::from_millis(300));
-    let _sender = gst_l24_sender(dir.path(), "239.69.1.2", 5004, 2, 997.0, 0.25, 6, &sent_path);
+    let _sender = gst_l24_sender(
+        dir.path(),
+        &GstTone::stereo("239.69.1.2", 0.25, 6),
+        &sent_path,
+    );
     let status = decoder.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
 
@@ -94,7 +101,10 @@ fn gstreamer_l24_to_srt_opus_keeps_frequency_and_level() {
     let sent_left = to_f64(&channel(&sent, 2, 0)[SECOND..2 * SECOND]);
 
     let f = frequency(&window, 48_000.0);
-    assert!((f - 997.0).abs() < 1.0, "decoded tone at {f:.2} Hz, sent 997 Hz");
+    assert!(
+        (f - 997.0).abs() < 1.0,
+        "decoded tone at {f:.2} Hz, sent 997 Hz"
+    );
     let (got, want) = (rms_dbfs(&window), rms_dbfs(&sent_left));
     assert!(
         (got - want).abs() < 0.5,
@@ -111,7 +121,12 @@ fn ffmpeg_rtp_l16_sender_with_its_own_sdp_to_srt_pcm_is_bit_exact() {
     // FFmpeg sends first: Estuary reads the SDP FFmpeg wrote, as a user would.
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-re"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=8"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=8",
+        ])
         .args(["-ac", "2", "-c:a", "pcm_s16be", "-payload_type", "97"])
         .args(["-f", "rtp", "-sdp_file"])
         .arg(&sdp)
@@ -163,7 +178,7 @@ fn srt_caller_to_srt_live_transmit_listener_with_passphrase() {
     let mut estuary = start_estuary(dir.path(), &config);
     estuary.wait_for_stderr("receiving", Duration::from_secs(10));
     let sent = dir.path().join("sent.raw");
-    let mut sender = gst_l24_sender(dir.path(), "239.69.1.4", 5004, 2, 997.0, 0.5, 3, &sent);
+    let mut sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.4", 0.5, 3), &sent);
     sender.wait_exit(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
     slt.kill();
@@ -177,7 +192,10 @@ fn srt_caller_to_srt_live_transmit_listener_with_passphrase() {
             .arg(&out),
         Duration::from_secs(20),
     );
-    assert!(status.success(), "ffmpeg could not decode what srt-live-transmit received: {stderr}");
+    assert!(
+        status.success(),
+        "ffmpeg could not decode what srt-live-transmit received: {stderr}"
+    );
     let decoded = s32le(&std::fs::read(&out).expect("decoded"));
     let sent = s24be(&std::fs::read(&sent).expect("sent"));
     assert_bit_exact(&decoded, &sent, 1);
@@ -204,7 +222,7 @@ fn srt_listener_serves_srt_live_transmit_caller_with_passphrase() {
     ));
     let mut slt = Proc::spawn("srt-live-transmit", &mut cmd, dir.path());
     let sent = dir.path().join("sent.raw");
-    let mut sender = gst_l24_sender(dir.path(), "239.69.1.5", 5004, 2, 997.0, 0.25, 3, &sent);
+    let mut sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.5", 0.25, 3), &sent);
     sender.wait_exit(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
     slt.kill();
@@ -221,7 +239,11 @@ fn srt_listener_serves_srt_live_transmit_caller_with_passphrase() {
     assert!(status.success(), "ffmpeg could not decode: {stderr}");
     let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
     let start = first_active(&left, 1 << 20).expect("silent") + SECOND / 4;
-    assert!(left.len() >= start + SECOND, "too little audio: {} frames", left.len());
+    assert!(
+        left.len() >= start + SECOND,
+        "too little audio: {} frames",
+        left.len()
+    );
     let f = frequency(&to_f64(&left[start..start + SECOND]), 48_000.0);
     assert!((f - 997.0).abs() < 1.0, "decoded {f:.2} Hz");
 }
@@ -258,9 +280,13 @@ fn survives_peer_restart_sender_restart_and_garbage() {
     // First sender and first listener session.
     let sent1 = dir.path().join("sent1.raw");
     let out1 = dir.path().join("out1.raw");
-    let mut sender = gst_l24_sender(dir.path(), "239.69.1.7", 5004, 2, 997.0, 0.5, 4, &sent1);
+    let mut sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.7", 0.5, 4), &sent1);
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 2, &out1);
-    assert!(decoder.wait_exit(Duration::from_secs(20)).success(), "{}", decoder.stderr());
+    assert!(
+        decoder.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        decoder.stderr()
+    );
     sender.wait_exit(Duration::from_secs(20));
 
     // Garbage, truncated RTP and a wrong payload type, while no sender is on air.
@@ -277,9 +303,13 @@ fn survives_peer_restart_sender_restart_and_garbage() {
     // A new sender (new SSRC, new timestamps) and a new listener session.
     let sent2 = dir.path().join("sent2.raw");
     let out2 = dir.path().join("out2.raw");
-    let _sender = gst_l24_sender(dir.path(), "239.69.1.7", 5004, 2, 997.0, 0.5, 5, &sent2);
+    let _sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.7", 0.5, 5), &sent2);
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 3, &out2);
-    assert!(decoder.wait_exit(Duration::from_secs(20)).success(), "{}", decoder.stderr());
+    assert!(
+        decoder.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        decoder.stderr()
+    );
 
     let decoded1 = s32le(&std::fs::read(&out1).expect("out1"));
     let decoded2 = s32le(&std::fs::read(&out2).expect("out2"));
@@ -295,7 +325,10 @@ fn survives_peer_restart_sender_restart_and_garbage() {
             "{cause:?} should be logged exactly once:\n{log}"
         );
     }
-    assert!(estuary.child.try_wait().expect("alive").is_none(), "estuary died");
+    assert!(
+        estuary.child.try_wait().expect("alive").is_none(),
+        "estuary died"
+    );
     assert!(estuary.terminate(Duration::from_secs(5)).success());
 }
 
@@ -304,12 +337,24 @@ fn demo_serves_its_tone_over_srt() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(ESTUARY);
-    cmd.args(["demo", "--seconds", "12", "--srt-port", "9300", "--rtp-port", "5310"]);
+    cmd.args([
+        "demo",
+        "--seconds",
+        "12",
+        "--srt-port",
+        "9300",
+        "--rtp-port",
+        "5310",
+    ]);
     let mut demo = Proc::spawn("demo", &mut cmd, dir.path());
     demo.wait_for_stderr("receiving", Duration::from_secs(10));
     let out = dir.path().join("out.raw");
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9300", 3, &out);
-    assert!(decoder.wait_exit(Duration::from_secs(20)).success(), "{}", decoder.stderr());
+    assert!(
+        decoder.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        decoder.stderr()
+    );
     let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
     let start = first_active(&left, 1 << 20).expect("silent") + SECOND / 2;
     assert!(left.len() >= start + SECOND, "too little audio");
@@ -318,6 +363,9 @@ fn demo_serves_its_tone_over_srt() {
     assert!((f - 1000.0).abs() < 1.0, "demo tone at {f:.2} Hz");
     // -18 dBFS sine (AES17: re a full-scale sine) is -21.01 dB RMS re full-scale DC.
     let level = rms_dbfs(&window);
-    assert!((level - (-21.01)).abs() < 0.5, "demo level {level:.2} dB RMS");
+    assert!(
+        (level - (-21.01)).abs() < 0.5,
+        "demo level {level:.2} dB RMS"
+    );
     assert!(demo.terminate(Duration::from_secs(5)).success());
 }

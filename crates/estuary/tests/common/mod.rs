@@ -124,7 +124,10 @@ pub fn start_estuary(dir: &Path, config: &str) -> Proc {
 }
 
 /// Runs a command to completion with a timeout; returns (status, stdout, stderr).
-pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (std::process::ExitStatus, Vec<u8>, String) {
+pub fn run_with_timeout(
+    cmd: &mut Command,
+    timeout: Duration,
+) -> (std::process::ExitStatus, Vec<u8>, String) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -187,12 +190,19 @@ pub fn s16be(bytes: &[u8]) -> Vec<i32> {
 
 /// One channel out of interleaved samples.
 pub fn channel(samples: &[i32], channels: usize, index: usize) -> Vec<i32> {
-    samples.iter().skip(index).step_by(channels).copied().collect()
+    samples
+        .iter()
+        .skip(index)
+        .step_by(channels)
+        .copied()
+        .collect()
 }
 
 /// Index of the first sample whose magnitude exceeds `threshold` (skips leading silence).
 pub fn first_active(samples: &[i32], threshold: i32) -> Option<usize> {
-    samples.iter().position(|s| s.unsigned_abs() > threshold.unsigned_abs())
+    samples
+        .iter()
+        .position(|s| s.unsigned_abs() > threshold.unsigned_abs())
 }
 
 /// Finds where `needle` (a run of decoded samples) starts inside `haystack` (what was sent),
@@ -213,7 +223,11 @@ pub fn frequency(samples: &[f64], rate: f64) -> f64 {
             crossings.push((i - 1) as f64 + a / (a - b));
         }
     }
-    assert!(crossings.len() >= 3, "no tone: {} crossings", crossings.len());
+    assert!(
+        crossings.len() >= 3,
+        "no tone: {} crossings",
+        crossings.len()
+    );
     let periods = (crossings.len() - 1) as f64;
     rate * periods / (crossings[crossings.len() - 1] - crossings[0])
 }
@@ -226,7 +240,10 @@ pub fn rms_dbfs(samples: &[f64]) -> f64 {
 
 /// MSB-aligned i32 to floating point full scale ±1.
 pub fn to_f64(samples: &[i32]) -> Vec<f64> {
-    samples.iter().map(|&s| f64::from(s) / 2f64.powi(31)).collect()
+    samples
+        .iter()
+        .map(|&s| f64::from(s) / 2f64.powi(31))
+        .collect()
 }
 
 pub fn have(tool: &str) -> bool {
@@ -238,18 +255,41 @@ pub fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A GStreamer AES67-style sender: `audiotestsrc` → L24 → RTP to `host:port`, with exactly
-/// what it sent also written to `sent` (S24BE), so the test compares against the real bytes.
-pub fn gst_l24_sender(
-    dir: &Path,
-    host: &str,
-    port: u16,
-    channels: u16,
-    freq: f64,
-    volume: f64,
-    seconds: u32,
-    sent: &Path,
-) -> Proc {
+/// A tone for [`gst_l24_sender`]: a multicast group, stereo L24, 1 ms packets.
+pub struct GstTone<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub channels: u16,
+    pub freq: f64,
+    /// Linear amplitude, 1.0 = full scale.
+    pub volume: f64,
+    pub seconds: u32,
+}
+
+impl GstTone<'_> {
+    pub fn stereo(host: &str, volume: f64, seconds: u32) -> GstTone<'_> {
+        GstTone {
+            host,
+            port: 5004,
+            channels: 2,
+            freq: 997.0,
+            volume,
+            seconds,
+        }
+    }
+}
+
+/// A GStreamer AES67-style sender: `audiotestsrc` → L24 → RTP, with exactly what it sent also
+/// written to `sent` (S24BE), so the test compares against the real bytes.
+pub fn gst_l24_sender(dir: &Path, tone: &GstTone<'_>, sent: &Path) -> Proc {
+    let GstTone {
+        host,
+        port,
+        channels,
+        freq,
+        volume,
+        seconds,
+    } = *tone;
     let buffers = seconds * 1000;
     let pipeline = format!(
         "audiotestsrc wave=sine freq={freq} volume={volume} samplesperbuffer=48 num-buffers={buffers} is-live=true \
@@ -262,7 +302,8 @@ pub fn gst_l24_sender(
         sent.display()
     );
     let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(format!("exec gst-launch-1.0 -q {pipeline}"));
+    cmd.arg("-c")
+        .arg(format!("exec gst-launch-1.0 -q {pipeline}"));
     Proc::spawn("gst-sender", &mut cmd, dir)
 }
 
