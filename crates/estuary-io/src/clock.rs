@@ -61,6 +61,13 @@ pub fn process_cpu_time() -> Duration {
     Duration::from_nanos(clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID))
 }
 
+/// Clock ticks per second of the `utime`/`stime` fields in `/proc/<pid>/stat`.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions and only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
 /// Gives the calling thread `SCHED_FIFO` real-time priority `priority` (1..=99).
 ///
 /// # Errors

@@ -1,11 +1,17 @@
 //! `estuary bench`: figures measured against real peers in the same run.
 //!
-//! `bench ingest` sends N AES67 streams (L24, 1 ms) on loopback from one in-process sender
-//! thread, then lets each receiver take them in turn as a child process: Estuary's own ingest
-//! path (the daemon's code: sockets, `recvmmsg`, jitter buffers), a GStreamer
-//! `udpsrc ! rtpjitterbuffer ! rtpL24depay ! fakesink` pipeline and `ffmpeg -i stream.sdp -f
-//! null -`. Each receiver's CPU time is read from /proc over the same window, so the ratio
-//! between them holds even on a busy, shared machine where absolute figures wander.
+//! Both benchmarks send AES67 (L24, 1 ms) on loopback from one in-process sender thread. Each
+//! receiver then takes the streams in turn as a child process, and the bench reads its CPU
+//! time (and resident memory) from /proc over the same window. The ratio between receivers
+//! therefore holds even on a busy, shared machine where absolute figures wander.
+//!
+//! - `bench ingest`: N streams received and jitter-buffered. The receivers are Estuary's ingest
+//!   path (the daemon's own code: sockets, `recvmmsg`, jitter buffers), GStreamer
+//!   `udpsrc ! rtpjitterbuffer ! rtpL24depay ! fakesink`, and `ffmpeg -i s.sdp -f null -`.
+//! - `bench bridge`: one stream bridged to an SRT listener as Opus in MPEG-TS, with
+//!   srt-live-transmit pulling it. It compares CPU and memory with GStreamer and FFmpeg doing
+//!   the same job, and reports Estuary's added latency: the playout lag of the 1 ms tick, plus
+//!   the hand-off from the completed codec frame to the SRT send.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use estuary_io::clock::clock_ticks_per_second;
 use estuary_io::tx::{ToneConfig, ToneSender};
 
 use crate::config;
 use crate::pipeline::Running;
 use crate::send;
-use crate::shutdown::Stop;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -32,9 +38,14 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// N AES67 streams received and jitter-buffered: Estuary vs GStreamer vs FFmpeg.
     Ingest(IngestArgs),
+    /// One AES67 stream bridged to SRT (Opus): CPU, memory and added latency vs the peers.
+    Bridge(BridgeArgs),
     /// (internal) Estuary's side of `bench ingest`, run as a child process.
     #[command(hide = true)]
     IngestWorker(IngestArgs),
+    /// (internal) Estuary's side of `bench bridge`, run as a child process.
+    #[command(hide = true)]
+    BridgeWorker(BridgeArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,36 +62,76 @@ struct IngestArgs {
     /// First UDP port on 127.0.0.1; stream i uses base_port + 2i.
     #[arg(long, default_value_t = 21_000)]
     base_port: u16,
-    /// Measure only Estuary (e.g. for 128 streams, which the peers cannot keep up with).
+    /// Measure only Estuary (e.g. for 128 streams, more than the peers keep up with here).
     #[arg(long)]
     no_peers: bool,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+struct BridgeArgs {
+    /// Channels of the AES67 stream (Opus carries the first two).
+    #[arg(long, default_value_t = 2)]
+    channels: u16,
+    /// Measured seconds per bridge (after a two-second warm-up).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// UDP port of the AES67 stream on 127.0.0.1.
+    #[arg(long, default_value_t = 21_500)]
+    rtp_port: u16,
+    /// SRT listener port on 127.0.0.1.
+    #[arg(long, default_value_t = 21_600)]
+    srt_port: u16,
+}
+
 const FRAMES_PER_PACKET: u32 = 48;
 const PAYLOAD_TYPE: u8 = 98;
+const OPUS_BITRATE: u32 = 128_000;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(&a),
+        BenchWhat::Bridge(a) => bridge(&a),
         BenchWhat::IngestWorker(a) => ingest_worker(&a),
+        BenchWhat::BridgeWorker(a) => bridge_worker(&a),
     }
 }
 
-fn destination(args: &IngestArgs, i: usize) -> SocketAddr {
-    let port = args.base_port + 2 * u16::try_from(i).unwrap_or(u16::MAX / 4);
+fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
 
-fn stream_sdp(args: &IngestArgs, i: usize) -> String {
-    let spec = send::ToneSpec {
-        destination: destination(args, i),
-        channels: args.channels,
+fn tone_spec(destination: SocketAddr, channels: u16, name: String) -> send::ToneSpec {
+    send::ToneSpec {
+        destination,
+        channels,
         frames_per_packet: FRAMES_PER_PACKET,
         payload_type: PAYLOAD_TYPE,
-        name: format!("bench {i}"),
+        frequency_hz: 997.0,
+        level_dbfs: -20.0,
+        ttl: 1,
+        name,
         ..send::ToneSpec::default()
-    };
-    send::describe(&spec, spec.destination.ip(), i as u64 + 1, 0)
+    }
+}
+
+fn start_senders(specs: &[send::ToneSpec]) -> anyhow::Result<ToneSender> {
+    let configs = specs
+        .iter()
+        .map(|s| ToneConfig {
+            ttl: s.ttl,
+            channels: s.channels,
+            frames_per_packet: s.frames_per_packet,
+            frequency_hz: s.frequency_hz,
+            level_dbfs: s.level_dbfs,
+            payload_type: s.payload_type,
+            ..ToneConfig::new(s.destination)
+        })
+        .collect();
+    ToneSender::spawn_multi(configs).context("starting the sender")
+}
+
+fn sdp_of(spec: &send::ToneSpec, session_id: u64) -> String {
+    send::describe(spec, spec.destination.ip(), session_id, 0)
 }
 
 /// One receiver's figures.
@@ -89,6 +140,9 @@ struct Measured {
     name: &'static str,
     cpu: Duration,
     stream_seconds: f64,
+    /// Resident set at the end of the window and its peak (VmRSS, VmHWM), summed over processes.
+    rss_kib: u64,
+    peak_kib: u64,
     note: String,
 }
 
@@ -98,19 +152,32 @@ impl Measured {
     }
 }
 
+fn print_table(results: &[Measured]) {
+    let Some(base) = results.first().map(Measured::ms_per_stream_second) else {
+        return;
+    };
+    println!();
+    println!(
+        "{:<10} {:>8} {:>14} {:>8} {:>10} {:>10}  notes",
+        "receiver", "CPU s", "CPU ms/strm-s", "ratio", "RSS MiB", "peak MiB"
+    );
+    for m in results {
+        println!(
+            "{:<10} {:>8.3} {:>14.3} {:>7.1}x {:>10.1} {:>10.1}  {}",
+            m.name,
+            m.cpu.as_secs_f64(),
+            m.ms_per_stream_second(),
+            m.ms_per_stream_second() / base,
+            m.rss_kib as f64 / 1024.0,
+            m.peak_kib as f64 / 1024.0,
+            m.note
+        );
+    }
+}
+
 fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
-    let configs = (0..args.streams)
-        .map(|i| ToneConfig {
-            ttl: 1,
-            channels: args.channels,
-            frames_per_packet: FRAMES_PER_PACKET,
-            frequency_hz: 997.0,
-            level_dbfs: -20.0,
-            payload_type: PAYLOAD_TYPE,
-            ..ToneConfig::new(destination(args, i))
-        })
-        .collect();
-    let sender = ToneSender::spawn_multi(configs).context("starting the sender")?;
+    let specs = ingest_specs(args);
+    let _sender = start_senders(&specs)?;
     println!(
         "bench ingest: {} streams x {} ch L24/48000, 1 ms packets ({} packets/s), {} s per receiver",
         args.streams,
@@ -118,148 +185,335 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         args.streams * 1000,
         args.seconds
     );
-    let dir = tempfile::tempdir()?;
-    let mut results = vec![measure_estuary(args)?];
-    if !args.no_peers {
-        match measure_gstreamer(args) {
-            Ok(m) => results.push(m),
-            Err(e) => println!("  gstreamer: not measured: {e:#}"),
-        }
-        match measure_ffmpeg(args, dir.path()) {
-            Ok(m) => results.push(m),
-            Err(e) => println!("  ffmpeg: not measured: {e:#}"),
-        }
-    }
-    drop(sender);
-    let base = results[0].ms_per_stream_second();
-    println!();
-    println!(
-        "{:<10} {:>10} {:>22} {:>12}  notes",
-        "receiver", "CPU s", "CPU ms/stream-second", "vs Estuary"
-    );
-    for m in &results {
-        println!(
-            "{:<10} {:>10.3} {:>22.3} {:>11.1}x  {}",
-            m.name,
-            m.cpu.as_secs_f64(),
-            m.ms_per_stream_second(),
-            m.ms_per_stream_second() / base,
-            m.note
-        );
-    }
-    Ok(())
-}
-
-fn measure_estuary(args: &IngestArgs) -> anyhow::Result<Measured> {
+    let stream_seconds = args.streams as f64 * args.seconds as f64;
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let mut worker = Command::new(exe);
+    worker
         .args(["bench", "ingest-worker"])
         .args(["--streams", &args.streams.to_string()])
         .args(["--channels", &args.channels.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
-        .args(["--base-port", &args.base_port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let cpu = sample_cpu(&[child.id()], args.seconds)?;
-    let stdout = child.stdout.take().context("worker stdout")?;
-    let mut note = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(rest) = line.strip_prefix("result ") {
-            note = rest.to_owned();
-        }
+        .args(["--base-port", &args.base_port.to_string()]);
+    let mut results = vec![measure_worker(
+        "estuary",
+        worker,
+        args.seconds,
+        stream_seconds,
+    )?];
+    if !args.no_peers {
+        let caps = |port: u16| {
+            format!(
+                "udpsrc address=127.0.0.1 port={port} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels={},payload={PAYLOAD_TYPE}\"",
+                args.channels
+            )
+        };
+        let pipeline: String = specs
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ! rtpjitterbuffer latency=10 ! rtpL24depay ! fakesink sync=false ",
+                    caps(s.destination.port())
+                )
+            })
+            .collect();
+        report(
+            &mut results,
+            measure_peer(
+                "gstreamer",
+                (vec![gst_launch(&pipeline)], vec![]),
+                args.seconds,
+                stream_seconds,
+                "udpsrc ! rtpjitterbuffer latency=10 ! rtpL24depay ! fakesink",
+            ),
+        );
+        let dir = tempfile::tempdir()?;
+        let ffmpegs = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let path = dir.path().join(format!("s{i}.sdp"));
+                std::fs::write(&path, sdp_of(spec, i as u64 + 1))?;
+                let mut cmd = ffmpeg_reading(&path);
+                cmd.args(["-f", "null", "-"]);
+                Ok(cmd)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        report(
+            &mut results,
+            measure_peer(
+                "ffmpeg",
+                (ffmpegs, vec![]),
+                args.seconds,
+                stream_seconds,
+                "one `ffmpeg -i s.sdp -f null -` per stream",
+            ),
+        );
     }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("estuary worker failed: {status}");
-    }
-    Ok(Measured {
-        name: "estuary",
-        cpu,
-        stream_seconds: args.streams as f64 * args.seconds as f64,
-        note,
-    })
+    print_table(&results);
+    Ok(())
+}
+
+fn ingest_specs(args: &IngestArgs) -> Vec<send::ToneSpec> {
+    (0..args.streams)
+        .map(|i| {
+            let port = args.base_port + 2 * u16::try_from(i).unwrap_or(u16::MAX / 4);
+            tone_spec(loopback(port), args.channels, format!("bench {i}"))
+        })
+        .collect()
 }
 
 /// The worker: the daemon's ingest path with one input per stream and no outputs.
 fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     let mut text = String::new();
-    for i in 0..args.streams {
+    for (i, spec) in ingest_specs(args).iter().enumerate() {
         text.push_str(&format!(
             "[[inputs]]\nname = \"s{i}\"\nkind = \"aes67\"\nlatency = \"10ms\"\nsdp = '''\n{}'''\n\n",
-            stream_sdp(args, i)
+            sdp_of(spec, i as u64 + 1)
         ));
     }
-    let cfg = config::parse(&text, Path::new("."))?;
-    let running = Running::start(&cfg)?;
-    // One second of warm-up, the measured window, and a little slack for the driver.
-    std::thread::sleep(Duration::from_secs(args.seconds + 2));
+    let running = Running::start(&config::parse(&text, Path::new("."))?)?;
+    // The driver's warm-up, its measured window, and a little slack.
+    let elapsed = args.seconds + 2;
+    std::thread::sleep(Duration::from_secs(elapsed));
     let stats = running.input_stats();
-    let stop = Stop::default();
-    stop.request();
-    running.wait(&stop, crate::pipeline::Reporting::Log);
-    let received: u64 = stats.iter().map(|(_, s)| s.stats.packets_received).sum();
-    let lost: u64 = stats.iter().map(|(_, s)| s.stats.packets_lost).sum();
-    let late: u64 = stats.iter().map(|(_, s)| s.stats.packets_late).sum();
-    let elapsed = (args.seconds + 2) as f64;
+    running.shutdown();
+    let sum = |f: fn(&estuary_engine::stats::StreamStats) -> u64| -> u64 {
+        stats.iter().map(|(_, s)| f(&s.stats)).sum()
+    };
     println!(
-        "result {:.0} packets/s received, {lost} lost, {late} late",
-        received as f64 / elapsed
+        "result {:.0} packets/s received, {} lost, {} late, {} concealed frames",
+        sum(|s| s.packets_received) as f64 / elapsed as f64,
+        sum(|s| s.packets_lost),
+        sum(|s| s.packets_late),
+        sum(|s| s.frames_concealed),
     );
     Ok(())
 }
 
-fn measure_gstreamer(args: &IngestArgs) -> anyhow::Result<Measured> {
-    let mut pipeline = String::new();
-    for i in 0..args.streams {
-        let port = destination(args, i).port();
-        pipeline.push_str(&format!(
-            "udpsrc address=127.0.0.1 port={port} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels={},payload={PAYLOAD_TYPE}\" ! rtpjitterbuffer latency=10 ! rtpL24depay ! fakesink sync=false ",
-            args.channels
-        ));
+fn bridge(args: &BridgeArgs) -> anyhow::Result<()> {
+    let spec = tone_spec(
+        loopback(args.rtp_port),
+        args.channels,
+        "bench bridge".into(),
+    );
+    let _sender = start_senders(std::slice::from_ref(&spec))?;
+    println!(
+        "bench bridge: 1 stream L24/48000/{} 1 ms -> SRT listener, Opus {} kb/s in MPEG-TS, pulled by srt-live-transmit; {} s each",
+        args.channels,
+        OPUS_BITRATE / 1000,
+        args.seconds
+    );
+    let stream_seconds = args.seconds as f64;
+    let srt_url = format!("srt://127.0.0.1:{}?mode=listener", args.srt_port);
+    let exe = std::env::current_exe()?;
+    let mut worker = Command::new(exe);
+    worker
+        .args(["bench", "bridge-worker"])
+        .args(["--channels", &args.channels.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--rtp-port", &args.rtp_port.to_string()])
+        .args(["--srt-port", &args.srt_port.to_string()]);
+    let pull = || srt_pull(args.srt_port);
+    let mut results = vec![measure_worker_with(
+        "estuary",
+        worker,
+        args.seconds,
+        stream_seconds,
+        pull,
+    )?];
+
+    let pipeline = format!(
+        "udpsrc address=127.0.0.1 port={} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels={},payload={PAYLOAD_TYPE}\" \
+         ! rtpjitterbuffer latency=10 ! rtpL24depay ! audioconvert ! audio/x-raw,channels=2 \
+         ! opusenc bitrate={OPUS_BITRATE} ! mpegtsmux ! srtsink uri=\"{srt_url}\" wait-for-connection=false",
+        args.rtp_port, args.channels
+    );
+    report(
+        &mut results,
+        measure_peer(
+            "gstreamer",
+            (vec![gst_launch(&pipeline)], vec![pull()]),
+            args.seconds,
+            stream_seconds,
+            "udpsrc ! rtpjitterbuffer ! rtpL24depay ! opusenc ! mpegtsmux ! srtsink",
+        ),
+    );
+    let dir = tempfile::tempdir()?;
+    let sdp_path = dir.path().join("bridge.sdp");
+    std::fs::write(&sdp_path, sdp_of(&spec, 1))?;
+    let mut ffmpeg = ffmpeg_reading(&sdp_path);
+    ffmpeg
+        .args([
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            &OPUS_BITRATE.to_string(),
+        ])
+        .args(["-f", "mpegts", &srt_url]);
+    report(
+        &mut results,
+        measure_peer(
+            "ffmpeg",
+            (vec![ffmpeg], vec![pull()]),
+            args.seconds,
+            stream_seconds,
+            "ffmpeg -i s.sdp -c:a libopus -f mpegts srt://",
+        ),
+    );
+    print_table(&results);
+    Ok(())
+}
+
+/// srt-live-transmit pulling the bridge's SRT stream and throwing it away.
+fn srt_pull(port: u16) -> Command {
+    let mut cmd = Command::new("srt-live-transmit");
+    cmd.args(["-q", &format!("srt://127.0.0.1:{port}"), "file://con"])
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn bridge_worker(args: &BridgeArgs) -> anyhow::Result<()> {
+    let spec = tone_spec(
+        loopback(args.rtp_port),
+        args.channels,
+        "bench bridge".into(),
+    );
+    let text = format!(
+        "[[inputs]]\nname = \"in\"\nkind = \"aes67\"\nlatency = \"10ms\"\nsdp = '''\n{}'''\n\n\
+         [[outputs]]\nname = \"out\"\nkind = \"srt\"\ninput = \"in\"\nmode = \"listener\"\n\
+         address = \"127.0.0.1:{}\"\ncodec = \"opus\"\nbitrate = {OPUS_BITRATE}\n",
+        sdp_of(&spec, 1),
+        args.srt_port
+    );
+    let running = Running::start(&config::parse(&text, Path::new("."))?)?;
+    std::thread::sleep(Duration::from_secs(args.seconds + 3));
+    let inputs = running.input_stats();
+    let outputs = running.output_status();
+    running.shutdown();
+    if let Some((_, input)) = inputs.first() {
+        println!(
+            "result playout lag (tick): {}; lost {}",
+            input.pull_lag.summary(),
+            input.stats.packets_lost
+        );
     }
-    let child = Command::new("sh")
-        .arg("-c")
+    if let Some((_, output, srt)) = outputs.first() {
+        println!(
+            "result hand-off to SRT: {}; {} messages sent, state {}",
+            output.handoff.summary(),
+            srt.messages_sent,
+            srt.state
+        );
+    }
+    Ok(())
+}
+
+fn gst_launch(pipeline: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(format!("exec gst-launch-1.0 -q {pipeline}"))
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn ffmpeg_reading(sdp: &Path) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-loglevel", "error", "-protocol_whitelist"])
+        .args(["file,udp,rtp", "-i"])
+        .arg(sdp)
         .stdout(Stdio::null())
-        .spawn()
-        .context("gst-launch-1.0")?;
-    let mut guard = Reaper(vec![child]);
-    let cpu = sample_cpu(&guard.pids(), args.seconds)?;
-    guard.check_alive("gst-launch-1.0")?;
-    Ok(Measured {
-        name: "gstreamer",
-        cpu,
-        stream_seconds: args.streams as f64 * args.seconds as f64,
-        note: "udpsrc ! rtpjitterbuffer latency=10 ! rtpL24depay ! fakesink".into(),
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn report(results: &mut Vec<Measured>, measured: anyhow::Result<Measured>) {
+    match measured {
+        Ok(m) => results.push(m),
+        Err(e) => println!("  not measured: {e:#}"),
+    }
+}
+
+fn measure_worker(
+    name: &'static str,
+    worker: Command,
+    seconds: u64,
+    stream_seconds: f64,
+) -> anyhow::Result<Measured> {
+    measure_worker_with(name, worker, seconds, stream_seconds, || {
+        let mut none = Command::new("true");
+        none.stdout(Stdio::null());
+        none
     })
 }
 
-fn measure_ffmpeg(args: &IngestArgs, dir: &Path) -> anyhow::Result<Measured> {
-    let mut children = Vec::new();
-    for i in 0..args.streams {
-        let path = dir.join(format!("s{i}.sdp"));
-        std::fs::write(&path, stream_sdp(args, i))?;
-        children.push(
-            Command::new("ffmpeg")
-                .args(["-nostdin", "-loglevel", "error", "-protocol_whitelist"])
-                .args(["file,udp,rtp", "-i"])
-                .arg(&path)
-                .args(["-f", "null", "-"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("ffmpeg")?,
+/// Runs an Estuary worker (plus a helper process that is not measured) and collects the
+/// worker's `result ...` lines as notes.
+fn measure_worker_with(
+    name: &'static str,
+    mut worker: Command,
+    seconds: u64,
+    stream_seconds: f64,
+    helper: impl Fn() -> Command,
+) -> anyhow::Result<Measured> {
+    let mut child = worker.stdout(Stdio::piped()).spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let _helper = Reaper(vec![helper().spawn().context("helper process")?]);
+    let (cpu, rss_kib, peak_kib) = sample(&[child.id()], seconds)?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    let notes: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix("result ").map(str::to_owned))
+        .collect();
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("estuary worker failed: {status}");
+    }
+    Ok(Measured {
+        name,
+        cpu,
+        stream_seconds,
+        rss_kib,
+        peak_kib,
+        note: notes.join("; "),
+    })
+}
+
+/// Measures `commands`; `helpers` (e.g. the SRT puller) run beside them unmeasured.
+fn measure_peer(
+    name: &'static str,
+    (commands, helpers): (Vec<Command>, Vec<Command>),
+    seconds: u64,
+    stream_seconds: f64,
+    note: &str,
+) -> anyhow::Result<Measured> {
+    let mut children = Reaper(Vec::new());
+    for mut cmd in commands {
+        children.0.push(
+            cmd.spawn()
+                .with_context(|| format!("{name}: cannot start {cmd:?}"))?,
         );
     }
-    let mut guard = Reaper(children);
-    let cpu = sample_cpu(&guard.pids(), args.seconds)?;
-    guard.check_alive("ffmpeg")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut unmeasured = Reaper(Vec::new());
+    for mut cmd in helpers {
+        unmeasured.0.push(
+            cmd.spawn()
+                .with_context(|| format!("{name}: cannot start {cmd:?}"))?,
+        );
+    }
+    let (cpu, rss_kib, peak_kib) = sample(&children.pids(), seconds)?;
+    children.check_alive(name)?;
+    unmeasured.check_alive(name)?;
     Ok(Measured {
-        name: "ffmpeg",
+        name,
         cpu,
-        stream_seconds: args.streams as f64 * args.seconds as f64,
-        note: "one `ffmpeg -i s.sdp -f null -` per stream".into(),
+        stream_seconds,
+        rss_kib,
+        peak_kib,
+        note: note.into(),
     })
 }
 
@@ -290,21 +544,37 @@ impl Drop for Reaper {
     }
 }
 
-/// CPU (user + system) the processes use during `seconds`, after one second of warm-up.
-fn sample_cpu(pids: &[u32], seconds: u64) -> anyhow::Result<Duration> {
-    std::thread::sleep(Duration::from_secs(1));
+/// CPU (user + system) the processes use during `seconds` after a warm-up, and their
+/// resident memory at the end (current and peak, KiB).
+fn sample(pids: &[u32], seconds: u64) -> anyhow::Result<(Duration, u64, u64)> {
+    std::thread::sleep(Duration::from_millis(1500));
     let start = total_cpu(pids)?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let end = total_cpu(pids)?;
     let wall = t0.elapsed().as_secs_f64();
+    let (mut rss, mut peak) = (0, 0);
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        rss += status_kib(&status, "VmRSS:");
+        peak += status_kib(&status, "VmHWM:");
+    }
     // Normalise to exactly `seconds` of wall time so sleeps that overshoot don't bias it.
-    Ok((end.saturating_sub(start)).mul_f64(seconds as f64 / wall))
+    let cpu = end.saturating_sub(start).mul_f64(seconds as f64 / wall);
+    Ok((cpu, rss, peak))
+}
+
+fn status_kib(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn total_cpu(pids: &[u32]) -> anyhow::Result<Duration> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = clock_ticks_per_second() as f64;
     let mut total = 0.0;
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod config;
 mod demo;
+mod latency;
 mod pipeline;
 mod send;
 mod shutdown;

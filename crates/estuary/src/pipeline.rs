@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tracing::{info, warn};
 
+use estuary_engine::clock::PlayoutClock as _;
 use estuary_engine::jitter::{JitterBuffer, JitterConfig};
 use estuary_engine::stats::StreamStats;
 use estuary_engine::time::MonoTime;
@@ -31,6 +32,7 @@ use estuary_wire::ts::{self, TsAudio, TsConfig, TsMuxer};
 use crate::config::{
     CodecConfig, Config, InputConfig, OutputConfig, ResolvedStream, SrtModeConfig,
 };
+use crate::latency::LatencyHistogram;
 use crate::shutdown::Stop;
 
 /// How often the ingest thread pulls from the jitter buffers.
@@ -57,6 +59,8 @@ pub struct InputSnapshot {
     pub stats: StreamStats,
     /// Frames an output ring had no room for (the encoder fell behind).
     pub ring_overruns: u64,
+    /// How long after their playout time frames were pulled (the 1 ms tick's share).
+    pub pull_lag: LatencyHistogram,
 }
 
 /// What an output thread publishes.
@@ -65,6 +69,18 @@ pub struct OutputSnapshot {
     pub frames_encoded: u64,
     pub access_units: u64,
     pub encode_errors: u64,
+    /// From the ingest thread completing a codec frame in the ring to its last TS packet
+    /// being handed to SRT: wake-up, encoding and muxing.
+    pub handoff: LatencyHistogram,
+}
+
+/// The ingest side of one output: the samples, and marks saying when each push happened.
+struct OutputFeed {
+    samples: rtrb::Producer<i32>,
+    /// (frames pushed so far, when): lets the output time each codec frame from the moment
+    /// its last sample arrived, not from when the output thread woke up.
+    marks: rtrb::Producer<(u64, MonoTime)>,
+    frames_pushed: u64,
 }
 
 struct InputRuntime {
@@ -72,8 +88,9 @@ struct InputRuntime {
     socket: UdpSocket,
     jitter: JitterBuffer,
     channels: usize,
-    rings: Vec<rtrb::Producer<i32>>,
+    rings: Vec<OutputFeed>,
     ring_overruns: u64,
+    pull_lag: LatencyHistogram,
     shared: Arc<Mutex<InputSnapshot>>,
 }
 
@@ -114,14 +131,19 @@ impl Running {
                 .context("output names an unknown input")?;
             let stream = &input_info[index];
             let frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
-            let (producer, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
-            inputs[index].rings.push(producer);
-            output_plans.push((output.clone(), stream.clone(), consumer));
+            let (samples, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
+            let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
+            inputs[index].rings.push(OutputFeed {
+                samples,
+                marks,
+                frames_pushed: 0,
+            });
+            output_plans.push((output.clone(), stream.clone(), consumer, mark_consumer));
         }
 
         let mut outputs = Vec::new();
         let mut workers = Vec::new();
-        for (output, stream, consumer) in output_plans {
+        for (output, stream, consumer, marks) in output_plans {
             let srt = Arc::new(
                 SrtSender::start(srt_config(&output))
                     .with_context(|| format!("output {}", output.name.get_ref()))?,
@@ -131,7 +153,7 @@ impl Running {
             let worker = OutputWorker::new(
                 &output,
                 &stream,
-                consumer,
+                (consumer, marks),
                 Arc::clone(&srt),
                 Arc::clone(&shared),
             )
@@ -265,6 +287,7 @@ fn open_input(input: &InputConfig, stream: &ResolvedStream) -> anyhow::Result<In
         channels: usize::from(stream.channels),
         rings: Vec::new(),
         ring_overruns: 0,
+        pull_lag: LatencyHistogram::default(),
         shared: Arc::new(Mutex::new(InputSnapshot::default())),
     })
 }
@@ -337,6 +360,7 @@ fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &St
                 if let Ok(mut shared) = input.shared.try_lock() {
                     shared.stats = *input.jitter.stats();
                     shared.ring_overruns = input.ring_overruns;
+                    shared.pull_lag = input.pull_lag;
                 }
             }
         }
@@ -373,17 +397,24 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         if pulled.frames == 0 {
             break;
         }
+        let last = pulled.position + pulled.frames as u64 - 1;
+        if let Some(due) = input.jitter.clock().due_time(last) {
+            input.pull_lag.record(now.duration_since(due));
+        }
         let samples = &scratch[..pulled.frames * input.channels];
-        for ring in &mut input.rings {
-            if ring.slots() < samples.len() {
+        for feed in &mut input.rings {
+            if feed.samples.slots() < samples.len() {
                 input.ring_overruns += pulled.frames as u64;
                 continue;
             }
-            if let Ok(mut chunk) = ring.write_chunk(samples.len()) {
+            if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
                 let (a, b) = chunk.as_mut_slices();
                 a.copy_from_slice(&samples[..a.len()]);
                 b.copy_from_slice(&samples[a.len()..]);
                 chunk.commit_all();
+                feed.frames_pushed += pulled.frames as u64;
+                // A full mark ring only costs the output one latency sample.
+                let _ = feed.marks.push((feed.frames_pushed, now));
             }
         }
         if pulled.frames * input.channels < usable {
@@ -400,6 +431,7 @@ enum Encoder {
 struct OutputWorker {
     name: String,
     consumer: rtrb::Consumer<i32>,
+    marks: rtrb::Consumer<(u64, MonoTime)>,
     in_channels: usize,
     map: Vec<usize>,
     /// Channels sent (302M needs an even count: a silent channel pads an odd map).
@@ -421,7 +453,7 @@ impl OutputWorker {
     fn new(
         output: &OutputConfig,
         stream: &ResolvedStream,
-        consumer: rtrb::Consumer<i32>,
+        (consumer, marks): (rtrb::Consumer<i32>, rtrb::Consumer<(u64, MonoTime)>),
         srt: Arc<SrtSender>,
         shared: Arc<Mutex<OutputSnapshot>>,
     ) -> anyhow::Result<Self> {
@@ -465,6 +497,7 @@ impl OutputWorker {
         Ok(Self {
             name: output.name.get_ref().clone(),
             consumer,
+            marks,
             in_channels: usize::from(stream.channels),
             map,
             out_channels,
@@ -548,9 +581,28 @@ impl OutputWorker {
         let srt = &self.srt;
         ts::drain_messages(&mut self.ts_out, |message| srt.send(message));
         self.frames_done += self.frame as u64;
+        if let Some(completed) = self.frame_completed_at() {
+            self.snapshot
+                .handoff
+                .record(monotonic_now().duration_since(completed));
+        }
         self.snapshot.frames_encoded = self.frames_done;
         self.snapshot.access_units += 1;
         true
+    }
+}
+
+impl OutputWorker {
+    /// When the ingest thread pushed the last sample of the frame just encoded.
+    fn frame_completed_at(&mut self) -> Option<MonoTime> {
+        let done = self.frames_done;
+        while let Ok(&(pushed, at)) = self.marks.peek() {
+            if pushed >= done {
+                return Some(at);
+            }
+            let _ = self.marks.pop();
+        }
+        None
     }
 }
 
@@ -612,15 +664,18 @@ impl Reporter {
         for (name, snap) in running.input_stats() {
             let s = snap.stats;
             let line = format!(
-                "input {name}: {} packets, {} lost, {} late, {} duplicate, {} reordered, {} concealed frames, jitter {:.1} samples, fill {} frames",
+                "input {name}: {} packets, {} lost, {} late, {} duplicate, {} reordered, {} malformed, {} wrong payload type, {} concealed frames, jitter {} samples, fill {} frames, playout lag p99 {:.2} ms",
                 s.packets_received,
                 s.packets_lost,
                 s.packets_late,
                 s.packets_duplicate,
                 s.packets_reordered,
+                s.malformed,
+                s.wrong_payload_type,
                 s.frames_concealed,
                 s.jitter,
-                s.buffer_fill_frames
+                s.buffer_fill_frames,
+                snap.pull_lag.quantile(0.99).as_secs_f64() * 1000.0
             );
             match reporting {
                 Reporting::Log => info!("{line}"),
@@ -629,13 +684,14 @@ impl Reporter {
         }
         for (name, snap, srt) in running.output_status() {
             let line = format!(
-                "output {name}: {}, {} frames encoded, {} messages sent, {} dropped while not connected, rtt {:.1} ms, {} retransmitted",
+                "output {name}: {}, {} frames encoded, {} messages sent, {} dropped while not connected, rtt {:.1} ms, {} retransmitted, hand-off p99 {:.2} ms",
                 srt.state,
                 snap.frames_encoded,
                 srt.messages_sent,
                 srt.messages_dropped_not_connected,
                 srt.rtt_ms,
-                srt.retransmitted_packets
+                srt.retransmitted_packets,
+                snap.handoff.quantile(0.99).as_secs_f64() * 1000.0
             );
             match reporting {
                 Reporting::Log => info!("{line}"),
