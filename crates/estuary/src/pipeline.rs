@@ -21,8 +21,8 @@ use estuary_engine::clock::PlayoutClock as _;
 use estuary_engine::jitter::{JitterBuffer, JitterConfig};
 use estuary_engine::stats::StreamStats;
 use estuary_engine::time::MonoTime;
-use estuary_io::batch::{BatchReceiver, Poller};
-use estuary_io::clock::monotonic_now;
+use estuary_io::batch::BatchReceiver;
+use estuary_io::clock::{monotonic_now, sleep_until};
 use estuary_io::mcast;
 use estuary_io::opus::OpusEncoder;
 use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
@@ -313,40 +313,25 @@ fn srt_config(output: &OutputConfig) -> SrtConfig {
 /// The ingest loop (see the module doc). Allocates nothing after the first iteration.
 fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &Stop) {
     let mut rx = BatchReceiver::new(BATCH);
-    let mut poller = match Poller::new(inputs.len().max(1)) {
-        Ok(p) => p,
-        Err(e) => {
-            warn!("ingest: cannot create poller: {e}");
-            return;
-        }
-    };
-    for (token, input) in inputs.iter().enumerate() {
-        if let Err(e) = poller.add(&input.socket, token as u64) {
-            warn!(input = %input.name, "ingest: cannot poll socket: {e}");
-        }
-    }
     let max_channels = inputs.iter().map(|i| i.channels).max().unwrap_or(1);
     // 100 ms of the widest input per pull; a pull that has more due simply loops.
     let mut scratch = vec![0i32; max_channels * 4_800];
+    let drain_every: u64 = std::env::var("ESTUARY_DRAIN_TICKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut tick: u64 = 0;
     let mut next_tick = monotonic_now();
     let mut next_publish = next_tick;
     while !halt.requested() {
-        let wait = next_tick
-            .checked_duration_since(monotonic_now())
-            .unwrap_or(Duration::ZERO);
-        if let Ok(ready) = poller.wait(Some(wait)) {
-            for token in ready {
-                let Some(input) = usize::try_from(token).ok().and_then(|t| inputs.get_mut(t))
-                else {
-                    continue;
-                };
+        sleep_until(next_tick);
+        if tick % drain_every == 0 {
+            for input in &mut inputs {
                 drain_socket(&mut rx, input);
             }
         }
+        tick += 1;
         let now = monotonic_now();
-        if now < next_tick {
-            continue;
-        }
         for input in &mut inputs {
             pull_into_rings(input, now, &mut scratch);
         }
@@ -370,12 +355,13 @@ fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &St
 /// Reads everything the socket holds into the input's jitter buffer.
 fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
     while let Ok(n) = rx.recv(&input.socket) {
-        if n == 0 {
-            break;
-        }
         for packet in rx.packets() {
             // The outcome is also counted in the buffer's statistics.
             let _ = input.jitter.push(packet.arrival, packet.data);
+        }
+        // A short batch means the socket is empty: skip the call that would say EAGAIN.
+        if n < rx.capacity() {
+            break;
         }
     }
 }
