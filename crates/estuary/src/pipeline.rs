@@ -2,8 +2,9 @@
 //!
 //! Threads (see docs/architecture.md):
 //! - one *ingest* thread serves every input socket: it drains them with `recvmmsg`, writes the
-//!   samples into each input's jitter buffer at their timestamp position, and every millisecond
-//!   pulls what is due and pushes it into one wait-free ring per output. It never allocates,
+//!   samples into each input's jitter buffer at their timestamp position, then pulls what is
+//!   due and pushes it into one wait-free ring per output. It wakes when an output's next
+//!   codec frame is due (at least every 5 ms). It never allocates,
 //!   locks or blocks (statistics are published with `try_lock`, skipped when contended);
 //! - one thread per *output* encodes (Opus or SMPTE 302M), muxes MPEG-TS and hands 1316-byte
 //!   messages to its SRT sender, whose own thread connects, listens and reconnects;
@@ -35,8 +36,10 @@ use crate::config::{
 use crate::latency::LatencyHistogram;
 use crate::shutdown::Stop;
 
-/// How often the ingest thread pulls from the jitter buffers.
-const TICK: Duration = Duration::from_millis(1);
+/// The longest the ingest thread sleeps; it wakes earlier when an output's codec frame is due.
+const MAX_TICK: Duration = Duration::from_millis(5);
+/// The shortest, so a clock that says "already due" cannot make it spin.
+const MIN_TICK: Duration = Duration::from_micros(200);
 /// Audio each output ring holds; a stalled encoder loses audio (counted) after this long.
 const OUTPUT_RING: Duration = Duration::from_millis(500);
 /// 302M access units: 5 ms keeps the added latency small at 0.6 % TS overhead per PES.
@@ -81,6 +84,10 @@ struct OutputFeed {
     /// its last sample arrived, not from when the output thread woke up.
     marks: rtrb::Producer<(u64, MonoTime)>,
     frames_pushed: u64,
+    /// The output's codec frame, in frames: the ingest wakes when one is complete.
+    frame: u64,
+    /// The output's thread, unparked when a codec frame is complete.
+    thread: Option<thread::Thread>,
 }
 
 struct InputRuntime {
@@ -115,7 +122,6 @@ impl Running {
         let halt = Stop::default();
         let mut inputs = Vec::new();
         let mut input_info = Vec::new();
-        let mut output_plans = Vec::new();
         for input in &config.inputs {
             let stream = input.resolve().map_err(|(_, field, msg)| {
                 anyhow::anyhow!("input {}: {field}: {msg}", *input.name.get_ref())
@@ -123,6 +129,9 @@ impl Running {
             inputs.push(open_input(input, &stream)?);
             input_info.push(stream);
         }
+        let mut outputs = Vec::new();
+        let mut workers = Vec::new();
+        let mut feeds = Vec::new();
         for output in &config.outputs {
             let index = config
                 .inputs
@@ -133,44 +142,40 @@ impl Running {
             let frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
             let (samples, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
             let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
-            inputs[index].rings.push(OutputFeed {
-                samples,
-                marks,
-                frames_pushed: 0,
-            });
-            output_plans.push((output.clone(), stream.clone(), consumer, mark_consumer));
-        }
-
-        let mut outputs = Vec::new();
-        let mut workers = Vec::new();
-        for (output, stream, consumer, marks) in output_plans {
             let srt = Arc::new(
-                SrtSender::start(srt_config(&output))
+                SrtSender::start(srt_config(output))
                     .with_context(|| format!("output {}", output.name.get_ref()))?,
             );
             info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
             let shared = Arc::new(Mutex::new(OutputSnapshot::default()));
             let worker = OutputWorker::new(
-                &output,
-                &stream,
-                (consumer, marks),
+                output,
+                stream,
+                (consumer, mark_consumer),
                 Arc::clone(&srt),
                 Arc::clone(&shared),
             )
             .with_context(|| format!("output {}", output.name.get_ref()))?;
+            inputs[index].rings.push(OutputFeed {
+                samples,
+                marks,
+                frames_pushed: 0,
+                frame: worker.frame as u64,
+                thread: None,
+            });
+            feeds.push((index, inputs[index].rings.len() - 1));
             outputs.push((output.name.get_ref().clone(), shared, srt));
             workers.push(worker);
         }
 
         let mut threads = Vec::new();
-        let mut output_threads = Vec::new();
-        for worker in workers {
+        for (worker, (input, feed)) in workers.into_iter().zip(feeds) {
             let halt = halt.clone();
             let name = format!("out-{}", worker.name);
             let handle = thread::Builder::new()
                 .name(name)
                 .spawn(move || worker.run(&halt))?;
-            output_threads.push(handle.thread().clone());
+            inputs[input].rings[feed].thread = Some(handle.thread().clone());
             threads.push(handle);
         }
         let snapshots = inputs
@@ -182,7 +187,7 @@ impl Running {
             threads.push(
                 thread::Builder::new()
                     .name("ingest".into())
-                    .spawn(move || ingest(inputs, output_threads, &halt))?,
+                    .spawn(move || ingest(inputs, &halt))?,
             );
         }
         Ok(Self {
@@ -311,34 +316,32 @@ fn srt_config(output: &OutputConfig) -> SrtConfig {
 }
 
 /// The ingest loop (see the module doc). Allocates nothing after the first iteration.
-fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &Stop) {
+fn ingest(mut inputs: Vec<InputRuntime>, halt: &Stop) {
     let mut rx = BatchReceiver::new(BATCH);
     let max_channels = inputs.iter().map(|i| i.channels).max().unwrap_or(1);
     // 100 ms of the widest input per pull; a pull that has more due simply loops.
     let mut scratch = vec![0i32; max_channels * 4_800];
-    let drain_every: u64 = std::env::var("ESTUARY_DRAIN_TICKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let mut tick: u64 = 0;
-    let mut next_tick = monotonic_now();
-    let mut next_publish = next_tick;
+    let mut next_wake = monotonic_now();
+    let mut next_publish = next_wake;
     while !halt.requested() {
-        sleep_until(next_tick);
-        if tick % drain_every == 0 {
-            for input in &mut inputs {
-                drain_socket(&mut rx, input);
-            }
+        // Sockets are drained when the thread wakes, not on readiness: waking per packet
+        // costs about three system calls per packet, and the kernel's receive timestamps keep
+        // arrival times exact however late we read them. Every pull follows a drain, so no
+        // packet that arrived before its playout time can miss it, whatever the wake period.
+        sleep_until(next_wake);
+        for input in &mut inputs {
+            drain_socket(&mut rx, input);
         }
-        tick += 1;
         let now = monotonic_now();
         for input in &mut inputs {
             pull_into_rings(input, now, &mut scratch);
         }
-        for t in &outputs {
-            t.unpark();
-        }
-        next_tick = advance_tick(next_tick, now);
+        // Wake when the next codec frame of any output is due, so no tick adds latency.
+        next_wake = inputs
+            .iter()
+            .filter_map(InputRuntime::next_frame_due)
+            .fold(now.saturating_add(MAX_TICK), MonoTime::min)
+            .max(now.saturating_add(MIN_TICK));
         if now >= next_publish {
             next_publish = now.saturating_add(Duration::from_millis(100));
             for input in &inputs {
@@ -349,6 +352,19 @@ fn ingest(mut inputs: Vec<InputRuntime>, outputs: Vec<thread::Thread>, halt: &St
                 }
             }
         }
+    }
+}
+
+impl InputRuntime {
+    /// When the last frame of some output's next codec frame becomes due.
+    fn next_frame_due(&self) -> Option<MonoTime> {
+        let next = self.jitter.position()?;
+        let last_needed = self
+            .rings
+            .iter()
+            .map(|f| next + (f.frame - f.frames_pushed % f.frame) - 1)
+            .min()?;
+        self.jitter.clock().due_time(last_needed)
     }
 }
 
@@ -363,16 +379,6 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
         if n < rx.capacity() {
             break;
         }
-    }
-}
-
-/// The next tick after `now`; skips ticks rather than bursting after a stall.
-fn advance_tick(tick: MonoTime, now: MonoTime) -> MonoTime {
-    let next = tick.saturating_add(TICK);
-    if next <= now {
-        now.saturating_add(TICK)
-    } else {
-        next
     }
 }
 
@@ -398,9 +404,15 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
                 a.copy_from_slice(&samples[..a.len()]);
                 b.copy_from_slice(&samples[a.len()..]);
                 chunk.commit_all();
+                let frames_before = feed.frames_pushed;
                 feed.frames_pushed += pulled.frames as u64;
                 // A full mark ring only costs the output one latency sample.
                 let _ = feed.marks.push((feed.frames_pushed, now));
+                if feed.frames_pushed / feed.frame > frames_before / feed.frame
+                    && let Some(t) = &feed.thread
+                {
+                    t.unpark();
+                }
             }
         }
         if pulled.frames * input.channels < usable {
@@ -510,7 +522,9 @@ impl OutputWorker {
             if worked && let Ok(mut shared) = self.shared.try_lock() {
                 *shared = self.snapshot.clone();
             }
-            thread::park_timeout(Duration::from_millis(5));
+            // The ingest thread unparks us when a codec frame is complete; the timeout only
+            // bounds how long a stop request waits.
+            thread::park_timeout(Duration::from_millis(50));
         }
     }
 
