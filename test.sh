@@ -25,8 +25,11 @@ echo "==> fuzz smoke run (${FUZZ_SECONDS:=10} s per target)"
   for target in $(cargo fuzz list); do
     mkdir -p "corpus/$target"
     cp -n seeds/"$target"/* "corpus/$target/" 2>/dev/null || true
+    printf '  %-16s ' "$target"
     cargo fuzz run --release "$target" "corpus/$target" -- \
-      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 2
+      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 2>&1 | grep -E '^Done|SUMMARY|panicked' || true
+    # A crash leaves an artifact and a non-zero exit above (pipefail); say which target.
+    [ -z "$(ls -A "artifacts/$target" 2>/dev/null)" ] || { echo "fuzz target $target crashed"; exit 1; }
   done
 )
 

@@ -201,18 +201,12 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         stream_seconds,
     )?];
     if !args.no_peers {
-        let caps = |port: u16| {
-            format!(
-                "udpsrc address=127.0.0.1 port={port} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels={},payload={PAYLOAD_TYPE}\"",
-                args.channels
-            )
-        };
         let pipeline: String = specs
             .iter()
             .map(|s| {
                 format!(
                     "{} ! rtpjitterbuffer latency=10 ! rtpL24depay ! fakesink sync=false ",
-                    caps(s.destination.port())
+                    l24_udpsrc(s.destination.port(), args.channels)
                 )
             })
             .collect();
@@ -323,10 +317,9 @@ fn bridge(args: &BridgeArgs) -> anyhow::Result<()> {
     )?];
 
     let pipeline = format!(
-        "udpsrc address=127.0.0.1 port={} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels={},payload={PAYLOAD_TYPE}\" \
-         ! rtpjitterbuffer latency=10 ! rtpL24depay ! audioconvert ! audio/x-raw,channels=2 \
+        "{} ! rtpjitterbuffer latency=10 ! rtpL24depay ! audioconvert ! audio/x-raw,channels=2 \
          ! opusenc bitrate={OPUS_BITRATE} ! mpegtsmux ! srtsink uri=\"{srt_url}\" wait-for-connection=false",
-        args.rtp_port, args.channels
+        l24_udpsrc(args.rtp_port, args.channels)
     );
     report(
         &mut results,
@@ -408,6 +401,13 @@ fn bridge_worker(args: &BridgeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A GStreamer source for one of the bench's L24 streams on 127.0.0.1.
+fn l24_udpsrc(port: u16, channels: u16) -> String {
+    format!(
+        "udpsrc address=127.0.0.1 port={port} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels={channels},payload={PAYLOAD_TYPE}\""
+    )
 }
 
 fn gst_launch(pipeline: &str) -> Command {

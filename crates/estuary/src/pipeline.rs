@@ -56,6 +56,15 @@ pub enum Reporting {
     Console,
 }
 
+impl Reporting {
+    fn emit(self, line: &str) {
+        match self {
+            Reporting::Log => info!("{line}"),
+            Reporting::Console => println!("{line}"),
+        }
+    }
+}
+
 /// What the ingest thread publishes about one input.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InputSnapshot {
@@ -677,10 +686,7 @@ impl Reporter {
                 s.buffer_fill_frames,
                 snap.pull_lag.quantile(0.99).as_secs_f64() * 1000.0
             );
-            match reporting {
-                Reporting::Log => info!("{line}"),
-                Reporting::Console => println!("{line}"),
-            }
+            reporting.emit(&line);
         }
         for (name, snap, srt) in running.output_status() {
             let line = format!(
@@ -693,10 +699,7 @@ impl Reporter {
                 srt.retransmitted_packets,
                 snap.handoff.quantile(0.99).as_secs_f64() * 1000.0
             );
-            match reporting {
-                Reporting::Log => info!("{line}"),
-                Reporting::Console => println!("{line}"),
-            }
+            reporting.emit(&line);
         }
     }
 }

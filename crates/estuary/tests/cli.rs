@@ -159,3 +159,31 @@ fn missing_config_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn json_logs_are_one_json_object_per_line_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("json.toml");
+    std::fs::write(
+        &path,
+        "[log]\nformat = \"json\"\n\n[[inputs]]\nname = \"a\"\nkind = \"aes67\"\naddress = \"127.0.0.1:47001\"\n",
+    )
+    .expect("write");
+    let mut cmd = Command::new(ESTUARY);
+    cmd.arg("run").arg("-c").arg(&path);
+    let mut daemon = common::Proc::spawn("estuary-json", &mut cmd, dir.path());
+    daemon.wait_for_stderr("receiving", Duration::from_secs(10));
+    let status = daemon.terminate(Duration::from_secs(5));
+    assert!(status.success(), "SIGTERM exit: {status}");
+    let log = daemon.stderr();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{log}");
+    for line in lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(log.contains("\"message\":\"receiving\""), "{log}");
+    assert!(log.contains("\"message\":\"stopping\""), "{log}");
+}

@@ -183,20 +183,7 @@ fn srt_caller_to_srt_live_transmit_listener_with_passphrase() {
     std::thread::sleep(Duration::from_millis(500));
     slt.kill();
 
-    let out = dir.path().join("out.raw");
-    let (status, _, stderr) = run_with_timeout(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-            .arg(&ts)
-            .args(["-f", "s32le", "-acodec", "pcm_s32le"])
-            .arg(&out),
-        Duration::from_secs(20),
-    );
-    assert!(
-        status.success(),
-        "ffmpeg could not decode what srt-live-transmit received: {stderr}"
-    );
-    let decoded = s32le(&std::fs::read(&out).expect("decoded"));
+    let decoded = decode_ts_file(&ts);
     let sent = s24be(&std::fs::read(&sent).expect("sent"));
     assert_bit_exact(&decoded, &sent, 1);
 }
@@ -227,17 +214,7 @@ fn srt_listener_serves_srt_live_transmit_caller_with_passphrase() {
     std::thread::sleep(Duration::from_millis(500));
     slt.kill();
 
-    let out = dir.path().join("out.raw");
-    let (status, _, stderr) = run_with_timeout(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-            .arg(&ts)
-            .args(["-f", "s32le", "-acodec", "pcm_s32le"])
-            .arg(&out),
-        Duration::from_secs(20),
-    );
-    assert!(status.success(), "ffmpeg could not decode: {stderr}");
-    let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
+    let left = channel(&decode_ts_file(&ts), 2, 0);
     let start = first_active(&left, 1 << 20).expect("silent") + SECOND / 4;
     assert!(
         left.len() >= start + SECOND,

@@ -317,3 +317,22 @@ pub fn ffmpeg_srt_decoder(dir: &Path, url: &str, seconds: u32, out: &Path) -> Pr
         .arg(out);
     Proc::spawn("ffmpeg-decoder", &mut cmd, dir)
 }
+
+/// Decodes an MPEG-TS file (what an SRT peer received) with FFmpeg into s32 samples.
+pub fn decode_ts_file(ts: &Path) -> Vec<i32> {
+    let out = ts.with_extension("decoded.raw");
+    let (status, _, stderr) = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+            .arg(ts)
+            .args(["-f", "s32le", "-acodec", "pcm_s32le"])
+            .arg(&out),
+        Duration::from_secs(20),
+    );
+    assert!(
+        status.success(),
+        "ffmpeg could not decode {}: {stderr}",
+        ts.display()
+    );
+    s32le(&std::fs::read(&out).expect("decoded"))
+}
