@@ -181,7 +181,7 @@ fn srt_caller_to_srt_live_transmit_listener_with_passphrase() {
     let mut sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.4", 0.5, 3), &sent);
     sender.wait_exit(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
-    slt.kill();
+    slt.interrupt(Duration::from_secs(5));
 
     let decoded = decode_ts_file(&ts);
     let sent = s24be(&std::fs::read(&sent).expect("sent"));
@@ -209,10 +209,11 @@ fn srt_listener_serves_srt_live_transmit_caller_with_passphrase() {
     ));
     let mut slt = Proc::spawn("srt-live-transmit", &mut cmd, dir.path());
     let sent = dir.path().join("sent.raw");
-    let mut sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.5", 0.25, 3), &sent);
+    // Six seconds of Opus is well over the 64 KiB srt-live-transmit buffers on stdout.
+    let mut sender = gst_l24_sender(dir.path(), &GstTone::stereo("239.69.1.5", 0.25, 6), &sent);
     sender.wait_exit(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
-    slt.kill();
+    slt.interrupt(Duration::from_secs(5));
 
     let left = channel(&decode_ts_file(&ts), 2, 0);
     let start = first_active(&left, 1 << 20).expect("silent") + SECOND / 4;

@@ -95,6 +95,22 @@ impl Proc {
         self.wait_exit(timeout)
     }
 
+    /// SIGINT (Ctrl-C), so a tool like srt-live-transmit flushes its output, then waits;
+    /// kills it if it has not exited by `timeout`.
+    pub fn interrupt(&mut self, timeout: Duration) {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
