@@ -219,7 +219,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
 
 fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map(|s| line_of(text, s.start));
-    let field = field_from_message(e.message()).unwrap_or_else(|| "syntax".into());
+    let field = line
+        .and_then(|l| field_at_line(text, l))
+        .or_else(|| field_from_message(e.message()))
+        .unwrap_or_else(|| "syntax".into());
     ConfigError {
         path: None,
         line,
@@ -228,7 +231,52 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     }
 }
 
-/// serde names the offending key in backticks ("unknown field `foo`", "missing field `kind`").
+/// The dotted path of the key on `line` (1-based), e.g. `inputs[0].latency`, found from the
+/// table headers above it. serde's type errors name only the value, not the key.
+fn field_at_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if i + 1 == line {
+            let key = l.split_once('=')?.0.trim();
+            if key.is_empty() || key.starts_with('#') {
+                return None;
+            }
+            return Some(if table.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+        if let Some(name) = l
+            .strip_prefix("[[")
+            .and_then(|r| r.split_once("]]"))
+            .map(|r| r.0.trim())
+        {
+            let index = match counts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => {
+                    *c += 1;
+                    *c - 1
+                }
+                None => {
+                    counts.push((name.to_owned(), 1));
+                    0
+                }
+            };
+            table = format!("{name}[{index}]");
+        } else if let Some(name) = l
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|r| r.0.trim())
+        {
+            table = name.to_owned();
+        }
+    }
+    None
+}
+
+/// serde names an unknown or missing key in backticks ("unknown field `foo`").
 fn field_from_message(message: &str) -> Option<String> {
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;

@@ -66,7 +66,7 @@ fn every_shipped_example_validates() {
 fn unknown_field_is_named_with_its_line() {
     let (code, out) = check_config(&format!("{GOOD_INPUT}latencyy = \"5ms\"\n"));
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("latencyy"), "{out}");
+    assert!(out.contains("inputs[0].latencyy"), "{out}");
     assert!(out.contains(":5:") || out.contains("line 5"), "{out}");
 }
 
@@ -79,6 +79,16 @@ fn wrong_type_is_named_with_its_line() {
         "{out}"
     );
     assert!(out.contains(":5:") || out.contains("line 5"), "{out}");
+}
+
+#[test]
+fn wrong_type_in_a_later_table_names_its_index() {
+    let text = format!(
+        "{GOOD_INPUT}\n[[inputs]]\nname = \"b\"\nkind = \"aes67\"\naddress = \"239.1.2.4:5004\"\nlatency = 5\n"
+    );
+    let (code, out) = check_config(&text);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains(":10: inputs[1].latency"), "{out}");
 }
 
 #[test]
