@@ -310,6 +310,8 @@ impl Stream {
 struct Counters {
     sent: AtomicU64,
     errors: AtomicU64,
+    /// Worst delay of a send behind its schedule, in nanoseconds.
+    max_lateness_ns: AtomicU64,
 }
 
 /// A thread sending one or more paced tone streams. Stopped and joined on
@@ -375,6 +377,12 @@ impl ToneSender {
         self.counters.errors.load(Ordering::Relaxed)
     }
 
+    /// The longest any packet left behind its schedule: a receiver with less jitter-buffer
+    /// latency than this sees late packets that are the sender's doing, not the network's.
+    pub fn max_lateness(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.counters.max_lateness_ns.load(Ordering::Relaxed))
+    }
+
     /// Local (source) address of each stream's socket, in `streams` order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
@@ -411,6 +419,11 @@ fn run(mut streams: Vec<Stream>, stop: &AtomicBool, counters: &Counters) {
         for s in &mut streams {
             // Send every packet already due; a thread woken late catches up in a burst
             // so the stream's average rate stays exact.
+            if let Some(behind) = now.checked_sub(s.offset_ns(s.k)) {
+                counters
+                    .max_lateness_ns
+                    .fetch_max(behind, Ordering::Relaxed);
+            }
             while s.offset_ns(s.k) <= now {
                 match s.send_next() {
                     Ok(()) => {

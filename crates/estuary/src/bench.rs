@@ -65,6 +65,9 @@ struct IngestArgs {
     /// Measure only Estuary (e.g. for 128 streams, more than the peers keep up with here).
     #[arg(long)]
     no_peers: bool,
+    /// Jitter-buffer latency of Estuary's inputs (GStreamer's rtpjitterbuffer gets 10 ms).
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -177,7 +180,7 @@ fn print_table(results: &[Measured]) {
 
 fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     let specs = ingest_specs(args);
-    let _sender = start_senders(&specs)?;
+    let sender = start_senders(&specs)?;
     println!(
         "bench ingest: {} streams x {} ch L24/48000, 1 ms packets ({} packets/s), {} s per receiver",
         args.streams,
@@ -193,13 +196,15 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         .args(["--streams", &args.streams.to_string()])
         .args(["--channels", &args.channels.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
-        .args(["--base-port", &args.base_port.to_string()]);
+        .args(["--base-port", &args.base_port.to_string()])
+        .args(["--latency", &humantime::format_duration(args.latency).to_string()]);
     let mut results = vec![measure_worker(
         "estuary",
         worker,
         args.seconds,
         stream_seconds,
     )?];
+    let sender_lateness = sender.max_lateness();
     if !args.no_peers {
         let pipeline: String = specs
             .iter()
@@ -244,6 +249,11 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         );
     }
     print_table(&results);
+    println!(
+        "sender: worst delay behind schedule while Estuary measured: {:.2} ms (packets later than the {} ms latency are the sender's, not the receiver's)",
+        sender_lateness.as_secs_f64() * 1000.0,
+        args.latency.as_millis()
+    );
     Ok(())
 }
 
@@ -261,7 +271,8 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     let mut text = String::new();
     for (i, spec) in ingest_specs(args).iter().enumerate() {
         text.push_str(&format!(
-            "[[inputs]]\nname = \"s{i}\"\nkind = \"aes67\"\nlatency = \"10ms\"\nsdp = '''\n{}'''\n\n",
+            "[[inputs]]\nname = \"s{i}\"\nkind = \"aes67\"\nlatency = \"{}\"\nsdp = '''\n{}'''\n\n",
+            humantime::format_duration(args.latency),
             sdp_of(spec, i as u64 + 1)
         ));
     }
