@@ -500,6 +500,9 @@ impl<C: PlayoutClock> JitterBuffer<C> {
         self.stats.resyncs += 1;
         self.tags.fill(0);
         let previous = self.stream;
+        if let Some(p) = &previous {
+            self.stats.frames_discarded += p.end.saturating_sub(p.read);
+        }
         self.begin(now, previous, ssrc, seq, timestamp, frames);
         let position = u64::from(timestamp);
         self.store(now, position, seq_start(seq), frames);

@@ -56,6 +56,9 @@ pub struct StreamStats {
     /// arriving late for longer than the playout latency (the path delay grew). The first
     /// packet ever does not count.
     pub resyncs: u64,
+    /// Frames that had been received but not yet played out when a resync replaced their
+    /// stream: audio the box had and did not play, so it is counted, never silently lost.
+    pub frames_discarded: u64,
     /// RFC 3550 §6.4.1 interarrival jitter of the current stream, in RTP timestamp units
     /// (samples), from the injected arrival times of every valid packet of the current SSRC
     /// (late and duplicate ones included). Restarts from zero at each resync.

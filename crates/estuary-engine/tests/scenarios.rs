@@ -515,6 +515,8 @@ fn ssrc_change_mid_stream_resyncs() {
     // stays continuous in time with the same length of silence before B's first frame.
     assert_eq!(s.frames_concealed, r.silent);
     assert_eq!(r.silent, 528);
+    // ... and counted: the box received those frames and did not play them.
+    assert_eq!(s.frames_discarded, 528);
     assert!(r.outcomes.contains(&PushOutcome::Resynced {
         reason: ResyncReason::SsrcChange,
         position: 3_000_000_000,

@@ -197,7 +197,10 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         .args(["--channels", &args.channels.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--base-port", &args.base_port.to_string()])
-        .args(["--latency", &humantime::format_duration(args.latency).to_string()]);
+        .args([
+            "--latency",
+            &humantime::format_duration(args.latency).to_string(),
+        ]);
     let mut results = vec![measure_worker(
         "estuary",
         worker,

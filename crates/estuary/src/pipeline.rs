@@ -673,7 +673,7 @@ impl Reporter {
         for (name, snap) in running.input_stats() {
             let s = snap.stats;
             let line = format!(
-                "input {name}: {} packets, {} lost, {} late, {} duplicate, {} reordered, {} malformed, {} wrong payload type, {} concealed frames, jitter {} samples, fill {} frames, playout lag p99 {:.2} ms",
+                "input {name}: {} packets, {} lost, {} late, {} duplicate, {} reordered, {} malformed, {} wrong payload type, {} concealed frames, {} discarded frames, {} restarts, jitter {} samples, fill {} frames, playout lag p99 {:.2} ms",
                 s.packets_received,
                 s.packets_lost,
                 s.packets_late,
@@ -682,6 +682,8 @@ impl Reporter {
                 s.malformed,
                 s.wrong_payload_type,
                 s.frames_concealed,
+                s.frames_discarded,
+                s.resyncs,
                 s.jitter,
                 s.buffer_fill_frames,
                 snap.pull_lag.quantile(0.99).as_secs_f64() * 1000.0
