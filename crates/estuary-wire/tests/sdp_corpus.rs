@@ -1,5 +1,5 @@
-//! Table test over the shared SDP corpus (/work/shared/testdata/sdp), with the expected
-//! values transcribed from /work/shared/testdata/INDEX.md.
+//! Table test over the shared SDP corpus (`../shared/testdata/sdp` beside the clone), with
+//! the expected values transcribed from `../shared/testdata/INDEX.md`.
 
 use std::path::Path;
 
@@ -134,8 +134,15 @@ fn ssm_text(s: &AudioStream) -> String {
 
 #[test]
 fn corpus_path_resolves() {
-    let canonical = std::fs::canonicalize(CORPUS).expect("corpus dir exists");
-    assert_eq!(canonical, Path::new("/work/shared/testdata/sdp"));
+    // The corpus sits beside the clone (CI checks out next to `shared/`), so only the shape
+    // of the path is fixed: the index must sit one level above the SDP folder.
+    let corpus = std::fs::canonicalize(CORPUS).expect("corpus dir exists beside the clone");
+    assert!(
+        corpus.ends_with("shared/testdata/sdp"),
+        "{}",
+        corpus.display()
+    );
+    assert!(corpus.parent().expect("parent").join("INDEX.md").is_file());
 }
 
 #[test]
