@@ -5,6 +5,7 @@
 //! deterministically in tests.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod clock;
 pub mod jitter;
 pub mod stats;
