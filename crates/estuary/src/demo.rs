@@ -63,7 +63,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             },
         );
     let cfg = config::parse(&text, Path::new(".")).context("the embedded demo config")?;
-    let running = Running::start(&cfg)?;
+    let mut running = Running::start(&cfg)?;
 
     println!();
     println!("Estuary demo");

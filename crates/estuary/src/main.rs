@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod config;
 mod demo;
+mod discover;
+mod discovery;
 mod latency;
 mod pipeline;
 mod send;
@@ -51,6 +53,8 @@ enum Command {
     },
     /// Start a built-in AES67 tone transmitter on loopback and serve it as SRT.
     Demo(demo::DemoArgs),
+    /// List the streams announced on the network (SAP, RAVENNA): live, --once or --json.
+    Discover(discover::DiscoverArgs),
     /// Send an AES67 test tone (L16/L24, any channel count) to an address.
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
@@ -104,6 +108,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => {
             init_logging(cli.log_format.unwrap_or_default(), None);
             demo::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Discover(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            discover::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {
