@@ -455,13 +455,15 @@ impl Worker {
     }
 
     fn set(&mut self, name: String, session: SapSession) {
-        if let Some(old) = self.sessions.get(&name) {
+        // Taken out of the map so the bandwidth share below does not count it twice.
+        if let Some(old) = self.sessions.remove(&name) {
             if old.session == session {
+                self.sessions.insert(name, old);
                 return;
             }
             if old.session.dest != session.dest || old.session.iface != session.iface {
                 // Moving elsewhere: the old scope should forget it.
-                self.send_delete(old);
+                self.send_delete(&old);
             }
         }
         let origin = origin_for(&session);
