@@ -142,6 +142,40 @@ fn authentication_data_is_skipped() {
     assert_eq!(sap::parse(&signed), sap::parse(&plain));
 }
 
+#[test]
+fn zip_bomb_is_an_error_and_a_large_sdp_is_not() {
+    let origin: IpAddr = "10.0.0.1".parse().expect("ip");
+    let mut p = SapPacket::announce(origin, "v=0\r\n");
+    p.compressed = true;
+    // 1 MiB of 'a' deflates to about 1 KiB but must not be inflated past the cap.
+    p.payload = vec![b'a'; 1 << 20];
+    let bomb = p.to_bytes().expect("encode");
+    assert!(bomb.len() < 4096, "{} bytes", bomb.len());
+    assert_eq!(sap::parse(&bomb), Err(SapError::Decompress));
+    // 60 KiB (type included) stays under the 64 KiB cap.
+    p.payload = [b"v=0\r\n".as_slice(), &[b'a'; 60 * 1024]].concat();
+    let big = p.to_bytes().expect("encode");
+    assert_eq!(sap::parse(&big), Ok(p));
+}
+
+#[test]
+fn announcement_layout_is_golden() {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=x\r\n";
+    let p = SapPacket::announce("192.0.2.1".parse().expect("ip"), sdp);
+    let hash = sap::message_id_hash(sdp).to_be_bytes();
+    let mut want = vec![0x20, 0x00, hash[0], hash[1], 192, 0, 2, 1];
+    want.extend_from_slice(b"application/sdp\0");
+    want.extend_from_slice(sdp.as_bytes());
+    assert_eq!(p.to_bytes().expect("encode"), want);
+    let d = SapPacket::delete("2001:db8::1".parse().expect("ip"), sdp);
+    let bytes = d.to_bytes().expect("encode");
+    assert_eq!(&bytes[..4], &[0x34, 0x00, hash[0], hash[1]]);
+    assert_eq!(
+        &bytes[20..],
+        b"application/sdp\0o=- 1 1 IN IP4 192.0.2.1\r\n"
+    );
+}
+
 /// UDP payloads of the IPv4 datagrams in a little-endian, Ethernet (linktype 1) pcap.
 fn pcap_udp_payloads(pcap: &[u8]) -> Vec<(u16, Vec<u8>)> {
     assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
