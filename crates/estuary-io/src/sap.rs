@@ -524,7 +524,12 @@ impl Worker {
             + e.announce.len()
             + 28;
         let r = self.next_random();
-        e.next_due = Instant::now() + announcement_interval(total, self.base, r);
+        let now = Instant::now();
+        let wait = announcement_interval(total, self.base, r);
+        // A day stands in for an interval too long for `Instant` (absurd configuration).
+        e.next_due = now
+            .checked_add(wait)
+            .unwrap_or(now + Duration::from_secs(86_400));
     }
 
     fn send_delete(&self, e: &Entry) {

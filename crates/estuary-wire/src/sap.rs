@@ -426,7 +426,8 @@ pub fn announcement_interval(total_ad_bytes: usize, base: Duration, random: f64)
     };
     // offset in [-1/3, +1/3) of the interval
     let factor = 1.0 + (2.0 * r - 1.0) / 3.0;
-    interval.mul_f64(factor)
+    // Not `mul_f64`: it panics on overflow, and `base` comes from configuration.
+    Duration::try_from_secs_f64(interval.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -445,6 +446,10 @@ mod tests {
         assert_eq!(
             announcement_interval(50_000, base, 0.5),
             Duration::from_secs(100)
+        );
+        assert_eq!(
+            announcement_interval(usize::MAX, Duration::MAX, 0.9),
+            Duration::MAX
         );
         let hi = announcement_interval(500, base, 0.999_999);
         assert!(hi < Duration::from_secs(40) && hi > Duration::from_millis(39_999));
