@@ -104,7 +104,8 @@ impl SapListener {
             ));
         }
         let mut sockets = Vec::new();
-        if !v4.is_empty() {
+        // An IPv4 socket even without groups: unicast SAP to the port is still heard.
+        if !v4.is_empty() || v6.is_empty() {
             let bind = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port).into();
             let s = wildcard_socket(bind)?;
             for g in v4.iter().filter_map(|g| match g {
