@@ -7,5 +7,6 @@
 
 pub mod clock;
 pub mod jitter;
+pub mod monitor;
 pub mod stats;
 pub mod time;
