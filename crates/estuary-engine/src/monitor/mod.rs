@@ -13,8 +13,8 @@
 //! window the per-window values are folded into the meters and every detector is stepped,
 //! so alarm timing is exact to the window and independent of how the daemon cuts blocks.
 //!
-//! - Sample peak: largest `|x|`; true peak: ITU-R BS.1770-4 Annex 2 (4× oversampling below
-//!   96 kHz, by the `ebur128` crate's polyphase interpolator); both in dBFS (dBTP) with a
+//! - Sample peak: largest `|x|`; true peak: ITU-R BS.1770-4 Annex 2 (4× oversampling with the
+//!   Annex's 48-tap polyphase filter, [`true_peak`]); both in dBFS (dBTP) with a
 //!   peak-hold that holds for `peak_hold`, then falls at `peak_decay_db_per_s`, in audio time.
 //! - RMS over the last `rms_window`, relative to full scale (a full-scale sine is −3.01 dBFS).
 //! - EBU R128 momentary, short-term, integrated loudness and LRA per loudness group
@@ -29,14 +29,14 @@
 pub mod detect;
 pub mod health;
 pub mod loudness;
+pub mod true_peak;
 
 use core::time::Duration;
-
-use ebur128::{EbuR128, Mode};
 
 use crate::time::MonoTime;
 use detect::{Change, Debounce, Timing, duration_to_ticks};
 use loudness::{LoudnessLevels, LoudnessMeter};
+use true_peak::TruePeakFilter;
 
 /// Length of an analysis window.
 pub const WINDOW: Duration = Duration::from_millis(10);
@@ -463,6 +463,7 @@ struct ChannelState {
     true_peak: f64,
     longest_clip_run: u32,
     clicks_in_window: u32,
+    true_peak_filter: TruePeakFilter,
     /// Largest non-click |second difference| in the current window.
     d2_current: f64,
     // Running state.
@@ -540,7 +541,6 @@ pub struct Monitor {
     state: Vec<ChannelState>,
     pairs: Vec<PairState>,
     groups: Vec<LoudnessMeter>,
-    true_peak: EbuR128,
     events: Vec<MonitorEvent>,
     events_dropped: u64,
 }
@@ -570,6 +570,7 @@ impl Monitor {
             true_peak: 0.0,
             longest_clip_run: 0,
             clicks_in_window: 0,
+            true_peak_filter: TruePeakFilter::new(sample_rate),
             d2_current: 0.0,
             clip_run: 0,
             history: [0.0; 2],
@@ -605,8 +606,6 @@ impl Monitor {
             .map(|(first, count)| LoudnessMeter::new(channels, first, count, sample_rate))
             .collect::<Result<Vec<_>, _>>()
             .map_err(loudness_error)?;
-        let true_peak = EbuR128::new(u32::from(channels), sample_rate, Mode::TRUE_PEAK)
-            .map_err(loudness_error)?;
         let derived = Derived {
             hold_frames: duration_to_ticks(config.peak_hold, rate),
             decay_per_frame: config.peak_decay_db_per_s / sample_rate as f64,
@@ -628,7 +627,6 @@ impl Monitor {
             state: vec![channel; usize::from(channels)],
             pairs,
             groups,
-            true_peak,
             events: Vec::with_capacity(usize::from(channels) * EVENTS_PER_CHANNEL),
             events_dropped: 0,
         })
@@ -728,8 +726,6 @@ impl Monitor {
         for group in &mut self.groups {
             group.process(chunk);
         }
-        // Only a channel-count mismatch can fail, and `chunk` holds whole frames.
-        let _ = self.true_peak.add_frames_i32(chunk);
         let channels = self.channels;
         let clip_level = self.derived.clip_level;
         let click = self
@@ -737,8 +733,6 @@ impl Monitor {
             .discontinuity
             .map(|c| (c.ratio, self.derived.click_floor));
         for (ch, s) in self.state.iter_mut().enumerate() {
-            let tp = self.true_peak.prev_true_peak(ch as u32).unwrap_or(0.0);
-            s.true_peak = s.true_peak.max(tp);
             for &x in chunk.iter().skip(ch).step_by(channels) {
                 accumulate_sample(s, x, clip_level, click);
             }
@@ -908,6 +902,7 @@ fn accumulate_sample(s: &mut ChannelState, x: i32, clip_level: u32, click: Optio
     let magnitude = x.unsigned_abs();
     s.peak = s.peak.max(magnitude);
     let v = normalise(x);
+    s.true_peak = s.true_peak.max(s.true_peak_filter.push(v));
     s.sum_sq += v * v;
     s.sum += v;
     s.min = s.min.min(x);
