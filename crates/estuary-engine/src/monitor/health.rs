@@ -166,6 +166,7 @@ pub struct HealthMonitor {
     sample_rate: u32,
     config: HealthConfig,
     previous: Option<(MonoTime, StreamStats)>,
+    first_update: Option<MonoTime>,
     last_packet: Option<MonoTime>,
     fit: Fit,
     drift_ppm: Option<f64>,
@@ -191,6 +192,7 @@ impl HealthMonitor {
             sample_rate,
             config,
             previous: None,
+            first_update: None,
             last_packet: None,
             fit: Fit::default(),
             drift_ppm: None,
@@ -244,6 +246,7 @@ impl HealthMonitor {
     pub fn update(&mut self, now: MonoTime, stats: &StreamStats) -> &[HealthEvent] {
         self.events.clear();
         let Some((before, old)) = self.previous.replace((now, *stats)) else {
+            self.first_update = Some(now);
             return &self.events;
         };
         let (start, end) = (before.as_nanos(), now.as_nanos());
@@ -315,10 +318,13 @@ impl HealthMonitor {
     }
 
     /// No packets for `no_packets_after`: counted from the last packet (or the first update
-    /// when none came yet); cleared by the first update that saw packets arrive.
-    fn update_no_packets(&mut self, now: MonoTime, received: bool, first_update: MonoTime) {
+    /// when none came yet); cleared by the first update that saw packets arrive. `before` is
+    /// the previous update.
+    fn update_no_packets(&mut self, now: MonoTime, received: bool, before: MonoTime) {
         if received {
-            if self.last_packet.is_none() {
+            // Without `on_packet` arrivals in this interval, the counters only say a packet came
+            // by `now`: the alarm may then fire up to one update period late, never early.
+            if self.last_packet.is_none_or(|t| t <= before) {
                 self.last_packet = Some(now);
             }
             if self.no_packets {
@@ -332,7 +338,10 @@ impl HealthMonitor {
             }
             return;
         }
-        let since = now.duration_since(self.last_packet.unwrap_or(first_update));
+        let since = now.duration_since(
+            self.last_packet
+                .unwrap_or(self.first_update.unwrap_or(before)),
+        );
         if !self.no_packets && since >= self.config.no_packets_after {
             self.no_packets = true;
             self.events.push(HealthEvent {
