@@ -81,7 +81,7 @@ fn sample(n: u64, c: usize) -> i32 {
         (0..7, 0) => 0.0,
         (2..4, 1) => 2.0 * tone,
         (4..7, 2) => 0.3,
-        (_, 3) if n % 10_007 == 0 => 0.9,
+        (_, 3) if n.is_multiple_of(10_007) => 0.9,
         (1..6, 5) => -0.2 * (2.0 * PI * 997.0 * t).sin(),
         (_, 4) => 0.2 * tone,
         _ => 0.2 * tone + 0.1 * (2.0 * PI * 131.0 * t + c as f64).sin(),
@@ -122,10 +122,10 @@ fn monitor_and_health_do_not_allocate_after_construction() {
                 health.on_packet(now, k as u64 * 48);
                 stats.packets_received += 1;
             }
-            if k % 1_777 == 0 {
+            if k.is_multiple_of(1_777) {
                 stats.packets_lost += 2;
             }
-            if k % 100 == 0 {
+            if k.is_multiple_of(100) {
                 events += health.update(now, &stats).len();
                 monitor.snapshot_into(&mut snapshot);
                 let _ = health.snapshot();
