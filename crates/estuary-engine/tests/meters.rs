@@ -267,3 +267,31 @@ fn bench_monitor_ns_per_frame_per_channel() {
         println!("{channels} channels: {ns:.1} ns per frame per channel");
     }
 }
+
+#[test]
+fn other_sample_rates_read_the_same_levels() {
+    // 44.1 kHz (441-frame windows, 4× true peak) and 96 kHz (2× true peak).
+    for rate in [44_100u32, 96_000] {
+        let amplitude = 10f64.powf(-10.0 / 20.0) * f64::from(i32::MAX);
+        let at = |n: u32, freq: f64, phase: f64| {
+            (amplitude * (2.0 * PI * freq * f64::from(n) / f64::from(rate) + phase).sin()).round()
+                as i32
+        };
+        let tone: Vec<i32> = (0..rate).map(|n| at(n, 997.0, 0.3)).collect();
+        let mut m = Monitor::new(1, rate, meter_only()).expect("valid config");
+        m.process(MonoTime::ZERO, &tone);
+        let c = m.snapshot().channels[0];
+        assert_db("peak", c.peak, -10.0, 0.1);
+        assert_db("rms", c.rms, -13.0103, 0.1);
+        assert_db("true peak", c.true_peak, -10.0, 0.1);
+        // fs/4 at 45°: samples 3 dB under the true peak, read through the peak-hold as above.
+        let quarter: Vec<i32> = (0..3 * rate)
+            .map(|n| at(n, f64::from(rate) / 4.0, PI / 4.0))
+            .collect();
+        let mut m = Monitor::new(1, rate, meter_only()).expect("valid config");
+        m.process(MonoTime::ZERO, &quarter);
+        let c = m.snapshot().channels[0];
+        assert_db("fs/4 sample peak", c.peak, -13.0103, 0.1);
+        assert_db("fs/4 true peak", c.true_peak, -10.0, 0.1);
+    }
+}
