@@ -48,7 +48,8 @@ pub struct HealthConfig {
     pub drift_threshold_ppm: f64,
     /// While raised, drift counts as fine only below `threshold − hysteresis` (default 20 ppm).
     pub drift_hysteresis_ppm: f64,
-    /// Drift debounce (default raise at once, clear after 0: one window decides).
+    /// Drift debounce, counted in measurement windows (default raise at once, clear after 0:
+    /// one window decides).
     pub drift: Timing,
 }
 
@@ -172,6 +173,9 @@ pub struct HealthMonitor {
     drift_ppm: Option<f64>,
     /// Drift estimate not yet judged by an update.
     drift_fresh: bool,
+    /// Arrival interval (ns) the last estimate covers: the drift alarm's debounce counts
+    /// measurement windows, not update intervals.
+    drift_interval: (u64, u64),
     jitter_us: f64,
     loss: Debounce,
     late: Debounce,
@@ -197,6 +201,7 @@ impl HealthMonitor {
             fit: Fit::default(),
             drift_ppm: None,
             drift_fresh: false,
+            drift_interval: (0, 0),
             jitter_us: 0.0,
             loss: d(config.loss),
             late: d(config.late),
@@ -236,6 +241,7 @@ impl HealthMonitor {
             if let Some(slope) = self.fit.slope() {
                 self.drift_ppm = Some((slope / f64::from(self.sample_rate) - 1.0) * 1e6);
                 self.drift_fresh = true;
+                self.drift_interval = (t0.as_nanos(), arrival.as_nanos());
             }
             self.fit = Fit::default();
         }
@@ -296,7 +302,7 @@ impl HealthMonitor {
         self.update_no_packets(now, stats.packets_received > old.packets_received, before);
         if self.drift_fresh {
             self.drift_fresh = false;
-            self.update_drift(start, end);
+            self.update_drift(now);
         }
         &self.events
     }
@@ -353,7 +359,8 @@ impl HealthMonitor {
         }
     }
 
-    fn update_drift(&mut self, start: u64, end: u64) {
+    fn update_drift(&mut self, now: MonoTime) {
+        let (start, end) = self.drift_interval;
         let Some(ppm) = self.drift_ppm else {
             return;
         };
@@ -366,7 +373,7 @@ impl HealthMonitor {
         let change = self.drift.update(start, end, present);
         let mut sink = Sink {
             events: &mut self.events,
-            at: MonoTime::from_nanos(end),
+            at: now,
         };
         sink.push(HealthKind::Drift, change, ppm);
     }
