@@ -8,5 +8,6 @@
 pub mod catalog;
 pub mod clock;
 pub mod jitter;
+pub mod monitor;
 pub mod stats;
 pub mod time;
