@@ -82,6 +82,7 @@ fn sender() -> impl Strategy<Value = SenderSdp> {
                 ptp: ptp.map(|(gmid, domain)| PtpRef { gmid, domain }),
                 local_mac,
                 media_clock_offset,
+                ..SenderSdp::default()
             },
         )
 }
@@ -114,7 +115,7 @@ proptest! {
         prop_assert_eq!(s.sample_rate, p.sample_rate);
         prop_assert_eq!(s.channels, p.channels);
         prop_assert_eq!(s.ptime_ms, Some(p.ptime_ms));
-        prop_assert_eq!(s.framecount, p.framecount);
+        prop_assert_eq!(s.framecount, p.framecount.map(sdp::FrameCount::Exact));
         prop_assert_eq!(s.media_clock_offset, Some(p.media_clock_offset));
         let want = match p.ptp {
             Some(ptp) => RefClock::Ptp { version: "IEEE1588-2008".into(), gmid: ptp.gmid, domain: Some(ptp.domain) },
