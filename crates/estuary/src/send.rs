@@ -144,6 +144,7 @@ pub fn describe(
         ptp: None,
         local_mac: [0; 6],
         media_clock_offset,
+        ..sdp::SenderSdp::default()
     })
 }
 
