@@ -102,7 +102,6 @@ pub fn default_sap_destination(stream_destination: IpAddr) -> SocketAddr {
 #[derive(Debug)]
 pub struct Announcement {
     announcer: SapAnnouncer,
-    pub destination: SocketAddr,
 }
 
 impl Announcement {
@@ -131,16 +130,19 @@ impl Announcement {
                 },
             )
             .context("SAP announcer")?;
-        Ok(Self {
-            announcer,
-            destination,
-        })
+        Ok(Self { announcer })
     }
 
     /// Announcements and deletions sent so far, and failed sends.
     pub fn counts(&self) -> (u64, u64, u64) {
         let s = self.announcer.stats();
         (s.announcements, s.deletions, s.send_errors)
+    }
+
+    /// Sends the deletion and stops; returns the final counts.
+    pub fn stop(mut self) -> (u64, u64, u64) {
+        self.announcer.stop();
+        self.counts()
     }
 }
 
@@ -168,15 +170,16 @@ pub fn run(args: AnnounceArgs) -> anyhow::Result<()> {
         args.origin,
         args.interval,
     )?;
-    eprintln!("announcing on {destination} (SAP) every ~{:?}; Ctrl-C sends a deletion and stops", args.interval);
+    eprintln!(
+        "announcing on {destination} (SAP) every ~{:?}; Ctrl-C sends a deletion and stops",
+        args.interval
+    );
     print!("{text}");
     let deadline = args.duration.map(|d| std::time::Instant::now() + d);
     while !stop.requested() && deadline.is_none_or(|d| std::time::Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut announcement = announcement;
-    announcement.announcer.stop();
-    let (sent, deleted, errors) = announcement.counts();
+    let (sent, deleted, errors) = announcement.stop();
     eprintln!("sent {sent} announcement(s), {deleted} deletion(s), {errors} failed send(s)");
     if errors > 0 && sent == 0 {
         anyhow::bail!("no announcement could be sent to {destination}");
@@ -185,7 +188,10 @@ pub fn run(args: AnnounceArgs) -> anyhow::Result<()> {
 }
 
 fn build_sdp(args: &AnnounceArgs, iface: Option<&Interface>) -> anyhow::Result<String> {
-    let name = args.name.clone().context("--name is required without --sdp")?;
+    let name = args
+        .name
+        .clone()
+        .context("--name is required without --sdp")?;
     let destination = args.addr.context("--addr is required without --sdp")?;
     let format = SampleFormat::from_encoding_name(&args.encoding)
         .with_context(|| format!("--encoding {:?}: use L16, L24, L32 or AM824", args.encoding))?;
@@ -194,7 +200,11 @@ fn build_sdp(args: &AnnounceArgs, iface: Option<&Interface>) -> anyhow::Result<S
     }
     let frames = args.ptime * f64::from(args.rate) / 1000.0;
     if !(frames >= 1.0 && frames.fract().abs() < 0.05) {
-        anyhow::bail!("--ptime {} ms is not a whole number of samples at {} Hz", args.ptime, args.rate);
+        anyhow::bail!(
+            "--ptime {} ms is not a whole number of samples at {} Hz",
+            args.ptime,
+            args.rate
+        );
     }
     let channel_order = args
         .channel_config
@@ -311,10 +321,7 @@ mod tests {
             parse_eui64("00-1D-C1-FF-FE-12-34-56").expect("gm"),
             [0x00, 0x1D, 0xC1, 0xFF, 0xFE, 0x12, 0x34, 0x56]
         );
-        assert_eq!(
-            parse_eui64("00:1d:c1:ff:fe:12:34:56").expect("gm")[7],
-            0x56
-        );
+        assert_eq!(parse_eui64("00:1d:c1:ff:fe:12:34:56").expect("gm")[7], 0x56);
         assert!(parse_eui64("00-1D-C1").is_err());
         assert!(parse_eui64("00-1D-C1-FF-FE-12-34-ZZ").is_err());
     }

@@ -58,7 +58,11 @@ impl Shared {
             CatalogEvent::Revived { protocol, name } => {
                 info!(%protocol, stream = %name, "stale stream announced again");
             }
-            CatalogEvent::Removed { protocol, name, why } => {
+            CatalogEvent::Removed {
+                protocol,
+                name,
+                why,
+            } => {
                 info!(%protocol, stream = %name, reason = ?why, "stream removed");
             }
         }

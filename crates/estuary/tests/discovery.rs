@@ -41,7 +41,11 @@ fn discover_lists_an_ffmpeg_sap_announcement_with_its_format() {
             .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
             .args(["-ac", "2", "-c:a", "pcm_s24be", "-t", "8"])
             .args(["-metadata", "title=FFmpeg Studio Feed"])
-            .args(["-f", "sap", "sap://239.69.7.7:5004?announce_addr=224.2.127.254&ttl=1"]),
+            .args([
+                "-f",
+                "sap",
+                "sap://239.69.7.7:5004?announce_addr=224.2.127.254&ttl=1",
+            ]),
         dir.path(),
     );
     let rows = discover.join().expect("discover thread");
@@ -59,7 +63,12 @@ fn discover_lists_an_ffmpeg_sap_announcement_with_its_format() {
     assert_eq!(row["sample_rate"], 48_000);
     assert_eq!(row["channels"], 2);
     assert_eq!(row["state"], "active");
-    assert!(row["sdp"].as_str().expect("sdp").contains("a=rtpmap:96 L24/48000/2"));
+    assert!(
+        row["sdp"]
+            .as_str()
+            .expect("sdp")
+            .contains("a=rtpmap:96 L24/48000/2")
+    );
 }
 
 /// `estuary send` without announcing, its SDP written to `dir/<name>.sdp`.
@@ -82,7 +91,12 @@ fn tone(dir: &std::path::Path, name: &str, to: &str, frequency: u32) -> Proc {
 
 /// The SDP a device would announce for the stream in `sdp_file`, under `name`, as version
 /// `version` of session 4242.
-fn announced_sdp(dir: &std::path::Path, sdp_file: &str, name: &str, version: u32) -> std::path::PathBuf {
+fn announced_sdp(
+    dir: &std::path::Path,
+    sdp_file: &str,
+    name: &str,
+    version: u32,
+) -> std::path::PathBuf {
     let text = std::fs::read_to_string(dir.join(sdp_file)).expect("sdp");
     let rewritten: String = text
         .lines()
@@ -125,7 +139,10 @@ fn an_input_follows_a_sap_announcement_and_its_new_version() {
         [[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"follow\"\nmode = \"listener\"\n\
         address = \"127.0.0.1:9410\"\ncodec = \"pcm\"\n";
     let mut estuary = start_estuary(dir.path(), config);
-    estuary.wait_for_stderr("waiting for the stream to be announced", Duration::from_secs(10));
+    estuary.wait_for_stderr(
+        "waiting for the stream to be announced",
+        Duration::from_secs(10),
+    );
     let mut first = announce(dir.path(), &v1, "announce-v1");
     estuary.wait_for_stderr("stream discovered", Duration::from_secs(10));
 
@@ -136,20 +153,36 @@ fn an_input_follows_a_sap_announcement_and_its_new_version() {
     // no deletion is sent and only the version change can move the input.
     first.kill();
     let _second = announce(dir.path(), &v2, "announce-v2");
-    estuary.wait_for_stderr("announcement changed; restarting the route", Duration::from_secs(10));
+    estuary.wait_for_stderr(
+        "announcement changed; restarting the route",
+        Duration::from_secs(10),
+    );
     assert!(
         decoder.wait_exit(Duration::from_secs(30)).success(),
         "{}",
         decoder.stderr()
     );
     let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
-    assert!(left.len() >= 5 * SECOND, "only {} frames decoded", left.len());
+    assert!(
+        left.len() >= 5 * SECOND,
+        "only {} frames decoded",
+        left.len()
+    );
     let early = frequency(&to_f64(&left[SECOND / 2..SECOND / 2 + SECOND]), 48_000.0);
     let late = frequency(&to_f64(&left[left.len() - SECOND..]), 48_000.0);
-    assert!((early - 1_000.0).abs() < 2.0, "before the change: {early:.1} Hz");
-    assert!((late - 1_500.0).abs() < 2.0, "after the change: {late:.1} Hz");
+    assert!(
+        (early - 1_000.0).abs() < 2.0,
+        "before the change: {early:.1} Hz"
+    );
+    assert!(
+        (late - 1_500.0).abs() < 2.0,
+        "after the change: {late:.1} Hz"
+    );
     let level = rms_dbfs(&to_f64(&left[left.len() - SECOND..]));
-    assert!((level - (-15.01)).abs() < 0.5, "after the change: {level:.2} dB");
+    assert!(
+        (level - (-15.01)).abs() < 0.5,
+        "after the change: {level:.2} dB"
+    );
     let log = estuary.stderr();
     assert!(log.contains("version=2"), "{log}");
     estuary.terminate(Duration::from_secs(10));
@@ -182,5 +215,9 @@ fn ffmpeg_finds_and_plays_what_estuary_send_announces() {
     let level = rms_dbfs(&window);
     assert!((level - (-23.01)).abs() < 0.5, "{level:.2} dB");
     sender.interrupt(Duration::from_secs(10));
-    assert!(sender.stderr().contains("1 deletion"), "{}", sender.stderr());
+    assert!(
+        sender.stderr().contains("1 deletion"),
+        "{}",
+        sender.stderr()
+    );
 }

@@ -99,16 +99,6 @@ pub enum RouteState {
     Failed { reason: String },
 }
 
-impl RouteState {
-    pub fn label(&self) -> &'static str {
-        match self {
-            RouteState::Waiting { .. } => "waiting for announcement",
-            RouteState::Receiving { .. } => "receiving",
-            RouteState::Failed { .. } => "failed",
-        }
-    }
-}
-
 /// Runs the configured gateway until `stop` is requested.
 pub fn run(config: &Config, stop: &Stop, reporting: Reporting) -> anyhow::Result<()> {
     let running = Running::start(config)?;

@@ -62,6 +62,23 @@ impl Reporter {
     }
 
     pub(super) fn report(&self, running: &Running, reporting: Reporting) {
+        if let Some(discovery) = running.discovery() {
+            let sap = discovery.sap_stats();
+            let catalog = discovery.catalog();
+            let (refused, _) = catalog.rejected();
+            let line = format!(
+                "discovery: {} stream(s) known; SAP {} datagrams, {} decoded, {} malformed, {} encrypted, {} ignored; {} announced SDP refused",
+                catalog.entries().len(),
+                sap.received,
+                sap.decoded,
+                sap.malformed,
+                sap.encrypted,
+                sap.ignored,
+                refused
+            );
+            drop(catalog);
+            reporting.emit(&line);
+        }
         for ((name, snap), (_, state)) in running
             .input_stats()
             .into_iter()
