@@ -459,7 +459,10 @@ fn framecount_range_keeps_both_ends() {
     assert_eq!(s.maxptime_ms, Some(1.08843537415));
     // A range does not fix the packet size: ptime does (48 frames at 44.1 kHz).
     assert_eq!(s.frames_per_packet(), Some(48));
-    assert_eq!(s.packet_time(), Some(std::time::Duration::from_nanos(1_088_435)));
+    assert_eq!(
+        s.packet_time(),
+        Some(std::time::Duration::from_nanos(1_088_435))
+    );
     assert!(d.to_sdp_string().contains("a=framecount:64-192\r\n"));
 }
 
