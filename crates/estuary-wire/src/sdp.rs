@@ -6,11 +6,13 @@
 //! final newline, a missing `t=` line, an empty `s=`), recording one [`SdpWarning`] per fix,
 //! then hands the text to `sdp-types`. The typed layer ([`SessionDescription`],
 //! [`AudioStream`]) applies the AES67 rules: media-level `c=`, `a=source-filter`,
-//! `a=ts-refclk`, `a=mediaclk` and `i=` override the session-level ones (RFC 7273 §5,
-//! RFC 4570 §3). Non-audio and non-PCM media sections are skipped with a warning.
-//! Errors carry the 1-based line number of the *original* text.
+//! `a=ts-refclk`, `a=mediaclk`, `a=clock-domain`, `a=sync-time`, the direction and `i=`
+//! override the session-level ones (RFC 7273 §5, RFC 4570 §3). Non-audio and non-PCM media
+//! sections are skipped with a warning. Errors carry the 1-based line number of the
+//! *original* text. Nothing here indexes or unwraps input: every accessor returns `Option`
+//! or `Result`, and arithmetic on parsed numbers is checked or saturating.
 //!
-//! [`write`] (or [`SessionDescription::to_sdp_string`]) writes the whole model back in strict
+//! [`write()`] (or [`SessionDescription::to_sdp_string`]) writes the whole model back in strict
 //! CRLF form, and `parse(write(d)) == d` apart from warnings. [`write_aes67_sdp`] builds that
 //! model for Estuary's own transmitters (AES67-2018 §8, RFC 7273, ST 2110-30 §6).
 
@@ -326,7 +328,7 @@ pub struct SessionDescription {
 }
 
 impl SessionDescription {
-    /// Writes the description; see [`write`].
+    /// Writes the description; see [`write()`].
     pub fn to_sdp_string(&self) -> String {
         write(self)
     }
