@@ -2,13 +2,16 @@
 //! announces to our listener, and FFmpeg's SAP demuxer finds our announcement and plays
 //! the tone it describes.
 
+mod support;
+
+use support::{KillOnDrop, isolate};
+
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use estuary_io::mcast::resolve_interface;
-use estuary_io::netns::isolate_thread_network;
 use estuary_io::sap::{
     SAP_GROUP_GLOBAL_V4, SapAnnouncer, SapAnnouncerConfig, SapListener, SapListenerConfig,
     SapSession,
@@ -17,20 +20,6 @@ use estuary_io::tx::{ToneConfig, ToneSender};
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::sap::{MessageType, SapPacket};
 use estuary_wire::sdp;
-
-/// Kills and reaps the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn isolate() {
-    isolate_thread_network().expect("private network namespace (tests need root / CAP_SYS_ADMIN)");
-}
 
 fn listener() -> SapListener {
     SapListener::open(&SapListenerConfig {
@@ -169,6 +158,7 @@ fn ffmpeg_finds_our_announcement_and_plays_the_tone() {
         ptp: None,
         local_mac: [0; 6],
         media_clock_offset: 0,
+        ..sdp::SenderSdp::default()
     });
 
     let mut sender = ToneSender::spawn(tone).expect("tone");

@@ -1,20 +1,20 @@
 //! Our SAP announcer against our SAP listener, and the listener's counters, in a private
 //! network namespace.
 
+mod support;
+
+use support::isolate;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use estuary_io::mcast::{Interface, open_send_socket, resolve_interface};
-use estuary_io::netns::{IPV6_TEST_INTERFACE, isolate_thread_network};
+use estuary_io::netns::IPV6_TEST_INTERFACE;
 use estuary_io::sap::{
     SAP_GROUP_ADMIN_V4, SAP_GROUP_SITE_V6, SapAnnouncer, SapAnnouncerConfig, SapListener,
     SapListenerConfig, SapListenerStats, SapSession,
 };
 use estuary_wire::sap::{MessageType, SapPacket, message_id_hash};
-
-fn isolate() {
-    isolate_thread_network().expect("private network namespace (tests need root / CAP_SYS_ADMIN)");
-}
 
 fn lo() -> Interface {
     resolve_interface("lo").expect("lo")

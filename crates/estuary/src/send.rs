@@ -179,7 +179,6 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         level_dbfs: args.level,
         payload_type: args.payload_type,
         ttl: args.ttl,
-        ..ToneSpec::default()
     };
     let stop = shutdown::install()?;
     let started = start(&spec, iface.clone())?;
