@@ -7,5 +7,6 @@ pub mod clock;
 pub mod mcast;
 pub mod netns;
 pub mod opus;
+pub mod ravenna;
 pub mod srt;
 pub mod tx;
