@@ -258,7 +258,7 @@ fn respond(req: &RtspMessage, sessions: &Sessions, rtsp_session: &str) -> RtspMe
     let mut resp = match method {
         "OPTIONS" => RtspMessage::response(200, "OK").with_header("Public", PUBLIC),
         "DESCRIBE" => describe_response(uri, &path, sessions),
-        "SETUP" => setup_response(&path, sessions, rtsp_session),
+        "SETUP" => setup_response(req, &path, sessions, rtsp_session),
         "PLAY" => RtspMessage::response(200, "OK")
             .with_header("Session", rtsp_session)
             .with_header("Range", "npt=0.000-"),
@@ -293,8 +293,23 @@ fn describe_response(uri: &str, path: &str, sessions: &Sessions) -> RtspMessage 
 }
 
 /// SETUP names the session path, possibly followed by a control suffix such as
-/// `trackID=1` / `streamid=1` that picks the m= line.
-fn setup_response(path: &str, sessions: &Sessions, rtsp_session: &str) -> RtspMessage {
+/// `trackID=1` / `streamid=1` that picks the m= line. We only offer the stream's own
+/// multicast group: a client asking for unicast or interleaved TCP gets 461 (§11.4.16),
+/// and FFmpeg then retries with multicast (it rejects an answer whose lower transport
+/// differs from what it asked for).
+fn setup_response(
+    req: &RtspMessage,
+    path: &str,
+    sessions: &Sessions,
+    rtsp_session: &str,
+) -> RtspMessage {
+    let wants_multicast = req.header("Transport").is_some_and(|t| {
+        t.split(',')
+            .any(|spec| spec.split(';').any(|p| p.trim() == "multicast"))
+    });
+    if !wants_multicast {
+        return RtspMessage::response(461, "Unsupported Transport");
+    }
     let trimmed = path.trim_end_matches('/');
     let (entry, index) = match sessions.lookup(trimmed) {
         Some((_, e)) => (e, 0),
@@ -398,6 +413,9 @@ mod tests {
         let req = RtspMessage::request("SETUP", "rtsp://h/by-name/a%20b/trackID=0")
             .with_header("CSeq", "3")
             .with_header("Transport", "RTP/AVP/UDP;unicast;client_port=5000-5001");
+        assert_eq!(respond(&req, &sessions(), "S1").status(), Some(461));
+        let mut req = req;
+        req.headers.set("Transport", "RTP/AVP/UDP;multicast");
         let r = respond(&req, &sessions(), "S1");
         assert_eq!(r.status(), Some(200));
         assert_eq!(
