@@ -8,7 +8,9 @@
 //!   RFC 2616 §4.2);
 //! - an empty request-URI (`ANNOUNCE  RTSP/1.0` from a Merging Anubis);
 //! - bare LF line ends, empty lines between messages and folded header lines (RFC 2616
-//!   §2.2 LWS), which some embedded servers produce.
+//!   §2.2 LWS), which some embedded servers produce;
+//! - bytes in the head that are not UTF-8 (RFC 2326 §4 asks for UTF-8; an old device may
+//!   send Latin-1 in a session name): they become U+FFFD instead of failing the stream.
 //!
 //! Every length is bounded by [`Limits`], so a peer cannot make it buffer without end: a
 //! header block or body over the limit is an error, not an allocation. Bytes are only
@@ -692,6 +694,15 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].cseq(), Some(7));
         assert_eq!(got[0].header("x-a"), Some("one two"));
+    }
+
+    #[test]
+    fn latin1_in_head_is_replaced_not_fatal() {
+        let got =
+            parse_all(b"ANNOUNCE rtsp://h/by-name/caf\xe9 RTSP/1.0\r\nX-Name: \xe9t\xe9\r\n\r\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].uri(), Some("rtsp://h/by-name/caf\u{fffd}"));
+        assert_eq!(got[0].header("x-name"), Some("\u{fffd}t\u{fffd}"));
     }
 
     #[test]
