@@ -127,3 +127,41 @@ fn describe_reports_status_timeout_and_hang_up() {
     assert!(matches!(err, RavennaError::Closed { .. }), "{err:?}");
     server.join().expect("server");
 }
+
+#[test]
+fn server_updates_and_removes_sessions() {
+    isolate();
+    let server =
+        estuary_io::ravenna::RtspServer::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let addr = server.local_addr();
+    let sdp_v1 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Mix A\r\nt=0 0\r\n";
+    let sdp_v2 = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=Mix A\r\nt=0 0\r\n";
+    let id = server.set_session("Mix A", sdp_v1);
+    let other = server.set_session("Mix B", sdp_v1);
+    assert_ne!(id, other);
+    assert_eq!(
+        server.set_session("Mix A", sdp_v2),
+        id,
+        "update keeps the id"
+    );
+    assert_eq!(server.session_names(), vec!["Mix A", "Mix B"]);
+    let t = Duration::from_secs(5);
+    assert_eq!(
+        describe_addr(addr, "/by-name/Mix A", t).expect("by name"),
+        sdp_v2
+    );
+    assert_eq!(
+        describe_addr(addr, &format!("/by-id/{id}"), t).expect("by id"),
+        sdp_v2
+    );
+    assert!(server.remove_session("Mix A"));
+    assert!(!server.remove_session("Mix A"));
+    let err = describe_addr(addr, "/by-name/Mix A", t).expect_err("removed");
+    assert!(
+        matches!(err, RavennaError::Status { status: 404, .. }),
+        "{err:?}"
+    );
+    drop(server);
+    // Stopped on drop: nobody listens any more.
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
+}
