@@ -8,7 +8,8 @@ set -euo pipefail
 profile=${1:-build}
 build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
 test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
-           gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+           gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+           avahi-daemon avahi-utils dbus-daemon)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;

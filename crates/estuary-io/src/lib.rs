@@ -7,6 +7,7 @@ pub mod clock;
 pub mod mcast;
 pub mod netns;
 pub mod opus;
+pub mod ravenna;
 pub mod sap;
 pub mod srt;
 pub mod tx;

@@ -7,6 +7,7 @@
 
 pub mod payload;
 pub mod rtp;
+pub mod rtsp;
 pub mod s302m;
 pub mod sap;
 pub mod sdp;
