@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use estuary_io::mcast::{self, Interface};
+use estuary_io::ravenna::{MdnsOptions, RavennaPublisher, RtspServer};
 use estuary_io::sap::{SapAnnouncer, SapAnnouncerConfig, SapSession};
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::sap::SAP_PORT;
@@ -143,6 +144,49 @@ impl Announcement {
     pub fn stop(mut self) -> (u64, u64, u64) {
         self.announcer.stop();
         self.counts()
+    }
+}
+
+/// Serves one SDP over RTSP (`DESCRIBE /by-name/<name>`) and publishes it over mDNS as a
+/// RAVENNA session, until dropped (mDNS goodbye).
+pub struct RavennaAnnouncement {
+    server: RtspServer,
+    publisher: RavennaPublisher,
+}
+
+impl std::fmt::Debug for RavennaAnnouncement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RavennaAnnouncement")
+            .field("rtsp", &self.server.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RavennaAnnouncement {
+    pub fn start(
+        name: &str,
+        sdp: &str,
+        rtsp_bind: SocketAddr,
+        iface: Option<&Interface>,
+    ) -> anyhow::Result<Self> {
+        let server = RtspServer::bind(rtsp_bind)
+            .with_context(|| format!("cannot serve RTSP on {rtsp_bind}"))?;
+        server.set_session(name, sdp);
+        let mut publisher = RavennaPublisher::new(&MdnsOptions {
+            interface: iface.map(|i| i.name.clone()),
+            ..MdnsOptions::default()
+        })
+        .context("cannot start the mDNS responder")?;
+        publisher
+            .publish(name, server.local_addr().port())
+            .context("cannot publish the RAVENNA session over mDNS")?;
+        Ok(Self { server, publisher })
+    }
+
+    /// `rtsp://host:port/by-name/<name>` for the session.
+    pub fn url(&self, name: &str) -> String {
+        let _ = &self.publisher;
+        self.server.url(name)
     }
 }
 

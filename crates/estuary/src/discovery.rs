@@ -3,7 +3,8 @@
 //!
 //! - SAP: one listener socket on port 9875 joined to the configured groups (unicast SAP to
 //!   the port is accepted too, which the demo uses on loopback);
-//! - RAVENNA: an mDNS/DNS-SD browser; each session found is read with RTSP DESCRIBE.
+//! - RAVENNA: an mDNS/DNS-SD browser; each session found is read with RTSP DESCRIBE, and
+//!   read again every 30 s, since RAVENNA senders do not re-announce SDP changes over mDNS.
 //!
 //! Readers take the catalog lock briefly; a generation counter tells them whether anything
 //! changed since they last looked, so the supervisor reconciles routes only on changes.
@@ -19,6 +20,9 @@ use tracing::{debug, info, warn};
 use estuary_engine::catalog::{Catalog, CatalogEvent, Protocol, SessionIdentity};
 use estuary_io::clock::monotonic_now;
 use estuary_io::mcast;
+use estuary_io::ravenna::{
+    MdnsOptions, RavennaBrowser, RavennaEvent, RavennaService, describe_addr,
+};
 use estuary_io::sap::{SapListener, SapListenerConfig, SapListenerStats};
 use estuary_wire::sap::{MessageType, SapPacket};
 
@@ -29,6 +33,11 @@ use crate::shutdown::Stop;
 const TICK: Duration = Duration::from_secs(1);
 /// How long one SAP receive waits, which bounds how late a stop request is seen.
 const SAP_WAIT: Duration = Duration::from_millis(100);
+/// How long one RTSP DESCRIBE may take.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// RAVENNA senders do not re-announce a changed SDP over mDNS, so known sessions are read
+/// again this often.
+const REDESCRIBE: Duration = Duration::from_secs(30);
 
 /// State shared between the discovery threads and their readers.
 #[derive(Debug, Default)]
@@ -95,6 +104,24 @@ impl Discovery {
                     .name("sap-listen".into())
                     .spawn(move || sap_loop(listener, &shared, &halt))?,
             );
+        }
+        if config.ravenna {
+            let options = MdnsOptions {
+                interface: iface.as_ref().map(|i| i.name.clone()),
+                ..MdnsOptions::default()
+            };
+            match RavennaBrowser::new(&options) {
+                Ok(browser) => {
+                    let (shared, halt) = (Arc::clone(&shared), halt.clone());
+                    threads.push(
+                        thread::Builder::new()
+                            .name("ravenna-browse".into())
+                            .spawn(move || ravenna_loop(&browser, &shared, &halt))?,
+                    );
+                }
+                // SAP discovery still works; say why RAVENNA does not.
+                Err(e) => warn!(error = %e, "cannot browse mDNS; RAVENNA discovery is off"),
+            }
         }
         {
             let (shared, halt) = (Arc::clone(&shared), halt.clone());
@@ -235,6 +262,75 @@ fn identity_of_origin_line(line: &str) -> Option<SessionIdentity> {
         session_id,
         address,
     })
+}
+
+/// A RAVENNA session found over mDNS, read again every [`REDESCRIBE`].
+struct KnownSession {
+    service: RavennaService,
+    next_describe: std::time::Instant,
+}
+
+fn ravenna_loop(browser: &RavennaBrowser, shared: &Shared, halt: &Stop) {
+    let mut known: Vec<KnownSession> = Vec::new();
+    while !halt.requested() {
+        match browser.recv_timeout(SAP_WAIT) {
+            Some(RavennaEvent::Found(service)) => {
+                // Both browses (plain `_rtsp._tcp` and the RAVENNA subtype) report the same
+                // instance: read it once, and again only when its records changed.
+                let same = |k: &KnownSession| {
+                    k.service.name == service.name
+                        && k.service.addresses == service.addresses
+                        && k.service.port == service.port
+                };
+                if !known.iter().any(same) {
+                    known.retain(|k| k.service.name != service.name);
+                    known.push(KnownSession {
+                        service,
+                        next_describe: std::time::Instant::now(),
+                    });
+                }
+            }
+            Some(RavennaEvent::Removed { name, .. }) => {
+                known.retain(|k| k.service.name != name);
+                if let Some(event) = shared.catalog().withdraw(Protocol::Ravenna, &name, None) {
+                    shared.changed(&event);
+                }
+            }
+            Some(_) | None => {}
+        }
+        let now = std::time::Instant::now();
+        for session in known.iter_mut().filter(|k| k.next_describe <= now) {
+            session.next_describe = now + REDESCRIBE;
+            describe_into_catalog(&session.service, shared);
+        }
+    }
+}
+
+/// Reads a session's SDP with RTSP DESCRIBE and records it. Plain `_rtsp._tcp` services that
+/// are not RAVENNA (cameras, media servers) answer 404 or something else; they are skipped.
+fn describe_into_catalog(service: &RavennaService, shared: &Shared) {
+    let Some(addr) = service.socket_addr() else {
+        return;
+    };
+    let sdp = match describe_addr(addr, &service.rtsp_path(), DESCRIBE_TIMEOUT) {
+        Ok(sdp) => sdp,
+        Err(e) => {
+            debug!(session = %service.name, %addr, error = %e, "RTSP DESCRIBE failed");
+            return;
+        }
+    };
+    let result = shared.catalog().announce(
+        monotonic_now(),
+        Protocol::Ravenna,
+        &service.name,
+        &addr.ip().to_string(),
+        &sdp,
+    );
+    match result {
+        Ok(Some(event)) => shared.changed(&event),
+        Ok(None) => {}
+        Err(e) => debug!(session = %service.name, error = %e, "described SDP refused"),
+    }
 }
 
 fn age_loop(shared: &Shared, halt: &Stop) {

@@ -57,6 +57,15 @@ pub struct SendArgs {
     /// own loopback address for a loopback stream.
     #[arg(long)]
     sap_dest: Option<String>,
+    /// Do not announce over SAP (RAVENNA publishing stays on).
+    #[arg(long)]
+    no_sap: bool,
+    /// Do not serve the SDP over RTSP nor publish it over mDNS (RAVENNA).
+    #[arg(long)]
+    no_ravenna: bool,
+    /// RTSP port for the RAVENNA session (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    rtsp_port: u16,
     /// Base SAP announcement interval.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     sap_interval: Duration,
@@ -182,12 +191,13 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
     };
     let stop = shutdown::install()?;
     let started = start(&spec, iface.clone())?;
+    let iface_for_mdns = iface.clone();
     if let Some(path) = &args.sdp_out {
         std::fs::write(path, &started.sdp)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print!("{}", started.sdp);
-    let announcement = if args.no_announce {
+    let announcement = if args.no_announce || args.no_sap {
         None
     } else {
         let destination = match &args.sap_dest {
@@ -204,12 +214,29 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
             args.sap_interval,
         )?)
     };
+    let ravenna = if args.no_announce || args.no_ravenna {
+        None
+    } else {
+        let bind = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), args.rtsp_port);
+        let ravenna = announce::RavennaAnnouncement::start(
+            &spec.name,
+            &started.sdp,
+            bind,
+            iface_for_mdns.as_ref(),
+        )?;
+        eprintln!(
+            "serving the SDP at {} (RAVENNA, published over mDNS)",
+            ravenna.url(&spec.name)
+        );
+        Some(ravenna)
+    };
     let deadline = args
         .seconds
         .map(|s| std::time::Instant::now() + Duration::from_secs(s));
     while !stop.requested() && deadline.is_none_or(|d| std::time::Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(50));
     }
+    drop(ravenna);
     drop(started);
     if let Some(announcement) = announcement {
         let (_, deletions, _) = announcement.stop();

@@ -13,9 +13,15 @@ use common::*;
 const SECOND: usize = 48_000;
 
 fn discover_json(wait: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--no-ravenna"];
+    args.extend_from_slice(extra);
+    discover_json_with(wait, &args)
+}
+
+fn discover_json_with(wait: &str, extra: &[&str]) -> serde_json::Value {
     let (status, out, err) = run_with_timeout(
         Command::new(ESTUARY)
-            .args(["discover", "--json", "--no-ravenna", "--wait", wait])
+            .args(["discover", "--json", "--wait", wait])
             .args(extra),
         Duration::from_secs(60),
     );
@@ -220,4 +226,64 @@ fn ffmpeg_finds_and_plays_what_estuary_send_announces() {
         "{}",
         sender.stderr()
     );
+}
+
+#[test]
+fn a_ravenna_session_is_discovered_over_mdns_and_followed_by_name() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(ESTUARY);
+    cmd.args([
+        "send",
+        "--no-sap",
+        "--to",
+        "239.69.30.1:5004",
+        "--interface",
+        "lo",
+    ])
+    .args([
+        "--name",
+        "Stage Box 3",
+        "--frequency",
+        "880",
+        "--level",
+        "-12",
+    ]);
+    let mut sender = Proc::spawn("send", &mut cmd, dir.path());
+    sender.wait_for_stderr("published over mDNS", Duration::from_secs(10));
+
+    let rows = discover_json_with("3s", &["--no-sap", "--interface", "lo"]);
+    let rows = rows.as_array().expect("array");
+    let row = rows
+        .iter()
+        .find(|r| r["name"] == "Stage Box 3")
+        .unwrap_or_else(|| panic!("RAVENNA session not listed: {rows:#?}"));
+    assert_eq!(row["protocol"], "ravenna");
+    assert_eq!(row["source"], "ravenna:Stage Box 3");
+    assert_eq!(row["address"], "239.69.30.1");
+    assert_eq!(row["format"], "L24");
+    assert_eq!(row["channels"], 2);
+
+    let config = "[discovery]\nsap = false\ninterface = \"lo\"\n\n\
+        [[inputs]]\nname = \"box3\"\nkind = \"aes67\"\nsource = \"ravenna:Stage Box 3\"\n\
+        interface = \"lo\"\n\n\
+        [[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"box3\"\nmode = \"listener\"\n\
+        address = \"127.0.0.1:9420\"\ncodec = \"pcm\"\n";
+    let mut estuary = start_estuary(dir.path(), config);
+    estuary.wait_for_stderr("stream discovered", Duration::from_secs(15));
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9420", 2, &out);
+    assert!(
+        decoder.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        decoder.stderr()
+    );
+    let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
+    assert!(left.len() >= SECOND, "only {} frames decoded", left.len());
+    let window = to_f64(&left[left.len() - SECOND..]);
+    let f = frequency(&window, 48_000.0);
+    assert!((f - 880.0).abs() < 2.0, "{f:.1} Hz");
+    let level = rms_dbfs(&window);
+    assert!((level - (-15.01)).abs() < 0.5, "{level:.2} dB");
+    estuary.terminate(Duration::from_secs(10));
 }
