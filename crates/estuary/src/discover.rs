@@ -53,12 +53,20 @@ pub struct StreamRow {
     pub sample_rate: u32,
     pub channels: u16,
     pub ptime_ms: Option<f64>,
+    /// ST 2110-30 `channel-order`, e.g. `SMPTE2110.(51,ST)`.
+    pub channel_order: Option<String>,
+    /// Channel names, from the channel order or Dante's `i=` line.
+    pub channel_labels: Option<Vec<String>>,
+    /// ST 2110-30 conformance level (A, B, C, AX, BX, CX) the stream fits.
+    pub level: Option<String>,
     pub ptp_gm: Option<String>,
     pub ptp_domain: Option<u8>,
     pub origin: String,
     pub announcer: String,
     pub state: String,
+    /// Seconds since the last announcement, and since the first.
     pub age_s: f64,
+    pub first_seen_s: f64,
     pub announcements: u64,
     pub sdp: String,
 }
@@ -91,6 +99,9 @@ pub fn rows(entries: &[CatalogEntry], now: MonoTime) -> Vec<StreamRow> {
                 sample_rate: stream.sample_rate,
                 channels: stream.channels,
                 ptime_ms: stream.ptime_ms,
+                channel_order: stream.channel_order.as_ref().map(ToString::to_string),
+                channel_labels: stream.channel_labels(),
+                level: stream.conformance_level().map(|l| format!("{l:?}")),
                 ptp_gm,
                 ptp_domain,
                 origin: entry.identity.address.clone(),
@@ -100,6 +111,7 @@ pub fn rows(entries: &[CatalogEntry], now: MonoTime) -> Vec<StreamRow> {
                     Liveness::Stale => "stale".into(),
                 },
                 age_s: now.duration_since(entry.last_seen).as_secs_f64(),
+                first_seen_s: now.duration_since(entry.first_seen).as_secs_f64(),
                 announcements: entry.announcements,
                 sdp: entry.sdp.clone(),
             });

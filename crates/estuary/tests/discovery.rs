@@ -287,3 +287,41 @@ fn a_ravenna_session_is_discovered_over_mdns_and_followed_by_name() {
     assert!((level - (-15.01)).abs() < 0.5, "{level:.2} dB");
     estuary.terminate(Duration::from_secs(10));
 }
+
+#[test]
+fn estuary_announce_builds_the_sdp_from_its_options() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let discover = std::thread::spawn(|| discover_json("3s", &["--interface", "lo"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cmd = Command::new(ESTUARY);
+    cmd.args(["announce", "--name", "Desk 8ch", "--info", "FOH split"])
+        .args(["--addr", "239.69.40.1", "--port", "5010", "--channels", "8"])
+        .args(["--channel-config", "71", "--encoding", "L24", "--ptime", "0.125"])
+        .args(["--ptp-gm", "00-1D-C1-FF-FE-12-34-56", "--ptp-domain", "3"])
+        .args(["--origin", "127.0.0.1", "--interval", "1s", "--interface", "lo"])
+        .args(["--duration", "5s"]);
+    let mut announce = Proc::spawn("announce", &mut cmd, dir.path());
+    let rows = discover.join().expect("discover thread");
+    let rows = rows.as_array().expect("array");
+    let row = rows
+        .iter()
+        .find(|r| r["name"] == "Desk 8ch")
+        .unwrap_or_else(|| panic!("announced stream not listed: {rows:#?}"));
+    assert_eq!(row["address"], "239.69.40.1");
+    assert_eq!(row["port"], 5010);
+    assert_eq!(row["channels"], 8);
+    assert_eq!(row["ptime_ms"], 0.125);
+    assert_eq!(row["channel_order"], "SMPTE2110.(71)");
+    assert_eq!(row["channel_labels"][3], "LFE");
+    assert_eq!(row["ptp_gm"], "00-1D-C1-FF-FE-12-34-56");
+    assert_eq!(row["ptp_domain"], 3);
+    assert_eq!(row["origin"], "127.0.0.1");
+    assert_eq!(row["level"], "B");
+    assert!(
+        announce.wait_exit(Duration::from_secs(15)).success(),
+        "{}",
+        announce.stderr()
+    );
+    assert!(announce.stderr().contains("1 deletion(s)"), "{}", announce.stderr());
+}
