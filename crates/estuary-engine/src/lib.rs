@@ -5,7 +5,9 @@
 //! deterministically in tests.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod clock;
 pub mod jitter;
+pub mod monitor;
 pub mod stats;
 pub mod time;

@@ -8,5 +8,6 @@ pub mod mcast;
 pub mod netns;
 pub mod opus;
 pub mod ravenna;
+pub mod sap;
 pub mod srt;
 pub mod tx;

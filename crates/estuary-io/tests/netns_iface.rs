@@ -1,5 +1,9 @@
 //! Namespace set-up and interface resolution, inside a private network namespace.
 
+mod support;
+
+use support::isolate;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -7,12 +11,8 @@ use estuary_io::batch::{BatchReceiver, wait_readable};
 use estuary_io::mcast::{
     InterfaceError, list_interfaces, open_receive_socket, open_send_socket, resolve_interface,
 };
-use estuary_io::netns::{IPV6_TEST_ADDRESS, IPV6_TEST_INTERFACE, isolate_thread_network};
+use estuary_io::netns::{IPV6_TEST_ADDRESS, IPV6_TEST_INTERFACE};
 use std::os::fd::AsRawFd;
-
-fn isolate() {
-    isolate_thread_network().expect("private network namespace (tests need root / CAP_SYS_ADMIN)");
-}
 
 #[test]
 fn namespace_has_only_multicast_loopback() {

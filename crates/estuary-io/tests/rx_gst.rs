@@ -1,6 +1,10 @@
 //! Receive from a real peer: GStreamer's RFC 3190 L24 payloader, in a private network
 //! namespace (gst-launch-1.0 inherits it from the test thread).
 
+mod support;
+
+use support::KillOnDrop;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,16 +14,6 @@ use estuary_io::clock::monotonic_now;
 use estuary_io::mcast::{open_receive_socket, receive_buffer_size, resolve_interface};
 use estuary_io::netns::isolate_thread_network;
 use estuary_wire::rtp::RtpPacket;
-
-/// Kills and reaps the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn receives_gstreamer_l24_stream() {

@@ -1,5 +1,9 @@
 //! Source-specific multicast and group isolation, in a private network namespace.
 
+mod support;
+
+use support::isolate;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -7,11 +11,6 @@ use std::time::{Duration, Instant};
 
 use estuary_io::batch::{BatchReceiver, wait_readable};
 use estuary_io::mcast::{open_receive_socket, resolve_interface};
-use estuary_io::netns::isolate_thread_network;
-
-fn isolate() {
-    isolate_thread_network().expect("private network namespace (tests need root / CAP_SYS_ADMIN)");
-}
 
 /// A multicast sender bound to `source`, so packets carry that source address.
 fn sender(source: Ipv4Addr) -> UdpSocket {

@@ -1,6 +1,10 @@
 //! Paced tone sender against a real peer (GStreamer's L24 depayloader) and against our
 //! own receiver, in a private network namespace.
 
+mod support;
+
+use support::{KillOnDrop, isolate};
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,24 +13,9 @@ use estuary_engine::time::MonoTime;
 use estuary_io::batch::{BatchReceiver, Poller};
 use estuary_io::clock::{monotonic_now, sleep_until};
 use estuary_io::mcast::{open_receive_socket, resolve_interface};
-use estuary_io::netns::isolate_thread_network;
 use estuary_io::tx::{ToneConfig, ToneSender};
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::rtp::RtpPacket;
-
-/// Kills and reaps the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn isolate() {
-    isolate_thread_network().expect("private network namespace (tests need root / CAP_SYS_ADMIN)");
-}
 
 fn tone(dest: SocketAddr, level_dbfs: f64) -> ToneConfig {
     let mut cfg = ToneConfig::new(dest);

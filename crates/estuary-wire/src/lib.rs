@@ -9,6 +9,7 @@ pub mod payload;
 pub mod rtp;
 pub mod rtsp;
 pub mod s302m;
+pub mod sap;
 pub mod sdp;
 pub mod ts;
 pub mod units;

@@ -6,21 +6,30 @@
 //! final newline, a missing `t=` line, an empty `s=`), recording one [`SdpWarning`] per fix,
 //! then hands the text to `sdp-types`. The typed layer ([`SessionDescription`],
 //! [`AudioStream`]) applies the AES67 rules: media-level `c=`, `a=source-filter`,
-//! `a=ts-refclk`, `a=mediaclk` and `i=` override the session-level ones (RFC 7273 §5,
-//! RFC 4570 §3). Non-audio and non-PCM media sections are skipped with a warning.
-//! Errors carry the 1-based line number of the *original* text.
+//! `a=ts-refclk`, `a=mediaclk`, `a=clock-domain`, `a=sync-time`, the direction and `i=`
+//! override the session-level ones (RFC 7273 §5, RFC 4570 §3). Non-audio and non-PCM media
+//! sections are skipped with a warning. Errors carry the 1-based line number of the
+//! *original* text. Nothing here indexes or unwraps input: every accessor returns `Option`
+//! or `Result`, and arithmetic on parsed numbers is checked or saturating.
 //!
-//! [`write_aes67_sdp`] writes the strict CRLF form for Estuary's own transmitters
-//! (AES67-2018 §8, RFC 7273, ST 2110-30 §6).
+//! [`write()`] (or [`SessionDescription::to_sdp_string`]) writes the whole model back in strict
+//! CRLF form, and `parse(write(d)) == d` apart from warnings. [`write_aes67_sdp`] builds that
+//! model for Estuary's own transmitters (AES67-2018 §8, RFC 7273, ST 2110-30 §6).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::payload::SampleFormat;
 
+pub mod channels;
+mod profile;
 pub mod text;
+mod write;
 
+pub use channels::{ChannelGroup, ChannelOrder, ChannelOrderError, dante_labels};
+pub use profile::{Level, St2110_10Issue};
 pub use text::{Normalised, normalise};
+pub use write::write;
 
 /// A fix the tolerant reader applied, or a part of the description it ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +69,16 @@ pub enum SdpWarning {
         line: usize,
         /// Why it was skipped.
         reason: String,
+    },
+    /// `channel-order` accounts for a different number of channels than `a=rtpmap`
+    /// (ST 2110-30 §6.2.2 wants them equal); the rtpmap count is the one used.
+    ChannelCountMismatch {
+        /// 1-based line number of the `a=fmtp`.
+        line: usize,
+        /// Channels named by `channel-order`.
+        channel_order: u32,
+        /// Channels in `a=rtpmap`.
+        rtpmap: u16,
     },
     /// An attribute value could not be understood and was ignored.
     IgnoredAttribute {
@@ -183,6 +202,20 @@ pub struct Group {
     pub mids: Vec<String>,
 }
 
+/// `a=framecount` (AES67-2018 §8.2 allows a range; aes67-linux-daemon writes `64-192`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameCount {
+    /// One number of frames per packet.
+    Exact(u32),
+    /// `<min>-<max>`: both ends kept as written.
+    Range {
+        /// Lower end.
+        min: u32,
+        /// Upper end (≥ `min`).
+        max: u32,
+    },
+}
+
 /// One PCM audio stream (one `m=audio` section), with session-level defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioStream {
@@ -204,12 +237,18 @@ pub struct AudioStream {
     pub ptime_ms: Option<f64>,
     /// `a=maxptime` in milliseconds.
     pub maxptime_ms: Option<f64>,
-    /// `a=framecount` (integer form only; the "64-192" range form gives `None`).
-    pub framecount: Option<u32>,
-    /// `a=mediaclk:direct=<offset>` (RFC 7273 §5.2).
+    /// `a=framecount`, integer or range.
+    pub framecount: Option<FrameCount>,
+    /// `a=fmtp:<pt> channel-order=SMPTE2110.(...)` (ST 2110-30 §6.2.2).
+    pub channel_order: Option<ChannelOrder>,
+    /// `a=mediaclk:direct=<offset>` (RFC 7273 §5.2), media level if present, else session.
     pub media_clock_offset: Option<u32>,
     /// Media-level `a=ts-refclk` if present, else session-level.
     pub ts_refclk: Option<RefClock>,
+    /// `a=clock-domain:PTPv2 <n>` (RAVENNA), media level if present, else session.
+    pub clock_domain: Option<u8>,
+    /// `a=sync-time:<rtp-ts>` (RAVENNA), media level if present, else session.
+    pub sync_time: Option<u64>,
     /// Media `i=` if present, else session `i=`.
     pub info: Option<String>,
     /// `a=mid`.
@@ -221,8 +260,10 @@ pub struct AudioStream {
 impl AudioStream {
     /// Frames (samples per channel) per packet: `a=framecount` if present, else
     /// round(ptime × rate / 1000) with ptime defaulting to 1 ms (AES67-2018 §7.2).
+    ///
+    /// A range `a=framecount` does not fix the size, so ptime decides then.
     pub fn frames_per_packet(&self) -> Option<u32> {
-        if let Some(n) = self.framecount {
+        if let Some(FrameCount::Exact(n)) = self.framecount {
             return Some(n);
         }
         let ptime = self.ptime_ms.unwrap_or(1.0);
@@ -232,6 +273,35 @@ impl AudioStream {
         } else {
             None
         }
+    }
+
+    /// Exact packet duration from [`AudioStream::frames_per_packet`]: senders round ptime for
+    /// display (0.12 for 125 µs), the frame count is what they send.
+    pub fn packet_time(&self) -> Option<std::time::Duration> {
+        let frames = u64::from(self.frames_per_packet()?);
+        let nanos = frames.checked_mul(1_000_000_000)? / u64::from(self.sample_rate).max(1);
+        Some(std::time::Duration::from_nanos(nanos))
+    }
+
+    /// Channel names from Dante's `i=` form ("2 channels: Left, Right"), if the stream's `i=`
+    /// is in that form.
+    pub fn info_labels(&self) -> Option<Vec<String>> {
+        self.info.as_deref().and_then(dante_labels)
+    }
+
+    /// One label per channel: from `channel-order` when it matches the channel count, else
+    /// from Dante's `i=` when that does; `None` otherwise (a count that disagrees with
+    /// `a=rtpmap` cannot be mapped to channels).
+    pub fn channel_labels(&self) -> Option<Vec<String>> {
+        if let Some(o) = self
+            .channel_order
+            .as_ref()
+            .filter(|o| o.matches(self.channels))
+        {
+            return Some(o.labels());
+        }
+        self.info_labels()
+            .filter(|l| l.len() == usize::from(self.channels))
     }
 }
 
@@ -244,7 +314,10 @@ pub struct SessionDescription {
     pub name: String,
     /// Session-level `i=`.
     pub info: Option<String>,
-    /// `a=clock-domain:PTPv2 <n>` (RAVENNA), session or first media level.
+    /// `a=keywds` (RFC 8866 §6.1); Dante writes "Dante".
+    pub keywords: Option<String>,
+    /// Session-level `a=clock-domain:PTPv2 <n>` (RAVENNA); see also
+    /// [`AudioStream::clock_domain`].
     pub clock_domain: Option<u8>,
     /// `a=group` lines.
     pub groups: Vec<Group>,
@@ -252,6 +325,31 @@ pub struct SessionDescription {
     pub streams: Vec<AudioStream>,
     /// Fixes applied and parts ignored while reading.
     pub warnings: Vec<SdpWarning>,
+}
+
+impl SessionDescription {
+    /// Writes the description; see [`write()`].
+    pub fn to_sdp_string(&self) -> String {
+        write(self)
+    }
+
+    /// ST 2022-7 pairs: for each `a=group:DUP` naming exactly two streams by `a=mid`, their
+    /// indices in [`SessionDescription::streams`].
+    pub fn dup_pairs(&self) -> Vec<(usize, usize)> {
+        let index = |mid: &str| {
+            self.streams
+                .iter()
+                .position(|s| s.mid.as_deref() == Some(mid))
+        };
+        self.groups
+            .iter()
+            .filter(|g| g.semantics.eq_ignore_ascii_case("DUP"))
+            .filter_map(|g| match g.mids.as_slice() {
+                [a, b] => Some((index(a)?, index(b)?)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Parses an SDP text tolerantly; see the module documentation.
@@ -348,7 +446,9 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
     let session_refclk = session_attrs.refclk(&mut warnings);
     let session_mediaclk = session_attrs.mediaclk(&mut warnings);
     let session_direction = session_attrs.direction();
-    let mut clock_domain = session_attrs.clock_domain(&mut warnings);
+    let clock_domain = session_attrs.clock_domain(&mut warnings);
+    let session_sync_time = session_attrs.sync_time(&mut warnings);
+    let keywords = session_attrs.value("keywds").map(str::to_string);
     let groups = session
         .attributes
         .iter()
@@ -400,9 +500,7 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
             Some(f) => Some(f),
             None => session_filter.clone(),
         };
-        if clock_domain.is_none() {
-            clock_domain = attrs.clock_domain(&mut warnings);
-        }
+        let channel_order = attrs.channel_order(payload_type, channels, &mut warnings);
         streams.push(AudioStream {
             port: media.port,
             payload_type,
@@ -414,10 +512,13 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
             ptime_ms: attrs.millis("ptime", &mut warnings),
             maxptime_ms: attrs.millis("maxptime", &mut warnings),
             framecount: attrs.framecount(&mut warnings),
+            channel_order,
             media_clock_offset: attrs.mediaclk(&mut warnings).or(session_mediaclk),
             ts_refclk: attrs
                 .refclk(&mut warnings)
                 .or_else(|| session_refclk.clone()),
+            clock_domain: attrs.clock_domain(&mut warnings).or(clock_domain),
+            sync_time: attrs.sync_time(&mut warnings).or(session_sync_time),
             info: media
                 .media_title
                 .clone()
@@ -431,6 +532,7 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
         origin,
         name: session.session_name.clone(),
         info: session.session_description.clone(),
+        keywords,
         clock_domain,
         groups,
         streams,
@@ -555,16 +657,57 @@ impl<'s> Attrs<'s> {
         }
     }
 
-    fn framecount(&self, warnings: &mut Vec<SdpWarning>) -> Option<u32> {
+    fn framecount(&self, warnings: &mut Vec<SdpWarning>) -> Option<FrameCount> {
         let v = self.value("framecount")?;
-        match v.parse::<u32>() {
-            Ok(n) if n > 0 => Some(n),
-            // "64-192" (aes67-linux-daemon) and garbage: fall back to ptime.
-            _ => {
-                self.ignore(warnings, "framecount", v);
-                None
-            }
+        let count = parse_framecount(v);
+        if count.is_none() {
+            self.ignore(warnings, "framecount", v);
         }
+        count
+    }
+
+    fn sync_time(&self, warnings: &mut Vec<SdpWarning>) -> Option<u64> {
+        let v = self.value("sync-time")?;
+        let t = v.parse::<u64>().ok();
+        if t.is_none() {
+            self.ignore(warnings, "sync-time", v);
+        }
+        t
+    }
+
+    /// `channel-order` from the `a=fmtp` of payload type `pt` (ST 2110-30 §6.2.2); other
+    /// format parameters (e.g. `TSMODE`) are not kept.
+    fn channel_order(
+        &self,
+        pt: u8,
+        channels: u16,
+        warnings: &mut Vec<SdpWarning>,
+    ) -> Option<ChannelOrder> {
+        let params = self
+            .attrs
+            .iter()
+            .filter(|a| a.attribute.eq_ignore_ascii_case("fmtp"))
+            .filter_map(|a| a.value.as_deref())
+            .find_map(|v| {
+                let (p, params) = v.trim().split_once(char::is_whitespace)?;
+                (p.parse::<u8>().ok()? == pt).then_some(params)
+            })?;
+        let value = params.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("channel-order").then_some(v)
+        })?;
+        let Ok(order) = ChannelOrder::parse(value) else {
+            self.ignore(warnings, "fmtp", value.trim());
+            return None;
+        };
+        if !order.matches(channels) {
+            warnings.push(SdpWarning::ChannelCountMismatch {
+                line: self.line("fmtp"),
+                channel_order: order.channel_count(),
+                rtpmap: channels,
+            });
+        }
+        Some(order)
     }
 
     /// `a=mediaclk:direct=<offset>[ rate=<n>[/<d>]]` (RFC 7273 §5.2).
@@ -656,6 +799,18 @@ impl<'s> Attrs<'s> {
             destination,
             sources,
         }))
+    }
+}
+
+/// `<n>` or `<min>-<max>`, all positive, min ≤ max.
+fn parse_framecount(v: &str) -> Option<FrameCount> {
+    let positive = |s: &str| s.trim().parse::<u32>().ok().filter(|n| *n > 0);
+    match v.split_once('-') {
+        None => positive(v).map(FrameCount::Exact),
+        Some((a, b)) => {
+            let (min, max) = (positive(a)?, positive(b)?);
+            (min <= max).then_some(FrameCount::Range { min, max })
+        }
     }
 }
 
@@ -769,6 +924,42 @@ pub struct SenderSdp {
     pub local_mac: [u8; 6],
     /// `a=mediaclk:direct=` offset.
     pub media_clock_offset: u32,
+    /// Optional ST 2110-30 `channel-order` (written as `a=fmtp`).
+    pub channel_order: Option<ChannelOrder>,
+    /// Optional `a=keywds`; control characters become spaces.
+    pub keywords: Option<String>,
+    /// Optional `a=sync-time` (RAVENNA).
+    pub sync_time: Option<u64>,
+}
+
+impl Default for SenderSdp {
+    /// A 48 kHz stereo L24 1 ms stream to 239.69.0.1:5004 (the AES67 defaults); callers
+    /// override what they know.
+    fn default() -> Self {
+        Self {
+            session_id: 0,
+            session_version: 0,
+            origin_address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            name: "-".into(),
+            info: None,
+            destination: IpAddr::V4(std::net::Ipv4Addr::new(239, 69, 0, 1)),
+            ttl: 32,
+            port: 5004,
+            payload_type: 96,
+            format: SampleFormat::L24,
+            sample_rate: 48_000,
+            channels: 2,
+            ptime_ms: 1.0,
+            framecount: None,
+            clock_domain: None,
+            ptp: None,
+            local_mac: [0; 6],
+            media_clock_offset: 0,
+            channel_order: None,
+            keywords: None,
+            sync_time: None,
+        }
+    }
 }
 
 fn sanitise(s: &str) -> String {
@@ -780,65 +971,64 @@ fn sanitise(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.into() }
 }
 
+impl SenderSdp {
+    /// The model this sender announces; [`write_aes67_sdp`] writes it.
+    pub fn to_session(&self) -> SessionDescription {
+        let multicast_v4 = matches!(self.destination, IpAddr::V4(a) if a.is_multicast());
+        let info = self.info.as_deref().map(sanitise);
+        let ts_refclk = match self.ptp {
+            Some(ptp) => RefClock::Ptp {
+                version: "IEEE1588-2008".into(),
+                gmid: ptp.gmid,
+                domain: Some(ptp.domain),
+            },
+            None => RefClock::LocalMac(self.local_mac),
+        };
+        let stream = AudioStream {
+            port: self.port,
+            payload_type: self.payload_type,
+            format: self.format,
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            connection: Some(Connection {
+                address: self.destination,
+                ttl: multicast_v4.then_some(self.ttl),
+                count: None,
+            }),
+            source_filter: None,
+            ptime_ms: Some(self.ptime_ms),
+            maxptime_ms: None,
+            framecount: self.framecount.map(FrameCount::Exact),
+            channel_order: self.channel_order.clone(),
+            media_clock_offset: Some(self.media_clock_offset),
+            ts_refclk: Some(ts_refclk),
+            clock_domain: self.clock_domain,
+            sync_time: self.sync_time,
+            info: info.clone(),
+            mid: None,
+            direction: Some(Direction::RecvOnly),
+        };
+        SessionDescription {
+            origin: Origin {
+                username: "-".into(),
+                session_id: self.session_id,
+                session_version: self.session_version,
+                address: self.origin_address.to_string(),
+            },
+            name: sanitise(&self.name),
+            info,
+            keywords: self.keywords.as_deref().map(sanitise),
+            clock_domain: self.clock_domain,
+            groups: Vec::new(),
+            streams: vec![stream],
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// Writes a strict CRLF AES67 SDP (AES67-2018 §8) for one of Estuary's transmitters.
 pub fn write_aes67_sdp(p: &SenderSdp) -> String {
-    let ip = |a: &IpAddr| if a.is_ipv4() { "IP4" } else { "IP6" };
-    let mut s = String::with_capacity(512);
-    // `write!` into a String cannot fail.
-    let _ = write!(s, "v=0\r\n");
-    let _ = write!(
-        s,
-        "o=- {} {} IN {} {}\r\n",
-        p.session_id,
-        p.session_version,
-        ip(&p.origin_address),
-        p.origin_address
-    );
-    let _ = write!(s, "s={}\r\n", sanitise(&p.name));
-    if let Some(info) = &p.info {
-        let _ = write!(s, "i={}\r\n", sanitise(info));
-    }
-    match p.destination {
-        IpAddr::V4(a) if a.is_multicast() => {
-            let _ = write!(s, "c=IN IP4 {a}/{}\r\n", p.ttl);
-        }
-        a => {
-            let _ = write!(s, "c=IN {} {a}\r\n", ip(&a));
-        }
-    }
-    let _ = write!(s, "t=0 0\r\n");
-    if let Some(d) = p.clock_domain {
-        let _ = write!(s, "a=clock-domain:PTPv2 {d}\r\n");
-    }
-    let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", p.port, p.payload_type);
-    let _ = write!(
-        s,
-        "a=rtpmap:{} {}/{}/{}\r\n",
-        p.payload_type,
-        p.format.encoding_name(),
-        p.sample_rate,
-        p.channels
-    );
-    let _ = write!(s, "a=ptime:{}\r\n", p.ptime_ms);
-    if let Some(n) = p.framecount {
-        let _ = write!(s, "a=framecount:{n}\r\n");
-    }
-    match p.ptp {
-        Some(ptp) => {
-            let _ = write!(
-                s,
-                "a=ts-refclk:ptp=IEEE1588-2008:{}:{}\r\n",
-                hex_id(&ptp.gmid),
-                ptp.domain
-            );
-        }
-        None => {
-            let _ = write!(s, "a=ts-refclk:localmac={}\r\n", hex_id(&p.local_mac));
-        }
-    }
-    let _ = write!(s, "a=mediaclk:direct={}\r\n", p.media_clock_offset);
-    let _ = write!(s, "a=recvonly\r\n");
-    s
+    write(&p.to_session())
 }
 
 #[cfg(test)]
@@ -914,7 +1104,7 @@ mod tests {
         assert_eq!(s.frames_per_packet(), Some(6));
         s.ptime_ms = None;
         assert_eq!(s.frames_per_packet(), Some(48));
-        s.framecount = Some(12);
+        s.framecount = Some(FrameCount::Exact(12));
         assert_eq!(s.frames_per_packet(), Some(12));
     }
 
@@ -942,6 +1132,7 @@ mod tests {
             }),
             local_mac: [0; 6],
             media_clock_offset: 4_000_000_000,
+            ..SenderSdp::default()
         };
         let text = write_aes67_sdp(&p);
         assert!(text.contains("s=Estuary  TX\r\n"));

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use estuary_engine::catalog::StreamSelector;
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::sdp;
 
@@ -24,6 +25,8 @@ use estuary_wire::sdp;
 pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
     #[serde(default)]
     pub inputs: Vec<InputConfig>,
     #[serde(default)]
@@ -38,6 +41,46 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `estuary=debug`; `RUST_LOG` overrides it.
     pub level: Option<String>,
+}
+
+/// Where to listen for stream announcements.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Listen for SAP (RFC 2974) announcements.
+    #[serde(default = "yes")]
+    pub sap: bool,
+    /// SAP groups to join: the AES67/RAVENNA/Dante scope, the global scope FFmpeg and VLC
+    /// use, and the link-local one.
+    #[serde(default = "default_sap_groups")]
+    pub sap_groups: Vec<IpAddr>,
+    /// Browse mDNS/DNS-SD for RAVENNA sessions and read their SDP over RTSP.
+    #[serde(default = "yes")]
+    pub ravenna: bool,
+    /// Interface name or address to listen on; default: the kernel's choice.
+    pub interface: Option<Spanned<String>>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            sap: true,
+            sap_groups: default_sap_groups(),
+            ravenna: true,
+            interface: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub fn default_sap_groups() -> Vec<IpAddr> {
+    ["239.255.255.255", "224.2.127.254", "224.0.0.56"]
+        .iter()
+        .filter_map(|g| g.parse().ok())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -77,8 +120,26 @@ pub struct InputConfig {
     pub channels: Option<Spanned<u16>>,
     pub sample_rate: Option<Spanned<u32>>,
     pub payload_type: Option<u8>,
-    /// Source-specific multicast: only packets from this sender (SDP `a=source-filter`).
-    pub source: Option<IpAddr>,
+    /// Either a sender address for source-specific multicast (only packets from it, like SDP
+    /// `a=source-filter`), or a discovered stream to follow: `sap:NAME`, `ravenna:NAME` or
+    /// `name:NAME` (any protocol), matched against the announced session name.
+    pub source: Option<Spanned<String>>,
+}
+
+/// What an input's `source` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Address(IpAddr),
+    Discovered(StreamSelector),
+}
+
+/// How an input gets its stream description.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputPlan {
+    /// From the config itself (SDP file, inline SDP, or address + format).
+    Fixed(ResolvedStream),
+    /// From the discovery catalog, following re-announcements.
+    Follow(StreamSelector),
 }
 
 fn default_input_latency() -> Duration {
@@ -320,7 +381,7 @@ impl Config {
                 ));
             }
             input
-                .resolve()
+                .plan()
                 .map_err(|(span, f, m)| err(span, field(&f), m))?;
         }
         let mut output_names = HashSet::new();
@@ -345,10 +406,15 @@ impl Config {
                     format!("no input named {:?}", output.input.get_ref()),
                 ));
             };
-            let stream = input.resolve().map_err(|(span, f, m)| err(span, f, m))?;
-            output
-                .check(&stream)
-                .map_err(|(span, f, m)| err(span, field(&f), m))?;
+            // A followed stream is checked when it is discovered (the route then reports why
+            // it cannot start); its format is unknown until then.
+            if let InputPlan::Fixed(stream) =
+                input.plan().map_err(|(span, f, m)| err(span, f, m))?
+            {
+                output
+                    .check(&stream)
+                    .map_err(|(span, f, m)| err(span, field(&f), m))?;
+            }
         }
         Ok(())
     }
@@ -369,9 +435,54 @@ fn check_name(name: &Spanned<String>) -> Result<(), String> {
     }
 }
 
-type FieldError = (std::ops::Range<usize>, String, String);
+/// (where in the file, which field, what is wrong).
+pub type FieldError = (std::ops::Range<usize>, String, String);
 
 impl InputConfig {
+    /// Parses `source`: an IP address, or a discovered-stream selector.
+    pub fn source_spec(&self) -> Result<Option<SourceSpec>, FieldError> {
+        let Some(source) = &self.source else {
+            return Ok(None);
+        };
+        let text = source.get_ref().trim();
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Some(SourceSpec::Address(ip)));
+        }
+        StreamSelector::parse(text)
+            .map(|s| Some(SourceSpec::Discovered(s)))
+            .ok_or_else(|| {
+                (
+                    source.span(),
+                    "source".into(),
+                    format!(
+                        "{text:?} is neither an IP address nor a discovered stream \
+                         (`sap:NAME`, `ravenna:NAME` or `name:NAME`)"
+                    ),
+                )
+            })
+    }
+
+    /// Works out how the stream is described: fixed by the config, or followed from discovery.
+    pub fn plan(&self) -> Result<InputPlan, FieldError> {
+        let spec = self.source_spec()?;
+        if let Some(SourceSpec::Discovered(selector)) = spec {
+            let given = [
+                ("sdp_file", self.sdp_file.is_some()),
+                ("sdp", self.sdp.is_some()),
+                ("address", self.address.is_some()),
+            ];
+            if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+                return Err((
+                    self.source.as_ref().map_or(0..0, Spanned::span),
+                    (*field).into(),
+                    format!("`{field}` and a discovered `source` ({selector}) exclude each other"),
+                ));
+            }
+            return Ok(InputPlan::Follow(selector));
+        }
+        self.resolve().map(InputPlan::Fixed)
+    }
+
     /// Works out the stream from `sdp_file`, `sdp` or `address` + format fields.
     pub fn resolve(&self) -> Result<ResolvedStream, FieldError> {
         let name_span = self.name.span();
@@ -384,7 +495,7 @@ impl InputConfig {
             return Err((
                 name_span,
                 "sdp_file".into(),
-                "give exactly one of `sdp_file`, `sdp` or `address`".into(),
+                "give exactly one of `sdp_file`, `sdp`, `address`, or a discovered `source`".into(),
             ));
         }
         let mut stream = if let Some(file) = &self.sdp_file {
@@ -401,13 +512,27 @@ impl InputConfig {
         } else {
             self.stream_from_fields()?
         };
-        if let Some(source) = self.source {
+        self.apply_overrides(&mut stream)?;
+        Ok(stream)
+    }
+
+    /// The stream described by a discovered SDP, with this input's overrides applied.
+    pub fn resolve_discovered(&self, sdp_text: &str) -> Result<ResolvedStream, String> {
+        let mut stream = self
+            .stream_from_sdp(sdp_text, 0..0, "sdp")
+            .map_err(|(_, _, message)| message)?;
+        self.apply_overrides(&mut stream).map_err(|(_, _, m)| m)?;
+        Ok(stream)
+    }
+
+    fn apply_overrides(&self, stream: &mut ResolvedStream) -> Result<(), FieldError> {
+        if let Some(SourceSpec::Address(source)) = self.source_spec()? {
             stream.source = Some(source);
         }
         if let Some(pt) = self.payload_type {
             stream.payload_type = Some(pt);
         }
-        Ok(stream)
+        Ok(())
     }
 
     fn stream_from_sdp(
@@ -509,7 +634,7 @@ impl OutputConfig {
         }
     }
 
-    fn check(&self, stream: &ResolvedStream) -> Result<(), FieldError> {
+    pub fn check(&self, stream: &ResolvedStream) -> Result<(), FieldError> {
         if let Some(list) = &self.channels {
             if list.get_ref().is_empty() {
                 return Err((list.span(), "channels".into(), "must not be empty".into()));

@@ -1,8 +1,9 @@
 //! `estuary demo`: the whole path on one machine, with nothing to configure.
 //!
-//! A built-in AES67 transmitter sends a tone to a loopback address and publishes its SDP;
-//! Estuary reads that SDP through the normal input path (the same parser and the same
-//! receive, jitter-buffer and output code as `estuary run`) and serves the audio as SRT.
+//! A built-in AES67 transmitter sends a tone to a loopback address and announces it over SAP
+//! (unicast to 127.0.0.1:9875); Estuary discovers it through the normal discovery and input
+//! path (the same SAP listener, catalog, SDP parser, receive, jitter-buffer and output code as
+//! `estuary run`) and serves the audio as SRT.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use estuary_wire::sap::SAP_PORT;
+
+use crate::announce::Announcement;
 use crate::config::{self, CodecConfig};
 use crate::pipeline::{Reporting, Running};
 use crate::send::{self, ToneSpec};
@@ -44,16 +48,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tone = ToneSpec {
         destination: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.rtp_port),
         frequency_hz: 1_000.0,
+        name: "Estuary demo tone".into(),
         level_dbfs: -18.0,
         ..ToneSpec::default()
     };
     let sender = send::start(&tone, None).context("starting the built-in AES67 transmitter")?;
+    let sap_destination = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), SAP_PORT);
+    let announcement = Announcement::start(
+        &sender.sdp,
+        sap_destination,
+        None,
+        1,
+        None,
+        Duration::from_secs(30),
+    )
+    .context("announcing the built-in transmitter")?;
     let codec = match args.codec {
         DemoCodec::Opus => CodecConfig::Opus,
         DemoCodec::Pcm => CodecConfig::Pcm,
     };
     let text = DEMO_CONFIG
-        .replace("{sdp}", &sender.sdp)
+        .replace("{name}", &tone.name)
         .replace("{srt_port}", &args.srt_port.to_string())
         .replace(
             "{codec}",
@@ -63,7 +78,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             },
         );
     let cfg = config::parse(&text, Path::new(".")).context("the embedded demo config")?;
-    let running = Running::start(&cfg)?;
+    let mut running = Running::start(&cfg)?;
 
     println!();
     println!("Estuary demo");
@@ -71,7 +86,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  AES67 source  built-in tone, 1 kHz at -18 dBFS, L24/48000/2, 1 ms packets -> {}",
         tone.destination
     );
-    println!("  received by   input \"demo-tone\" (SDP below, as a device would announce it)");
+    println!(
+        "  announced     over SAP to {sap_destination} as {:?} (SDP below)",
+        tone.name
+    );
+    println!(
+        "  received by   input \"demo-tone\", source = \"sap:{}\" (discovered, not configured)",
+        tone.name
+    );
     println!(
         "  served as     SRT listener on 127.0.0.1:{} ({})",
         args.srt_port,
@@ -107,6 +129,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut sender = sender;
     sender.sender.stop();
     running.shutdown();
+    announcement.stop();
     println!("transmitter sent {} packets", sender.sender.packets_sent());
     Ok(())
 }

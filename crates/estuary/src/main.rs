@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod announce;
 mod bench;
 mod config;
 mod demo;
+mod discover;
+mod discovery;
 mod latency;
 mod pipeline;
 mod send;
@@ -51,6 +54,10 @@ enum Command {
     },
     /// Start a built-in AES67 tone transmitter on loopback and serve it as SRT.
     Demo(demo::DemoArgs),
+    /// List the streams announced on the network (SAP, RAVENNA): live, --once or --json.
+    Discover(discover::DiscoverArgs),
+    /// Announce a stream over SAP (RFC 2974) until stopped, then send its deletion.
+    Announce(announce::AnnounceArgs),
     /// Send an AES67 test tone (L16/L24, any channel count) to an address.
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
@@ -106,6 +113,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Announce(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), None);
+            announce::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Discover(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            discover::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send(args) => {
             init_logging(cli.log_format.unwrap_or_default(), None);
             send::run(args)?;
@@ -124,8 +141,10 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: journald, files and pipes get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

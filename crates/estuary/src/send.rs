@@ -11,7 +11,7 @@ use estuary_io::tx::{ToneConfig, ToneSender};
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::sdp;
 
-use crate::shutdown;
+use crate::{announce, shutdown};
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
@@ -47,6 +47,19 @@ pub struct SendArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
+    /// Session name receivers show (`s=`) and select (`source = "sap:NAME"`).
+    #[arg(long, default_value = "Estuary test tone")]
+    name: String,
+    /// Do not announce the stream over SAP.
+    #[arg(long)]
+    no_announce: bool,
+    /// Where SAP announcements go (IP or IP:PORT); default: 239.255.255.255, or the stream's
+    /// own loopback address for a loopback stream.
+    #[arg(long)]
+    sap_dest: Option<String>,
+    /// Base SAP announcement interval.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    sap_interval: Duration,
 }
 
 /// What to send; the defaults are AES67's: L24, 48 kHz, stereo, 1 ms.
@@ -144,6 +157,7 @@ pub fn describe(
         ptp: None,
         local_mac: [0; 6],
         media_clock_offset,
+        ..sdp::SenderSdp::default()
     })
 }
 
@@ -155,6 +169,7 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         None => None,
     };
     let spec = ToneSpec {
+        name: args.name.clone(),
         destination: args.to,
         format,
         channels: args.channels,
@@ -164,15 +179,31 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         level_dbfs: args.level,
         payload_type: args.payload_type,
         ttl: args.ttl,
-        ..ToneSpec::default()
     };
     let stop = shutdown::install()?;
-    let started = start(&spec, iface)?;
+    let started = start(&spec, iface.clone())?;
     if let Some(path) = &args.sdp_out {
         std::fs::write(path, &started.sdp)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print!("{}", started.sdp);
+    let announcement = if args.no_announce {
+        None
+    } else {
+        let destination = match &args.sap_dest {
+            Some(text) => announce::sap_destination(text).context("--sap-dest")?,
+            None => announce::default_sap_destination(args.to.ip()),
+        };
+        eprintln!("announcing {:?} on {destination} (SAP)", spec.name);
+        Some(announce::Announcement::start(
+            &started.sdp,
+            destination,
+            iface,
+            args.ttl,
+            None,
+            args.sap_interval,
+        )?)
+    };
     let deadline = args
         .seconds
         .map(|s| std::time::Instant::now() + Duration::from_secs(s));
@@ -180,5 +211,9 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(started);
+    if let Some(announcement) = announcement {
+        let (_, deletions, _) = announcement.stop();
+        eprintln!("sent {deletions} deletion(s)");
+    }
     Ok(())
 }

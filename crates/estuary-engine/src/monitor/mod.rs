@@ -1,0 +1,1034 @@
+//! Audio monitoring of one input: level meters, loudness and signal alarms.
+//!
+//! A [`Monitor`] is built once per input from `(channels, sample_rate, MonitorConfig)` and fed
+//! every block of interleaved `i32` frames (MSB-aligned, full scale = `i32::MAX`) with the
+//! injected time of the block's first frame. It allocates only in [`Monitor::new`]:
+//! [`Monitor::process`] and [`Monitor::snapshot_into`] (once the snapshot has been sized) do
+//! not allocate, lock or block (`tests/meters_alloc.rs` counts allocations to prove it).
+//!
+//! # Measurement
+//!
+//! Audio is analysed in windows of [`WINDOW`] (10 ms, `sample_rate / 100` frames), counted
+//! from the first frame ever processed; block boundaries do not matter. At the end of each
+//! window the per-window values are folded into the meters and every detector is stepped,
+//! so alarm timing is exact to the window and independent of how the daemon cuts blocks.
+//!
+//! - Sample peak: largest `|x|`; true peak: ITU-R BS.1770-4 Annex 2 (4× oversampling with the
+//!   Annex's 48-tap polyphase filter, [`true_peak`]); both in dBFS (dBTP) with a
+//!   peak-hold that holds for `peak_hold`, then falls at `peak_decay_db_per_s`, in audio time.
+//! - RMS over the last `rms_window`, relative to full scale (a full-scale sine is −3.01 dBFS).
+//! - EBU R128 momentary, short-term, integrated loudness and LRA per loudness group
+//!   ([`loudness`]).
+//!
+//! # Detectors
+//!
+//! Each is optional, debounced by [`detect::Debounce`] (raise after `raise_after` of the
+//! condition, clear after `clear_after` without it) and, where a level applies, has a
+//! hysteresis. See `docs/monitoring.md` for the semantics and defaults.
+
+pub mod detect;
+pub mod health;
+pub mod loudness;
+pub mod true_peak;
+
+use core::time::Duration;
+
+use crate::time::MonoTime;
+use detect::{Change, Debounce, Timing, duration_to_ticks};
+use loudness::{LoudnessLevels, LoudnessMeter};
+use true_peak::TruePeakFilter;
+
+/// Length of an analysis window.
+pub const WINDOW: Duration = Duration::from_millis(10);
+/// Most channels an input may have (as the jitter buffer).
+pub const MAX_CHANNELS: u16 = 64;
+/// Full scale of an MSB-aligned `i32` sample.
+const FULL_SCALE: f64 = i32::MAX as f64;
+/// Room for alarm changes per channel in the event buffer of one `process` call; further
+/// changes in the same call are counted in `events_dropped` (their state stays readable).
+const EVENTS_PER_CHANNEL: usize = 32;
+
+/// Which channels are measured together for loudness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoudnessGrouping {
+    /// No loudness measurement.
+    None,
+    /// Each channel alone (weight 1).
+    Mono,
+    /// Consecutive pairs (0,1), (2,3), …; an odd last channel alone.
+    Pairs,
+    /// All channels as one programme with the BS.1770 weights of L R C LFE Ls Rs (channels
+    /// beyond the sixth are not counted).
+    All,
+}
+
+/// Silence: window RMS below `threshold_dbfs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SilenceConfig {
+    /// Level (10 ms RMS, dBFS) under which a window is silent.
+    pub threshold_dbfs: f64,
+    /// While raised, a window counts as sound only above `threshold + hysteresis`.
+    pub hysteresis_db: f64,
+    /// Debounce.
+    pub timing: Timing,
+}
+
+impl Default for SilenceConfig {
+    fn default() -> Self {
+        SilenceConfig {
+            threshold_dbfs: -60.0,
+            hysteresis_db: 3.0,
+            timing: Timing::new(Duration::from_secs(5), Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Clipping: a run of `consecutive` samples at or above `level_dbfs`, or a true peak above
+/// `true_peak_dbtp`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClippingConfig {
+    /// Sample level counted as "at full scale".
+    pub level_dbfs: f64,
+    /// Consecutive samples at that level that make a clip (runs may span windows and blocks).
+    pub consecutive: u32,
+    /// If set, a window whose true peak exceeds this also counts as clipped.
+    pub true_peak_dbtp: Option<f64>,
+    /// Debounce.
+    pub timing: Timing,
+}
+
+impl Default for ClippingConfig {
+    fn default() -> Self {
+        ClippingConfig {
+            level_dbfs: -0.01,
+            consecutive: 3,
+            true_peak_dbtp: Some(0.5),
+            timing: Timing::new(Duration::ZERO, Duration::from_secs(2)),
+        }
+    }
+}
+
+/// Stuck signal: every sample of a window has the same non-zero value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StuckConfig {
+    /// Debounce.
+    pub timing: Timing,
+}
+
+impl Default for StuckConfig {
+    fn default() -> Self {
+        StuckConfig {
+            timing: Timing::new(Duration::from_secs(1), Duration::from_secs(1)),
+        }
+    }
+}
+
+/// DC offset: `|mean|` over the last `window` above `threshold_dbfs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DcOffsetConfig {
+    /// Mean level (dBFS of `|mean|`) above which the window has a DC offset.
+    pub threshold_dbfs: f64,
+    /// While raised, the offset counts as gone only below `threshold − hysteresis`.
+    pub hysteresis_db: f64,
+    /// Averaging window (rounded up to whole 10 ms windows); evaluated once it is full.
+    pub window: Duration,
+    /// Debounce.
+    pub timing: Timing,
+}
+
+impl Default for DcOffsetConfig {
+    fn default() -> Self {
+        DcOffsetConfig {
+            threshold_dbfs: -30.0,
+            hysteresis_db: 3.0,
+            window: Duration::from_secs(1),
+            timing: Timing::new(Duration::from_secs(2), Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Discontinuity (click): a sample whose second difference `x[n] − 2x[n−1] + x[n−2]` (the
+/// error of a linear prediction from the two previous samples) is more than `ratio` times the
+/// largest one of the local signal (the previous 10 ms window and the current one so far, clicks
+/// excluded) and above `floor_dbfs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiscontinuityConfig {
+    /// How far above the local prediction error a jump must be.
+    pub ratio: f64,
+    /// Smallest jump counted (dBFS), so that noise in near-silence is not a click.
+    pub floor_dbfs: f64,
+    /// Debounce (a window with at least one click is "present").
+    pub timing: Timing,
+}
+
+impl Default for DiscontinuityConfig {
+    fn default() -> Self {
+        DiscontinuityConfig {
+            ratio: 4.0,
+            floor_dbfs: -60.0,
+            timing: Timing::new(Duration::ZERO, Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Phase-inverted stereo: correlation of a pair (channels 2k, 2k+1) over `window` below
+/// `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PhaseConfig {
+    /// Correlation (−1..1) below which the pair is inverted.
+    pub threshold: f64,
+    /// While raised, the pair counts as fine only above `threshold + hysteresis`.
+    pub hysteresis: f64,
+    /// Both channels' RMS over the window must exceed this for the pair to be judged.
+    pub min_level_dbfs: f64,
+    /// Correlation window (rounded up to whole 10 ms windows); evaluated once it is full.
+    pub window: Duration,
+    /// Debounce.
+    pub timing: Timing,
+}
+
+impl Default for PhaseConfig {
+    fn default() -> Self {
+        PhaseConfig {
+            threshold: -0.8,
+            hysteresis: 0.1,
+            min_level_dbfs: -50.0,
+            window: Duration::from_secs(1),
+            timing: Timing::new(Duration::from_secs(2), Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Everything a [`Monitor`] measures and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonitorConfig {
+    /// How long the displayed peak holds its maximum (default 1.5 s).
+    pub peak_hold: Duration,
+    /// How fast it then falls (default 20 dB/s).
+    pub peak_decay_db_per_s: f64,
+    /// RMS window, rounded up to whole 10 ms windows (default 300 ms).
+    pub rms_window: Duration,
+    /// Loudness groups (default [`LoudnessGrouping::Pairs`]).
+    pub loudness: LoudnessGrouping,
+    /// Silence detector (default on).
+    pub silence: Option<SilenceConfig>,
+    /// Clipping detector (default on).
+    pub clipping: Option<ClippingConfig>,
+    /// Stuck-signal detector (default on).
+    pub stuck: Option<StuckConfig>,
+    /// DC-offset detector (default on).
+    pub dc_offset: Option<DcOffsetConfig>,
+    /// Discontinuity detector (default on).
+    pub discontinuity: Option<DiscontinuityConfig>,
+    /// Phase-inversion detector on pairs (default on).
+    pub phase: Option<PhaseConfig>,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            peak_hold: Duration::from_millis(1_500),
+            peak_decay_db_per_s: 20.0,
+            rms_window: Duration::from_millis(300),
+            loudness: LoudnessGrouping::Pairs,
+            silence: Some(SilenceConfig::default()),
+            clipping: Some(ClippingConfig::default()),
+            stuck: Some(StuckConfig::default()),
+            dc_offset: Some(DcOffsetConfig::default()),
+            discontinuity: Some(DiscontinuityConfig::default()),
+            phase: Some(PhaseConfig::default()),
+        }
+    }
+}
+
+/// Why a [`Monitor`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MonitorError {
+    /// `channels` is 0 or above [`MAX_CHANNELS`].
+    #[error("channel count {channels} is outside 1..={MAX_CHANNELS}")]
+    Channels {
+        /// The value given.
+        channels: u16,
+    },
+    /// `sample_rate` is outside [`crate::jitter::SAMPLE_RATES`].
+    #[error("sample rate {sample_rate} Hz is outside 8000..=384000")]
+    SampleRate {
+        /// The value given.
+        sample_rate: u32,
+    },
+    /// The loudness meter refused the configuration.
+    #[error("loudness meter: {reason}")]
+    Loudness {
+        /// The `ebur128` error.
+        reason: String,
+    },
+}
+
+/// What an alarm is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlarmKind {
+    /// Detail: window RMS in dBFS.
+    Silence,
+    /// Detail: longest run of full-scale samples in the window, or the true peak in dBTP
+    /// when only that triggered.
+    Clipping,
+    /// Detail: the stuck value in dBFS.
+    Stuck,
+    /// Detail: `|mean|` over the DC window in dBFS.
+    DcOffset,
+    /// Detail: clicks counted in the window.
+    Discontinuity,
+    /// Detail: correlation over the phase window. `channel` is the first of the pair.
+    PhaseInverted,
+}
+
+/// An alarm state change, reported by [`Monitor::process`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonitorEvent {
+    /// What.
+    pub kind: AlarmKind,
+    /// Channel (first channel of the pair for [`AlarmKind::PhaseInverted`]).
+    pub channel: u16,
+    /// Raised or cleared.
+    pub change: Change,
+    /// A value explaining it (see [`AlarmKind`]), from the window that triggered the change.
+    pub detail: f64,
+    /// Frame index (since the first frame processed) at which the change happened: the end of
+    /// the window that decided it.
+    pub frame: u64,
+    /// The same instant in injected time (block time + frames / rate).
+    pub at: MonoTime,
+}
+
+/// Raised alarms of one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelAlarms {
+    /// Silence alarm raised.
+    pub silence: bool,
+    /// Clipping alarm raised.
+    pub clipping: bool,
+    /// Stuck alarm raised.
+    pub stuck: bool,
+    /// DC-offset alarm raised.
+    pub dc_offset: bool,
+    /// Discontinuity alarm raised.
+    pub discontinuity: bool,
+}
+
+/// Levels of one channel. dB values are `f64::NEG_INFINITY` for digital silence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelLevels {
+    /// Sample peak with peak-hold, dBFS.
+    pub peak: f64,
+    /// True peak with peak-hold, dBTP.
+    pub true_peak: f64,
+    /// RMS over the RMS window, dBFS.
+    pub rms: f64,
+    /// Largest sample peak since the start, dBFS.
+    pub peak_max: f64,
+    /// Largest true peak since the start, dBTP.
+    pub true_peak_max: f64,
+    /// Discontinuities counted since the start.
+    pub clicks: u64,
+    /// Alarm states.
+    pub alarms: ChannelAlarms,
+}
+
+/// Loudness of one group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupLoudness {
+    /// First channel of the group.
+    pub first_channel: u16,
+    /// Channels in the group.
+    pub channels: u16,
+    /// The values.
+    pub levels: LoudnessLevels,
+}
+
+/// Correlation of one pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairLevels {
+    /// First channel of the pair (the other is the next one).
+    pub first_channel: u16,
+    /// Correlation over the phase window (−1..1); `None` until the window is full or while a
+    /// channel is below the minimum level.
+    pub correlation: Option<f64>,
+    /// Phase-inversion alarm raised.
+    pub phase_inverted: bool,
+}
+
+/// Everything a [`Monitor`] shows, as plain data for the daemon to publish.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeterSnapshot {
+    /// Frames processed since the start.
+    pub frames: u64,
+    /// Per channel.
+    pub channels: Vec<ChannelLevels>,
+    /// Per loudness group.
+    pub loudness: Vec<GroupLoudness>,
+    /// Per pair (only when the phase detector is on).
+    pub pairs: Vec<PairLevels>,
+    /// Alarm changes that did not fit in the event buffer of a `process` call.
+    pub events_dropped: u64,
+}
+
+/// A displayed peak with hold and decay, in audio time (frames).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PeakHold {
+    held_db: f64,
+    held_at: u64,
+}
+
+impl PeakHold {
+    const fn new() -> Self {
+        PeakHold {
+            held_db: f64::NEG_INFINITY,
+            held_at: 0,
+        }
+    }
+
+    /// The displayed value at frame `now`.
+    fn display(&self, now: u64, hold: u64, decay_per_frame: f64) -> f64 {
+        let since = now.saturating_sub(self.held_at);
+        match since.checked_sub(hold) {
+            Some(falling) if falling > 0 => self.held_db - decay_per_frame * falling as f64,
+            _ => self.held_db,
+        }
+    }
+
+    /// A new window peak `level_db` ending at frame `now`.
+    fn update(&mut self, now: u64, level_db: f64, hold: u64, decay_per_frame: f64) {
+        if level_db >= self.display(now, hold, decay_per_frame) {
+            self.held_db = level_db;
+            self.held_at = now;
+        }
+    }
+}
+
+/// A ring of per-window sums, summed over the last `len` windows.
+#[derive(Debug, Clone)]
+struct WindowRing<const N: usize> {
+    slots: Vec<[f64; N]>,
+    next: usize,
+    filled: usize,
+}
+
+impl<const N: usize> WindowRing<N> {
+    fn new(windows: usize) -> Self {
+        WindowRing {
+            slots: vec![[0.0; N]; windows.max(1)],
+            next: 0,
+            filled: 0,
+        }
+    }
+
+    fn push(&mut self, value: [f64; N]) {
+        if let Some(slot) = self.slots.get_mut(self.next) {
+            *slot = value;
+        }
+        self.next = (self.next + 1) % self.slots.len();
+        self.filled = (self.filled + 1).min(self.slots.len());
+    }
+
+    fn full(&self) -> bool {
+        self.filled == self.slots.len()
+    }
+
+    fn filled(&self) -> usize {
+        self.filled
+    }
+
+    /// Element-wise sum over the windows held (recomputed, so rounding never accumulates).
+    fn sum(&self) -> [f64; N] {
+        let mut total = [0.0; N];
+        for slot in self.slots.iter().take(self.filled) {
+            for (t, v) in total.iter_mut().zip(slot) {
+                *t += v;
+            }
+        }
+        total
+    }
+}
+
+/// Per-window accumulators and running state of one channel.
+#[derive(Debug, Clone)]
+struct ChannelState {
+    // Window accumulators, reset at each window end.
+    peak: u32,
+    sum_sq: f64,
+    sum: f64,
+    min: i32,
+    max: i32,
+    true_peak: f64,
+    longest_clip_run: u32,
+    clicks_in_window: u32,
+    true_peak_filter: TruePeakFilter,
+    /// Largest non-click |second difference| in the current window.
+    d2_current: f64,
+    // Running state.
+    clip_run: u32,
+    /// Last two samples (normalised), most recent first.
+    history: [f64; 2],
+    /// Samples seen, saturating at 2 (the predictor needs two).
+    primed: u8,
+    /// Largest non-click |second difference| of the previous window; `None` before one full
+    /// window has been seen (no click can be judged without it).
+    d2_previous: Option<f64>,
+    /// Samples since the last anomalous one (one click makes two consecutive anomalies).
+    since_anomaly: u32,
+    clicks: u64,
+    rms: WindowRing<1>,
+    dc: WindowRing<1>,
+    peak_hold: PeakHold,
+    true_peak_hold: PeakHold,
+    peak_max: f64,
+    true_peak_max: f64,
+    silence: Debounce,
+    clipping: Debounce,
+    stuck: Debounce,
+    dc_offset: Debounce,
+    discontinuity: Debounce,
+}
+
+impl ChannelState {
+    fn reset_window(&mut self) {
+        self.peak = 0;
+        self.sum_sq = 0.0;
+        self.sum = 0.0;
+        self.min = i32::MAX;
+        self.max = i32::MIN;
+        self.true_peak = 0.0;
+        self.longest_clip_run = 0;
+        self.clicks_in_window = 0;
+        self.d2_current = 0.0;
+    }
+}
+
+/// Correlation state of one pair.
+#[derive(Debug, Clone)]
+struct PairState {
+    first: usize,
+    /// Σxy of the current window.
+    sum_xy: f64,
+    /// Per window: Σxy, Σx², Σy².
+    ring: WindowRing<3>,
+    correlation: Option<f64>,
+    alarm: Debounce,
+}
+
+/// Window-rate parameters derived from the config.
+#[derive(Debug, Clone, Copy)]
+struct Derived {
+    hold_frames: u64,
+    decay_per_frame: f64,
+    clip_level: u32,
+    click_floor: f64,
+}
+
+/// Meters, loudness and alarms of one input: see the module docs.
+#[derive(Debug)]
+pub struct Monitor {
+    channels: usize,
+    sample_rate: u32,
+    window_frames: u64,
+    config: MonitorConfig,
+    derived: Derived,
+    /// Frames processed since the start.
+    frames: u64,
+    /// Frames into the current window.
+    in_window: u64,
+    state: Vec<ChannelState>,
+    pairs: Vec<PairState>,
+    groups: Vec<LoudnessMeter>,
+    events: Vec<MonitorEvent>,
+    events_dropped: u64,
+}
+
+impl Monitor {
+    /// A monitor for an input of `channels` at `sample_rate` Hz.
+    pub fn new(
+        channels: u16,
+        sample_rate: u32,
+        config: MonitorConfig,
+    ) -> Result<Self, MonitorError> {
+        if channels == 0 || channels > MAX_CHANNELS {
+            return Err(MonitorError::Channels { channels });
+        }
+        if !crate::jitter::SAMPLE_RATES.contains(&sample_rate) {
+            return Err(MonitorError::SampleRate { sample_rate });
+        }
+        let rate = u64::from(sample_rate);
+        let window_frames = duration_to_ticks(WINDOW, rate).max(1);
+        let windows_of = |d: Duration| duration_to_ticks(d, rate).div_ceil(window_frames) as usize;
+        let channel = ChannelState {
+            peak: 0,
+            sum_sq: 0.0,
+            sum: 0.0,
+            min: i32::MAX,
+            max: i32::MIN,
+            true_peak: 0.0,
+            longest_clip_run: 0,
+            clicks_in_window: 0,
+            true_peak_filter: TruePeakFilter::new(sample_rate),
+            d2_current: 0.0,
+            clip_run: 0,
+            history: [0.0; 2],
+            primed: 0,
+            d2_previous: None,
+            since_anomaly: u32::MAX,
+            clicks: 0,
+            rms: WindowRing::new(windows_of(config.rms_window)),
+            dc: WindowRing::new(config.dc_offset.map_or(1, |c| windows_of(c.window))),
+            peak_hold: PeakHold::new(),
+            true_peak_hold: PeakHold::new(),
+            peak_max: f64::NEG_INFINITY,
+            true_peak_max: f64::NEG_INFINITY,
+            silence: debounce(config.silence.map(|c| c.timing), rate),
+            clipping: debounce(config.clipping.map(|c| c.timing), rate),
+            stuck: debounce(config.stuck.map(|c| c.timing), rate),
+            dc_offset: debounce(config.dc_offset.map(|c| c.timing), rate),
+            discontinuity: debounce(config.discontinuity.map(|c| c.timing), rate),
+        };
+        let pairs = match config.phase {
+            Some(phase) => (0..usize::from(channels) / 2)
+                .map(|k| PairState {
+                    first: 2 * k,
+                    sum_xy: 0.0,
+                    ring: WindowRing::new(windows_of(phase.window)),
+                    correlation: None,
+                    alarm: Debounce::with_timing(phase.timing, rate),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let groups = loudness_groups(channels, config.loudness)
+            .map(|(first, count)| LoudnessMeter::new(channels, first, count, sample_rate))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(loudness_error)?;
+        let derived = Derived {
+            hold_frames: duration_to_ticks(config.peak_hold, rate),
+            decay_per_frame: config.peak_decay_db_per_s / sample_rate as f64,
+            clip_level: config.clipping.map_or(u32::MAX, |c| {
+                (db_to_linear(c.level_dbfs) * FULL_SCALE) as u32
+            }),
+            click_floor: config
+                .discontinuity
+                .map_or(0.0, |c| db_to_linear(c.floor_dbfs)),
+        };
+        Ok(Monitor {
+            channels: usize::from(channels),
+            sample_rate,
+            window_frames,
+            config,
+            derived,
+            frames: 0,
+            in_window: 0,
+            state: vec![channel; usize::from(channels)],
+            pairs,
+            groups,
+            events: Vec::with_capacity(usize::from(channels) * EVENTS_PER_CHANNEL),
+            events_dropped: 0,
+        })
+    }
+
+    /// Channels per frame.
+    pub fn channels(&self) -> u16 {
+        self.channels as u16
+    }
+
+    /// Sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    /// Accounts a block of interleaved frames whose first frame is at `now` (a trailing
+    /// partial frame is ignored) and returns the alarm changes it caused, in time order per
+    /// window. Does not allocate.
+    pub fn process(&mut self, now: MonoTime, frames: &[i32]) -> &[MonitorEvent] {
+        self.events.clear();
+        let block_start = self.frames;
+        let whole = frames.len() - frames.len() % self.channels;
+        let mut rest = frames.get(..whole).unwrap_or_default();
+        while !rest.is_empty() {
+            let room = (self.window_frames - self.in_window) as usize;
+            let (chunk, next) = rest.split_at((room * self.channels).min(rest.len()));
+            self.accumulate(chunk);
+            let n = (chunk.len() / self.channels) as u64;
+            self.frames += n;
+            self.in_window += n;
+            if self.in_window == self.window_frames {
+                self.close_window(now, block_start);
+                self.in_window = 0;
+            }
+            rest = next;
+        }
+        &self.events
+    }
+
+    /// The current values, allocating a new snapshot.
+    pub fn snapshot(&self) -> MeterSnapshot {
+        let mut out = MeterSnapshot::default();
+        self.snapshot_into(&mut out);
+        out
+    }
+
+    /// Writes the current values into `out`, reusing its vectors (no allocation once they
+    /// have grown to this monitor's sizes).
+    pub fn snapshot_into(&self, out: &mut MeterSnapshot) {
+        let d = self.derived;
+        out.frames = self.frames;
+        out.events_dropped = self.events_dropped;
+        out.channels.clear();
+        out.channels.extend(self.state.iter().map(|s| {
+            ChannelLevels {
+                peak: s
+                    .peak_hold
+                    .display(self.frames, d.hold_frames, d.decay_per_frame),
+                true_peak: s
+                    .true_peak_hold
+                    .display(self.frames, d.hold_frames, d.decay_per_frame),
+                rms: rms_db(&s.rms, self.window_frames),
+                peak_max: s.peak_max,
+                true_peak_max: s.true_peak_max,
+                clicks: s.clicks,
+                alarms: ChannelAlarms {
+                    silence: s.silence.active(),
+                    clipping: s.clipping.active(),
+                    stuck: s.stuck.active(),
+                    dc_offset: s.dc_offset.active(),
+                    discontinuity: s.discontinuity.active(),
+                },
+            }
+        }));
+        out.loudness.clear();
+        out.loudness
+            .extend(self.groups.iter().map(|g| GroupLoudness {
+                first_channel: g.first_channel(),
+                channels: g.channels(),
+                levels: g.levels(),
+            }));
+        out.pairs.clear();
+        out.pairs.extend(self.pairs.iter().map(|p| PairLevels {
+            first_channel: p.first as u16,
+            correlation: p.correlation,
+            phase_inverted: p.alarm.active(),
+        }));
+    }
+
+    /// Per-sample work on frames that all belong to the current window.
+    fn accumulate(&mut self, chunk: &[i32]) {
+        for group in &mut self.groups {
+            group.process(chunk);
+        }
+        let channels = self.channels;
+        let clip_level = self.derived.clip_level;
+        let click = self
+            .config
+            .discontinuity
+            .map(|c| (c.ratio, self.derived.click_floor));
+        for (ch, s) in self.state.iter_mut().enumerate() {
+            for &x in chunk.iter().skip(ch).step_by(channels) {
+                accumulate_sample(s, x, clip_level, click);
+            }
+        }
+        for p in &mut self.pairs {
+            let mut sum_xy = 0.0;
+            for frame in chunk.chunks_exact(channels) {
+                if let (Some(&x), Some(&y)) = (frame.get(p.first), frame.get(p.first + 1)) {
+                    sum_xy += normalise(x) * normalise(y);
+                }
+            }
+            p.sum_xy += sum_xy;
+        }
+    }
+
+    /// Folds the window that ends at `self.frames` into meters and detectors.
+    fn close_window(&mut self, block_time: MonoTime, block_start: u64) {
+        let end = self.frames;
+        let start = end - self.window_frames;
+        let offset = u128::from(end - block_start) * 1_000_000_000 / u128::from(self.sample_rate);
+        let at = block_time + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX));
+        let d = self.derived;
+        let config = self.config;
+        let window_frames = self.window_frames as f64;
+        let mut events = EventSink {
+            events: &mut self.events,
+            dropped: &mut self.events_dropped,
+            frame: end,
+            at,
+        };
+        for (ch, s) in self.state.iter_mut().enumerate() {
+            let peak_db = amplitude_db(f64::from(s.peak) / FULL_SCALE);
+            let true_peak_db = amplitude_db(s.true_peak.max(f64::from(s.peak) / FULL_SCALE));
+            s.peak_hold
+                .update(end, peak_db, d.hold_frames, d.decay_per_frame);
+            s.true_peak_hold
+                .update(end, true_peak_db, d.hold_frames, d.decay_per_frame);
+            s.peak_max = s.peak_max.max(peak_db);
+            s.true_peak_max = s.true_peak_max.max(true_peak_db);
+            s.rms.push([s.sum_sq]);
+            s.dc.push([s.sum]);
+            let ch = ch as u16;
+            let window_rms_db = power_db(s.sum_sq / window_frames);
+            if let Some(c) = config.silence {
+                // While raised, only a level above threshold + hysteresis counts as sound.
+                let present = if s.silence.active() {
+                    window_rms_db <= c.threshold_dbfs + c.hysteresis_db
+                } else {
+                    window_rms_db < c.threshold_dbfs
+                };
+                let change = s.silence.update(start, end, present);
+                events.push(AlarmKind::Silence, ch, change, window_rms_db);
+            }
+            if let Some(c) = config.clipping {
+                let tp_over = c.true_peak_dbtp.is_some_and(|limit| true_peak_db > limit);
+                let present = s.longest_clip_run >= c.consecutive || tp_over;
+                let detail = if s.longest_clip_run >= c.consecutive || !tp_over {
+                    f64::from(s.longest_clip_run)
+                } else {
+                    true_peak_db
+                };
+                let change = s.clipping.update(start, end, present);
+                events.push(AlarmKind::Clipping, ch, change, detail);
+            }
+            if config.stuck.is_some() {
+                let present = s.min == s.max && s.min != 0;
+                let change = s.stuck.update(start, end, present);
+                events.push(
+                    AlarmKind::Stuck,
+                    ch,
+                    change,
+                    amplitude_db(f64::from(s.min.unsigned_abs()) / FULL_SCALE),
+                );
+            }
+            if let Some(c) = config.dc_offset
+                && s.dc.full()
+            {
+                let frames = s.dc.filled() as f64 * window_frames;
+                let mean_db = amplitude_db((s.dc.sum()[0] / frames).abs());
+                let present = if s.dc_offset.active() {
+                    mean_db >= c.threshold_dbfs - c.hysteresis_db
+                } else {
+                    mean_db > c.threshold_dbfs
+                };
+                let change = s.dc_offset.update(start, end, present);
+                events.push(AlarmKind::DcOffset, ch, change, mean_db);
+            }
+            if config.discontinuity.is_some() {
+                let present = s.clicks_in_window > 0;
+                let change = s.discontinuity.update(start, end, present);
+                events.push(
+                    AlarmKind::Discontinuity,
+                    ch,
+                    change,
+                    f64::from(s.clicks_in_window),
+                );
+            }
+            if s.primed >= 2 {
+                s.d2_previous = Some(s.d2_current);
+            }
+        }
+        if let Some(c) = config.phase {
+            let min_energy = db_to_linear(c.min_level_dbfs).powi(2);
+            for p in &mut self.pairs {
+                let (x, y) = match (self.state.get(p.first), self.state.get(p.first + 1)) {
+                    (Some(x), Some(y)) => (x.sum_sq, y.sum_sq),
+                    _ => continue,
+                };
+                p.ring.push([p.sum_xy, x, y]);
+                p.sum_xy = 0.0;
+                if !p.ring.full() {
+                    continue;
+                }
+                let [xy, xx, yy] = p.ring.sum();
+                let frames = p.ring.filled() as f64 * window_frames;
+                p.correlation = (xx / frames > min_energy && yy / frames > min_energy)
+                    .then(|| xy / (xx * yy).sqrt());
+                let present = p.correlation.is_some_and(|r| {
+                    if p.alarm.active() {
+                        r <= c.threshold + c.hysteresis
+                    } else {
+                        r < c.threshold
+                    }
+                });
+                let change = p.alarm.update(start, end, present);
+                let detail = p.correlation.unwrap_or(0.0);
+                events.push(AlarmKind::PhaseInverted, p.first as u16, change, detail);
+            }
+        }
+        for s in &mut self.state {
+            s.reset_window();
+        }
+    }
+}
+
+/// Pushes alarm changes into the preallocated event buffer.
+struct EventSink<'a> {
+    events: &'a mut Vec<MonitorEvent>,
+    dropped: &'a mut u64,
+    frame: u64,
+    at: MonoTime,
+}
+
+impl EventSink<'_> {
+    fn push(&mut self, kind: AlarmKind, channel: u16, change: Option<Change>, detail: f64) {
+        let Some(change) = change else {
+            return;
+        };
+        // Never grow the buffer on the audio path: count what does not fit.
+        if self.events.len() == self.events.capacity() {
+            *self.dropped += 1;
+            return;
+        }
+        self.events.push(MonitorEvent {
+            kind,
+            channel,
+            change,
+            detail,
+            frame: self.frame,
+            at: self.at,
+        });
+    }
+}
+
+/// Per-sample accumulation for one channel.
+fn accumulate_sample(s: &mut ChannelState, x: i32, clip_level: u32, click: Option<(f64, f64)>) {
+    let magnitude = x.unsigned_abs();
+    s.peak = s.peak.max(magnitude);
+    let v = normalise(x);
+    s.true_peak = s.true_peak.max(s.true_peak_filter.push(v));
+    s.sum_sq += v * v;
+    s.sum += v;
+    s.min = s.min.min(x);
+    s.max = s.max.max(x);
+    if magnitude >= clip_level {
+        s.clip_run = s.clip_run.saturating_add(1);
+        s.longest_clip_run = s.longest_clip_run.max(s.clip_run);
+    } else {
+        s.clip_run = 0;
+    }
+    if s.primed >= 2 {
+        // Error of the linear prediction 2x[n−1] − x[n−2]: small for smooth audio (about ω²
+        // times the amplitude for a sine), about ω times the amplitude at a dropped or
+        // repeated sample.
+        let d2 = (v - 2.0 * s.history[0] + s.history[1]).abs();
+        s.since_anomaly = s.since_anomaly.saturating_add(1);
+        let anomalous = click.is_some_and(|(ratio, floor)| {
+            s.d2_previous.is_some_and(|previous| {
+                let local = previous.max(s.d2_current);
+                d2 > floor && d2 > ratio * local
+            })
+        });
+        if anomalous {
+            if s.since_anomaly > 2 {
+                s.clicks += 1;
+                s.clicks_in_window += 1;
+            }
+            s.since_anomaly = 0;
+        } else {
+            s.d2_current = s.d2_current.max(d2);
+        }
+    } else {
+        s.primed += 1;
+    }
+    s.history = [v, s.history[0]];
+}
+
+/// A debouncer for an optional detector (an absent one never sees its condition).
+fn debounce(timing: Option<Timing>, rate: u64) -> Debounce {
+    timing.map_or(Debounce::new(u64::MAX, 0), |t| {
+        Debounce::with_timing(t, rate)
+    })
+}
+
+/// The `(first, count)` channel ranges of the loudness groups.
+fn loudness_groups(channels: u16, grouping: LoudnessGrouping) -> impl Iterator<Item = (u16, u16)> {
+    let (step, count) = match grouping {
+        LoudnessGrouping::None => (channels, 0),
+        LoudnessGrouping::Mono => (1, 1),
+        LoudnessGrouping::Pairs => (2, 2),
+        LoudnessGrouping::All => (channels, channels),
+    };
+    (0..channels)
+        .step_by(usize::from(step.max(1)))
+        .filter(move |_| count > 0)
+        .map(move |first| (first, count.min(channels - first)))
+}
+
+fn loudness_error(e: ebur128::Error) -> MonitorError {
+    MonitorError::Loudness {
+        reason: e.to_string(),
+    }
+}
+
+fn normalise(x: i32) -> f64 {
+    f64::from(x) / FULL_SCALE
+}
+
+fn db_to_linear(db: f64) -> f64 {
+    10f64.powf(db / 20.0)
+}
+
+/// 20·log10 of an amplitude ratio (−∞ for 0).
+fn amplitude_db(ratio: f64) -> f64 {
+    20.0 * ratio.log10()
+}
+
+/// 10·log10 of a power ratio (−∞ for 0).
+fn power_db(ratio: f64) -> f64 {
+    10.0 * ratio.log10()
+}
+
+fn rms_db(ring: &WindowRing<1>, window_frames: u64) -> f64 {
+    let frames = ring.filled() as f64 * window_frames as f64;
+    if frames == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    power_db(ring.sum()[0] / frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loudness_groups_cover_the_channels() {
+        let pairs: Vec<_> = loudness_groups(5, LoudnessGrouping::Pairs).collect();
+        assert_eq!(pairs, vec![(0, 2), (2, 2), (4, 1)]);
+        let all: Vec<_> = loudness_groups(6, LoudnessGrouping::All).collect();
+        assert_eq!(all, vec![(0, 6)]);
+        assert_eq!(loudness_groups(4, LoudnessGrouping::None).count(), 0);
+        assert_eq!(loudness_groups(3, LoudnessGrouping::Mono).count(), 3);
+    }
+
+    #[test]
+    fn peak_hold_holds_then_falls() {
+        let mut p = PeakHold::new();
+        p.update(0, -6.0, 100, 0.5);
+        assert_eq!(p.display(100, 100, 0.5), -6.0);
+        assert_eq!(p.display(110, 100, 0.5), -11.0);
+        p.update(110, -20.0, 100, 0.5);
+        assert_eq!(p.display(110, 100, 0.5), -11.0);
+        p.update(110, -8.0, 100, 0.5);
+        assert_eq!(p.display(110, 100, 0.5), -8.0);
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        let c = MonitorConfig::default();
+        assert_eq!(
+            Monitor::new(0, 48_000, c).err(),
+            Some(MonitorError::Channels { channels: 0 })
+        );
+        assert_eq!(
+            Monitor::new(2, 100, c).err(),
+            Some(MonitorError::SampleRate { sample_rate: 100 })
+        );
+    }
+}

@@ -1,0 +1,507 @@
+//! The running gateway: sockets → jitter buffers → encoders → MPEG-TS → SRT.
+//!
+//! Threads (see docs/architecture.md):
+//! - one *ingest* thread serves every input socket ([`ingest`]): it drains them with
+//!   `recvmmsg`, writes the samples into each input's jitter buffer at their timestamp
+//!   position, then pulls what is due and pushes it into one wait-free ring per output. It
+//!   never allocates, locks or blocks on the audio path;
+//! - one thread per *output* ([`output`]) encodes and muxes, and hands messages to its SRT
+//!   sender, whose own thread connects, listens and reconnects;
+//! - the calling thread supervises: it follows discovered streams (restarting a route when its
+//!   SDP changes), reports, and waits for the stop flag.
+//!
+//! A *route* is one input with the outputs it feeds. Routes start, stop and restart on their
+//! own; the SRT senders live as long as the daemon, so a listener keeps its caller connected
+//! while the route behind it restarts.
+
+mod ingest;
+mod output;
+mod report;
+
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use estuary_engine::catalog::StreamSelector;
+use estuary_engine::jitter::{JitterBuffer, JitterConfig};
+use estuary_engine::stats::StreamStats;
+use estuary_io::mcast;
+use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
+
+use crate::config::{Config, InputConfig, InputPlan, OutputConfig, ResolvedStream, SrtModeConfig};
+use crate::discovery::Discovery;
+use crate::latency::LatencyHistogram;
+use crate::shutdown::Stop;
+use ingest::{Command, InputRuntime, OutputFeed};
+use output::OutputWorker;
+use report::Reporter;
+
+/// Audio each output ring holds; a stalled encoder loses audio (counted) after this long.
+const OUTPUT_RING: Duration = Duration::from_millis(500);
+/// How long a route waits for the ingest thread to release its socket.
+const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where periodic status goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reporting {
+    /// `tracing` lines every 10 s (the daemon).
+    Log,
+    /// A compact line on stdout every second (the demo).
+    Console,
+}
+
+impl Reporting {
+    fn emit(self, line: &str) {
+        match self {
+            Reporting::Log => info!("{line}"),
+            Reporting::Console => println!("{line}"),
+        }
+    }
+}
+
+/// What the ingest thread publishes about one input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InputSnapshot {
+    pub stats: StreamStats,
+    /// Frames an output ring had no room for (the encoder fell behind).
+    pub ring_overruns: u64,
+    /// How long after their playout time frames were pulled (the wake period's share).
+    pub pull_lag: LatencyHistogram,
+}
+
+/// What an output thread publishes.
+#[derive(Debug, Clone, Default)]
+pub struct OutputSnapshot {
+    pub frames_encoded: u64,
+    pub access_units: u64,
+    pub encode_errors: u64,
+    /// From the ingest thread completing a codec frame in the ring to its last TS packet
+    /// being handed to SRT: wake-up, encoding and muxing.
+    pub handoff: LatencyHistogram,
+}
+
+/// Where a route stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteState {
+    /// Following a discovered stream that has not been announced yet.
+    Waiting { selector: StreamSelector },
+    Receiving {
+        stream: ResolvedStream,
+        /// The announced SDP it was started from, when it follows one.
+        sdp: Option<String>,
+        since: Instant,
+    },
+    /// The stream cannot be received as described; the reason is shown until it changes.
+    Failed { reason: String },
+}
+
+/// Runs the configured gateway until `stop` is requested.
+pub fn run(config: &Config, stop: &Stop, reporting: Reporting) -> anyhow::Result<()> {
+    let running = Running::start(config)?;
+    running.wait(stop, reporting);
+    Ok(())
+}
+
+/// One output of a route; its SRT sender outlives route restarts.
+struct OutputSlot {
+    config: OutputConfig,
+    srt: Arc<SrtSender>,
+    snapshot: Arc<Mutex<OutputSnapshot>>,
+}
+
+/// One input and the outputs it feeds.
+struct Route {
+    config: InputConfig,
+    selector: Option<StreamSelector>,
+    state: RouteState,
+    snapshot: Arc<Mutex<InputSnapshot>>,
+    outputs: Vec<OutputSlot>,
+    /// Stops this route's output threads (not the daemon's).
+    halt: Stop,
+    workers: Vec<JoinHandle<()>>,
+    attached: bool,
+}
+
+/// The started threads of a configuration.
+pub struct Running {
+    routes: Vec<Route>,
+    commands: Sender<Command>,
+    ingest_halt: Stop,
+    ingest: Option<JoinHandle<()>>,
+    discovery: Option<Discovery>,
+    /// The catalog generation the routes were last reconciled against.
+    seen_generation: u64,
+}
+
+impl Running {
+    /// Opens every socket and starts every thread; fails without leaving anything running
+    /// (dropping what was started stops it). Inputs that follow a discovered stream start
+    /// when it is announced.
+    pub fn start(config: &Config) -> anyhow::Result<Self> {
+        let (commands, command_rx) = mpsc::channel();
+        let ingest_halt = Stop::default();
+        let ingest = {
+            let halt = ingest_halt.clone();
+            thread::Builder::new()
+                .name("ingest".into())
+                .spawn(move || ingest::run(&command_rx, &halt))?
+        };
+        let mut running = Self {
+            routes: Vec::new(),
+            commands,
+            ingest_halt,
+            ingest: Some(ingest),
+            discovery: None,
+            seen_generation: 0,
+        };
+        let follows = config
+            .inputs
+            .iter()
+            .any(|i| matches!(i.plan(), Ok(InputPlan::Follow(_))));
+        if follows {
+            running.discovery = Some(Discovery::start(&config.discovery)?);
+        }
+        for input in &config.inputs {
+            let route = running.start_route(input, config)?;
+            running.routes.push(route);
+        }
+        running.reconcile();
+        Ok(running)
+    }
+
+    fn start_route(&self, input: &InputConfig, config: &Config) -> anyhow::Result<Route> {
+        let name = input.name.get_ref().clone();
+        let plan = input
+            .plan()
+            .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
+        let mut outputs = Vec::new();
+        for output in config.outputs.iter().filter(|o| o.input.get_ref() == &name) {
+            let srt = SrtSender::start(srt_config(output))
+                .with_context(|| format!("output {}", output.name.get_ref()))?;
+            info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
+            outputs.push(OutputSlot {
+                config: output.clone(),
+                srt: Arc::new(srt),
+                snapshot: Arc::default(),
+            });
+        }
+        let mut route = Route {
+            config: input.clone(),
+            selector: None,
+            state: RouteState::Failed {
+                reason: "not started".into(),
+            },
+            snapshot: Arc::default(),
+            outputs,
+            halt: Stop::default(),
+            workers: Vec::new(),
+            attached: false,
+        };
+        match plan {
+            InputPlan::Fixed(stream) => route.activate(stream, None, &self.commands)?,
+            InputPlan::Follow(selector) => {
+                info!(input = %name, stream = %selector, "waiting for the stream to be announced");
+                route.state = RouteState::Waiting {
+                    selector: selector.clone(),
+                };
+                route.selector = Some(selector);
+            }
+        }
+        Ok(route)
+    }
+
+    /// Starts, restarts or keeps each route that follows a discovered stream, when the
+    /// catalog changed since the last call.
+    pub fn reconcile(&mut self) {
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
+        let generation = discovery.generation();
+        if generation == self.seen_generation {
+            return;
+        }
+        self.seen_generation = generation;
+        let catalog = discovery.catalog();
+        for route in &mut self.routes {
+            let Some(selector) = &route.selector else {
+                continue;
+            };
+            let Some(entry) = catalog.find(selector) else {
+                continue;
+            };
+            let current = match &route.state {
+                RouteState::Receiving { sdp, .. } => sdp.as_deref(),
+                _ => None,
+            };
+            if current == Some(entry.sdp.as_str()) {
+                continue;
+            }
+            let name = route.config.name.get_ref().clone();
+            let stream = match route.config.resolve_discovered(&entry.sdp) {
+                Ok(stream) => stream,
+                Err(reason) => {
+                    warn!(input = %name, stream = %selector, %reason, "announced stream cannot be used");
+                    route.deactivate(&self.commands);
+                    route.state = RouteState::Failed { reason };
+                    continue;
+                }
+            };
+            if current.is_some() {
+                info!(input = %name, stream = %selector, version = entry.version(), "announcement changed; restarting the route");
+            } else {
+                info!(input = %name, stream = %selector, announcer = %entry.announcer, "stream discovered");
+            }
+            let sdp = entry.sdp.clone();
+            if let Err(e) = route.activate(stream, Some(sdp), &self.commands) {
+                let reason = format!("{e:#}");
+                warn!(input = %name, %reason, "cannot receive the announced stream");
+                route.state = RouteState::Failed { reason };
+            }
+        }
+    }
+
+    /// Reports until `stop` is requested, then stops every thread.
+    pub fn wait(mut self, stop: &Stop, reporting: Reporting) {
+        self.report_until(stop, reporting);
+        self.shutdown();
+    }
+
+    /// Supervises and reports status until `stop` is requested.
+    pub fn report_until(&mut self, stop: &Stop, reporting: Reporting) {
+        let period = match reporting {
+            Reporting::Log => Duration::from_secs(10),
+            Reporting::Console => Duration::from_secs(1),
+        };
+        let mut reporter = Reporter::default();
+        let mut next = Instant::now() + period;
+        while !stop.requested() {
+            thread::sleep(Duration::from_millis(50));
+            self.reconcile();
+            reporter.watch_causes(self);
+            if Instant::now() >= next {
+                next += period;
+                reporter.report(self, reporting);
+            }
+        }
+    }
+
+    /// Stops every thread, outputs last.
+    pub fn shutdown(mut self) {
+        info!("stopping");
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        for route in &mut self.routes {
+            route.halt.request();
+        }
+        self.ingest_halt.request();
+        if let Some(ingest) = self.ingest.take() {
+            let _ = ingest.join();
+        }
+        for route in &mut self.routes {
+            for worker in route.workers.drain(..) {
+                let _ = worker.join();
+            }
+        }
+        // The output threads held the other references: dropping the routes stops each SRT
+        // sender.
+        self.routes.clear();
+        self.discovery = None;
+    }
+
+    pub fn input_stats(&self) -> Vec<(String, InputSnapshot)> {
+        self.routes
+            .iter()
+            .map(|r| (r.config.name.get_ref().clone(), *lock(&r.snapshot)))
+            .collect()
+    }
+
+    /// Each input's state, for status displays.
+    pub fn route_states(&self) -> Vec<(String, RouteState)> {
+        self.routes
+            .iter()
+            .map(|r| (r.config.name.get_ref().clone(), r.state.clone()))
+            .collect()
+    }
+
+    pub fn output_status(&self) -> Vec<(String, OutputSnapshot, SrtStatus)> {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.outputs)
+            .map(|o| {
+                (
+                    o.config.name.get_ref().clone(),
+                    lock(&o.snapshot).clone(),
+                    o.srt.status(),
+                )
+            })
+            .collect()
+    }
+
+    /// The discovery service, when some input follows an announced stream.
+    pub fn discovery(&self) -> Option<&Discovery> {
+        self.discovery.as_ref()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Route {
+    /// (Re)starts receiving `stream`: opens the socket, starts the output threads and hands
+    /// the input to the ingest thread. On error nothing of the new stream is left running.
+    fn activate(
+        &mut self,
+        stream: ResolvedStream,
+        sdp: Option<String>,
+        commands: &Sender<Command>,
+    ) -> anyhow::Result<()> {
+        self.deactivate(commands);
+        let name = self.config.name.get_ref().clone();
+        for slot in &self.outputs {
+            slot.config.check(&stream).map_err(|(_, field, msg)| {
+                anyhow::anyhow!("output {}: {field}: {msg}", slot.config.name.get_ref())
+            })?;
+        }
+        let mut input = open_input(&self.config, &stream, Arc::clone(&self.snapshot))?;
+        self.halt = Stop::default();
+        for slot in &self.outputs {
+            let frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
+            let (samples, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
+            let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
+            let worker = OutputWorker::new(
+                &slot.config,
+                &stream,
+                (consumer, mark_consumer),
+                Arc::clone(&slot.srt),
+                Arc::clone(&slot.snapshot),
+            )
+            .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
+            let frame = worker.frame as u64;
+            let halt = self.halt.clone();
+            let handle = thread::Builder::new()
+                .name(format!("out-{}", worker.name))
+                .spawn(move || worker.run(&halt))?;
+            input.rings.push(OutputFeed {
+                samples,
+                marks,
+                frames_pushed: 0,
+                frame,
+                thread: handle.thread().clone(),
+            });
+            self.workers.push(handle);
+        }
+        commands
+            .send(Command::Attach(Box::new(input)))
+            .map_err(|_| anyhow::anyhow!("input {name}: the ingest thread has stopped"))?;
+        self.attached = true;
+        self.state = RouteState::Receiving {
+            stream,
+            sdp,
+            since: Instant::now(),
+        };
+        Ok(())
+    }
+
+    /// Stops receiving: the ingest thread lets go of the socket, then the output threads end.
+    fn deactivate(&mut self, commands: &Sender<Command>) {
+        if self.attached {
+            let (done, wait) = mpsc::channel();
+            let name = self.config.name.get_ref().clone();
+            if commands.send(Command::Detach { name, done }).is_ok() {
+                let _ = wait.recv_timeout(DETACH_TIMEOUT);
+            }
+            self.attached = false;
+        }
+        self.halt.request();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn open_input(
+    input: &InputConfig,
+    stream: &ResolvedStream,
+    shared: Arc<Mutex<InputSnapshot>>,
+) -> anyhow::Result<InputRuntime> {
+    let name = input.name.get_ref().clone();
+    let iface = match &input.interface {
+        Some(spec) => Some(
+            mcast::resolve_interface(spec.get_ref())
+                .with_context(|| format!("input {name}: interface"))?,
+        ),
+        None => None,
+    };
+    let socket = mcast::open_receive_socket(stream.destination, stream.source, iface.as_ref())
+        .with_context(|| format!("input {name}: cannot receive on {}", stream.destination))?;
+    let jitter = JitterBuffer::new(JitterConfig {
+        channels: stream.channels,
+        sample_rate: stream.sample_rate,
+        format: stream.format,
+        payload_type: stream.payload_type,
+        latency: input.latency,
+        capacity: (input.latency * 8).max(Duration::from_millis(400)),
+    })
+    .map_err(|e| anyhow::anyhow!("input {name}: {e}"))?;
+    info!(
+        input = %name,
+        kind = ?input.kind,
+        destination = %stream.destination,
+        source = ?stream.source,
+        format = stream.format.encoding_name(),
+        channels = stream.channels,
+        rate = stream.sample_rate,
+        latency_ms = input.latency.as_millis() as u64,
+        "receiving"
+    );
+    // A new stream starts its counters afresh; the old ones stay in the log line above.
+    *lock(&shared) = InputSnapshot::default();
+    Ok(InputRuntime {
+        name,
+        socket,
+        jitter,
+        channels: usize::from(stream.channels),
+        rings: Vec::new(),
+        ring_overruns: 0,
+        pull_lag: LatencyHistogram::default(),
+        shared,
+    })
+}
+
+fn srt_config(output: &OutputConfig) -> SrtConfig {
+    SrtConfig {
+        mode: match output.mode {
+            SrtModeConfig::Caller => SrtMode::Caller {
+                remote: output.address,
+            },
+            SrtModeConfig::Listener => SrtMode::Listener {
+                bind: output.address,
+            },
+        },
+        passphrase: output.passphrase.as_ref().map(|p| p.get_ref().clone()),
+        key_length: output.key_length.as_ref().map(|k| *k.get_ref()),
+        latency: output.latency,
+        stream_id: output.stream_id.clone(),
+        connect_timeout: Duration::from_secs(3),
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<InputRuntime>();
+    is_send::<OutputWorker>();
+}
