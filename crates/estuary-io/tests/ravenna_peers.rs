@@ -248,6 +248,7 @@ fn tone_sdp(name: &str, dest: SocketAddr, cfg: &ToneConfig, origin: IpAddr) -> S
         ptp: None,
         local_mac: [0; 6],
         media_clock_offset: cfg.initial_timestamp,
+        ..SenderSdp::default()
     })
 }
 
