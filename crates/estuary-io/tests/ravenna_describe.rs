@@ -165,3 +165,20 @@ fn server_updates_and_removes_sessions() {
     // Stopped on drop: nobody listens any more.
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
 }
+
+#[test]
+fn describe_over_ipv6_literal() {
+    isolate();
+    let server =
+        estuary_io::ravenna::RtspServer::bind("[::1]:0".parse().expect("addr")).expect("bind ::1");
+    let sdp_text = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=V6\r\nt=0 0\r\n";
+    let id = server.set_session("V6", sdp_text);
+    let port = server.local_addr().port();
+    let got = describe(
+        &format!("rtsp://[::1]:{port}/by-id/{id}"),
+        "",
+        Duration::from_secs(5),
+    )
+    .expect("DESCRIBE over IPv6");
+    assert_eq!(got, sdp_text);
+}

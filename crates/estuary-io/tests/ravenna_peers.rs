@@ -248,6 +248,7 @@ fn tone_sdp(name: &str, dest: SocketAddr, cfg: &ToneConfig, origin: IpAddr) -> S
         ptp: None,
         local_mac: [0; 6],
         media_clock_offset: cfg.initial_timestamp,
+        ..SenderSdp::default()
     })
 }
 
@@ -498,6 +499,8 @@ fn avahi_browse_lists_our_published_session() {
         assert_eq!(entry[8], port.to_string(), "{entry:?}");
     }
 
+    // Shown with --nocapture: avahi's view of sharing :5353 with mdns-sd.
+    println!("avahi log:\n{}", avahi.log());
     // Goodbye: after unpublishing, avahi drops the instance.
     assert!(publisher.unpublish(name).expect("unpublish"));
     wait_for(

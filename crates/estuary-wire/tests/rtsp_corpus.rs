@@ -86,7 +86,7 @@ fn mic8_pipelined_partial_describe_waits_then_completes() {
     let c = s.connection.as_ref().expect("media c=");
     assert_eq!(c.address, IpAddr::V4(Ipv4Addr::new(239, 15, 55, 1)));
     assert_eq!(c.ttl, Some(31));
-    assert_eq!(s.framecount, Some(48));
+    assert_eq!(s.framecount, Some(sdp::FrameCount::Exact(48)));
     let filter = s.source_filter.as_ref().expect("source-filter");
     assert_eq!(
         filter.sources,
