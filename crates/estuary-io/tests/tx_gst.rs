@@ -6,7 +6,7 @@ mod support;
 use support::{KillOnDrop, isolate};
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use estuary_engine::time::MonoTime;

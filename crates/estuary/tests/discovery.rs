@@ -297,9 +297,23 @@ fn estuary_announce_builds_the_sdp_from_its_options() {
     let mut cmd = Command::new(ESTUARY);
     cmd.args(["announce", "--name", "Desk 8ch", "--info", "FOH split"])
         .args(["--addr", "239.69.40.1", "--port", "5010", "--channels", "8"])
-        .args(["--channel-config", "71", "--encoding", "L24", "--ptime", "0.125"])
+        .args([
+            "--channel-config",
+            "71",
+            "--encoding",
+            "L24",
+            "--ptime",
+            "0.125",
+        ])
         .args(["--ptp-gm", "00-1D-C1-FF-FE-12-34-56", "--ptp-domain", "3"])
-        .args(["--origin", "127.0.0.1", "--interval", "1s", "--interface", "lo"])
+        .args([
+            "--origin",
+            "127.0.0.1",
+            "--interval",
+            "1s",
+            "--interface",
+            "lo",
+        ])
         .args(["--duration", "5s"]);
     let mut announce = Proc::spawn("announce", &mut cmd, dir.path());
     let rows = discover.join().expect("discover thread");
@@ -323,5 +337,9 @@ fn estuary_announce_builds_the_sdp_from_its_options() {
         "{}",
         announce.stderr()
     );
-    assert!(announce.stderr().contains("1 deletion(s)"), "{}", announce.stderr());
+    assert!(
+        announce.stderr().contains("1 deletion(s)"),
+        "{}",
+        announce.stderr()
+    );
 }
