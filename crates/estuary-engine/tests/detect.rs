@@ -32,15 +32,7 @@ fn mono(frames: u64, f: impl Fn(u64) -> f64) -> Vec<i32> {
 }
 
 fn only(f: impl FnOnce(&mut MonitorConfig)) -> MonitorConfig {
-    let mut c = MonitorConfig {
-        silence: None,
-        clipping: None,
-        stuck: None,
-        dc_offset: None,
-        discontinuity: None,
-        phase: None,
-        ..MonitorConfig::default()
-    };
+    let mut c = MonitorConfig::meters_only();
     f(&mut c);
     c
 }

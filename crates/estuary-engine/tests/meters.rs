@@ -61,15 +61,7 @@ fn feed(monitor: &mut Monitor, frames: &[i32], start_frame: u64) -> Vec<MonitorE
 }
 
 fn meter_only() -> MonitorConfig {
-    MonitorConfig {
-        silence: None,
-        clipping: None,
-        stuck: None,
-        dc_offset: None,
-        discontinuity: None,
-        phase: None,
-        ..MonitorConfig::default()
-    }
+    MonitorConfig::meters_only()
 }
 
 fn snapshot_after(config: MonitorConfig, frames: &[i32], channels: u16) -> MeterSnapshot {

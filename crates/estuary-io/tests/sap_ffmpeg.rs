@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{KillOnDrop, isolate};
+use support::{KillOnDrop, analyse, isolate};
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -102,27 +102,6 @@ fn ffmpeg_announcement_and_deletion_are_decoded() {
         st.decoded >= 2 && st.malformed == 0 && st.encrypted == 0,
         "{st:?}"
     );
-}
-
-/// Frequency from linearly interpolated rising zero crossings, and peak level in dBFS
-/// from the RMS over the whole cycles between the first and last crossing.
-fn analyse(x: &[f64], fs: f64) -> (f64, f64) {
-    let crossings: Vec<f64> = x
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
-        .map(|(i, w)| i as f64 + w[0] / (w[0] - w[1]))
-        .collect();
-    assert!(
-        crossings.len() > 10,
-        "no tone: {} crossings",
-        crossings.len()
-    );
-    let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
-    let freq = (crossings.len() - 1) as f64 * fs / (last - first);
-    let seg = &x[first.ceil() as usize..last.floor() as usize];
-    let rms = (seg.iter().map(|v| v * v).sum::<f64>() / seg.len() as f64).sqrt();
-    (freq, 20.0 * (rms * 2f64.sqrt()).log10())
 }
 
 #[test]

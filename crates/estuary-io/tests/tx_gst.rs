@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{KillOnDrop, isolate};
+use support::{KillOnDrop, analyse, isolate};
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -29,22 +29,6 @@ fn tone(dest: SocketAddr, level_dbfs: f64) -> ToneConfig {
     cfg.initial_timestamp = 0xffff_ff00; // wraps during the test
     cfg.initial_sequence = 0xfff0;
     cfg
-}
-
-/// Frequency from linearly interpolated rising zero crossings, and peak level in dBFS
-/// from the RMS over the whole cycles between the first and last crossing.
-fn analyse(x: &[f64], fs: f64) -> (f64, f64) {
-    let mut crossings = Vec::new();
-    for (i, w) in x.windows(2).enumerate() {
-        if w[0] < 0.0 && w[1] >= 0.0 {
-            crossings.push(i as f64 + w[0] / (w[0] - w[1]));
-        }
-    }
-    let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
-    let freq = (crossings.len() - 1) as f64 * fs / (last - first);
-    let seg = &x[first.ceil() as usize..last.floor() as usize];
-    let rms = (seg.iter().map(|v| v * v).sum::<f64>() / seg.len() as f64).sqrt();
-    (freq, 20.0 * (rms * 2f64.sqrt()).log10())
 }
 
 #[test]

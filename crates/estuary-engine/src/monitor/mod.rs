@@ -241,6 +241,22 @@ impl Default for MonitorConfig {
     }
 }
 
+impl MonitorConfig {
+    /// Meters and loudness only, every detector off: for displays that raise no alarms, and
+    /// as the base for enabling detectors one by one.
+    pub fn meters_only() -> Self {
+        MonitorConfig {
+            silence: None,
+            clipping: None,
+            stuck: None,
+            dc_offset: None,
+            discontinuity: None,
+            phase: None,
+            ..MonitorConfig::default()
+        }
+    }
+}
+
 /// Why a [`Monitor`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

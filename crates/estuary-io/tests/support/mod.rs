@@ -20,3 +20,24 @@ impl Drop for KillOnDrop {
 pub fn isolate() {
     isolate_thread_network().expect("private network namespace (tests need root / CAP_SYS_ADMIN)");
 }
+
+/// Frequency from linearly interpolated rising zero crossings, and peak level in dBFS
+/// from the RMS over the whole cycles between the first and last crossing.
+pub fn analyse(x: &[f64], fs: f64) -> (f64, f64) {
+    let crossings: Vec<f64> = x
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
+        .map(|(i, w)| i as f64 + w[0] / (w[0] - w[1]))
+        .collect();
+    assert!(
+        crossings.len() > 10,
+        "no tone: {} crossings",
+        crossings.len()
+    );
+    let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
+    let freq = (crossings.len() - 1) as f64 * fs / (last - first);
+    let seg = &x[first.ceil() as usize..last.floor() as usize];
+    let rms = (seg.iter().map(|v| v * v).sum::<f64>() / seg.len() as f64).sqrt();
+    (freq, 20.0 * (rms * 2f64.sqrt()).log10())
+}

@@ -225,41 +225,25 @@ impl Running {
             return;
         }
         self.seen_generation = generation;
-        let catalog = discovery.catalog();
-        for route in &mut self.routes {
-            let Some(selector) = &route.selector else {
-                continue;
-            };
-            let Some(entry) = catalog.find(selector) else {
-                continue;
-            };
-            let current = match &route.state {
-                RouteState::Receiving { sdp, .. } => sdp.as_deref(),
-                _ => None,
-            };
-            if current == Some(entry.sdp.as_str()) {
-                continue;
-            }
-            let name = route.config.name.get_ref().clone();
-            let stream = match route.config.resolve_discovered(&entry.sdp) {
-                Ok(stream) => stream,
-                Err(reason) => {
-                    warn!(input = %name, stream = %selector, %reason, "announced stream cannot be used");
-                    route.deactivate(&self.commands);
-                    route.state = RouteState::Failed { reason };
-                    continue;
-                }
-            };
-            if current.is_some() {
-                info!(input = %name, stream = %selector, version = entry.version(), "announcement changed; restarting the route");
-            } else {
-                info!(input = %name, stream = %selector, announcer = %entry.announcer, "stream discovered");
-            }
-            let sdp = entry.sdp.clone();
-            if let Err(e) = route.activate(stream, Some(sdp), &self.commands) {
-                let reason = format!("{e:#}");
-                warn!(input = %name, %reason, "cannot receive the announced stream");
-                route.state = RouteState::Failed { reason };
+        // Copy what each route needs and let go of the catalog at once: restarting a route
+        // opens sockets and joins threads, and the SAP thread must not wait for that.
+        let announced: Vec<Option<Announced>> = {
+            let catalog = discovery.catalog();
+            self.routes
+                .iter()
+                .map(|route| {
+                    let entry = catalog.find(route.selector.as_ref()?)?;
+                    Some(Announced {
+                        sdp: entry.sdp.clone(),
+                        version: entry.version(),
+                        announcer: entry.announcer.clone(),
+                    })
+                })
+                .collect()
+        };
+        for (route, announced) in self.routes.iter_mut().zip(announced) {
+            if let (Some(selector), Some(announced)) = (route.selector.clone(), announced) {
+                route.follow(&selector, announced, &self.commands);
             }
         }
     }
@@ -359,7 +343,51 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a route takes from the catalog entry it follows.
+struct Announced {
+    sdp: String,
+    version: u64,
+    announcer: String,
+}
+
 impl Route {
+    /// Starts or restarts on an announced SDP, unless it is the one already running.
+    fn follow(
+        &mut self,
+        selector: &StreamSelector,
+        announced: Announced,
+        commands: &Sender<Command>,
+    ) {
+        let current = match &self.state {
+            RouteState::Receiving { sdp, .. } => sdp.as_deref(),
+            _ => None,
+        };
+        if current == Some(announced.sdp.as_str()) {
+            return;
+        }
+        let restarting = current.is_some();
+        let name = self.config.name.get_ref().clone();
+        let stream = match self.config.resolve_discovered(&announced.sdp) {
+            Ok(stream) => stream,
+            Err(reason) => {
+                warn!(input = %name, stream = %selector, %reason, "announced stream cannot be used");
+                self.deactivate(commands);
+                self.state = RouteState::Failed { reason };
+                return;
+            }
+        };
+        if restarting {
+            info!(input = %name, stream = %selector, version = announced.version, "announcement changed; restarting the route");
+        } else {
+            info!(input = %name, stream = %selector, announcer = %announced.announcer, "stream discovered");
+        }
+        if let Err(e) = self.activate(stream, Some(announced.sdp), commands) {
+            let reason = format!("{e:#}");
+            warn!(input = %name, %reason, "cannot receive the announced stream");
+            self.state = RouteState::Failed { reason };
+        }
+    }
+
     /// (Re)starts receiving `stream`: opens the socket, starts the output threads and hands
     /// the input to the ingest thread. On error nothing of the new stream is left running.
     fn activate(
