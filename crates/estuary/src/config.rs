@@ -20,7 +20,7 @@ use estuary_wire::payload::SampleFormat;
 use estuary_wire::sdp;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -33,7 +33,7 @@ pub struct Config {
     pub outputs: Vec<OutputConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `human` (default) or `json`.
@@ -44,7 +44,7 @@ pub struct LogConfig {
 }
 
 /// Where to listen for stream announcements.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryConfig {
     /// Listen for SAP (RFC 2974) announcements.
@@ -100,7 +100,7 @@ pub enum InputKind {
 /// One AES67 / ST 2110-30 / RAVENNA stream to receive.
 ///
 /// The stream is described by exactly one of `sdp_file`, `sdp` or `address` (+ format fields).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     pub name: Spanned<String>,
@@ -124,6 +124,9 @@ pub struct InputConfig {
     /// `a=source-filter`), or a discovered stream to follow: `sap:NAME`, `ravenna:NAME` or
     /// `name:NAME` (any protocol), matched against the announced session name.
     pub source: Option<Spanned<String>>,
+    /// Measure the input (meters, loudness, detectors, stream health) in the daemon.
+    #[serde(default = "yes")]
+    pub meters: bool,
 }
 
 /// What an input's `source` says.
@@ -171,7 +174,7 @@ pub enum CodecConfig {
 }
 
 /// One SRT destination fed by one input.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     pub name: Spanned<String>,

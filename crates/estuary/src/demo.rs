@@ -6,7 +6,7 @@
 //! `estuary run`) and serves the audio as SRT.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,7 +15,8 @@ use estuary_wire::sap::SAP_PORT;
 
 use crate::announce::Announcement;
 use crate::config::{self, CodecConfig};
-use crate::pipeline::{Reporting, Running};
+use crate::daemon;
+use crate::pipeline::Reporting;
 use crate::send::{self, ToneSpec};
 use crate::shutdown;
 
@@ -54,15 +55,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let sender = send::start(&tone, None).context("starting the built-in AES67 transmitter")?;
     let sap_destination = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), SAP_PORT);
-    let announcement = Announcement::start(
-        &sender.sdp,
-        sap_destination,
-        None,
-        1,
-        None,
-        Duration::from_secs(30),
-    )
-    .context("announcing the built-in transmitter")?;
     let codec = match args.codec {
         DemoCodec::Opus => CodecConfig::Opus,
         DemoCodec::Pcm => CodecConfig::Pcm,
@@ -77,8 +69,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 CodecConfig::Pcm => "pcm",
             },
         );
-    let cfg = config::parse(&text, Path::new(".")).context("the embedded demo config")?;
-    let mut running = Running::start(&cfg)?;
+    // The API and dashboard persist edits to a file: the filled-in demo config, rewritten at
+    // each start so every demo begins from the same state.
+    let path = demo_config_path();
+    write_demo_config(&path, &text)?;
+    let cfg = config::load(&path).context("the embedded demo config")?;
 
     println!();
     println!("Estuary demo");
@@ -125,11 +120,48 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             stop.request();
         });
     }
-    running.report_until(&stop, Reporting::Console);
+    println!(
+        "  config        {} (edits from the API are saved here)",
+        path.display()
+    );
+    println!();
+    // Announce once discovery listens, so the first announcement is not lost.
+    let announcement = std::cell::RefCell::new(None);
+    let announce = || match Announcement::start(
+        &sender.sdp,
+        sap_destination,
+        None,
+        1,
+        None,
+        Duration::from_secs(30),
+    ) {
+        Ok(a) => *announcement.borrow_mut() = Some(a),
+        Err(e) => tracing::error!(error = %e, "cannot announce the built-in transmitter"),
+    };
+    let result = daemon::run(&cfg, Some(&path), &stop, Reporting::Console, announce);
+    if let Some(a) = announcement.take() {
+        a.stop();
+    }
     let mut sender = sender;
     sender.sender.stop();
-    running.shutdown();
-    announcement.stop();
+    result?;
     println!("transmitter sent {} packets", sender.sender.packets_sent());
     Ok(())
+}
+
+/// `$XDG_STATE_HOME/estuary/demo.toml` (default `~/.local/state/estuary/demo.toml`), or the
+/// temporary directory when there is no home.
+fn demo_config_path() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("estuary").join("demo.toml")
+}
+
+fn write_demo_config(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

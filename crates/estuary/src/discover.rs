@@ -3,7 +3,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use estuary_engine::catalog::{CatalogEntry, Liveness};
 use estuary_engine::time::MonoTime;
@@ -41,7 +41,7 @@ pub struct DiscoverArgs {
 }
 
 /// One row: one audio stream of one announced session.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StreamRow {
     pub name: String,
     pub protocol: String,
@@ -69,6 +69,9 @@ pub struct StreamRow {
     pub first_seen_s: f64,
     pub announcements: u64,
     pub sdp: String,
+    /// Inputs following this stream (filled in by the daemon).
+    #[serde(default)]
+    pub used_by: Vec<String>,
 }
 
 /// The rows for every stream in `entries`, newest names first by name.
@@ -114,6 +117,7 @@ pub fn rows(entries: &[CatalogEntry], now: MonoTime) -> Vec<StreamRow> {
                 first_seen_s: now.duration_since(entry.first_seen).as_secs_f64(),
                 announcements: entry.announcements,
                 sdp: entry.sdp.clone(),
+                used_by: Vec::new(),
             });
         }
     }

@@ -11,13 +11,17 @@ use clap::{Parser, Subcommand};
 mod announce;
 mod bench;
 mod config;
+mod daemon;
 mod demo;
 mod discover;
 mod discovery;
+mod gateway;
 mod latency;
 mod pipeline;
 mod send;
 mod shutdown;
+mod status;
+mod sysinfo;
 
 use config::LogFormat;
 
@@ -105,7 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.log.level.as_deref(),
             );
             let stop = shutdown::install()?;
-            pipeline::run(&cfg, &stop, pipeline::Reporting::Log)?;
+            daemon::run(&cfg, Some(&path), &stop, pipeline::Reporting::Log, || {})?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {

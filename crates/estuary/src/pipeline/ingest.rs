@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use estuary_engine::clock::PlayoutClock as _;
-use estuary_engine::jitter::JitterBuffer;
+use estuary_engine::jitter::{JitterBuffer, PushOutcome};
 use estuary_engine::time::MonoTime;
 use estuary_io::batch::BatchReceiver;
 use estuary_io::clock::{monotonic_now, sleep_until};
@@ -26,6 +26,9 @@ const MIN_TICK: Duration = Duration::from_micros(200);
 const BATCH: usize = 64;
 /// Frames per pull: 100 ms at 48 kHz; a pull that has more due simply loops.
 const PULL_FRAMES: usize = 4_800;
+/// How often counters are copied out for the supervisor and the health monitor (which
+/// needs this resolution to tell "no packets for 100 ms").
+const PUBLISH_PERIOD: Duration = Duration::from_millis(20);
 
 /// The ingest side of one output: the samples, and marks saying when each push happened.
 pub(super) struct OutputFeed {
@@ -49,6 +52,8 @@ pub(super) struct InputRuntime {
     pub rings: Vec<OutputFeed>,
     pub ring_overruns: u64,
     pub pull_lag: LatencyHistogram,
+    /// Arrival and media position of the latest packet stored, for drift measurement.
+    pub last_stored: Option<(MonoTime, u64)>,
     pub shared: Arc<Mutex<InputSnapshot>>,
 }
 
@@ -93,7 +98,7 @@ pub(super) fn run(commands: &Receiver<Command>, halt: &Stop) {
             .fold(now.saturating_add(MAX_TICK), MonoTime::min)
             .max(now.saturating_add(MIN_TICK));
         if now >= next_publish {
-            next_publish = now.saturating_add(Duration::from_millis(100));
+            next_publish = now.saturating_add(PUBLISH_PERIOD);
             for input in &inputs {
                 input.publish();
             }
@@ -137,6 +142,7 @@ impl InputRuntime {
             shared.stats = *self.jitter.stats();
             shared.ring_overruns = self.ring_overruns;
             shared.pull_lag = self.pull_lag;
+            shared.last_packet = self.last_stored;
         }
     }
 
@@ -157,7 +163,15 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
     while let Ok(n) = rx.recv(&input.socket) {
         for packet in rx.packets() {
             // The outcome is also counted in the buffer's statistics.
-            let _ = input.jitter.push(packet.arrival, packet.data);
+            match input.jitter.push(packet.arrival, packet.data) {
+                PushOutcome::Started { position, .. }
+                | PushOutcome::Stored { position, .. }
+                | PushOutcome::Reordered { position, .. }
+                | PushOutcome::Resynced { position, .. } => {
+                    input.last_stored = Some((packet.arrival, position));
+                }
+                _ => {}
+            }
         }
         // A short batch means the socket is empty: skip the call that would say EAGAIN.
         if n < rx.capacity() {

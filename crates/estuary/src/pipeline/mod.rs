@@ -14,10 +14,16 @@
 //! own; the SRT senders live as long as the daemon, so a listener keeps its caller connected
 //! while the route behind it restarts.
 
+mod apply;
 mod ingest;
+mod meter;
 mod output;
 mod report;
+mod view;
 
+use estuary_engine::monitor::MonitorConfig;
+use estuary_engine::monitor::health::HealthConfig;
+use estuary_engine::time::MonoTime;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -34,11 +40,14 @@ use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
 
 use crate::config::{Config, InputConfig, InputPlan, OutputConfig, ResolvedStream, SrtModeConfig};
 use crate::discovery::Discovery;
+use crate::gateway::Signal;
 use crate::latency::LatencyHistogram;
 use crate::shutdown::Stop;
+pub use apply::ApplyReport;
 use ingest::{Command, InputRuntime, OutputFeed};
+use meter::{MeterShared, MeterWorker};
 use output::OutputWorker;
-use report::Reporter;
+pub use report::Reporter;
 
 /// Audio each output ring holds; a stalled encoder loses audio (counted) after this long.
 const OUTPUT_RING: Duration = Duration::from_millis(500);
@@ -71,6 +80,8 @@ pub struct InputSnapshot {
     pub ring_overruns: u64,
     /// How long after their playout time frames were pulled (the wake period's share).
     pub pull_lag: LatencyHistogram,
+    /// Arrival and media position of the latest packet stored.
+    pub last_packet: Option<(MonoTime, u64)>,
 }
 
 /// What an output thread publishes.
@@ -99,11 +110,16 @@ pub enum RouteState {
     Failed { reason: String },
 }
 
-/// Runs the configured gateway until `stop` is requested.
-pub fn run(config: &Config, stop: &Stop, reporting: Reporting) -> anyhow::Result<()> {
-    let running = Running::start(config)?;
-    running.wait(stop, reporting);
-    Ok(())
+/// How a [`Running`] is started.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where meters' and health detectors' condition changes go.
+    pub signals: Option<Sender<Signal>>,
+    /// Run stream discovery even when no input follows a discovered stream (the daemon does,
+    /// so its API can list the streams on the network).
+    pub always_discover: bool,
+    /// Measure every input (meters, loudness, detectors, health).
+    pub meters: bool,
 }
 
 /// One output of a route; its SRT sender outlives route restarts.
@@ -113,6 +129,9 @@ struct OutputSlot {
     snapshot: Arc<Mutex<OutputSnapshot>>,
 }
 
+/// Detector settings of one input.
+type Detectors = (MonitorConfig, HealthConfig);
+
 /// One input and the outputs it feeds.
 struct Route {
     config: InputConfig,
@@ -120,7 +139,11 @@ struct Route {
     state: RouteState,
     snapshot: Arc<Mutex<InputSnapshot>>,
     outputs: Vec<OutputSlot>,
-    /// Stops this route's output threads (not the daemon's).
+    /// Metering settings, `None` when the input is not measured.
+    detectors: Option<Detectors>,
+    signals: Option<Sender<Signal>>,
+    meter: Arc<Mutex<MeterShared>>,
+    /// Stops this route's output and meter threads (not the daemon's).
     halt: Stop,
     workers: Vec<JoinHandle<()>>,
     attached: bool,
@@ -135,6 +158,11 @@ pub struct Running {
     discovery: Option<Discovery>,
     /// The catalog generation the routes were last reconciled against.
     seen_generation: u64,
+    options: Options,
+    /// What is running, for [`Running::apply`] to compare against and fall back to.
+    config: Config,
+    /// Output connection states last seen, for disconnect signals.
+    output_watch: Vec<(String, bool, bool)>,
 }
 
 impl Running {
@@ -142,6 +170,11 @@ impl Running {
     /// (dropping what was started stops it). Inputs that follow a discovered stream start
     /// when it is announced.
     pub fn start(config: &Config) -> anyhow::Result<Self> {
+        Self::start_with(config, Options::default())
+    }
+
+    /// [`Running::start`] with options.
+    pub fn start_with(config: &Config, options: Options) -> anyhow::Result<Self> {
         let (commands, command_rx) = mpsc::channel();
         let ingest_halt = Stop::default();
         let ingest = {
@@ -157,29 +190,48 @@ impl Running {
             ingest: Some(ingest),
             discovery: None,
             seen_generation: 0,
+            options,
+            config: config.clone(),
+            output_watch: Vec::new(),
         };
-        let follows = config
-            .inputs
-            .iter()
-            .any(|i| matches!(i.plan(), Ok(InputPlan::Follow(_))));
-        if follows {
+        if running.wants_discovery(config) {
             running.discovery = Some(Discovery::start(&config.discovery)?);
         }
         for input in &config.inputs {
-            let route = running.start_route(input, config)?;
+            let route = running.start_route(input, config, Vec::new())?;
             running.routes.push(route);
         }
         running.reconcile();
         Ok(running)
     }
 
-    fn start_route(&self, input: &InputConfig, config: &Config) -> anyhow::Result<Route> {
+    fn wants_discovery(&self, config: &Config) -> bool {
+        let follows = config
+            .inputs
+            .iter()
+            .any(|i| matches!(i.plan(), Ok(InputPlan::Follow(_))));
+        let enabled = config.discovery.sap || config.discovery.ravenna;
+        follows || (self.options.always_discover && enabled)
+    }
+
+    /// Builds the route of `input`, reusing the SRT senders in `reuse` whose configuration is
+    /// unchanged (their callers stay connected).
+    fn start_route(
+        &self,
+        input: &InputConfig,
+        config: &Config,
+        mut reuse: Vec<OutputSlot>,
+    ) -> anyhow::Result<Route> {
         let name = input.name.get_ref().clone();
         let plan = input
             .plan()
             .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
         let mut outputs = Vec::new();
         for output in config.outputs.iter().filter(|o| o.input.get_ref() == &name) {
+            if let Some(i) = reuse.iter().position(|slot| &slot.config == output) {
+                outputs.push(reuse.swap_remove(i));
+                continue;
+            }
             let srt = SrtSender::start(srt_config(output))
                 .with_context(|| format!("output {}", output.name.get_ref()))?;
             info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
@@ -189,6 +241,7 @@ impl Running {
                 snapshot: Arc::default(),
             });
         }
+        drop(reuse);
         let mut route = Route {
             config: input.clone(),
             selector: None,
@@ -197,6 +250,9 @@ impl Running {
             },
             snapshot: Arc::default(),
             outputs,
+            detectors: (self.options.meters && input.meters).then(|| detectors(config, &name)),
+            signals: self.options.signals.clone(),
+            meter: Arc::default(),
             halt: Stop::default(),
             workers: Vec::new(),
             attached: false,
@@ -244,31 +300,6 @@ impl Running {
         for (route, announced) in self.routes.iter_mut().zip(announced) {
             if let (Some(selector), Some(announced)) = (route.selector.clone(), announced) {
                 route.follow(&selector, announced, &self.commands);
-            }
-        }
-    }
-
-    /// Reports until `stop` is requested, then stops every thread.
-    pub fn wait(mut self, stop: &Stop, reporting: Reporting) {
-        self.report_until(stop, reporting);
-        self.shutdown();
-    }
-
-    /// Supervises and reports status until `stop` is requested.
-    pub fn report_until(&mut self, stop: &Stop, reporting: Reporting) {
-        let period = match reporting {
-            Reporting::Log => Duration::from_secs(10),
-            Reporting::Console => Duration::from_secs(1),
-        };
-        let mut reporter = Reporter::default();
-        let mut next = Instant::now() + period;
-        while !stop.requested() {
-            thread::sleep(Duration::from_millis(50));
-            self.reconcile();
-            reporter.watch_causes(self);
-            if Instant::now() >= next {
-                next += period;
-                reporter.report(self, reporting);
             }
         }
     }
@@ -327,7 +358,7 @@ impl Running {
             .collect()
     }
 
-    /// The discovery service, when some input follows an announced stream.
+    /// The discovery service, when it runs.
     pub fn discovery(&self) -> Option<&Discovery> {
         self.discovery.as_ref()
     }
@@ -341,6 +372,16 @@ impl Drop for Running {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The detector settings of input `name`.
+fn detectors(_config: &Config, _name: &str) -> Detectors {
+    let health = HealthConfig {
+        // Counters are published every 20 ms; leave room for a late publication.
+        no_packets_after: Duration::from_millis(250),
+        ..HealthConfig::default()
+    };
+    (MonitorConfig::default(), health)
 }
 
 /// What a route takes from the catalog entry it follows.
@@ -388,8 +429,9 @@ impl Route {
         }
     }
 
-    /// (Re)starts receiving `stream`: opens the socket, starts the output threads and hands
-    /// the input to the ingest thread. On error nothing of the new stream is left running.
+    /// (Re)starts receiving `stream`: opens the socket, starts the output and meter threads
+    /// and hands the input to the ingest thread. On error nothing of the new stream is left
+    /// running.
     fn activate(
         &mut self,
         stream: ResolvedStream,
@@ -405,9 +447,10 @@ impl Route {
         }
         let mut input = open_input(&self.config, &stream, Arc::clone(&self.snapshot))?;
         self.halt = Stop::default();
+        let ring_frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
+        let ring_samples = ring_frames * usize::from(stream.channels);
         for slot in &self.outputs {
-            let frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
-            let (samples, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
+            let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
             let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
             let worker = OutputWorker::new(
                 &slot.config,
@@ -421,6 +464,35 @@ impl Route {
             let halt = self.halt.clone();
             let handle = thread::Builder::new()
                 .name(format!("out-{}", worker.name))
+                .spawn(move || worker.run(&halt))?;
+            input.rings.push(OutputFeed {
+                samples,
+                marks,
+                frames_pushed: 0,
+                frame,
+                thread: handle.thread().clone(),
+            });
+            self.workers.push(handle);
+        }
+        *lock(&self.meter) = MeterShared::default();
+        if let Some(detectors) = self.detectors {
+            let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
+            // The meter does not time its blocks from the marks; a full ring of them is fine.
+            let (marks, _) = rtrb::RingBuffer::new(1);
+            let worker = MeterWorker::new(
+                &name,
+                consumer,
+                (stream.channels, stream.sample_rate),
+                detectors,
+                Arc::clone(&self.snapshot),
+                Arc::clone(&self.meter),
+                self.signals.clone(),
+            )
+            .with_context(|| format!("input {name}: meters"))?;
+            let frame = worker.block_frames() as u64;
+            let halt = self.halt.clone();
+            let handle = thread::Builder::new()
+                .name(format!("meter-{name}"))
                 .spawn(move || worker.run(&halt))?;
             input.rings.push(OutputFeed {
                 samples,
@@ -455,6 +527,7 @@ impl Route {
         }
         self.halt.request();
         for worker in self.workers.drain(..) {
+            worker.thread().unpark();
             let _ = worker.join();
         }
     }
@@ -505,6 +578,7 @@ fn open_input(
         rings: Vec::new(),
         ring_overruns: 0,
         pull_lag: LatencyHistogram::default(),
+        last_stored: None,
         shared,
     })
 }

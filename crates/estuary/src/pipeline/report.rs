@@ -9,12 +9,12 @@ use super::{Reporting, RouteState, Running};
 
 /// Logs each cause of trouble once when it first appears, and periodic summaries.
 #[derive(Debug, Default)]
-pub(super) struct Reporter {
+pub struct Reporter {
     seen: Vec<(String, StreamStats)>,
 }
 
 impl Reporter {
-    pub(super) fn watch_causes(&mut self, running: &Running) {
+    pub fn watch_causes(&mut self, running: &Running) {
         for (name, snap) in running.input_stats() {
             let previous = match self.seen.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, prev)) => prev,
@@ -61,7 +61,7 @@ impl Reporter {
         }
     }
 
-    pub(super) fn report(&self, running: &Running, reporting: Reporting) {
+    pub fn report(&self, running: &Running, reporting: Reporting) {
         if let Some(discovery) = running.discovery() {
             let sap = discovery.sap_stats();
             let catalog = discovery.catalog();

@@ -1,0 +1,61 @@
+//! The daemon: the pipeline under its supervisor, plus the services around it, for
+//! `estuary run` and `estuary demo`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::gateway::{self, Gateway};
+use crate::pipeline::Reporting;
+use crate::shutdown::Stop;
+
+/// Runs `config` (read from `path`, if it came from a file) until `stop`; `ready` is called
+/// once every socket listens.
+pub fn run(
+    config: &Config,
+    path: Option<&Path>,
+    stop: &Stop,
+    reporting: Reporting,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let (gateway, inbox) = Gateway::new(config, path.map(|p| p.display().to_string()));
+    if let Some(path) = path {
+        watch_reload(path.to_owned(), gateway.clone(), stop.clone())?;
+    }
+    gateway::supervise(config, &gateway, &inbox, stop, reporting, ready)
+}
+
+/// Reloads the config file on SIGHUP. A file that does not validate, or that cannot be
+/// started, is refused and the running configuration is kept.
+fn watch_reload(path: PathBuf, gateway: Gateway, stop: Stop) -> anyhow::Result<()> {
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
+    thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            while !stop.requested() {
+                thread::sleep(Duration::from_millis(100));
+                if !hup.swap(false, Ordering::AcqRel) {
+                    continue;
+                }
+                info!(path = %path.display(), "SIGHUP: reloading the configuration");
+                match config::load(&path) {
+                    Ok(new) => {
+                        if let Err(e) = gateway.apply(new) {
+                            warn!(error = %e, "reload refused; the running configuration is kept");
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "reload refused; the running configuration is kept");
+                        gateway.record("config_rejected", "warning", "config", &e.to_string());
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}

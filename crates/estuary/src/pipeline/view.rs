@@ -1,0 +1,292 @@
+//! The status views of the running pipeline, for the supervisor to publish.
+
+use std::time::Instant;
+
+use estuary_io::clock::monotonic_now;
+use estuary_io::srt::SrtState;
+
+use super::{Route, RouteState, Running};
+use crate::config::{CodecConfig, InputPlan, SourceSpec, SrtModeConfig};
+use crate::discover;
+use crate::gateway::{Condition, Scope, Signal};
+use crate::status::{
+    ClockStatus, DiscoveryStatus, Health, InputCounters, InputMeters, InputStatus, OutputCounters,
+    OutputStatus, Status, StreamClockReference, StreamInfo,
+};
+
+impl Running {
+    /// Inputs, outputs, discovery and clock; the supervisor adds system figures and alarms.
+    pub fn status(&self) -> Status {
+        let mut status = Status {
+            inputs: self.routes.iter().map(input_status).collect(),
+            outputs: self.routes.iter().flat_map(output_statuses).collect(),
+            discovery: self.discovery_status(),
+            clock: ClockStatus {
+                source: "system".into(),
+                ptp_locked: false,
+                stream_references: Vec::new(),
+            },
+            ..Status::default()
+        };
+        for input in &status.inputs {
+            let reference = input
+                .stream
+                .as_ref()
+                .and_then(|s| s.sdp.as_deref())
+                .and_then(|sdp| {
+                    sdp.lines()
+                        .find_map(|l| l.trim().strip_prefix("a=ts-refclk:"))
+                });
+            if let Some(reference) = reference {
+                status.clock.stream_references.push(StreamClockReference {
+                    input: input.name.clone(),
+                    reference: reference.to_owned(),
+                });
+            }
+        }
+        for stream in &mut status.discovery.streams {
+            stream.used_by = status
+                .inputs
+                .iter()
+                .filter(|i| i.source == stream.source)
+                .map(|i| i.name.clone())
+                .collect();
+        }
+        status
+    }
+
+    /// The meters of every measured input that is receiving.
+    pub fn meters(&self) -> Vec<InputMeters> {
+        self.routes
+            .iter()
+            .filter(|r| r.detectors.is_some() && matches!(r.state, RouteState::Receiving { .. }))
+            .map(|r| {
+                InputMeters::from_snapshot(r.config.name.get_ref(), &super::lock(&r.meter).meters)
+            })
+            .collect()
+    }
+
+    /// Signals for outputs that lost their peer (or, as callers, never reached it) and got
+    /// it back, and for routes that failed and recovered. Call it periodically.
+    pub fn watch_outputs(&mut self) -> Vec<Signal> {
+        let mut signals = Vec::new();
+        let mut seen = Vec::new();
+        for route in &self.routes {
+            let failed = matches!(route.state, RouteState::Failed { .. });
+            let name = route.config.name.get_ref().clone();
+            let key = format!("input/{name}");
+            let before = self
+                .output_watch
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .map(|w| w.1);
+            if before.unwrap_or(false) != failed {
+                signals.push(signal(Scope::Input, &name, Condition::RouteFailed, failed));
+            }
+            seen.push((key, failed, false));
+            for slot in &route.outputs {
+                let name = slot.config.name.get_ref().clone();
+                let status = slot.srt.status();
+                let connected = matches!(status.state, SrtState::Connected { .. });
+                let key = format!("output/{name}");
+                let (was_down, ever_connected) = self
+                    .output_watch
+                    .iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map_or((false, false), |w| (w.1, w.2));
+                let ever = ever_connected || connected;
+                // A listener nobody has called yet is waiting, not broken; a caller that
+                // cannot connect, or any output that lost its peer, is down.
+                let caller = slot.config.mode == SrtModeConfig::Caller;
+                let failing =
+                    status.connect_failures > 0 || matches!(status.state, SrtState::Backoff { .. });
+                let down = !connected && (ever || (caller && failing));
+                if down != was_down {
+                    signals.push(signal(Scope::Output, &name, Condition::Disconnected, down));
+                }
+                seen.push((key, down, ever));
+            }
+        }
+        // Gone routes and outputs clear what they had raised.
+        for (key, down, _) in &self.output_watch {
+            if *down && !seen.iter().any(|(k, _, _)| k == key) {
+                let (scope, name, condition) = match key.split_once('/') {
+                    Some(("input", n)) => (Scope::Input, n, Condition::RouteFailed),
+                    Some((_, n)) => (Scope::Output, n, Condition::Disconnected),
+                    None => continue,
+                };
+                signals.push(signal(scope, name, condition, false));
+            }
+        }
+        self.output_watch = seen;
+        signals
+    }
+
+    fn discovery_status(&self) -> DiscoveryStatus {
+        let Some(discovery) = &self.discovery else {
+            return DiscoveryStatus {
+                enabled: false,
+                ..DiscoveryStatus::default()
+            };
+        };
+        let sap = discovery.sap_stats();
+        let catalog = discovery.catalog();
+        DiscoveryStatus {
+            enabled: true,
+            sap: self.config.discovery.sap,
+            ravenna: self.config.discovery.ravenna,
+            streams: discover::rows(catalog.entries(), monotonic_now()),
+            sap_datagrams: sap.received,
+            sap_malformed: sap.malformed,
+            refused: catalog.rejected().0,
+        }
+    }
+}
+
+fn signal(scope: Scope, subject: &str, condition: Condition, raised: bool) -> Signal {
+    Signal {
+        scope,
+        subject: subject.to_owned(),
+        channel: None,
+        condition,
+        raised,
+        value: 0.0,
+        at: std::time::SystemTime::now(),
+    }
+}
+
+fn input_status(route: &Route) -> InputStatus {
+    let config = &route.config;
+    let snap = *super::lock(&route.snapshot);
+    let meter = super::lock(&route.meter).clone();
+    let source = match config.source_spec() {
+        Ok(Some(SourceSpec::Discovered(selector))) => selector.to_string(),
+        _ => match config.plan() {
+            Ok(InputPlan::Fixed(stream)) => stream.destination.to_string(),
+            _ => String::new(),
+        },
+    };
+    let (state, reason, since, stream) = match &route.state {
+        RouteState::Waiting { .. } => ("waiting", None, None, None),
+        RouteState::Failed { reason } => ("failed", Some(reason.clone()), None, None),
+        RouteState::Receiving { stream, sdp, since } => (
+            "receiving",
+            None,
+            Some(Instant::now().duration_since(*since).as_secs_f64()),
+            Some(StreamInfo {
+                destination: stream.destination.to_string(),
+                source: stream.source.map(|s| s.to_string()),
+                encoding: stream.format.encoding_name().to_owned(),
+                sample_rate: stream.sample_rate,
+                channels: stream.channels,
+                frames_per_packet: stream.frames_per_packet,
+                label: stream.label.clone(),
+                sdp: sdp.clone(),
+            }),
+        ),
+    };
+    let rate = stream.as_ref().map_or(0, |s| s.sample_rate);
+    let conditions: Vec<String> = meter
+        .raised
+        .iter()
+        .map(|(c, ch)| match ch {
+            Some(ch) => format!("{} ch{ch}", c.name()),
+            None => c.name().to_owned(),
+        })
+        .collect();
+    let level = match state {
+        "failed" => "critical",
+        "receiving" if !conditions.is_empty() => "warning",
+        "receiving" => "ok",
+        _ => "idle",
+    };
+    InputStatus {
+        name: config.name.get_ref().clone(),
+        kind: "aes67".into(),
+        source,
+        state: state.into(),
+        reason,
+        since_s: since,
+        latency_ms: config.latency.as_secs_f64() * 1000.0,
+        stream,
+        counters: InputCounters::from_stats(
+            &snap.stats,
+            rate,
+            snap.ring_overruns,
+            snap.pull_lag.quantile(0.99).as_secs_f64() * 1000.0,
+        ),
+        health: Health {
+            level: level.into(),
+            conditions,
+            drift_ppm: meter.health.drift_ppm,
+        },
+        outputs: route
+            .outputs
+            .iter()
+            .map(|o| o.config.name.get_ref().clone())
+            .collect(),
+    }
+}
+
+fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
+    route.outputs.iter().map(move |slot| {
+        let c = &slot.config;
+        let snap = super::lock(&slot.snapshot).clone();
+        let srt = slot.srt.status();
+        let (state, peer) = match &srt.state {
+            SrtState::Connecting => ("connecting", None),
+            SrtState::Listening => ("listening", None),
+            SrtState::Connected { peer } => ("connected", Some(peer.to_string())),
+            SrtState::Backoff { .. } => ("backoff", None),
+            _ => ("stopped", None),
+        };
+        let level = match state {
+            "connected" => "ok",
+            "listening" => "idle",
+            _ => "warning",
+        };
+        OutputStatus {
+            name: c.name.get_ref().clone(),
+            input: c.input.get_ref().clone(),
+            kind: "srt".into(),
+            mode: match c.mode {
+                SrtModeConfig::Caller => "caller".into(),
+                SrtModeConfig::Listener => "listener".into(),
+            },
+            address: c.address.to_string(),
+            codec: match c.codec {
+                CodecConfig::Opus => "opus".into(),
+                CodecConfig::Pcm => "pcm".into(),
+            },
+            state: state.into(),
+            peer,
+            last_error: srt.last_error.clone(),
+            counters: OutputCounters {
+                frames_encoded: snap.frames_encoded,
+                access_units: snap.access_units,
+                encode_errors: snap.encode_errors,
+                reconnects: srt.reconnects,
+                connect_failures: srt.connect_failures,
+                messages_sent: srt.messages_sent,
+                messages_dropped_not_connected: srt.messages_dropped_not_connected,
+                messages_dropped_send_error: srt.messages_dropped_send_error,
+                bytes_sent: srt.bytes_sent,
+                rtt_ms: srt.rtt_ms,
+                retransmitted_packets: srt.retransmitted_packets,
+                sender_dropped_packets: srt.sender_dropped_packets,
+                send_loss_packets: srt.send_loss_packets,
+                send_rate_mbps: srt.send_rate_mbps,
+                handoff_p99_ms: snap.handoff.quantile(0.99).as_secs_f64() * 1000.0,
+            },
+            health: Health {
+                level: level.into(),
+                conditions: if level == "warning" {
+                    vec![state.to_owned()]
+                } else {
+                    Vec::new()
+                },
+                drift_ppm: None,
+            },
+        }
+    })
+}
