@@ -134,6 +134,11 @@ impl Running {
             match self.start_route(input, new, reuse) {
                 Ok(route) => self.routes.push(route),
                 Err(e) => {
+                    // Stop what has not been looked at yet; the caller restores the old
+                    // configuration from what is left running.
+                    for mut route in old_routes {
+                        route.deactivate(&self.commands);
+                    }
                     return Err(ApplyError {
                         field: Some(format!("inputs[{index}]")),
                         message: format!("{e:#}"),

@@ -607,3 +607,6 @@ fn _assert_send() {
     is_send::<InputRuntime>();
     is_send::<OutputWorker>();
 }
+
+#[cfg(test)]
+mod tests;
