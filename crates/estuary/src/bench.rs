@@ -12,6 +12,10 @@
 //!   srt-live-transmit pulling it. It compares CPU and memory with GStreamer and FFmpeg doing
 //!   the same job, and reports Estuary's added latency: the playout lag of the 1 ms tick, plus
 //!   the hand-off from the completed codec frame to the SRT send.
+//! - `bench meters`: in one thread of one process, the engine's ingest path (jitter-buffer push
+//!   of L24 packets and pull) against `Monitor::process` (meters, loudness, detectors) on the
+//!   same audio, in alternating rounds, as thread CPU per channel-second, so the metering cost
+//!   is stated as a fraction of the ingest cost measured under the same conditions.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +44,8 @@ enum BenchWhat {
     Ingest(IngestArgs),
     /// One AES67 stream bridged to SRT (Opus): CPU, memory and added latency vs the peers.
     Bridge(BridgeArgs),
+    /// Metering (`Monitor::process`) vs the ingest engine path, in-process, same run.
+    Meters(MetersArgs),
     /// (internal) Estuary's side of `bench ingest`, run as a child process.
     #[command(hide = true)]
     IngestWorker(IngestArgs),
@@ -71,6 +77,22 @@ struct IngestArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+struct MetersArgs {
+    /// Number of streams.
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// Channels per stream (1..=64).
+    #[arg(long, default_value_t = 64)]
+    channels: u16,
+    /// Seconds of audio per stream in each measurement.
+    #[arg(long, default_value_t = 2)]
+    seconds: u64,
+    /// Rounds (each measures ingest, meters, meters-only once); medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 struct BridgeArgs {
     /// Channels of the AES67 stream (Opus carries the first two).
     #[arg(long, default_value_t = 2)]
@@ -94,6 +116,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(&a),
         BenchWhat::Bridge(a) => bridge(&a),
+        BenchWhat::Meters(a) => meters(&a),
         BenchWhat::IngestWorker(a) => ingest_worker(&a),
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
     }
@@ -256,6 +279,185 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         "sender: worst delay behind schedule while Estuary measured: {:.2} ms (packets later than the {} ms latency are the sender's, not the receiver's)",
         sender_lateness.as_secs_f64() * 1000.0,
         args.latency.as_millis()
+    );
+    Ok(())
+}
+
+/// One second of a stream's audio and the same audio as 1 ms L24 RTP packets.
+struct MeterSource {
+    audio: Vec<i32>,
+    packets: Vec<Vec<u8>>,
+}
+
+/// A tone per channel (its own frequency and level, −12…−26 dBFS) plus white noise at about
+/// −50 dBFS, quantised to 24 bits as the wire carries it.
+fn meter_source(channels: u16) -> anyhow::Result<MeterSource> {
+    use estuary_wire::payload::{SampleFormat, encode_into};
+    use estuary_wire::rtp::RtpPacketBuilder;
+    use estuary_wire::units::{RtpTimestamp, SeqNum};
+    let ch = usize::from(channels);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut audio = Vec::with_capacity(48_000 * ch);
+    for n in 0..48_000u32 {
+        let t = f64::from(n) / 48_000.0;
+        for c in 0..ch {
+            let freq = 200.0 + 97.0 * c as f64;
+            let level = 10f64.powf((-12.0 - (c % 8) as f64 * 2.0) / 20.0);
+            let v = level * (2.0 * std::f64::consts::PI * freq * t).sin() + 0.003 * noise();
+            audio.push(((v * f64::from(i32::MAX)) as i32) & !0xff);
+        }
+    }
+    let samples = FRAMES_PER_PACKET as usize * ch;
+    let mut payload = vec![0u8; samples * 3];
+    let packets = audio
+        .chunks_exact(samples)
+        .enumerate()
+        .map(|(k, block)| {
+            let n = encode_into(SampleFormat::L24, block, &mut payload)?;
+            let builder = RtpPacketBuilder {
+                payload_type: PAYLOAD_TYPE,
+                sequence: SeqNum(k as u16),
+                timestamp: RtpTimestamp(k as u32 * FRAMES_PER_PACKET),
+                ssrc: 0x4553_5455,
+                payload: &payload[..n],
+                ..RtpPacketBuilder::default()
+            };
+            let mut bytes = vec![0u8; builder.wire_size()];
+            builder.write_into(&mut bytes)?;
+            Ok(bytes)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(MeterSource { audio, packets })
+}
+
+/// Thread CPU time of `f`.
+fn thread_cpu(f: impl FnOnce()) -> Duration {
+    let start = estuary_io::clock::thread_cpu_time();
+    f();
+    estuary_io::clock::thread_cpu_time().saturating_sub(start)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn meters(args: &MetersArgs) -> anyhow::Result<()> {
+    use estuary_engine::jitter::{JitterBuffer, JitterConfig};
+    use estuary_engine::monitor::{Monitor, MonitorConfig};
+    use estuary_engine::time::MonoTime;
+    use estuary_wire::payload::SampleFormat;
+    if args.streams == 0 || args.seconds == 0 || args.rounds == 0 {
+        bail!("--streams, --seconds and --rounds must be at least 1");
+    }
+    let ch = usize::from(args.channels);
+    let source = meter_source(args.channels)?;
+    let config = JitterConfig {
+        channels: args.channels,
+        sample_rate: 48_000,
+        format: SampleFormat::L24,
+        payload_type: Some(PAYLOAD_TYPE),
+        latency: Duration::from_millis(10),
+        capacity: Duration::from_millis(200),
+    };
+    let mut buffers = (0..args.streams)
+        .map(|_| JitterBuffer::new(config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let monitors = |c: MonitorConfig| {
+        (0..args.streams)
+            .map(|_| Monitor::new(args.channels, 48_000, c))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut full = monitors(MonitorConfig::default())?;
+    let mut bare = monitors(MonitorConfig::meters_only())?;
+    let mut packets = source.packets.clone();
+    let mut out = vec![0i32; FRAMES_PER_PACKET as usize * ch];
+    let ms = args.seconds * 1000;
+    let mut sent = 0u64;
+    // Packet k is sent at k ms and arrives 1 ms later; each stream is pulled every 1 ms, as
+    // the ingest thread does. Headers are patched in place (sequence, timestamp) so the
+    // second of audio repeats as one continuous stream.
+    let mut ingest = |buffers: &mut [JitterBuffer]| {
+        thread_cpu(|| {
+            for _ in 0..ms {
+                let k = sent;
+                let packet = &mut packets[(k % 1000) as usize];
+                packet[2..4].copy_from_slice(&(k as u16).to_be_bytes());
+                packet[4..8].copy_from_slice(&((k * 48) as u32).to_be_bytes());
+                let now = MonoTime::from_nanos((k + 1) * 1_000_000);
+                for jb in buffers.iter_mut() {
+                    std::hint::black_box(jb.push(now, packet));
+                    std::hint::black_box(jb.pull(now, &mut out));
+                }
+                sent += 1;
+            }
+        })
+    };
+    let block = FRAMES_PER_PACKET as usize * ch;
+    let mut metered = 0u64;
+    let meter = |monitors: &mut [Monitor], at: &mut u64| {
+        thread_cpu(|| {
+            for _ in 0..ms {
+                let k = *at;
+                let start = (k % 1000) as usize * block;
+                let frames = &source.audio[start..start + block];
+                let now = MonoTime::from_nanos(k * 1_000_000);
+                for m in monitors.iter_mut() {
+                    std::hint::black_box(m.process(now, frames));
+                }
+                *at += 1;
+            }
+        })
+    };
+    let channel_seconds = (args.streams * ch) as f64 * args.seconds as f64;
+    let per = |d: Duration| d.as_secs_f64() / channel_seconds;
+    println!(
+        "bench meters: {} streams x {} ch L24/48000, 1 ms packets; {} s of audio per measurement, {} rounds (ingest, meters, meters-only, interleaved), thread CPU",
+        args.streams, args.channels, args.seconds, args.rounds
+    );
+    // Warm-up: fills the jitter buffers and brings every meter past its first windows.
+    ingest(&mut buffers);
+    let mut bare_at = 0u64;
+    meter(&mut full, &mut metered);
+    meter(&mut bare, &mut bare_at);
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        a.push(per(ingest(&mut buffers)));
+        b.push(per(meter(&mut full, &mut metered)));
+        c.push(per(meter(&mut bare, &mut bare_at)));
+    }
+    let lost: u64 = buffers.iter().map(|jb| jb.stats().packets_lost).sum();
+    let (a, b, c) = (median(a), median(b), median(c));
+    println!();
+    println!(
+        "{:<28} {:>16} {:>14} {:>10}",
+        "path", "CPU us/ch-s", "ns/ch-frame", "vs ingest"
+    );
+    for (name, v) in [
+        ("ingest (push + pull)", a),
+        ("meters, default config", b),
+        ("meters, meters_only()", c),
+    ] {
+        println!(
+            "{:<28} {:>16.2} {:>14.2} {:>9.1}%",
+            name,
+            v * 1e6,
+            v * 1e9 / 48_000.0,
+            v / a * 100.0
+        );
+    }
+    println!(
+        "{} channels: ingest {:.1} ms CPU per second, meters {:.1} ms (default), {:.1} ms (meters only); {lost} packets lost",
+        args.streams * ch,
+        a * 1e3 * (args.streams * ch) as f64,
+        b * 1e3 * (args.streams * ch) as f64,
+        c * 1e3 * (args.streams * ch) as f64,
     );
     Ok(())
 }

@@ -1,21 +1,173 @@
-//! EBU R128 loudness (ITU-R BS.1770-4) of a group of channels of an input, over the
-//! `ebur128` crate.
+//! EBU R128 loudness (ITU-R BS.1770-4) of groups of channels of an input.
 //!
-//! The crate is run in `HISTOGRAM` mode: integrated loudness and LRA are then computed from
-//! fixed 1000-bin histograms (0.1 LU bins) instead of a history that grows with the programme
-//! (the default `Queue` history pushes every 100 ms block into a `VecDeque` and so allocates on
-//! the audio path once it outgrows its initial capacity). Everything else it needs (filter
-//! state, the 3 s window of filtered audio) is allocated in `EbuR128::new`, so
-//! [`LoudnessMeter::process`] does not allocate; `tests/meters_alloc.rs` checks this with a
-//! counting allocator.
+//! The K-weighting filter runs in the monitor's per-sample pass over all channels at once
+//! ([`KWeighting`], in `f64` across channels so it vectorises), which hands each group the
+//! K-weighted energy of every channel per 10 ms window. A [`LoudnessMeter`] keeps a ring of its
+//! group's window energies (3 s) and, as BS.1770-4 §2.8 and EBU Tech 3342 prescribe, adds a
+//! 400 ms gating block every 100 ms and a 3 s short-term block every second to fixed 1000-bin
+//! histograms (0.1 LU bins, −70…+30 LUFS), from which integrated loudness and LRA are derived.
 //!
-//! The group's channels are copied out of the input's interleaved frames into a scratch buffer
-//! of [`SCRATCH_FRAMES`] frames allocated at construction.
+//! This is the `ebur128` crate's algorithm in histogram mode (same filter design, same bin
+//! edges, same gating and percentile arithmetic), restructured so that the filter is shared
+//! and vectorised across channels instead of run per group and per channel, and so that the
+//! 400 ms and 3 s energies come from per-window sums instead of re-squaring 3 s of stored audio.
+//! `tests/meters.rs` checks the EBU Tech 3341/3342 cases within 0.1 LU.
+//! Momentary and short-term loudness end at the last complete 10 ms window.
+//!
+//! Nothing here allocates after construction.
 
-use ebur128::{EbuR128, Mode};
+use std::sync::OnceLock;
 
-/// Frames copied per call into the crate.
-pub const SCRATCH_FRAMES: usize = 512;
+/// Histogram bins (0.1 LU from −70 LUFS).
+const BINS: usize = 1000;
+
+/// `10·log10(energy) − 0.691`, BS.1770's mean square to LUFS.
+pub(crate) fn energy_to_loudness(energy: f64) -> f64 {
+    10.0 * energy.log10() - 0.691
+}
+
+/// Bin edges and bin-centre energies, as `ebur128` generates them.
+struct Bins {
+    boundaries: [f64; BINS + 1],
+    energies: [f64; BINS],
+}
+
+fn bins() -> &'static Bins {
+    static BINS_TABLE: OnceLock<Box<Bins>> = OnceLock::new();
+    BINS_TABLE.get_or_init(|| {
+        let mut b = Box::new(Bins {
+            boundaries: [0.0; BINS + 1],
+            energies: [0.0; BINS],
+        });
+        for (i, o) in b.energies.iter_mut().enumerate() {
+            *o = 10f64.powf((i as f64 / 10.0 - 69.95 + 0.691) / 10.0);
+        }
+        for (i, o) in b.boundaries.iter_mut().enumerate() {
+            *o = 10f64.powf((i as f64 / 10.0 - 70.0 + 0.691) / 10.0);
+        }
+        b
+    })
+}
+
+/// Index of the bin holding `energy` (which is at least the lowest edge).
+fn bin_of(b: &Bins, energy: f64) -> usize {
+    let (mut min, mut max) = (0, BINS);
+    while max - min > 1 {
+        let mid = (min + max) / 2;
+        if energy >= b.boundaries[mid] {
+            min = mid;
+        } else {
+            max = mid;
+        }
+    }
+    min
+}
+
+/// First bin at or above the gate `threshold` (an energy).
+fn gate_start(b: &Bins, threshold: f64) -> usize {
+    if threshold < b.boundaries[0] {
+        return 0;
+    }
+    let i = bin_of(b, threshold);
+    if threshold > b.energies[i] { i + 1 } else { i }
+}
+
+/// The BS.1770-4 K-weighting (pre-filter and RLB high-pass) of `rate`, combined into one
+/// 4th-order section: `(b, a)` with `a[0] = 1`.
+#[allow(non_snake_case)]
+fn k_coefficients(rate: f64) -> ([f64; 5], [f64; 5]) {
+    let f0 = 1681.974450955533;
+    let G = 3.999843853973347;
+    let Q = 0.7071752369554196;
+    let K = (core::f64::consts::PI * f0 / rate).tan();
+    let Vh = 10f64.powf(G / 20.0);
+    let Vb = Vh.powf(0.4996667741545416);
+    let a0 = 1.0 + K / Q + K * K;
+    let pb = [
+        (Vh + Vb * K / Q + K * K) / a0,
+        2.0 * (K * K - Vh) / a0,
+        (Vh - Vb * K / Q + K * K) / a0,
+    ];
+    let pa = [1.0, 2.0 * (K * K - 1.0) / a0, (1.0 - K / Q + K * K) / a0];
+    let f0 = 38.13547087602444;
+    let Q = 0.5003270373238773;
+    let K = (core::f64::consts::PI * f0 / rate).tan();
+    let rb = [1.0, -2.0, 1.0];
+    let ra = [
+        1.0,
+        2.0 * (K * K - 1.0) / (1.0 + K / Q + K * K),
+        (1.0 - K / Q + K * K) / (1.0 + K / Q + K * K),
+    ];
+    let conv = |p: [f64; 3], r: [f64; 3]| {
+        [
+            p[0] * r[0],
+            p[0] * r[1] + p[1] * r[0],
+            p[0] * r[2] + p[1] * r[1] + p[2] * r[0],
+            p[1] * r[2] + p[2] * r[1],
+            p[2] * r[2],
+        ]
+    };
+    (conv(pb, rb), conv(pa, ra))
+}
+
+/// K-weighting state of every channel of an input, laid out per state variable so the
+/// per-frame loop over channels vectorises.
+#[derive(Debug, Clone)]
+pub(crate) struct KWeighting {
+    b: [f64; 5],
+    a: [f64; 5],
+    /// Direct-form II state `w[n−1] … w[n−4]` per channel.
+    w: [Vec<f64>; 4],
+    /// Σ (K-weighted sample)² of the current window, per channel.
+    pub(crate) energy: Vec<f64>,
+}
+
+impl KWeighting {
+    pub(crate) fn new(channels: usize, sample_rate: u32) -> Self {
+        let (b, a) = k_coefficients(f64::from(sample_rate));
+        KWeighting {
+            b,
+            a,
+            w: core::array::from_fn(|_| vec![0.0; channels]),
+            energy: vec![0.0; channels],
+        }
+    }
+
+    /// Filters one frame (normalised samples, one per channel) and accumulates its energy.
+    #[inline(always)]
+    pub(crate) fn frame(&mut self, frame: &[i32], scale: f64) {
+        let [b0, b1, b2, b3, b4] = self.b;
+        let [_, a1, a2, a3, a4] = self.a;
+        let n = frame.len();
+        let [w1, w2, w3, w4] = &mut self.w;
+        let (w1, w2, w3, w4) = (&mut w1[..n], &mut w2[..n], &mut w3[..n], &mut w4[..n]);
+        let energy = &mut self.energy[..n];
+        for c in 0..n {
+            let x = f64::from(frame[c]) * scale;
+            let w0 = x - a1 * w1[c] - a2 * w2[c] - a3 * w3[c] - a4 * w4[c];
+            let y = b0 * w0 + b1 * w1[c] + b2 * w2[c] + b3 * w3[c] + b4 * w4[c];
+            w4[c] = w3[c];
+            w3[c] = w2[c];
+            w2[c] = w1[c];
+            w1[c] = w0;
+            energy[c] += y * y;
+        }
+    }
+
+    /// At a window end: clears the energies and flushes states that decayed below −400 dB
+    /// (after long silence), which would otherwise become subnormal and slow every operation
+    /// on them; they are far below anything the meter can show.
+    pub(crate) fn end_window(&mut self) {
+        self.energy.fill(0.0);
+        for w in &mut self.w {
+            for v in w.iter_mut() {
+                if v.abs() < 1e-20 {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
+}
 
 /// Loudness of one group at one instant, in LUFS (LU for `range`). A value is
 /// `f64::NEG_INFINITY` while there is no (ungated) energy to measure.
@@ -33,38 +185,60 @@ pub struct LoudnessLevels {
     pub range: f64,
 }
 
-/// R128 meter of `count` consecutive channels starting at `first` of an interleaved input.
+/// R128 meter of `count` consecutive channels starting at `first` of an input, fed the
+/// K-weighted energies of each 10 ms window.
 #[derive(Debug)]
 pub struct LoudnessMeter {
     first: usize,
     count: usize,
-    input_channels: usize,
-    meter: EbuR128,
-    scratch: Vec<i32>,
+    /// BS.1770 channel weights of the group (the `ebur128` default channel map).
+    weights: Vec<f64>,
+    window_frames: f64,
+    /// Weighted group energy (Σ over the window, not yet divided by frames) of the last 3 s
+    /// of windows.
+    ring: Vec<f64>,
+    next: usize,
+    windows: u64,
+    blocks: Box<[u64; BINS]>,
+    short_terms: Box<[u64; BINS]>,
 }
 
+/// Windows per 100 ms, 400 ms and 3 s.
+const STEP: usize = 10;
+const MOMENTARY: usize = 40;
+const SHORT_TERM: usize = 300;
+
 impl LoudnessMeter {
-    /// A meter of channels `first..first + count` of an input of `input_channels` at
-    /// `sample_rate`. The crate's default channel map applies: one or two channels are
-    /// weighted 1 (L, R); for a larger group, BS.1770 weights of L R C LFE Ls Rs.
-    pub fn new(
-        input_channels: u16,
-        first: u16,
-        count: u16,
-        sample_rate: u32,
-    ) -> Result<Self, ebur128::Error> {
-        if count == 0 || u32::from(first) + u32::from(count) > u32::from(input_channels) {
-            return Err(ebur128::Error::InvalidChannelIndex);
-        }
-        let mode = Mode::M | Mode::S | Mode::I | Mode::LRA | Mode::HISTOGRAM;
-        let meter = EbuR128::new(u32::from(count), sample_rate, mode)?;
-        Ok(LoudnessMeter {
+    /// A meter of channels `first..first + count` of an input analysed in windows of
+    /// `window_frames`. One or two channels are weighted 1 (L, R); a larger group gets the
+    /// BS.1770 weights of L R C LFE Ls Rs (4 channels: L R Ls Rs; 5: L R C Ls Rs), channels
+    /// beyond the sixth weight 0.
+    pub fn new(first: u16, count: u16, window_frames: u64) -> Self {
+        let count = usize::from(count);
+        let weights = match count {
+            4 => vec![1.0, 1.0, 1.41, 1.41],
+            5 => vec![1.0, 1.0, 1.0, 1.41, 1.41],
+            _ => (0..count)
+                .map(|c| {
+                    [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]
+                        .get(c)
+                        .copied()
+                        .unwrap_or(0.0)
+                })
+                .collect(),
+        };
+        let _ = bins();
+        LoudnessMeter {
             first: usize::from(first),
-            count: usize::from(count),
-            input_channels: usize::from(input_channels),
-            meter,
-            scratch: vec![0; SCRATCH_FRAMES * usize::from(count)],
-        })
+            count,
+            weights,
+            window_frames: window_frames.max(1) as f64,
+            ring: vec![0.0; SHORT_TERM],
+            next: 0,
+            windows: 0,
+            blocks: Box::new([0; BINS]),
+            short_terms: Box::new([0; BINS]),
+        }
     }
 
     /// First channel of the group (index in the input).
@@ -77,34 +251,111 @@ impl LoudnessMeter {
         self.count as u16
     }
 
-    /// Accounts interleaved frames of the whole input (a trailing partial frame is ignored).
-    pub fn process(&mut self, frames: &[i32]) {
-        let group = self.first..self.first + self.count;
-        for chunk in frames.chunks(SCRATCH_FRAMES * self.input_channels) {
-            let mut used = 0;
-            for (frame, out) in chunk
-                .chunks_exact(self.input_channels)
-                .zip(self.scratch.chunks_exact_mut(self.count))
-            {
-                if let Some(samples) = frame.get(group.clone()) {
-                    out.copy_from_slice(samples);
-                    used += self.count;
-                }
+    /// Accounts a complete window, given the K-weighted energy of every channel of the input.
+    pub fn push_window(&mut self, channel_energy: &[f64]) {
+        let group = channel_energy
+            .get(self.first..self.first + self.count)
+            .unwrap_or_default();
+        let energy: f64 = group.iter().zip(&self.weights).map(|(e, w)| e * w).sum();
+        if let Some(slot) = self.ring.get_mut(self.next) {
+            *slot = energy;
+        }
+        self.next = (self.next + 1) % SHORT_TERM;
+        self.windows += 1;
+        let w = self.windows;
+        let b = bins();
+        if w >= MOMENTARY as u64 && w.is_multiple_of(STEP as u64) {
+            let e = self.mean_energy(MOMENTARY);
+            if e >= b.boundaries[0] {
+                self.blocks[bin_of(b, e)] += 1;
             }
-            if let Some(block) = self.scratch.get(..used) {
-                // Only a channel-count mismatch can fail, and the scratch holds whole frames.
-                let _ = self.meter.add_frames_i32(block);
+        }
+        if w >= SHORT_TERM as u64 && (w - SHORT_TERM as u64).is_multiple_of(10 * STEP as u64) {
+            let e = self.mean_energy(SHORT_TERM);
+            if e >= b.boundaries[0] {
+                self.short_terms[bin_of(b, e)] += 1;
             }
+        }
+    }
+
+    /// Mean square over the last `windows` windows (zeros before the start, as `ebur128`'s
+    /// zero-filled buffer).
+    fn mean_energy(&self, windows: usize) -> f64 {
+        let sum: f64 = (1..=windows)
+            .map(|k| self.ring[(self.next + SHORT_TERM - k) % SHORT_TERM])
+            .sum();
+        sum / (windows as f64 * self.window_frames)
+    }
+
+    fn loudness_of(energy: f64) -> f64 {
+        if energy <= 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            energy_to_loudness(energy)
         }
     }
 
     /// The current values.
     pub fn levels(&self) -> LoudnessLevels {
         LoudnessLevels {
-            momentary: self.meter.loudness_momentary().unwrap_or(f64::NEG_INFINITY),
-            short_term: self.meter.loudness_shortterm().unwrap_or(f64::NEG_INFINITY),
-            integrated: self.meter.loudness_global().unwrap_or(f64::NEG_INFINITY),
-            range: self.meter.loudness_range().unwrap_or(0.0),
+            momentary: Self::loudness_of(self.mean_energy(MOMENTARY)),
+            short_term: Self::loudness_of(self.mean_energy(SHORT_TERM)),
+            integrated: integrated(&self.blocks),
+            range: range(&self.short_terms),
         }
     }
+}
+
+/// Gated loudness of a histogram of 400 ms blocks (BS.1770-4 §2.8).
+fn integrated(h: &[u64; BINS]) -> f64 {
+    let b = bins();
+    let (count, power) = h
+        .iter()
+        .zip(&b.energies)
+        .fold((0u64, 0.0), |(n, p), (c, e)| (n + c, p + *c as f64 * e));
+    if count == 0 {
+        return f64::NEG_INFINITY;
+    }
+    let start = gate_start(b, power / count as f64 * 0.1);
+    let (count, power) = h[start..]
+        .iter()
+        .zip(&b.energies[start..])
+        .fold((0u64, 0.0), |(n, p), (c, e)| (n + c, p + *c as f64 * e));
+    if count == 0 {
+        return f64::NEG_INFINITY;
+    }
+    energy_to_loudness(power / count as f64)
+}
+
+/// LRA of a histogram of short-term blocks (EBU Tech 3342): 95th − 10th percentile of the
+/// blocks above the −20 LU relative gate.
+fn range(h: &[u64; BINS]) -> f64 {
+    let b = bins();
+    let mut cumulative = [0u64; BINS];
+    let (mut size, mut power) = (0u64, 0.0);
+    for ((c, sum), e) in h.iter().zip(cumulative.iter_mut()).zip(&b.energies) {
+        size += c;
+        *sum = size;
+        power += *c as f64 * e;
+    }
+    if size == 0 {
+        return 0.0;
+    }
+    let index = gate_start(b, power / size as f64 * 0.01);
+    let before = index
+        .checked_sub(1)
+        .and_then(|i| cumulative.get(i).copied())
+        .unwrap_or(0);
+    let size = size - before;
+    if size == 0 {
+        return 0.0;
+    }
+    // The bin holding the p-th (0-based) gated block: the first whose cumulative count
+    // exceeds it.
+    let percentile = |p: f64| {
+        let rank = ((size - 1) as f64 * p + 0.5) as u64 + before;
+        let j = cumulative.partition_point(|&v| v <= rank).min(BINS - 1);
+        b.energies[j]
+    };
+    energy_to_loudness(percentile(0.95)) - energy_to_loudness(percentile(0.1))
 }

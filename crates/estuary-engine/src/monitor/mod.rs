@@ -35,8 +35,8 @@ use core::time::Duration;
 
 use crate::time::MonoTime;
 use detect::{Change, Debounce, Timing, duration_to_ticks};
-use loudness::{LoudnessLevels, LoudnessMeter};
-use true_peak::TruePeakFilter;
+use loudness::{KWeighting, LoudnessLevels, LoudnessMeter};
+use true_peak::Oversampling;
 
 /// Length of an analysis window.
 pub const WINDOW: Duration = Duration::from_millis(10);
@@ -276,7 +276,7 @@ pub enum MonitorError {
     /// The loudness meter refused the configuration.
     #[error("loudness meter: {reason}")]
     Loudness {
-        /// The `ebur128` error.
+        /// Why (kept for compatibility: the built-in meter accepts every valid input).
         reason: String,
     },
 }
@@ -467,33 +467,9 @@ impl<const N: usize> WindowRing<N> {
     }
 }
 
-/// Per-window accumulators and running state of one channel.
+/// Window-rate state of one channel (the per-sample accumulators are in [`Lanes`]).
 #[derive(Debug, Clone)]
 struct ChannelState {
-    // Window accumulators, reset at each window end.
-    peak: u32,
-    sum_sq: f64,
-    sum: f64,
-    min: i32,
-    max: i32,
-    true_peak: f64,
-    longest_clip_run: u32,
-    clicks_in_window: u32,
-    true_peak_filter: TruePeakFilter,
-    /// Largest non-click |second difference| in the current window.
-    d2_current: f64,
-    // Running state.
-    clip_run: u32,
-    /// Last two samples (normalised), most recent first.
-    history: [f64; 2],
-    /// Samples seen, saturating at 2 (the predictor needs two).
-    primed: u8,
-    /// Largest non-click |second difference| of the previous window; `None` before one full
-    /// window has been seen (no click can be judged without it).
-    d2_previous: Option<f64>,
-    /// Samples since the last anomalous one (one click makes two consecutive anomalies).
-    since_anomaly: u32,
-    clicks: u64,
     rms: WindowRing<1>,
     dc: WindowRing<1>,
     peak_hold: PeakHold,
@@ -507,26 +483,102 @@ struct ChannelState {
     discontinuity: Debounce,
 }
 
-impl ChannelState {
-    fn reset_window(&mut self) {
-        self.peak = 0;
-        self.sum_sq = 0.0;
-        self.sum = 0.0;
-        self.min = i32::MAX;
-        self.max = i32::MIN;
-        self.true_peak = 0.0;
-        self.longest_clip_run = 0;
-        self.clicks_in_window = 0;
-        self.d2_current = 0.0;
+/// Per-sample accumulators of every channel, one vector per quantity (indexed by channel), so
+/// that the per-frame loops run across channels and vectorise. Window accumulators are reset
+/// at each window end.
+#[derive(Debug, Clone)]
+struct Lanes {
+    channels: usize,
+    // Window accumulators.
+    peak: Vec<u32>,
+    sum_sq: Vec<f64>,
+    sum: Vec<f64>,
+    min: Vec<i32>,
+    max: Vec<i32>,
+    /// Twice the largest oversampled |value| (see [`true_peak::measure`]).
+    true_peak2: Vec<f32>,
+    longest_clip_run: Vec<u32>,
+    clicks_in_window: Vec<u32>,
+    /// Largest non-click |second difference| in the current window.
+    d2_current: Vec<f64>,
+    // Running state.
+    clip_run: Vec<u32>,
+    /// Last two samples (normalised).
+    previous: Vec<f64>,
+    previous2: Vec<f64>,
+    /// Largest non-click |second difference| of the previous window (valid once
+    /// `Monitor::d2_ready`).
+    d2_previous: Vec<f64>,
+    /// Samples since the last anomalous one (one click makes two consecutive anomalies).
+    since_anomaly: Vec<u32>,
+    clicks: Vec<u64>,
+    /// Σxy of the current window, per pair (2k, 2k+1).
+    sum_xy: Vec<f64>,
+    k_weighting: KWeighting,
+    /// True-peak input: [`true_peak::HISTORY`] frames of history, then up to [`TP_FRAMES`].
+    tp_buf: Vec<f32>,
+}
+
+/// Frames converted for the true-peak filter at a time (bounds its scratch buffer).
+const TP_FRAMES: usize = 64;
+
+impl Lanes {
+    fn new(channels: usize, sample_rate: u32, pairs: usize) -> Self {
+        Lanes {
+            channels,
+            peak: vec![0; channels],
+            sum_sq: vec![0.0; channels],
+            sum: vec![0.0; channels],
+            min: vec![i32::MAX; channels],
+            max: vec![i32::MIN; channels],
+            true_peak2: vec![0.0; channels],
+            longest_clip_run: vec![0; channels],
+            clicks_in_window: vec![0; channels],
+            d2_current: vec![0.0; channels],
+            clip_run: vec![0; channels],
+            previous: vec![0.0; channels],
+            previous2: vec![0.0; channels],
+            d2_previous: vec![0.0; channels],
+            since_anomaly: vec![u32::MAX; channels],
+            clicks: vec![0; channels],
+            sum_xy: vec![0.0; pairs],
+            k_weighting: KWeighting::new(channels, sample_rate),
+            tp_buf: vec![0.0; (true_peak::HISTORY + TP_FRAMES) * channels],
+        }
     }
+
+    fn reset_window(&mut self) {
+        self.peak.fill(0);
+        self.sum_sq.fill(0.0);
+        self.sum.fill(0.0);
+        self.min.fill(i32::MAX);
+        self.max.fill(i32::MIN);
+        self.true_peak2.fill(0.0);
+        self.longest_clip_run.fill(0);
+        self.clicks_in_window.fill(0);
+        self.d2_current.fill(0.0);
+        self.sum_xy.fill(0.0);
+        self.k_weighting.end_window();
+    }
+}
+
+/// What the per-sample pass computes (from the config).
+#[derive(Debug, Clone, Copy)]
+struct Kernel {
+    oversampling: Oversampling,
+    loudness: bool,
+    /// DC, stuck and clipping inputs (Σx, min, max, runs).
+    detectors: bool,
+    clip_level: u32,
+    /// Discontinuity `(ratio, floor)`.
+    click: Option<(f64, f64)>,
+    phase: bool,
 }
 
 /// Correlation state of one pair.
 #[derive(Debug, Clone)]
 struct PairState {
     first: usize,
-    /// Σxy of the current window.
-    sum_xy: f64,
     /// Per window: Σxy, Σx², Σy².
     ring: WindowRing<3>,
     correlation: Option<f64>,
@@ -555,6 +607,10 @@ pub struct Monitor {
     /// Frames into the current window.
     in_window: u64,
     state: Vec<ChannelState>,
+    lanes: Lanes,
+    kernel: Kernel,
+    /// The previous window's second differences are known (after the first window).
+    d2_ready: bool,
     pairs: Vec<PairState>,
     groups: Vec<LoudnessMeter>,
     events: Vec<MonitorEvent>,
@@ -578,22 +634,6 @@ impl Monitor {
         let window_frames = duration_to_ticks(WINDOW, rate).max(1);
         let windows_of = |d: Duration| duration_to_ticks(d, rate).div_ceil(window_frames) as usize;
         let channel = ChannelState {
-            peak: 0,
-            sum_sq: 0.0,
-            sum: 0.0,
-            min: i32::MAX,
-            max: i32::MIN,
-            true_peak: 0.0,
-            longest_clip_run: 0,
-            clicks_in_window: 0,
-            true_peak_filter: TruePeakFilter::new(sample_rate),
-            d2_current: 0.0,
-            clip_run: 0,
-            history: [0.0; 2],
-            primed: 0,
-            d2_previous: None,
-            since_anomaly: u32::MAX,
-            clicks: 0,
             rms: WindowRing::new(windows_of(config.rms_window)),
             dc: WindowRing::new(config.dc_offset.map_or(1, |c| windows_of(c.window))),
             peak_hold: PeakHold::new(),
@@ -610,7 +650,6 @@ impl Monitor {
             Some(phase) => (0..usize::from(channels) / 2)
                 .map(|k| PairState {
                     first: 2 * k,
-                    sum_xy: 0.0,
                     ring: WindowRing::new(windows_of(phase.window)),
                     correlation: None,
                     alarm: Debounce::with_timing(phase.timing, rate),
@@ -618,10 +657,9 @@ impl Monitor {
                 .collect(),
             None => Vec::new(),
         };
-        let groups = loudness_groups(channels, config.loudness)
-            .map(|(first, count)| LoudnessMeter::new(channels, first, count, sample_rate))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(loudness_error)?;
+        let groups: Vec<_> = loudness_groups(channels, config.loudness)
+            .map(|(first, count)| LoudnessMeter::new(first, count, window_frames))
+            .collect();
         let derived = Derived {
             hold_frames: duration_to_ticks(config.peak_hold, rate),
             decay_per_frame: config.peak_decay_db_per_s / sample_rate as f64,
@@ -641,6 +679,18 @@ impl Monitor {
             frames: 0,
             in_window: 0,
             state: vec![channel; usize::from(channels)],
+            lanes: Lanes::new(usize::from(channels), sample_rate, pairs.len()),
+            kernel: Kernel {
+                oversampling: Oversampling::of(sample_rate),
+                loudness: !groups.is_empty(),
+                detectors: config.dc_offset.is_some()
+                    || config.stuck.is_some()
+                    || config.clipping.is_some(),
+                clip_level: derived.clip_level,
+                click: config.discontinuity.map(|c| (c.ratio, derived.click_floor)),
+                phase: !pairs.is_empty(),
+            },
+            d2_ready: false,
             pairs,
             groups,
             events: Vec::with_capacity(usize::from(channels) * EVENTS_PER_CHANNEL),
@@ -701,27 +751,32 @@ impl Monitor {
         out.frames = self.frames;
         out.events_dropped = self.events_dropped;
         out.channels.clear();
-        out.channels.extend(self.state.iter().map(|s| {
-            ChannelLevels {
-                peak: s
-                    .peak_hold
-                    .display(self.frames, d.hold_frames, d.decay_per_frame),
-                true_peak: s
-                    .true_peak_hold
-                    .display(self.frames, d.hold_frames, d.decay_per_frame),
-                rms: rms_db(&s.rms, self.window_frames),
-                peak_max: s.peak_max,
-                true_peak_max: s.true_peak_max,
-                clicks: s.clicks,
-                alarms: ChannelAlarms {
-                    silence: s.silence.active(),
-                    clipping: s.clipping.active(),
-                    stuck: s.stuck.active(),
-                    dc_offset: s.dc_offset.active(),
-                    discontinuity: s.discontinuity.active(),
-                },
-            }
-        }));
+        out.channels.extend(
+            self.state
+                .iter()
+                .zip(&self.lanes.clicks)
+                .map(|(s, &clicks)| ChannelLevels {
+                    peak: s
+                        .peak_hold
+                        .display(self.frames, d.hold_frames, d.decay_per_frame),
+                    true_peak: s.true_peak_hold.display(
+                        self.frames,
+                        d.hold_frames,
+                        d.decay_per_frame,
+                    ),
+                    rms: rms_db(&s.rms, self.window_frames),
+                    peak_max: s.peak_max,
+                    true_peak_max: s.true_peak_max,
+                    clicks,
+                    alarms: ChannelAlarms {
+                        silence: s.silence.active(),
+                        clipping: s.clipping.active(),
+                        stuck: s.stuck.active(),
+                        dc_offset: s.dc_offset.active(),
+                        discontinuity: s.discontinuity.active(),
+                    },
+                }),
+        );
         out.loudness.clear();
         out.loudness
             .extend(self.groups.iter().map(|g| GroupLoudness {
@@ -739,29 +794,17 @@ impl Monitor {
 
     /// Per-sample work on frames that all belong to the current window.
     fn accumulate(&mut self, chunk: &[i32]) {
-        for group in &mut self.groups {
-            group.process(chunk);
-        }
-        let channels = self.channels;
-        let clip_level = self.derived.clip_level;
-        let click = self
-            .config
-            .discontinuity
-            .map(|c| (c.ratio, self.derived.click_floor));
-        for (ch, s) in self.state.iter_mut().enumerate() {
-            for &x in chunk.iter().skip(ch).step_by(channels) {
-                accumulate_sample(s, x, clip_level, click);
-            }
-        }
-        for p in &mut self.pairs {
-            let mut sum_xy = 0.0;
-            for frame in chunk.chunks_exact(channels) {
-                if let (Some(&x), Some(&y)) = (frame.get(p.first), frame.get(p.first + 1)) {
-                    sum_xy += normalise(x) * normalise(y);
-                }
-            }
-            p.sum_xy += sum_xy;
-        }
+        // Frames before the third ever have no second difference.
+        let unprimed = (2u64.saturating_sub(self.frames) as usize).min(chunk.len() / self.channels);
+        // Fused multiply-adds only where the build targets a CPU that has them (e.g.
+        // `-C target-cpu=x86-64-v3`); elsewhere `mul_add` would be a slow library call.
+        accumulate_lanes::<{ cfg!(target_feature = "fma") }>(
+            &mut self.lanes,
+            &self.kernel,
+            self.d2_ready,
+            unprimed,
+            chunk,
+        );
     }
 
     /// Folds the window that ends at `self.frames` into meters and detectors.
@@ -779,19 +822,28 @@ impl Monitor {
             frame: end,
             at,
         };
+        let l = &mut self.lanes;
+        for group in &mut self.groups {
+            group.push_window(&l.k_weighting.energy);
+        }
         for (ch, s) in self.state.iter_mut().enumerate() {
-            let peak_db = amplitude_db(f64::from(s.peak) / FULL_SCALE);
-            let true_peak_db = amplitude_db(s.true_peak.max(f64::from(s.peak) / FULL_SCALE));
+            let peak = f64::from(l.peak[ch]) / FULL_SCALE;
+            let peak_db = amplitude_db(peak);
+            let true_peak_db = amplitude_db((f64::from(l.true_peak2[ch]) / 2.0).max(peak));
+            let (sum_sq, sum) = (l.sum_sq[ch], l.sum[ch]);
+            let (min, max) = (l.min[ch], l.max[ch]);
+            let longest_clip_run = l.longest_clip_run[ch];
+            let clicks_in_window = l.clicks_in_window[ch];
             s.peak_hold
                 .update(end, peak_db, d.hold_frames, d.decay_per_frame);
             s.true_peak_hold
                 .update(end, true_peak_db, d.hold_frames, d.decay_per_frame);
             s.peak_max = s.peak_max.max(peak_db);
             s.true_peak_max = s.true_peak_max.max(true_peak_db);
-            s.rms.push([s.sum_sq]);
-            s.dc.push([s.sum]);
+            s.rms.push([sum_sq]);
+            s.dc.push([sum]);
             let ch = ch as u16;
-            let window_rms_db = power_db(s.sum_sq / window_frames);
+            let window_rms_db = power_db(sum_sq / window_frames);
             if let Some(c) = config.silence {
                 // While raised, only a level above threshold + hysteresis counts as sound.
                 let present = if s.silence.active() {
@@ -804,9 +856,9 @@ impl Monitor {
             }
             if let Some(c) = config.clipping {
                 let tp_over = c.true_peak_dbtp.is_some_and(|limit| true_peak_db > limit);
-                let present = s.longest_clip_run >= c.consecutive || tp_over;
-                let detail = if s.longest_clip_run >= c.consecutive || !tp_over {
-                    f64::from(s.longest_clip_run)
+                let present = longest_clip_run >= c.consecutive || tp_over;
+                let detail = if longest_clip_run >= c.consecutive || !tp_over {
+                    f64::from(longest_clip_run)
                 } else {
                     true_peak_db
                 };
@@ -814,13 +866,13 @@ impl Monitor {
                 events.push(AlarmKind::Clipping, ch, change, detail);
             }
             if config.stuck.is_some() {
-                let present = s.min == s.max && s.min != 0;
+                let present = min == max && min != 0;
                 let change = s.stuck.update(start, end, present);
                 events.push(
                     AlarmKind::Stuck,
                     ch,
                     change,
-                    amplitude_db(f64::from(s.min.unsigned_abs()) / FULL_SCALE),
+                    amplitude_db(f64::from(min.unsigned_abs()) / FULL_SCALE),
                 );
             }
             if let Some(c) = config.dc_offset
@@ -837,28 +889,28 @@ impl Monitor {
                 events.push(AlarmKind::DcOffset, ch, change, mean_db);
             }
             if config.discontinuity.is_some() {
-                let present = s.clicks_in_window > 0;
+                let present = clicks_in_window > 0;
                 let change = s.discontinuity.update(start, end, present);
                 events.push(
                     AlarmKind::Discontinuity,
                     ch,
                     change,
-                    f64::from(s.clicks_in_window),
+                    f64::from(clicks_in_window),
                 );
             }
-            if s.primed >= 2 {
-                s.d2_previous = Some(s.d2_current);
-            }
         }
+        // Every window has at least two frames, so after one the predictor is primed.
+        l.d2_previous.copy_from_slice(&l.d2_current);
+        self.d2_ready = true;
         if let Some(c) = config.phase {
             let min_energy = db_to_linear(c.min_level_dbfs).powi(2);
             for p in &mut self.pairs {
-                let (x, y) = match (self.state.get(p.first), self.state.get(p.first + 1)) {
-                    (Some(x), Some(y)) => (x.sum_sq, y.sum_sq),
+                let (x, y) = match (l.sum_sq.get(p.first), l.sum_sq.get(p.first + 1)) {
+                    (Some(&x), Some(&y)) => (x, y),
                     _ => continue,
                 };
-                p.ring.push([p.sum_xy, x, y]);
-                p.sum_xy = 0.0;
+                let xy = l.sum_xy.get(p.first / 2).copied().unwrap_or(0.0);
+                p.ring.push([xy, x, y]);
                 if !p.ring.full() {
                     continue;
                 }
@@ -878,9 +930,7 @@ impl Monitor {
                 events.push(AlarmKind::PhaseInverted, p.first as u16, change, detail);
             }
         }
-        for s in &mut self.state {
-            s.reset_window();
-        }
+        l.reset_window();
     }
 }
 
@@ -913,47 +963,111 @@ impl EventSink<'_> {
     }
 }
 
-/// Per-sample accumulation for one channel.
-fn accumulate_sample(s: &mut ChannelState, x: i32, clip_level: u32, click: Option<(f64, f64)>) {
-    let magnitude = x.unsigned_abs();
-    s.peak = s.peak.max(magnitude);
-    let v = normalise(x);
-    s.true_peak = s.true_peak.max(s.true_peak_filter.push(v));
-    s.sum_sq += v * v;
-    s.sum += v;
-    s.min = s.min.min(x);
-    s.max = s.max.max(x);
-    if magnitude >= clip_level {
-        s.clip_run = s.clip_run.saturating_add(1);
-        s.longest_clip_run = s.longest_clip_run.max(s.clip_run);
-    } else {
-        s.clip_run = 0;
-    }
-    if s.primed >= 2 {
-        // Error of the linear prediction 2x[n−1] − x[n−2]: small for smooth audio (about ω²
-        // times the amplitude for a sine), about ω times the amplitude at a dropped or
-        // repeated sample.
-        let d2 = (v - 2.0 * s.history[0] + s.history[1]).abs();
-        s.since_anomaly = s.since_anomaly.saturating_add(1);
-        let anomalous = click.is_some_and(|(ratio, floor)| {
-            s.d2_previous.is_some_and(|previous| {
-                let local = previous.max(s.d2_current);
-                d2 > floor && d2 > ratio * local
-            })
-        });
-        if anomalous {
-            if s.since_anomaly > 2 {
-                s.clicks += 1;
-                s.clicks_in_window += 1;
-            }
-            s.since_anomaly = 0;
-        } else {
-            s.d2_current = s.d2_current.max(d2);
+/// The per-sample pass over frames of one window. Each quantity is a loop over the frames
+/// with an inner loop across channels, branch-free so that it vectorises; quantities nothing
+/// reads (a detector that is off) are skipped.
+#[inline(always)]
+fn accumulate_lanes<const FMA: bool>(
+    l: &mut Lanes,
+    k: &Kernel,
+    d2_ready: bool,
+    unprimed: usize,
+    chunk: &[i32],
+) {
+    let n = l.channels;
+    let scale = 1.0 / FULL_SCALE;
+    let (peak, sum_sq) = (&mut l.peak[..n], &mut l.sum_sq[..n]);
+    for frame in chunk.chunks_exact(n) {
+        for c in 0..n {
+            let x = frame[c];
+            peak[c] = peak[c].max(x.unsigned_abs());
+            let v = f64::from(x) * scale;
+            sum_sq[c] += v * v;
         }
-    } else {
-        s.primed += 1;
     }
-    s.history = [v, s.history[0]];
+    if k.loudness {
+        for frame in chunk.chunks_exact(n) {
+            l.k_weighting.frame(frame, scale);
+        }
+    }
+    if k.detectors {
+        let (sum, min, max) = (&mut l.sum[..n], &mut l.min[..n], &mut l.max[..n]);
+        let (run, longest) = (&mut l.clip_run[..n], &mut l.longest_clip_run[..n]);
+        for frame in chunk.chunks_exact(n) {
+            for c in 0..n {
+                let x = frame[c];
+                sum[c] += f64::from(x) * scale;
+                min[c] = min[c].min(x);
+                max[c] = max[c].max(x);
+                run[c] = if x.unsigned_abs() >= k.clip_level {
+                    run[c].saturating_add(1)
+                } else {
+                    0
+                };
+                longest[c] = longest[c].max(run[c]);
+            }
+        }
+    }
+    if let Some((ratio, floor)) = k.click {
+        let (p1, p2) = (&mut l.previous[..n], &mut l.previous2[..n]);
+        let (d2_cur, d2_prev) = (&mut l.d2_current[..n], &l.d2_previous[..n]);
+        let (since, clicks) = (&mut l.since_anomaly[..n], &mut l.clicks[..n]);
+        let in_window = &mut l.clicks_in_window[..n];
+        for (i, frame) in chunk.chunks_exact(n).enumerate() {
+            if i < unprimed {
+                for c in 0..n {
+                    p2[c] = p1[c];
+                    p1[c] = f64::from(frame[c]) * scale;
+                }
+                continue;
+            }
+            for c in 0..n {
+                let v = f64::from(frame[c]) * scale;
+                // Error of the linear prediction 2x[n−1] − x[n−2]: small for smooth audio
+                // (about ω² times the amplitude for a sine), about ω times the amplitude at
+                // a dropped or repeated sample.
+                let d2 = (v - 2.0 * p1[c] + p2[c]).abs();
+                let s = since[c].saturating_add(1);
+                let local = d2_prev[c].max(d2_cur[c]);
+                let anomalous = d2_ready & (d2 > floor) & (d2 > ratio * local);
+                let counted = u32::from(anomalous & (s > 2));
+                clicks[c] += u64::from(counted);
+                in_window[c] += counted;
+                since[c] = if anomalous { 0 } else { s };
+                d2_cur[c] = if anomalous {
+                    d2_cur[c]
+                } else {
+                    d2_cur[c].max(d2)
+                };
+                p2[c] = p1[c];
+                p1[c] = v;
+            }
+        }
+    }
+    if k.phase {
+        let pairs = l.sum_xy.len();
+        let sum_xy = &mut l.sum_xy[..pairs];
+        for frame in chunk.chunks_exact(n) {
+            for (xy, p) in sum_xy.iter_mut().zip(frame.chunks_exact(2)) {
+                *xy += (f64::from(p[0]) * scale) * (f64::from(p[1]) * scale);
+            }
+        }
+    }
+    if k.oversampling != Oversampling::None {
+        let history = true_peak::HISTORY * n;
+        let scale = 1.0 / FULL_SCALE as f32;
+        for part in chunk.chunks(TP_FRAMES * n) {
+            let used = history + part.len();
+            let Some(buf) = l.tp_buf.get_mut(..used) else {
+                return;
+            };
+            for (o, &x) in buf[history..].iter_mut().zip(part) {
+                *o = x as f32 * scale;
+            }
+            true_peak::measure::<FMA>(k.oversampling, buf, n, &mut l.true_peak2);
+            buf.copy_within(used - history.., 0);
+        }
+    }
 }
 
 /// A debouncer for an optional detector (an absent one never sees its condition).
@@ -975,16 +1089,6 @@ fn loudness_groups(channels: u16, grouping: LoudnessGrouping) -> impl Iterator<I
         .step_by(usize::from(step.max(1)))
         .filter(move |_| count > 0)
         .map(move |first| (first, count.min(channels - first)))
-}
-
-fn loudness_error(e: ebur128::Error) -> MonitorError {
-    MonitorError::Loudness {
-        reason: e.to_string(),
-    }
-}
-
-fn normalise(x: i32) -> f64 {
-    f64::from(x) / FULL_SCALE
 }
 
 fn db_to_linear(db: f64) -> f64 {

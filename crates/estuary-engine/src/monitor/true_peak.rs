@@ -4,8 +4,9 @@
 //! The `ebur128` crate has its own interpolator, but on the Annex's own kind of test signal
 //! (fs/4 sine at 45°, samples at −3.01 dBFS, true peak 0 dBTP) it reads +0.10 dB, while the
 //! Annex 2 filter reads +0.04 dB; on a 1 kHz sine the Annex filter is within 0.01 dB. So the
-//! Annex filter is implemented here. Computation is in `f64`, so the Annex's −12.04 dB input
-//! attenuation (headroom for fixed-point arithmetic) is not needed.
+//! Annex filter is implemented here. Computation is in `f32` floating point (relative error
+//! about 1e-6, i.e. 1e-5 dB, and twice as many lanes per vector as `f64`), so the Annex's
+//! −12.04 dB input attenuation (headroom for fixed-point arithmetic) is not needed.
 //!
 //! The filter is defined for 48 kHz (4× to 192 kHz); as the recommendation suggests, lower rates
 //! use the same 4×, rates from 96 kHz use every second phase (2×), and from 192 kHz the
@@ -48,63 +49,104 @@ const PHASE_1: [f64; TAPS] = [
 
 /// How a rate is oversampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Oversampling {
+pub(crate) enum Oversampling {
     Four,
     Two,
     None,
 }
 
-/// True-peak meter of one channel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TruePeakFilter {
-    oversampling: Oversampling,
-    /// Last [`TAPS`] samples (full scale 1.0), most recent first.
-    history: [f64; TAPS],
-}
-
-impl TruePeakFilter {
-    /// A filter for `sample_rate` Hz, its history silent.
-    pub fn new(sample_rate: u32) -> Self {
-        let oversampling = match sample_rate {
+impl Oversampling {
+    pub(crate) fn of(sample_rate: u32) -> Self {
+        match sample_rate {
             0..96_000 => Oversampling::Four,
             96_000..192_000 => Oversampling::Two,
             _ => Oversampling::None,
-        };
-        TruePeakFilter {
-            oversampling,
-            history: [0.0; TAPS],
         }
     }
+}
 
-    /// Takes the next sample (full scale 1.0) and returns the largest absolute value of the
-    /// oversampled signal it produces.
-    pub fn push(&mut self, x: f64) -> f64 {
-        self.history.copy_within(..TAPS - 1, 1);
-        self.history[0] = x;
-        match self.oversampling {
-            Oversampling::Four => self
-                .phase(&PHASE_0, false)
-                .max(self.phase(&PHASE_1, false))
-                .max(self.phase(&PHASE_1, true))
-                .max(self.phase(&PHASE_0, true)),
-            // Positions 0 and ½ of a sample period: phases 0 and 2 of the 4× filter.
-            Oversampling::Two => self.phase(&PHASE_0, false).max(self.phase(&PHASE_1, true)),
-            Oversampling::None => x.abs(),
-        }
+/// Frames of history a filter output needs besides its own.
+pub(crate) const HISTORY: usize = TAPS - 1;
+
+/// Taps of the symmetric and antisymmetric halves of a phase `h` and its reverse:
+/// `h[k] ± h[11 − k]` for `k < 6`.
+const fn halves(h: &[f64; TAPS]) -> ([f32; 6], [f32; 6]) {
+    let mut sym = [0.0; 6];
+    let mut anti = [0.0; 6];
+    let mut k = 0;
+    while k < 6 {
+        sym[k] = (h[k] + h[TAPS - 1 - k]) as f32;
+        anti[k] = (h[k] - h[TAPS - 1 - k]) as f32;
+        k += 1;
     }
+    (sym, anti)
+}
 
-    /// |Σ h[k]·x[n−k]| for one phase, its taps read backwards when `reversed`.
-    fn phase(&self, taps: &[f64; TAPS], reversed: bool) -> f64 {
-        let sum: f64 = if reversed {
-            taps.iter()
-                .rev()
-                .zip(&self.history)
-                .map(|(h, x)| h * x)
-                .sum()
-        } else {
-            taps.iter().zip(&self.history).map(|(h, x)| h * x).sum()
-        };
-        sum.abs()
+const HALVES_0: ([f32; 6], [f32; 6]) = halves(&PHASE_0);
+const HALVES_1: ([f32; 6], [f32; 6]) = halves(&PHASE_1);
+
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// Folds the true peak of frames into `peak2` (per channel, **twice** the largest absolute
+/// oversampled value, see below).
+///
+/// `buf` holds interleaved frames of `channels` samples (full scale 1.0): [`HISTORY`] frames of
+/// history, then the frames to measure. The loop runs across channels so that it vectorises.
+///
+/// A phase `h` and its reverse (phases 0 and 3, 1 and 2) give `y = Σ h[k]·x[n−k]` and
+/// `y' = Σ h[11−k]·x[n−k]`; with `s[k] = x[n−k] + x[n−11+k]` and `d[k] = x[n−k] − x[n−11+k]`,
+/// `y + y' = Σ (h[k] + h[11−k])·s[k]` and `y − y' = Σ (h[k] − h[11−k])·d[k]` over `k < 6`, and
+/// `2·max(|y|, |y'|) = |y + y'| + |y − y'|`: 4 phases for 24 multiply-adds instead of 48.
+#[inline(always)]
+pub(crate) fn measure<const FMA: bool>(
+    oversampling: Oversampling,
+    buf: &[f32],
+    channels: usize,
+    peak2: &mut [f32],
+) {
+    let frames = (buf.len() / channels).saturating_sub(HISTORY);
+    let peak2 = &mut peak2[..channels];
+    for n in 0..frames {
+        // rows[k] = x[n − k], for this output frame.
+        let rows: [&[f32]; TAPS] = core::array::from_fn(|k| {
+            let at = (n + HISTORY - k) * channels;
+            &buf[at..at + channels]
+        });
+        match oversampling {
+            Oversampling::Four => {
+                let ((g0, e0), (g1, e1)) = (HALVES_0, HALVES_1);
+                for c in 0..channels {
+                    let (mut a0, mut b0, mut a1, mut b1) = (0.0, 0.0, 0.0, 0.0);
+                    for k in 0..6 {
+                        let (x, y) = (rows[k][c], rows[TAPS - 1 - k][c]);
+                        let (s, d) = (x + y, x - y);
+                        a0 = madd::<FMA>(g0[k], s, a0);
+                        b0 = madd::<FMA>(e0[k], d, b0);
+                        a1 = madd::<FMA>(g1[k], s, a1);
+                        b1 = madd::<FMA>(e1[k], d, b1);
+                    }
+                    let m = (a0.abs() + b0.abs()).max(a1.abs() + b1.abs());
+                    peak2[c] = peak2[c].max(m);
+                }
+            }
+            // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
+            Oversampling::Two => {
+                for c in 0..channels {
+                    let (mut y0, mut y2) = (0.0f32, 0.0f32);
+                    for k in 0..TAPS {
+                        let x = rows[k][c];
+                        y0 = madd::<FMA>(PHASE_0[k] as f32, x, y0);
+                        y2 = madd::<FMA>(PHASE_1[TAPS - 1 - k] as f32, x, y2);
+                    }
+                    peak2[c] = peak2[c].max(2.0 * y0.abs().max(y2.abs()));
+                }
+            }
+            // Dense enough: the sample peak is the true peak (the monitor takes the max).
+            Oversampling::None => return,
+        }
     }
 }
 
@@ -122,11 +164,9 @@ mod tests {
 
     #[test]
     fn settles_on_a_constant() {
-        let mut f = TruePeakFilter::new(48_000);
-        let mut last = 0.0;
-        for _ in 0..TAPS {
-            last = f.push(0.5);
-        }
-        assert!((last - 0.5).abs() < 0.01, "{last}");
+        let buf = vec![0.5f32; 2 * (HISTORY + 4)];
+        let mut peak2 = [0.0f32; 2];
+        measure::<false>(Oversampling::Four, &buf, 2, &mut peak2);
+        assert!((peak2[0] / 2.0 - 0.5).abs() < 0.01, "{peak2:?}");
     }
 }
