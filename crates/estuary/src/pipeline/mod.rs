@@ -462,17 +462,10 @@ impl Route {
             .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
             let frame = worker.frame as u64;
             let halt = self.halt.clone();
-            let handle = thread::Builder::new()
-                .name(format!("out-{}", worker.name))
-                .spawn(move || worker.run(&halt))?;
-            input.rings.push(OutputFeed {
-                samples,
-                marks,
-                frames_pushed: 0,
-                frame,
-                thread: handle.thread().clone(),
-            });
-            self.workers.push(handle);
+            let thread = format!("out-{}", worker.name);
+            let feed =
+                self.spawn_fed(thread, (samples, marks), frame, move || worker.run(&halt))?;
+            input.rings.push(feed);
         }
         *lock(&self.meter) = MeterShared::default();
         if let Some(detectors) = self.detectors {
@@ -491,17 +484,10 @@ impl Route {
             .with_context(|| format!("input {name}: meters"))?;
             let frame = worker.block_frames() as u64;
             let halt = self.halt.clone();
-            let handle = thread::Builder::new()
-                .name(format!("meter-{name}"))
-                .spawn(move || worker.run(&halt))?;
-            input.rings.push(OutputFeed {
-                samples,
-                marks,
-                frames_pushed: 0,
-                frame,
-                thread: handle.thread().clone(),
-            });
-            self.workers.push(handle);
+            let thread = format!("meter-{name}");
+            let feed =
+                self.spawn_fed(thread, (samples, marks), frame, move || worker.run(&halt))?;
+            input.rings.push(feed);
         }
         commands
             .send(Command::Attach(Box::new(input)))
@@ -513,6 +499,26 @@ impl Route {
             since: Instant::now(),
         };
         Ok(())
+    }
+
+    /// Starts a thread consuming a ring the ingest thread fills, woken every `frame` frames.
+    fn spawn_fed(
+        &mut self,
+        thread_name: String,
+        (samples, marks): (rtrb::Producer<i32>, rtrb::Producer<(u64, MonoTime)>),
+        frame: u64,
+        run: impl FnOnce() + Send + 'static,
+    ) -> anyhow::Result<OutputFeed> {
+        let handle = thread::Builder::new().name(thread_name).spawn(run)?;
+        let feed = OutputFeed {
+            samples,
+            marks,
+            frames_pushed: 0,
+            frame,
+            thread: handle.thread().clone(),
+        };
+        self.workers.push(handle);
+        Ok(feed)
     }
 
     /// Stops receiving: the ingest thread lets go of the socket, then the output threads end.
