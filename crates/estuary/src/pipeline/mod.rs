@@ -463,8 +463,13 @@ impl Route {
             let frame = worker.frame as u64;
             let halt = self.halt.clone();
             let thread = format!("out-{}", worker.name);
-            let feed =
-                self.spawn_fed(thread, (samples, marks), frame, move || worker.run(&halt))?;
+            let feed = Self::spawn_fed(
+                &mut self.workers,
+                thread,
+                (samples, marks),
+                frame,
+                move || worker.run(&halt),
+            )?;
             input.rings.push(feed);
         }
         *lock(&self.meter) = MeterShared::default();
@@ -485,8 +490,13 @@ impl Route {
             let frame = worker.block_frames() as u64;
             let halt = self.halt.clone();
             let thread = format!("meter-{name}");
-            let feed =
-                self.spawn_fed(thread, (samples, marks), frame, move || worker.run(&halt))?;
+            let feed = Self::spawn_fed(
+                &mut self.workers,
+                thread,
+                (samples, marks),
+                frame,
+                move || worker.run(&halt),
+            )?;
             input.rings.push(feed);
         }
         commands
@@ -503,7 +513,7 @@ impl Route {
 
     /// Starts a thread consuming a ring the ingest thread fills, woken every `frame` frames.
     fn spawn_fed(
-        &mut self,
+        workers: &mut Vec<JoinHandle<()>>,
         thread_name: String,
         (samples, marks): (rtrb::Producer<i32>, rtrb::Producer<(u64, MonoTime)>),
         frame: u64,
@@ -517,7 +527,7 @@ impl Route {
             frame,
             thread: handle.thread().clone(),
         };
-        self.workers.push(handle);
+        workers.push(handle);
         Ok(feed)
     }
 
