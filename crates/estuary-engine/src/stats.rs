@@ -73,6 +73,25 @@ pub struct StreamStats {
     pub payload_type: Option<u8>,
 }
 
+impl StreamStats {
+    /// Adds `other`'s counters to these, leaving the gauges alone: the totals of an input
+    /// across the streams (jitter buffers) it has had.
+    pub fn add_counters(&mut self, other: &StreamStats) {
+        self.packets_received += other.packets_received;
+        self.bytes_received += other.bytes_received;
+        self.packets_lost += other.packets_lost;
+        self.packets_late += other.packets_late;
+        self.packets_duplicate += other.packets_duplicate;
+        self.packets_reordered += other.packets_reordered;
+        self.frames_concealed += other.frames_concealed;
+        self.malformed += other.malformed;
+        self.wrong_payload_type += other.wrong_payload_type;
+        self.ssrc_changes += other.ssrc_changes;
+        self.resyncs += other.resyncs;
+        self.frames_discarded += other.frames_discarded;
+    }
+}
+
 /// RFC 3550 §6.4.1 / §A.8 interarrival jitter estimator for one source.
 ///
 /// `D(i,j) = (Rj − Ri) − (Sj − Si)` in timestamp units, `J += (|D(i−1,i)| − J) / 16`, kept

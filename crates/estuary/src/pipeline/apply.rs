@@ -5,7 +5,7 @@ use std::fmt;
 
 use tracing::{info, warn};
 
-use super::{Route, Running, detectors};
+use super::{Carried, Route, Running, detectors};
 use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::gateway::ApplyError;
@@ -124,15 +124,22 @@ impl Running {
                 Some(mut route) => {
                     route.deactivate(&self.commands);
                     report.restarted.push(name.clone());
-                    std::mem::take(&mut route.outputs)
+                    let mut carried = route.carried;
+                    carried.add(&super::lock(&route.snapshot));
+                    (std::mem::take(&mut route.outputs), carried)
                 }
                 None => {
                     report.added.push(name.clone());
-                    Vec::new()
+                    (Vec::new(), Carried::default())
                 }
             };
+            let (reuse, carried) = reuse;
             match self.start_route(input, new, reuse) {
-                Ok(route) => self.routes.push(route),
+                Ok(mut route) => {
+                    route.carried.stats.add_counters(&carried.stats);
+                    route.carried.ring_overruns += carried.ring_overruns;
+                    self.routes.push(route);
+                }
                 Err(e) => {
                     // Stop what has not been looked at yet; the caller restores the old
                     // configuration from what is left running.

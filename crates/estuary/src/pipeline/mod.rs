@@ -129,6 +129,20 @@ struct OutputSlot {
     snapshot: Arc<Mutex<OutputSnapshot>>,
 }
 
+/// Counters carried over from an input's earlier streams.
+#[derive(Debug, Clone, Copy, Default)]
+struct Carried {
+    stats: StreamStats,
+    ring_overruns: u64,
+}
+
+impl Carried {
+    fn add(&mut self, snapshot: &InputSnapshot) {
+        self.stats.add_counters(&snapshot.stats);
+        self.ring_overruns += snapshot.ring_overruns;
+    }
+}
+
 /// Detector settings of one input.
 type Detectors = (MonitorConfig, HealthConfig);
 
@@ -143,6 +157,9 @@ struct Route {
     detectors: Option<Detectors>,
     signals: Option<Sender<Signal>>,
     meter: Arc<Mutex<MeterShared>>,
+    /// Counters of the streams this input had before the current one (route restarts), so
+    /// the totals it shows never go back.
+    carried: Carried,
     /// Stops this route's output and meter threads (not the daemon's).
     halt: Stop,
     workers: Vec<JoinHandle<()>>,
@@ -253,6 +270,7 @@ impl Running {
             detectors: (self.options.meters && input.meters).then(|| detectors(config, &name)),
             signals: self.options.signals.clone(),
             meter: Arc::default(),
+            carried: Carried::default(),
             halt: Stop::default(),
             workers: Vec::new(),
             attached: false,
@@ -445,6 +463,9 @@ impl Route {
                 anyhow::anyhow!("output {}: {field}: {msg}", slot.config.name.get_ref())
             })?;
         }
+        // Opening resets the published counters; keep what they had counted.
+        let previous = *lock(&self.snapshot);
+        self.carried.add(&previous);
         let mut input = open_input(&self.config, &stream, Arc::clone(&self.snapshot))?;
         self.halt = Stop::default();
         let ring_frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;

@@ -82,7 +82,20 @@ fn apply_restarts_only_what_changed() {
     // Add an output to b: a keeps running untouched, b restarts.
     let second = parse(&(input("a", a_port) + &input("b", b_port) + &output("out", "b", srt_port)));
     let before_a = packets(&running, "a");
+    let total_b = |running: &Running| {
+        running
+            .status()
+            .inputs
+            .iter()
+            .find(|i| i.name == "b")
+            .map_or(0, |i| i.counters.packets_received)
+    };
+    let before_b = total_b(&running);
     let report = running.apply(&second).expect("applied");
+    assert!(
+        total_b(&running) >= before_b,
+        "a restarted input's totals carry over"
+    );
     assert_eq!(report.unchanged, ["a"]);
     assert_eq!(report.restarted, ["b"]);
     assert!(report.added.is_empty() && report.removed.is_empty());

@@ -158,6 +158,8 @@ fn signal(scope: Scope, subject: &str, condition: Condition, raised: bool) -> Si
 fn input_status(route: &Route) -> InputStatus {
     let config = &route.config;
     let snap = *super::lock(&route.snapshot);
+    let mut totals = snap.stats;
+    totals.add_counters(&route.carried.stats);
     let meter = super::lock(&route.meter).clone();
     let source = match config.source_spec() {
         Ok(Some(SourceSpec::Discovered(selector))) => selector.to_string(),
@@ -210,9 +212,9 @@ fn input_status(route: &Route) -> InputStatus {
         latency_ms: config.latency.as_secs_f64() * 1000.0,
         stream,
         counters: InputCounters::from_stats(
-            &snap.stats,
+            &totals,
             rate,
-            snap.ring_overruns,
+            snap.ring_overruns + route.carried.ring_overruns,
             snap.pull_lag.quantile(0.99).as_secs_f64() * 1000.0,
         ),
         health: Health {
