@@ -9,5 +9,6 @@ pub mod netns;
 pub mod opus;
 pub mod ravenna;
 pub mod sap;
+pub mod sched;
 pub mod srt;
 pub mod tx;

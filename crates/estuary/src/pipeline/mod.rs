@@ -35,8 +35,8 @@ use tracing::{info, warn};
 use estuary_engine::catalog::StreamSelector;
 use estuary_engine::jitter::{JitterBuffer, JitterConfig};
 use estuary_engine::stats::StreamStats;
-use estuary_io::mcast;
 use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
+use estuary_io::{mcast, sched};
 
 use crate::config::{Config, InputConfig, InputPlan, OutputConfig, ResolvedStream, SrtModeConfig};
 use crate::discovery::Discovery;
@@ -143,6 +143,16 @@ impl Carried {
     }
 }
 
+/// Asks for real-time scheduling for the calling audio thread; says once if it is refused.
+fn realtime(priority: i32) {
+    static REFUSED: std::sync::Once = std::sync::Once::new();
+    if let Err(e) = sched::promote_current_thread(priority) {
+        REFUSED.call_once(|| {
+            info!(error = %e, "audio threads run without real-time priority (grant CAP_SYS_NICE for it)");
+        });
+    }
+}
+
 /// Detector settings of one input.
 type Detectors = (MonitorConfig, HealthConfig);
 
@@ -198,7 +208,10 @@ impl Running {
             let halt = ingest_halt.clone();
             thread::Builder::new()
                 .name("ingest".into())
-                .spawn(move || ingest::run(&command_rx, &halt))?
+                .spawn(move || {
+                    realtime(sched::INGEST_PRIORITY);
+                    ingest::run(&command_rx, &halt);
+                })?
         };
         let mut running = Self {
             routes: Vec::new(),
@@ -489,7 +502,10 @@ impl Route {
                 thread,
                 (samples, marks),
                 frame,
-                move || worker.run(&halt),
+                move || {
+                    realtime(sched::OUTPUT_PRIORITY);
+                    worker.run(&halt);
+                },
             )?;
             input.rings.push(feed);
         }

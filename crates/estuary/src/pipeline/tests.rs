@@ -165,21 +165,29 @@ fn meters_measure_the_tone_sent() {
     let mut sender = tone(port, -20.0);
     let config = parse(&input("a", port));
     let running = Running::start_with(&config, options()).expect("start");
-    // 300 ms RMS window and 400 ms momentary loudness: give them a second of audio.
-    wait_for("meters to settle", || {
-        running
-            .meters()
-            .first()
-            .is_some_and(|m| m.frames > 48_000 * 3 / 2)
-    });
-    let meters = running.meters();
-    let m = &meters[0];
-    assert_eq!(m.channels.len(), 2);
-    for ch in &m.channels {
-        // A sine whose peak is −20 dBFS: RMS is 3.01 dB lower.
-        assert!((ch.peak - -20.0).abs() < 0.2, "peak {}", ch.peak);
-        assert!((ch.rms - -23.01).abs() < 0.2, "rms {}", ch.rms);
-        assert!(ch.true_peak >= ch.peak - 0.01, "true peak {}", ch.true_peak);
+    // A sine whose peak is −20 dBFS has an RMS 3.01 dB lower. The 300 ms RMS window needs
+    // clean audio to read it: on a loaded machine a late packet (concealed, and counted) can
+    // dip it for a moment, so the levels must be right at some point within a few seconds.
+    let levels_right = |m: &crate::status::InputMeters| {
+        m.channels.len() == 2
+            && m.channels.iter().all(|ch| {
+                (ch.peak - -20.0).abs() < 0.2
+                    && (ch.rms - -23.01).abs() < 0.2
+                    && ch.true_peak >= ch.peak - 0.01
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let meters = running.meters();
+        let settled = meters.first().filter(|m| m.frames > 48_000);
+        if settled.is_some_and(levels_right) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "levels never matched the tone: {meters:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
     }
     let status = running.status();
     assert_eq!(status.inputs[0].state, "receiving");
