@@ -31,6 +31,8 @@ pub struct Config {
     pub inputs: Vec<InputConfig>,
     #[serde(default)]
     pub outputs: Vec<OutputConfig>,
+    #[serde(default)]
+    pub alarms: crate::alarm::AlarmsConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -419,6 +421,9 @@ impl Config {
                     .map_err(|(span, f, m)| err(span, field(&f), m))?;
             }
         }
+        self.alarms
+            .validate(self)
+            .map_err(|(span, f, m)| err(span, format!("alarms.{f}"), m))?;
         Ok(())
     }
 }
