@@ -13,7 +13,7 @@ use crate::config::{Config, FieldError};
 use crate::gateway::{Condition, Scope};
 
 /// The `[alarms]` table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmsConfig {
     /// Absent: [`default_rules`]. An empty list: no alarms (and no detectors).
@@ -34,6 +34,21 @@ pub struct AlarmsConfig {
     pub retry_base: Duration,
     #[serde(default = "default_retry_max", with = "humantime_serde")]
     pub retry_max: Duration,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            rules: None,
+            webhooks: Vec::new(),
+            email: Vec::new(),
+            syslog: None,
+            queue: default_queue(),
+            retries: default_retries(),
+            retry_base: default_retry_base(),
+            retry_max: default_retry_max(),
+        }
+    }
 }
 
 fn default_queue() -> usize {

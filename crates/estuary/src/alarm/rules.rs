@@ -213,3 +213,90 @@ fn enable(rule: &Rule, m: &mut MonitorConfig, h: &mut HealthConfig) {
         Condition::Disconnected | Condition::RouteFailed => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarms(text: &str) -> AlarmsConfig {
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            alarms: AlarmsConfig,
+        }
+        toml::from_str::<Wrap>(text).expect("alarms toml").alarms
+    }
+
+    #[test]
+    fn default_rules_enable_only_their_detectors() {
+        let (m, h) = detectors(&AlarmsConfig::default(), "any");
+        let silence = m.silence.expect("silence on");
+        assert_eq!(silence.threshold_dbfs, -60.0);
+        assert_eq!(silence.timing.raise_after, Duration::from_secs(10));
+        assert!(m.clipping.is_some());
+        assert!(m.stuck.is_none() && m.dc_offset.is_none() && m.phase.is_none());
+        assert!(m.discontinuity.is_none());
+        assert_eq!(h.no_packets_after, Duration::from_millis(500));
+        assert_eq!(h.loss, HealthConfig::default().loss);
+        assert_eq!(h.jitter.raise_after, Duration::MAX);
+        assert_eq!(h.drift.raise_after, Duration::MAX);
+    }
+
+    #[test]
+    fn an_empty_rule_list_turns_every_detector_off() {
+        let (m, h) = detectors(&alarms("[alarms]\nrules = []\n"), "any");
+        assert_eq!(m, MonitorConfig::meters_only());
+        assert_eq!(h.no_packets_after, Duration::MAX);
+        assert_eq!(h.loss.raise_after, Duration::MAX);
+    }
+
+    #[test]
+    fn thresholds_and_timings_map_per_input() {
+        let a = alarms(
+            r#"
+            [[alarms.rules]]
+            name = "quiet"
+            condition = "silence"
+            threshold = -50.0
+            raise_after = "3s"
+            clear_after = "500ms"
+            [[alarms.rules]]
+            name = "studio-quiet"
+            condition = "silence"
+            inputs = ["studio"]
+            threshold = -70.0
+            [[alarms.rules]]
+            name = "jitter"
+            condition = "jitter"
+            inputs = ["studio"]
+            threshold = 400.0
+            [[alarms.rules]]
+            name = "drift"
+            condition = "drift"
+            threshold = 50.0
+            [[alarms.rules]]
+            name = "gone"
+            condition = "no_packets"
+            threshold = 1500.0
+            "#,
+        );
+        let (m, h) = detectors(&a, "other");
+        let s = m.silence.expect("silence");
+        assert_eq!(s.threshold_dbfs, -50.0);
+        assert_eq!(
+            s.timing,
+            Timing::new(Duration::from_secs(3), Duration::from_millis(500))
+        );
+        assert_eq!(h.jitter.raise_after, Duration::MAX);
+        assert_eq!(h.drift_threshold_ppm, 50.0);
+        assert_eq!(h.drift_hysteresis_ppm, 12.5);
+        assert_eq!(h.no_packets_after, Duration::from_millis(1_500));
+
+        let (m, h) = detectors(&a, "studio");
+        let s = m.silence.expect("silence");
+        assert_eq!(s.threshold_dbfs, -70.0);
+        assert_eq!(s.timing, SilenceConfig::default().timing);
+        assert_eq!(h.jitter_threshold, Duration::from_micros(400));
+        assert_eq!(h.jitter_hysteresis, Duration::from_micros(100));
+        assert_eq!(h.jitter, HealthConfig::default().jitter);
+    }
+}
