@@ -279,6 +279,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
             *file = Spanned::new(span, base_dir.join(file.get_ref()));
         }
     }
+    config.alarms.resolve_paths(base_dir);
     config.validate(text)?;
     Ok(config)
 }

@@ -319,6 +319,17 @@ impl AlarmsConfig {
         self.rules.clone().unwrap_or_else(default_rules)
     }
 
+    /// Makes relative paths (`ca_file`) relative to the config file's directory.
+    pub fn resolve_paths(&mut self, base_dir: &std::path::Path) {
+        for e in &mut self.email {
+            if let Some(ca) = &mut e.ca_file
+                && ca.is_relative()
+            {
+                *ca = base_dir.join(&*ca);
+            }
+        }
+    }
+
     /// Every notifier name, in config order.
     pub fn notifier_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
