@@ -389,6 +389,7 @@ starttls = true
 ca_file = "ca.pem"
 username = "estuary"
 password = "guess"
+timeout = "2s"
 from = "estuary@example.org"
 to = ["ops@example.org"]
 "#
