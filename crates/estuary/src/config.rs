@@ -31,6 +31,8 @@ pub struct Config {
     pub inputs: Vec<InputConfig>,
     #[serde(default)]
     pub outputs: Vec<OutputConfig>,
+    #[serde(default)]
+    pub alarms: crate::alarm::AlarmsConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -277,6 +279,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
             *file = Spanned::new(span, base_dir.join(file.get_ref()));
         }
     }
+    config.alarms.resolve_paths(base_dir);
     config.validate(text)?;
     Ok(config)
 }
@@ -419,6 +422,9 @@ impl Config {
                     .map_err(|(span, f, m)| err(span, field(&f), m))?;
             }
         }
+        self.alarms
+            .validate(self)
+            .map_err(|(span, f, m)| err(span, format!("alarms.{f}"), m))?;
         Ok(())
     }
 }

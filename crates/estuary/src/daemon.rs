@@ -27,7 +27,11 @@ pub fn run(
     if let Some(path) = path {
         watch_reload(path.to_owned(), gateway.clone(), stop.clone())?;
     }
-    gateway::supervise(config, &gateway, &inbox, stop, reporting, ready)
+    // The sink must be in place before the pipeline starts, so no signal is missed.
+    let alarms = crate::alarm::AlarmService::start(&gateway)?;
+    let result = gateway::supervise(config, &gateway, &inbox, stop, reporting, ready);
+    alarms.stop();
+    result
 }
 
 /// Reloads the config file on SIGHUP. A file that does not validate, or that cannot be

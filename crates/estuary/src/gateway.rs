@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::pipeline::{ApplyReport, Options, Reporting, Running};
 use crate::shutdown::Stop;
-use crate::status::{AlarmStatus, Event, InputMeters, Status};
+use crate::status::{AlarmStatus, Event, InputMeters, NotifierStatus, Status};
 use crate::sysinfo::SystemSampler;
 
 /// How often the views are republished (meters at this rate too).
@@ -163,6 +163,7 @@ struct Shared {
     requests: Mutex<Sender<Request>>,
     signals: Mutex<Option<Sender<Signal>>>,
     alarms: RwLock<Vec<AlarmStatus>>,
+    notifications: RwLock<Vec<NotifierStatus>>,
     events: Mutex<EventLog>,
     event_feed: broadcast::Sender<Event>,
     started: SystemTime,
@@ -195,6 +196,7 @@ impl Gateway {
                 requests: Mutex::new(requests),
                 signals: Mutex::new(None),
                 alarms: RwLock::default(),
+                notifications: RwLock::default(),
                 events: Mutex::new(EventLog {
                     next_id: 1,
                     history: VecDeque::new(),
@@ -208,11 +210,13 @@ impl Gateway {
     }
 
     /// The latest published status.
+    #[allow(dead_code, reason = "for the API")]
     pub fn status(&self) -> Arc<Status> {
         Arc::clone(&read(&self.shared.status))
     }
 
     /// The latest published meters, one entry per receiving input.
+    #[allow(dead_code, reason = "for the API")]
     pub fn meters(&self) -> Arc<Vec<InputMeters>> {
         Arc::clone(&read(&self.shared.meters))
     }
@@ -280,6 +284,11 @@ impl Gateway {
         read(&self.shared.alarms).clone()
     }
 
+    /// Replaces the notifiers' delivery counters (the alarm service owns them).
+    pub fn set_notifications(&self, notifications: Vec<NotifierStatus>) {
+        *write(&self.shared.notifications) = notifications;
+    }
+
     /// Adds an event to the history and to the live feed.
     pub fn record(&self, kind: &str, severity: &str, subject: &str, message: &str) -> Event {
         let event = {
@@ -305,6 +314,7 @@ impl Gateway {
     }
 
     /// Events with an id above `after`, oldest first, at most `limit`.
+    #[allow(dead_code, reason = "for the API")]
     pub fn events_after(&self, after: u64, limit: usize) -> Vec<Event> {
         let log = lock(&self.shared.events);
         let newer: Vec<&Event> = log.history.iter().filter(|e| e.id > after).collect();
@@ -313,12 +323,14 @@ impl Gateway {
     }
 
     /// The live event feed (lagging receivers lose the oldest, and are told so).
+    #[allow(dead_code, reason = "for the API")]
     pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.shared.event_feed.subscribe()
     }
 
     fn publish(&self, mut status: Status, meters: Vec<InputMeters>) {
         status.alarms = self.alarms();
+        status.notifications = read(&self.shared.notifications).clone();
         *write(&self.shared.status) = Arc::new(status);
         *write(&self.shared.meters) = Arc::new(meters);
     }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alarm;
 mod announce;
 mod bench;
 mod config;
@@ -66,6 +67,8 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Alarm notifications: `estuary alarm test` fires a test alarm through the notifiers.
+    Alarm(alarm::AlarmArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +134,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(cli.log_format.unwrap_or_default(), None);
             send::run(args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Alarm(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            Ok(alarm::run_cli(args, EXIT_BAD_CONFIG))
         }
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));

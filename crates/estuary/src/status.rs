@@ -33,6 +33,28 @@ pub struct Status {
     pub discovery: DiscoveryStatus,
     /// Alarms raised now, most recent first.
     pub alarms: Vec<AlarmStatus>,
+    /// Alarm notifiers and their delivery counters.
+    #[serde(default)]
+    pub notifications: Vec<NotifierStatus>,
+}
+
+/// An alarm notifier (webhook, e-mail, syslog) and how its deliveries went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct NotifierStatus {
+    pub name: String,
+    /// `webhook`, `email` or `syslog`.
+    pub kind: String,
+    /// Notifications delivered.
+    pub sent: u64,
+    /// Notifications given up after every retry failed.
+    pub failed: u64,
+    /// Delivery attempts repeated after a failure.
+    pub retries: u64,
+    /// Notifications dropped because the queue was full (the oldest go first).
+    pub dropped: u64,
+    /// Waiting now.
+    pub queued: u64,
+    pub last_error: Option<String>,
 }
 
 /// The host and the process.

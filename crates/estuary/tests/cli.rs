@@ -197,3 +197,49 @@ fn json_logs_are_one_json_object_per_line_and_sigterm_exits_cleanly() {
     assert!(log.contains("\"message\":\"receiving\""), "{log}");
     assert!(log.contains("\"message\":\"stopping\""), "{log}");
 }
+
+#[test]
+fn alarm_rules_are_checked_with_field_and_line() {
+    let rule = |body: &str| {
+        format!(
+            "{GOOD_INPUT}\n[alarms]\n[[alarms.webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/\"\n\n[[alarms.rules]]\nname = \"r\"\n{body}"
+        )
+    };
+    let (code, out) = check_config(&rule("condition = \"silense\"\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(":13:") && out.contains("alarms.rules[0].condition"),
+        "{out}"
+    );
+    assert!(out.contains("unknown condition \"silense\""), "{out}");
+
+    let (code, out) = check_config(&rule("condition = \"loss\"\nthreshold = 3.0\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(":14:") && out.contains("loss takes no threshold"),
+        "{out}"
+    );
+
+    let (code, out) = check_config(&rule("condition = \"silence\"\ninputs = [\"b\"]\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("alarms.rules[0].inputs: no input named \"b\""),
+        "{out}"
+    );
+
+    let (code, out) = check_config(&rule("condition = \"silence\"\nnotify = [\"pager\"]\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(":14:") && out.contains("no notifier named \"pager\""),
+        "{out}"
+    );
+
+    let (code, out) = check_config(&rule("condition = \"silence\"\nseverity = \"loud\"\n"));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("alarms.rules[0].severity"), "{out}");
+
+    let (code, out) = check_config(&rule(
+        "condition = \"silence\"\nthreshold = -40.0\nseverity = \"critical\"\nnotify = [\"ops\"]\n",
+    ));
+    assert_eq!(code, 0, "{out}");
+}

@@ -406,13 +406,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The detector settings of input `name`.
-fn detectors(_config: &Config, _name: &str) -> Detectors {
-    let health = HealthConfig {
-        // Counters are published every 20 ms; leave room for a late publication.
-        no_packets_after: Duration::from_millis(250),
-        ..HealthConfig::default()
-    };
-    (MonitorConfig::default(), health)
+fn detectors(config: &Config, name: &str) -> Detectors {
+    // Only the detectors an alarm rule asks for run, with the rule's thresholds.
+    crate::alarm::detectors(&config.alarms, name)
 }
 
 /// What a route takes from the catalog entry it follows.
