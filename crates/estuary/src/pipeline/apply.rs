@@ -21,6 +21,9 @@ pub struct ApplyReport {
     pub restarted: Vec<String>,
     /// Inputs left running untouched.
     pub unchanged: Vec<String>,
+    /// Inputs whose detectors (alarm rules) changed: their meters restarted with the new
+    /// settings, the audio did not.
+    pub retuned: Vec<String>,
     /// Whether stream discovery was restarted.
     pub discovery_restarted: bool,
 }
@@ -32,6 +35,7 @@ impl fmt::Display for ApplyReport {
             ("added", &self.added),
             ("removed", &self.removed),
             ("restarted", &self.restarted),
+            ("retuned", &self.retuned),
         ] {
             if !names.is_empty() {
                 parts.push(format!("{what} {}", names.join(", ")));
@@ -107,20 +111,27 @@ impl Running {
                 .collect();
             let wanted_detectors =
                 (self.options.meters && input.meters).then(|| detectors(new, &name));
-            let previous = old_routes
+            let mut previous = old_routes
                 .iter()
                 .position(|r| r.config.name == input.name)
                 .map(|i| old_routes.swap_remove(i));
-            let reuse = match previous {
-                Some(route)
-                    if route.config == *input
-                        && route.detectors == wanted_detectors
-                        && route.outputs.iter().map(|s| &s.config).eq(outputs.iter()) =>
-                {
-                    report.unchanged.push(name);
+            if let Some(route) = previous.as_mut().filter(|r| {
+                r.config == *input && r.outputs.iter().map(|s| &s.config).eq(outputs.iter())
+            }) {
+                let kept = if route.detectors == wanted_detectors {
+                    Some(&mut report.unchanged)
+                } else if route.retune(wanted_detectors) {
+                    Some(&mut report.retuned)
+                } else {
+                    None
+                };
+                if let (Some(list), Some(route)) = (kept, previous.take()) {
+                    list.push(name);
                     self.routes.push(route);
                     continue;
                 }
+            }
+            let reuse = match previous {
                 Some(mut route) => {
                     route.deactivate(&self.commands);
                     report.restarted.push(name.clone());

@@ -2,7 +2,7 @@
 //! health, fed by its own ring exactly like an output, so the ingest thread pays one copy and
 //! metering can never delay audio.
 
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -43,6 +43,9 @@ pub(super) struct MeterWorker {
     block: Vec<i32>,
     published: MeterShared,
     last_packet: Option<(MonoTime, u64)>,
+    /// New detector settings from a live config change, applied without touching audio.
+    retune: Receiver<(MonitorConfig, HealthConfig)>,
+    sample_rate: u32,
 }
 
 impl MeterWorker {
@@ -54,7 +57,10 @@ impl MeterWorker {
         (monitor, health): (MonitorConfig, HealthConfig),
         stats: Arc<Mutex<InputSnapshot>>,
         shared: Arc<Mutex<MeterShared>>,
-        signals: Option<Sender<Signal>>,
+        (signals, retune): (
+            Option<Sender<Signal>>,
+            Receiver<(MonitorConfig, HealthConfig)>,
+        ),
     ) -> anyhow::Result<Self> {
         let monitor = Monitor::new(channels, sample_rate, monitor)?;
         Ok(MeterWorker {
@@ -72,6 +78,8 @@ impl MeterWorker {
             ],
             published: MeterShared::default(),
             last_packet: None,
+            retune,
+            sample_rate,
         })
     }
 
@@ -85,6 +93,9 @@ impl MeterWorker {
         let mut next_publish = monotonic_now();
         while !halt.requested() {
             thread::park_timeout(Duration::from_millis(10));
+            if let Ok(settings) = self.retune.try_recv() {
+                self.apply_settings(settings);
+            }
             self.measure();
             let now = monotonic_now();
             if now >= next_publish {
@@ -93,11 +104,31 @@ impl MeterWorker {
                 self.publish();
             }
         }
-        // Whatever was raised is over with the route: say so, so no alarm stays stuck.
+        self.clear_all();
+        self.publish();
+    }
+
+    /// Whatever was raised is over (route stopped, detectors replaced): say so, so no alarm
+    /// stays stuck.
+    fn clear_all(&mut self) {
         for (condition, channel) in std::mem::take(&mut self.published.raised) {
             self.send(condition, channel, false, 0.0);
         }
-        self.publish();
+    }
+
+    /// Replaces the detectors; the meters start over with them.
+    fn apply_settings(&mut self, (monitor, health): (MonitorConfig, HealthConfig)) {
+        let channels = self.monitor.channels();
+        match Monitor::new(channels, self.sample_rate, monitor) {
+            Ok(new) => {
+                self.clear_all();
+                self.monitor = new;
+                self.health = HealthMonitor::new(self.sample_rate, health);
+                self.last_packet = None;
+            }
+            // Settings were validated with the config; keep measuring with the old ones.
+            Err(e) => tracing::warn!(input = %self.input, error = %e, "detector settings refused"),
+        }
     }
 
     fn measure(&mut self) {

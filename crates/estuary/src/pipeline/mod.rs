@@ -165,6 +165,8 @@ struct Route {
     outputs: Vec<OutputSlot>,
     /// Metering settings, `None` when the input is not measured.
     detectors: Option<Detectors>,
+    /// Hands new detector settings to the running meter thread.
+    retune: Option<Sender<Detectors>>,
     signals: Option<Sender<Signal>>,
     meter: Arc<Mutex<MeterShared>>,
     /// Counters of the streams this input had before the current one (route restarts), so
@@ -284,6 +286,7 @@ impl Running {
             signals: self.options.signals.clone(),
             meter: Arc::default(),
             carried: Carried::default(),
+            retune: None,
             halt: Stop::default(),
             workers: Vec::new(),
             attached: false,
@@ -507,6 +510,8 @@ impl Route {
         }
         *lock(&self.meter) = MeterShared::default();
         if let Some(detectors) = self.detectors {
+            let (retune, retune_rx) = mpsc::channel();
+            self.retune = Some(retune);
             let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
             // The meter does not time its blocks from the marks; a full ring of them is fine.
             let (marks, _) = rtrb::RingBuffer::new(1);
@@ -517,7 +522,7 @@ impl Route {
                 detectors,
                 Arc::clone(&self.snapshot),
                 Arc::clone(&self.meter),
-                self.signals.clone(),
+                (self.signals.clone(), retune_rx),
             )
             .with_context(|| format!("input {name}: meters"))?;
             let frame = worker.block_frames() as u64;
@@ -565,6 +570,22 @@ impl Route {
     }
 
     /// Stops receiving: the ingest thread lets go of the socket, then the output threads end.
+    /// Takes new detector settings without touching audio; false when that is not possible
+    /// (metering switched on or off), and the route must restart.
+    fn retune(&mut self, wanted: Option<Detectors>) -> bool {
+        let (Some(_), Some(settings)) = (self.detectors, wanted) else {
+            return false;
+        };
+        if self.attached
+            && let Some(retune) = &self.retune
+            && retune.send(settings).is_err()
+        {
+            return false;
+        }
+        self.detectors = wanted;
+        true
+    }
+
     fn deactivate(&mut self, commands: &Sender<Command>) {
         if self.attached {
             let (done, wait) = mpsc::channel();

@@ -204,3 +204,35 @@ fn meters_measure_the_tone_sent() {
     sender.sender.stop();
     running.shutdown();
 }
+
+#[test]
+fn a_new_alarm_threshold_retunes_the_meters_without_restarting_audio() {
+    let port = free_udp_port();
+    let mut sender = tone(port, -18.0);
+    let rule = |threshold: f64| {
+        format!(
+            "[[alarms.rules]]\nname = \"quiet\"\ncondition = \"silence\"\ninputs = [\"*\"]\nthreshold = {threshold:.1}\nraise_after = \"2s\"\nseverity = \"warning\"\n\n"
+        )
+    };
+    let first = parse(&(input("a", port) + &rule(-60.0)));
+    let mut running = Running::start_with(&first, options()).expect("start");
+    wait_for("a to receive", || packets(&running, "a") > 100);
+    let before = packets(&running, "a");
+    let report = running
+        .apply(&parse(&(input("a", port) + &rule(-10.0))))
+        .expect("applied");
+    assert_eq!(report.retuned, ["a"]);
+    assert!(report.restarted.is_empty(), "{report}");
+    // The jitter buffer was not replaced: its counters only grew.
+    assert!(packets(&running, "a") >= before);
+    // The tone (−18 dBFS peak) is "silent" for a −10 dBFS threshold: the new rule is live.
+    wait_for("the retuned silence detector to raise", || {
+        running.status().inputs[0]
+            .health
+            .conditions
+            .iter()
+            .any(|c| c.starts_with("silence"))
+    });
+    sender.sender.stop();
+    running.shutdown();
+}
