@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod announce;
+mod api;
 mod bench;
 mod config;
 mod daemon;
@@ -17,6 +18,7 @@ mod discover;
 mod discovery;
 mod gateway;
 mod latency;
+mod metrics;
 mod pipeline;
 mod send;
 mod shutdown;
@@ -142,16 +144,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: journald, files and pipes get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // The ring keeps recent lines for the API (`/api/logs`, `/api/live`).
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(api::logs::RingLayer);
     match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
     }
 }
