@@ -12,6 +12,7 @@ mod announce;
 mod api;
 mod bench;
 mod config;
+mod ctl;
 mod daemon;
 mod demo;
 mod discover;
@@ -68,6 +69,10 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Summary of a running daemon (through its API): inputs, outputs, alarms.
+    Status(ctl::StatusArgs),
+    /// Inspect and change a running daemon through its API (exit 3: change rejected).
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             send::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status(args) => ctl::status(args),
+        Command::Ctl(args) => ctl::ctl(args),
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use crate::gateway::{Condition, Scope};
 use crate::status::{InputCounters, InputMeters, OutputCounters, Status};
 
 /// Renders everything.
@@ -428,6 +429,26 @@ fn alarms(w: &mut Writer, status: &Status) {
             .filter(|a| a.severity == severity)
             .count();
         w.sample("estuary_alarms_active", &[("severity", severity)], n as f64);
+    }
+    // Every condition, zeros included, so a dashboard's series exist before the first alarm.
+    w.family(
+        "estuary_alarm_conditions_active",
+        "gauge",
+        "Alarms raised now, by what is watched and condition.",
+    );
+    for scope in [Scope::Input, Scope::Output] {
+        for condition in Condition::ALL {
+            let n = status
+                .alarms
+                .iter()
+                .filter(|a| a.scope == scope.name() && a.condition == condition.name())
+                .count();
+            w.sample(
+                "estuary_alarm_conditions_active",
+                &[("scope", scope.name()), ("condition", condition.name())],
+                n as f64,
+            );
+        }
     }
 }
 
