@@ -278,6 +278,9 @@ fn schemathesis_finds_no_server_errors() {
         "schemathesis found failures:\n{out}\n{err}"
     );
     // Guard against a run that tested nothing (a document it could not load, say).
-    assert!(out.contains("/api/inputs"), "schemathesis did not test the API:\n{out}");
+    assert!(
+        out.contains("/api/inputs"),
+        "schemathesis did not test the API:\n{out}"
+    );
     eprintln!("{out}");
 }
