@@ -33,6 +33,7 @@ pub struct Config {
     pub outputs: Vec<OutputConfig>,
     #[serde(default)]
     pub alarms: crate::alarm::AlarmsConfig,
+    pub api: crate::api::config::ApiConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -280,6 +281,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         }
     }
     config.alarms.resolve_paths(base_dir);
+    config.api.resolve_paths(base_dir);
     config.validate(text)?;
     Ok(config)
 }
@@ -364,6 +366,9 @@ impl Config {
             field,
             message,
         };
+        self.api
+            .validate()
+            .map_err(|(span, f, m)| err(span, f, m))?;
         let mut names = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let field = |f: &str| format!("inputs[{i}].{f}");

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::api::store::ConfigStore;
+use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::gateway::{self, Gateway};
 use crate::pipeline::Reporting;
@@ -29,7 +31,21 @@ pub fn run(
     }
     // The sink must be in place before the pipeline starts, so no signal is missed.
     let alarms = crate::alarm::AlarmService::start(&gateway)?;
+    let store = match path {
+        Some(p) => ConfigStore::file(p),
+        // No file: edits live in memory, starting from an empty text.
+        None => ConfigStore::memory(""),
+    };
+    // Audio first: a taken API port is reported loudly but does not take the gateway off air.
+    let api = api::start(ApiState::new(gateway.clone(), store)).unwrap_or_else(|e| {
+        tracing::error!(error = format!("{e:#}"), "the API is not available");
+        gateway.record("api_failed", "critical", "api", &format!("{e:#}"));
+        None
+    });
     let result = gateway::supervise(config, &gateway, &inbox, stop, reporting, ready);
+    if let Some(api) = api {
+        api.stop();
+    }
     alarms.stop();
     result
 }
