@@ -12,6 +12,7 @@ mod announce;
 mod bench;
 mod config;
 mod daemon;
+mod dashboard;
 mod demo;
 mod discover;
 mod discovery;
