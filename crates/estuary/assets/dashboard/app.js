@@ -313,7 +313,8 @@ function duration(s) {
   return d ? `${d}d ${hh}h ${mm}m` : hh ? `${hh}h ${mm}m` : `${mm}m ${s % 60}s`;
 }
 
-const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '');
+// 24-hour clock: what a control room's wall clocks show.
+const time = (iso) => (iso ? new Date(iso).toLocaleTimeString([], { hourCycle: 'h23' }) : '');
 
 function page(title, ...children) {
   return [h('h1', { tabindex: '-1' }, title), ...children];
@@ -429,7 +430,7 @@ const overview = {
         ['Jitter', `${c.jitter_us.toFixed(0)} µs`],
         ['Latency', `${i.latency_ms} ms`],
         ['Outputs', i.outputs.join(', ') || '—'],
-      ].flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
+      ].map(([k, v]) => h('div', { dataset: { counter: k.toLowerCase() } }, h('dt', {}, k), h('dd', {}, v))),
     );
     const cond = i.health.conditions;
     text($('.conditions', el), cond.length ? `Conditions: ${cond.join(', ')}` : '');

@@ -191,7 +191,7 @@ export class MeterView {
     if (t.rows.length !== m.channels.length + 1) {
       t.replaceChildren();
       const head = t.createTHead().insertRow();
-      for (const label of ['Ch', 'Peak', 'RMS', 'True peak', 'Max']) {
+      for (const label of ['Ch', 'Peak dBFS', 'RMS dBFS', 'TP dBTP', 'Max dBTP']) {
         const th = document.createElement('th');
         th.scope = 'col';
         th.textContent = label;
@@ -214,10 +214,10 @@ export class MeterView {
       r.dataset.rms = c.rms.toFixed(2);
       r.dataset.truePeak = c.true_peak.toFixed(2);
       r.cells[0].textContent = this.labels[i] || String(i + 1);
-      r.cells[1].textContent = `${fmtDb(c.peak)} dBFS`;
-      r.cells[2].textContent = `${fmtDb(c.rms)} dBFS`;
-      r.cells[3].textContent = `${fmtDb(c.true_peak)} dBTP`;
-      r.cells[4].textContent = `${fmtDb(c.true_peak_max)} dBTP`;
+      r.cells[1].textContent = fmtDb(c.peak);
+      r.cells[2].textContent = fmtDb(c.rms);
+      r.cells[3].textContent = fmtDb(c.true_peak);
+      r.cells[4].textContent = fmtDb(c.true_peak_max);
       r.cells[3].classList.toggle('over', c.true_peak > -1);
     });
     this.loud.replaceChildren();
