@@ -2,14 +2,15 @@
 # Installs what Estuary needs, idempotently: Debian packages (only the missing ones, one
 # `apt-get update` at most) and, for `test`, cargo-fuzz. Safe to run again and again.
 #   scripts/deps.sh build   - to build and run the daemon
-#   scripts/deps.sh test    - also the independent peers the tests talk to
+#   scripts/deps.sh test    - also the independent peers the tests talk to, and the
+#                             dashboard test's Chromium + playwright-core
 set -euo pipefail
 
 profile=${1:-build}
 build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
 test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-           avahi-daemon avahi-utils dbus-daemon)
+           avahi-daemon avahi-utils dbus-daemon chromium nodejs)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;
@@ -23,6 +24,11 @@ for pkg in "${wanted[@]}"; do
     missing+=("$pkg")
   fi
 done
+
+# npm: Debian's package, unless a Node.js build that bundles npm (e.g. NodeSource) is there.
+if [ "$profile" = test ] && ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 
 if ((${#missing[@]})); then
   sudo=""
@@ -46,4 +52,12 @@ fi
 if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "==> installing cargo-fuzz (once)"
   cargo install --locked --quiet cargo-fuzz
+fi
+
+# The dashboard's browser test: playwright-core (pinned in package-lock.json) drives Debian's
+# Chromium; no browser download.
+dashboard_e2e="$(cd "$(dirname "$0")/.." && pwd)/crates/estuary/tests/dashboard"
+if [ "$profile" = test ] && [ ! -d "$dashboard_e2e/node_modules/playwright-core" ]; then
+  echo "==> installing playwright-core for the dashboard test (once)"
+  (cd "$dashboard_e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 fi

@@ -87,6 +87,13 @@ async function api(method, path, body) {
 
 const enc = encodeURIComponent;
 
+// GET /api/inputs/NAME answers {name, status, config}: the config part, without its nulls
+// (absent fields), is what PUT takes back.
+function specOf(detail) {
+  const spec = (detail && detail.config) || detail || {};
+  return Object.fromEntries(Object.entries(spec).filter(([, v]) => v != null));
+}
+
 // ---------------------------------------------------------------- live state
 
 const state = {
@@ -600,7 +607,7 @@ class Editor {
     let cfg = {};
     if (name) {
       try {
-        cfg = await api('GET', `/api/${this.kind}/${enc(name)}`);
+        cfg = specOf(await api('GET', `/api/${this.kind}/${enc(name)}`));
       } catch (e) {
         notice(`Could not read ${name}: ${e.message}`);
         return;
@@ -756,7 +763,7 @@ const routing = {
     const { input, output } = b.dataset;
     b.disabled = true;
     try {
-      const cfg = await api('GET', `/api/outputs/${enc(output)}`);
+      const cfg = specOf(await api('GET', `/api/outputs/${enc(output)}`));
       await api('PUT', `/api/outputs/${enc(output)}`, { ...cfg, input });
       notice(`${output} now carries ${input}.`);
       onStatus(await api('GET', '/api/status'));
