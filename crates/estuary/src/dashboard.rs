@@ -124,7 +124,10 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -164,7 +167,11 @@ mod tests {
     #[test]
     fn the_page_loads_only_files_that_are_served() {
         let html = std::str::from_utf8(INDEX.body).unwrap();
-        for path in ["/dashboard/app.js", "/dashboard/style.css", "/dashboard/icon.svg"] {
+        for path in [
+            "/dashboard/app.js",
+            "/dashboard/style.css",
+            "/dashboard/icon.svg",
+        ] {
             assert!(html.contains(path), "{path}");
         }
         // No inline script or style: the CSP would block them.

@@ -79,16 +79,22 @@ fn the_dashboard_runs_the_gateway_in_chromium() {
 
     // Nothing configured: the stream is found and added from the browser. SAP arrives by
     // unicast on loopback, as in `estuary demo`.
-    let config = format!(
-        "[api]\nbind = \"{API}\"\n\n[discovery]\nsap_groups = []\nravenna = false\n"
-    );
+    let config =
+        format!("[api]\nbind = \"{API}\"\n\n[discovery]\nsap_groups = []\nravenna = false\n");
     let mut estuary = start_estuary(dir.path(), &config);
     wait_for_port(API, &mut estuary);
 
     let mut cmd = Command::new(ESTUARY);
     cmd.args(["send", "--to", "127.0.0.1:5004", "--no-ravenna"])
         .args(["--sap-dest", "127.0.0.1:9875", "--sap-interval", "1s"])
-        .args(["--name", STREAM, "--frequency", "1000", "--level", TONE_PEAK_DBFS]);
+        .args([
+            "--name",
+            STREAM,
+            "--frequency",
+            "1000",
+            "--level",
+            TONE_PEAK_DBFS,
+        ]);
     let sender = Proc::spawn("send", &mut cmd, dir.path());
 
     let srt_port = free_udp_port();
@@ -110,7 +116,9 @@ fn the_dashboard_runs_the_gateway_in_chromium() {
         "the dashboard browser test failed ({status}):\n{out}{err}\n--- estuary ---\n{}",
         estuary.stderr()
     );
-    for page in ["overview", "streams", "inputs", "outputs", "routing", "alarms"] {
+    for page in [
+        "overview", "streams", "inputs", "outputs", "routing", "alarms",
+    ] {
         for width in ["desktop", "phone"] {
             let png = shots.join(format!("{page}-{width}.png"));
             assert!(png.is_file(), "no screenshot {}", png.display());
