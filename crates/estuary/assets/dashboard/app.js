@@ -791,10 +791,16 @@ const routing = {
 const alarms = {
   mount(main) {
     const [active, ab] = table('Active alarms', ['Severity', 'Subject', 'Condition', 'Message', 'Value', 'Raised']);
+    const [cond, cb] = table('Raised health conditions', ['Health', 'Subject', 'Conditions', 'State']);
     const [hist, hb] = table('Event history', ['Time', 'Kind', 'Severity', 'Subject', 'Message']);
     this.active = ab;
+    this.cond = cb;
     this.hist = hb;
-    main.append(...page('Alarms', section('Active', active), section('History', hist)));
+    main.append(...page('Alarms', section('Active', active),
+      // What the detectors raise on each input and output, whether or not an alarm rule
+      // turns it into an alarm: the badge's reasons, in one list.
+      section('Health conditions', cond),
+      section('History', hist)));
     this.events();
   },
   status(s) {
@@ -811,6 +817,18 @@ const alarms = {
       text(c[5], time(a.raised_at));
     });
     empty(this.active.closest('.scroll'), 'No active alarms.', s.alarms.length === 0);
+    const raised = [...s.inputs.map((x) => ['input', x]), ...s.outputs.map((x) => ['output', x])]
+      .filter(([, x]) => x.health.conditions.length);
+    sync(this.cond, raised, ([k, x]) => `${k}/${x.name}`, () => row(this.cond), (tr, [k, x]) => {
+      tr.className = 'condition';
+      tr.dataset.subject = x.name;
+      const c = tr.cells;
+      setBadge(c[0], x.health.level);
+      text(c[1], `${k} ${x.name}`);
+      text(c[2], x.health.conditions.join(', '));
+      setState(c[3], x.state);
+    });
+    empty(this.cond.closest('.scroll'), 'No input or output reports a problem.', raised.length === 0);
   },
   events() {
     const list = state.events.slice(-200).reverse();
