@@ -625,6 +625,8 @@ class Editor {
       const hint = f.hint ? h('span', { class: 'hint', id: `${id}-hint` }, f.hint) : null;
       control.setAttribute('aria-describedby', [hint && hint.id, err.id].filter(Boolean).join(' '));
       const v = cfg[f.name] ?? (name ? undefined : f.value);
+      // The API replaces an entry by name; renaming is delete + add.
+      if (name && f.name === 'name') control.readOnly = true;
       if (f.type === 'checkbox') {
         control.checked = v !== false;
         form.append(h('div', { class: 'field check' }, control, h('label', { for: id }, f.label), hint, err));
