@@ -31,6 +31,8 @@ pub struct Config {
     pub inputs: Vec<InputConfig>,
     #[serde(default)]
     pub outputs: Vec<OutputConfig>,
+    #[serde(default)]
+    pub api: crate::api::config::ApiConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -277,6 +279,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
             *file = Spanned::new(span, base_dir.join(file.get_ref()));
         }
     }
+    config.api.resolve_paths(base_dir);
     config.validate(text)?;
     Ok(config)
 }
@@ -361,6 +364,9 @@ impl Config {
             field,
             message,
         };
+        self.api
+            .validate()
+            .map_err(|(span, f, m)| err(span, f, m))?;
         let mut names = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let field = |f: &str| format!("inputs[{i}].{f}");

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::api::store::ConfigStore;
+use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::gateway::{self, Gateway};
 use crate::pipeline::Reporting;
@@ -27,7 +29,17 @@ pub fn run(
     if let Some(path) = path {
         watch_reload(path.to_owned(), gateway.clone(), stop.clone())?;
     }
-    gateway::supervise(config, &gateway, &inbox, stop, reporting, ready)
+    let store = match path {
+        Some(p) => ConfigStore::file(p),
+        // No file: edits live in memory, starting from an empty text.
+        None => ConfigStore::memory(""),
+    };
+    let api = api::start(ApiState::new(gateway.clone(), store))?;
+    let result = gateway::supervise(config, &gateway, &inbox, stop, reporting, ready);
+    if let Some(api) = api {
+        api.stop();
+    }
+    result
 }
 
 /// Reloads the config file on SIGHUP. A file that does not validate, or that cannot be

@@ -33,6 +33,9 @@ pub struct DemoArgs {
     /// `opus` (compressed) or `pcm` (SMPTE 302M, bit-exact).
     #[arg(long, value_enum, default_value = "opus")]
     codec: DemoCodec,
+    /// Port of the API and dashboard on 127.0.0.1.
+    #[arg(long, default_value_t = 8480)]
+    api_port: u16,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
@@ -62,6 +65,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let text = DEMO_CONFIG
         .replace("{name}", &tone.name)
         .replace("{srt_port}", &args.srt_port.to_string())
+        .replace("{api_port}", &args.api_port.to_string())
         .replace(
             "{codec}",
             match codec {
@@ -106,6 +110,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "     or:  srt-live-transmit srt://127.0.0.1:{} file://con | ffplay -nodisp -",
         args.srt_port
     );
+    if let Some(url) = crate::api::url(&cfg.api) {
+        println!("  Dashboard: {url}   (API: {url}api/docs)");
+    }
     println!("  Stop:    Ctrl-C");
     println!();
     for line in sender.sdp.lines() {

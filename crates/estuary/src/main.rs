@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod announce;
+mod api;
 mod bench;
 mod config;
+mod ctl;
 mod daemon;
 mod dashboard;
 mod demo;
@@ -18,6 +20,7 @@ mod discover;
 mod discovery;
 mod gateway;
 mod latency;
+mod metrics;
 mod pipeline;
 mod send;
 mod shutdown;
@@ -67,6 +70,10 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Summary of a running daemon (through its API): inputs, outputs, alarms.
+    Status(ctl::StatusArgs),
+    /// Inspect and change a running daemon through its API (exit 3: change rejected).
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -133,6 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             send::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status(args) => ctl::status(args),
+        Command::Ctl(args) => ctl::ctl(args),
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;
@@ -143,16 +152,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: journald, files and pipes get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // The ring keeps recent lines for the API (`/api/logs`, `/api/live`).
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(api::logs::RingLayer);
     match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
     }
 }
