@@ -159,14 +159,14 @@ mod tests {
         assert!(
             r.headers()[header::CONTENT_SECURITY_POLICY]
                 .to_str()
-                .unwrap()
+                .expect("ASCII header")
                 .contains("script-src 'self'")
         );
     }
 
     #[test]
     fn the_page_loads_only_files_that_are_served() {
-        let html = std::str::from_utf8(INDEX.body).unwrap();
+        let html = std::str::from_utf8(INDEX.body).expect("UTF-8 page");
         for path in [
             "/dashboard/app.js",
             "/dashboard/style.css",
