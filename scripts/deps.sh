@@ -10,7 +10,8 @@ profile=${1:-build}
 build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
 test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-           avahi-daemon avahi-utils dbus-daemon chromium nodejs)
+           avahi-daemon avahi-utils dbus-daemon
+           curl openssl python3-venv chromium nodejs)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;
@@ -47,6 +48,16 @@ cargo not found. Estuary needs Rust 1.88 or newer (edition 2024); Debian's packa
 older. Install it with rustup (https://rustup.rs) and run this command again.
 MSG
   exit 1
+fi
+
+# schemathesis fuzzes the live API from its OpenAPI document (tests/api.rs); a venv keeps it
+# away from the system Python.
+if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/st ]; then
+  echo "==> installing schemathesis into /opt/estuary-venv (once)"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo python3 -m venv /opt/estuary-venv
+  $sudo /opt/estuary-venv/bin/pip install --quiet schemathesis
 fi
 
 if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then

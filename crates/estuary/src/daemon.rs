@@ -34,7 +34,12 @@ pub fn run(
         // No file: edits live in memory, starting from an empty text.
         None => ConfigStore::memory(""),
     };
-    let api = api::start(ApiState::new(gateway.clone(), store))?;
+    // Audio first: a taken API port is reported loudly but does not take the gateway off air.
+    let api = api::start(ApiState::new(gateway.clone(), store)).unwrap_or_else(|e| {
+        tracing::error!(error = format!("{e:#}"), "the API is not available");
+        gateway.record("api_failed", "critical", "api", &format!("{e:#}"));
+        None
+    });
     let result = gateway::supervise(config, &gateway, &inbox, stop, reporting, ready);
     if let Some(api) = api {
         api.stop();

@@ -16,6 +16,9 @@ pub mod openapi;
 pub mod store;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};

@@ -386,8 +386,13 @@ mod tests {
     fn add_keeps_the_rest_byte_for_byte() {
         let spec = serde_json::json!({"name": "b", "kind": "aes67", "address": "127.0.0.1:5006"});
         let out = add_entry(TEXT, Section::Inputs, &spec).expect("add");
-        assert!(out.starts_with(TEXT.trim_end()), "{out}");
-        assert!(out.contains("name = \"b\""));
+        assert!(
+            out.contains("\n[[inputs]]\nname = \"b\"\nkind = \"aes67\"\n"),
+            "{out}"
+        );
+        // Removing it again gives back the original, byte for byte.
+        let back = remove_entry(&out, Section::Inputs, "b", false).expect("remove");
+        assert_eq!(back, TEXT);
         let again = add_entry(&out, Section::Inputs, &spec).expect_err("duplicate");
         assert_eq!(again.status, axum::http::StatusCode::CONFLICT);
     }
