@@ -2,7 +2,8 @@
 # Installs what Estuary needs, idempotently: Debian packages (only the missing ones, one
 # `apt-get update` at most) and, for `test`, cargo-fuzz. Safe to run again and again.
 #   scripts/deps.sh build   - to build and run the daemon
-#   scripts/deps.sh test    - also the independent peers the tests talk to
+#   scripts/deps.sh test    - also the independent peers the tests talk to, and the
+#                             dashboard test's Chromium + playwright-core
 set -euo pipefail
 
 profile=${1:-build}
@@ -10,7 +11,7 @@ build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
 test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
-           curl openssl python3-venv)
+           curl openssl python3-venv chromium nodejs)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;
@@ -24,6 +25,11 @@ for pkg in "${wanted[@]}"; do
     missing+=("$pkg")
   fi
 done
+
+# npm: Debian's package, unless a Node.js build that bundles npm (e.g. NodeSource) is there.
+if [ "$profile" = test ] && ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 
 if ((${#missing[@]})); then
   sudo=""
@@ -50,11 +56,19 @@ if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/st ]; then
   echo "==> installing schemathesis into /opt/estuary-venv (once)"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo python3 -m venv /opt/estuary-venv
+  $sudo /usr/bin/python3 -m venv /opt/estuary-venv
   $sudo /opt/estuary-venv/bin/pip install --quiet schemathesis
 fi
 
 if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "==> installing cargo-fuzz (once)"
   cargo install --locked --quiet cargo-fuzz
+fi
+
+# The dashboard's browser test: playwright-core (pinned in package-lock.json) drives Debian's
+# Chromium; no browser download.
+dashboard_e2e="$(cd "$(dirname "$0")/.." && pwd)/crates/estuary/tests/dashboard"
+if [ "$profile" = test ] && [ ! -d "$dashboard_e2e/node_modules/playwright-core" ]; then
+  echo "==> installing playwright-core for the dashboard test (once)"
+  (cd "$dashboard_e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 fi

@@ -15,6 +15,7 @@ mod bench;
 mod config;
 mod ctl;
 mod daemon;
+mod dashboard;
 mod demo;
 mod discover;
 mod discovery;

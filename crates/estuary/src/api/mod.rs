@@ -103,6 +103,7 @@ pub fn app(state: ApiState) -> Router {
             auth::authorize,
         ))
         .with_state(state)
+        .merge(crate::dashboard::routes())
         .merge(openapi::docs_page())
 }
 
