@@ -30,14 +30,17 @@ fn missing_prerequisite() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root for a private network namespace".into());
     }
+    // The test command installs these; a machine without them must not pass silently.
     for tool in ["node", "chromium", "srt-live-transmit"] {
-        if !have(tool) {
-            return Some(format!("{tool} is not installed (scripts/deps.sh test)"));
-        }
+        assert!(
+            have(tool),
+            "{tool} is not installed: run scripts/deps.sh test"
+        );
     }
-    if !e2e_dir().join("node_modules/playwright-core").is_dir() {
-        return Some("playwright-core is not installed (scripts/deps.sh test)".into());
-    }
+    assert!(
+        e2e_dir().join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/deps.sh test"
+    );
     None
 }
 
@@ -79,8 +82,13 @@ fn the_dashboard_runs_the_gateway_in_chromium() {
 
     // Nothing configured: the stream is found and added from the browser. SAP arrives by
     // unicast on loopback, as in `estuary demo`.
-    let config =
-        format!("[api]\nbind = \"{API}\"\n\n[discovery]\nsap_groups = []\nravenna = false\n");
+    // A silence rule short enough for a test: stopping the tone must raise it.
+    let config = format!(
+        "[api]\nbind = \"{API}\"\n\n[discovery]\nsap_groups = []\nravenna = false\n\n\
+         [[alarms.rules]]\nname = \"programme silent\"\ncondition = \"silence\"\n\
+         threshold = -60.0\nraise_after = \"2s\"\nseverity = \"warning\"\n\n\
+         [[alarms.rules]]\nname = \"no packets\"\ncondition = \"no_packets\"\nseverity = \"critical\"\n"
+    );
     let mut estuary = start_estuary(dir.path(), &config);
     wait_for_port(API, &mut estuary);
 
