@@ -33,6 +33,7 @@ pub struct Config {
     pub outputs: Vec<OutputConfig>,
     #[serde(default)]
     pub alarms: crate::alarm::AlarmsConfig,
+    #[serde(default)]
     pub api: crate::api::config::ApiConfig,
 }
 

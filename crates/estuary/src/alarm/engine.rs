@@ -268,6 +268,9 @@ fn place(scope: &str, subject: &str, channel: Option<u16>) -> String {
 /// What the measured value says, in words.
 fn detail(condition: Condition, v: f64) -> String {
     match condition {
+        Condition::Silence | Condition::DcOffset | Condition::Stuck if v == f64::NEG_INFINITY => {
+            "digital silence".into()
+        }
         Condition::Silence | Condition::DcOffset | Condition::Stuck => format!("{v:.1} dBFS"),
         Condition::Clipping => format!("{v:.1} (run of full-scale samples, or dBTP)"),
         Condition::Discontinuity => format!("{v:.0} click(s) in 10 ms"),
