@@ -23,6 +23,8 @@ pub struct SystemSampler {
     cpu_mark: (Instant, f64),
     cpu_percent: f64,
     slow: Option<(Instant, String, Vec<InterfaceStatus>)>,
+    /// The last sample: the supervisor publishes 20 times a second, /proc is read once.
+    last: Option<(Instant, SystemStatus)>,
 }
 
 impl SystemSampler {
@@ -35,11 +37,24 @@ impl SystemSampler {
             cpu_mark: (Instant::now(), process_cpu_seconds(ticks)),
             cpu_percent: 0.0,
             slow: None,
+            last: None,
         }
     }
 
+    /// The figures, read again at most once per [`CPU_WINDOW`].
     pub fn sample(&mut self) -> SystemStatus {
         let now = Instant::now();
+        if let Some((at, last)) = &self.last
+            && now.duration_since(*at) < CPU_WINDOW
+        {
+            return last.clone();
+        }
+        let status = self.read(now);
+        self.last = Some((now, status.clone()));
+        status
+    }
+
+    fn read(&mut self, now: Instant) -> SystemStatus {
         let cpu = process_cpu_seconds(self.ticks_per_second);
         let elapsed = now.duration_since(self.cpu_mark.0);
         if elapsed >= CPU_WINDOW {

@@ -160,7 +160,12 @@ fn input_status(route: &Route) -> InputStatus {
     let snap = *super::lock(&route.snapshot);
     let mut totals = snap.stats;
     totals.add_counters(&route.carried.stats);
-    let meter = super::lock(&route.meter).clone();
+    // Only the raised conditions and the drift: the meters themselves go out through
+    // `Running::meters`, so the snapshot is not copied twice per publication.
+    let (raised, drift_ppm) = {
+        let meter = super::lock(&route.meter);
+        (meter.raised.clone(), meter.health.drift_ppm)
+    };
     let source = match config.source_spec() {
         Ok(Some(SourceSpec::Discovered(selector))) => selector.to_string(),
         _ => match config.plan() {
@@ -188,8 +193,7 @@ fn input_status(route: &Route) -> InputStatus {
         ),
     };
     let rate = stream.as_ref().map_or(0, |s| s.sample_rate);
-    let conditions: Vec<String> = meter
-        .raised
+    let conditions: Vec<String> = raised
         .iter()
         .map(|(c, ch)| match ch {
             Some(ch) => format!("{} ch{ch}", c.name()),
@@ -220,7 +224,7 @@ fn input_status(route: &Route) -> InputStatus {
         health: Health {
             level: level.into(),
             conditions,
-            drift_ppm: meter.health.drift_ppm,
+            drift_ppm,
         },
         outputs: route
             .outputs
