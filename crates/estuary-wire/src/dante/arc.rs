@@ -441,10 +441,12 @@ pub fn page<T>(items: &[T], first: u16, size: usize) -> (&[T], bool) {
     (&items[start..end], end < items.len())
 }
 
-/// Starts a paged answer: capacity, record count, and `records × size` zero bytes to
-/// fill in; returns where the records start.
-fn start_page(w: &mut Writer, capacity: usize, records: usize, size: usize) -> usize {
-    w.u8(capacity.min(255) as u8).u8(records.min(255) as u8);
+/// Starts a paged answer: the record count twice, and `records × size` zero bytes to fill
+/// in; returns where the records start. (Byte 10 is sometimes described as the page's
+/// capacity, but netaudio 0.4.2 rejects a page where it differs from the record count.)
+fn start_page(w: &mut Writer, records: usize, size: usize) -> usize {
+    let count = records.min(255) as u8;
+    w.u8(count).u8(count);
     let at = w.position();
     w.zeros(records * size);
     at
@@ -465,7 +467,7 @@ pub fn write_tx_channels(
     more: bool,
 ) -> Result<Vec<u8>, DanteError> {
     let mut w = Writer::new(request.response(if more { RESULT_MORE } else { RESULT_OK }));
-    let records = start_page(&mut w, TX_PAGE, channels.len(), 8);
+    let records = start_page(&mut w, channels.len(), 8);
     let descriptor = write_format(&mut w, format)?;
     for (i, c) in channels.iter().enumerate() {
         let at = records + 8 * i;
@@ -507,7 +509,7 @@ pub fn write_tx_names(
     more: bool,
 ) -> Result<Vec<u8>, DanteError> {
     let mut w = Writer::new(request.response(if more { RESULT_MORE } else { RESULT_OK }));
-    let records = start_page(&mut w, TX_PAGE, names.len(), 6);
+    let records = start_page(&mut w, names.len(), 6);
     w.zeros(4);
     for (i, c) in names.iter().enumerate() {
         let at = records + 6 * i;
@@ -622,7 +624,7 @@ pub fn write_rx_channels(
     more: bool,
 ) -> Result<Vec<u8>, DanteError> {
     let mut w = Writer::new(request.response(if more { RESULT_MORE } else { RESULT_OK }));
-    let records = start_page(&mut w, RX_PAGE, channels.len(), 20);
+    let records = start_page(&mut w, channels.len(), 20);
     let descriptor = write_format(&mut w, format)?;
     for (i, c) in channels.iter().enumerate() {
         let at = records + 20 * i;
