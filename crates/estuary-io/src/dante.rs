@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use estuary_engine::dante::{Device, DeviceState};
-use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
+use mdns_sd::{ServiceDaemon, ServiceInfo};
 
 /// DNS-SD types of the records a device publishes.
 pub const ARC_SERVICE: &str = "_netaudio-arc._udp.local.";
@@ -179,13 +179,8 @@ struct Publisher {
 
 impl Publisher {
     fn new(options: &DanteOptions, arc_port: u16) -> Result<Publisher, DanteIoError> {
-        let daemon = ServiceDaemon::new().map_err(mdns_err)?;
-        if let Some(name) = &options.interface {
-            daemon.disable_interface(IfKind::All).map_err(mdns_err)?;
-            daemon
-                .enable_interface(IfKind::Name(name.clone()))
-                .map_err(mdns_err)?;
-        }
+        let daemon =
+            crate::ravenna::mdns_responder(options.interface.as_deref()).map_err(mdns_err)?;
         Ok(Publisher {
             daemon,
             options: options.clone(),
