@@ -3,5 +3,6 @@
 
 pub mod device;
 pub mod flows;
+pub mod subscriber;
 
 pub use device::{Changes, Device, DeviceSpec, DeviceState, factory_channel_name};

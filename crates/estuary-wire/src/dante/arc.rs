@@ -89,7 +89,7 @@ pub struct Subscription {
 }
 
 /// A TX channel of some device: `channel@device`. The device `.` means this device.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Source {
     pub channel: String,
     pub device: String,
