@@ -507,17 +507,17 @@ mod tests {
         let small = h.encode(6_000);
         let big = h.encode(5 << 30);
         assert_eq!(small.len(), big.len());
-        let a = parse(&small).unwrap();
+        let a = parse(&small).expect("test");
         assert!(!a.rf64);
         assert_eq!(a.data_size, 6_000);
         assert_eq!(a.data_offset, small.len() as u64);
         assert_eq!(a.bext, h.bext);
         assert!(
             a.ixml
-                .unwrap()
+                .expect("test")
                 .contains("<NAME>Snare &amp; &lt;1&gt;</NAME>")
         );
-        let b = parse(&big).unwrap();
+        let b = parse(&big).expect("test");
         assert!(b.rf64);
         assert_eq!(b.data_size, 5 << 30);
         assert_eq!(b.ds64_offset, Some(12));
@@ -543,19 +543,19 @@ mod tests {
         let mut file = h.encode(0);
         let start = file.len() as u64;
         file.extend(std::iter::repeat_n(7u8, 6 * 1000 + 4)); // a partial frame at the end
-        let r = repair(&file, file.len() as u64).unwrap();
+        let r = repair(&file, file.len() as u64).expect("test");
         assert_eq!(r.data_size, 6000);
         assert_eq!(r.truncate_to, start + 6000);
         for (at, bytes) in &r.patches {
             file[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
         }
         file.truncate(r.truncate_to as usize);
-        let info = parse(&file).unwrap();
+        let info = parse(&file).expect("test");
         assert_eq!(info.data_size, 6000);
         assert_eq!(info.riff_size, file.len() as u64 - 8);
         assert!(
             repair(&file, file.len() as u64)
-                .unwrap()
+                .expect("test")
                 .is_noop(file.len() as u64)
         );
     }
@@ -565,11 +565,11 @@ mod tests {
         let h = header(16, 1);
         let mut file = h.encode(0);
         let len = (5u64 << 30) + file.len() as u64;
-        let r = repair(&file, len).unwrap();
+        let r = repair(&file, len).expect("test");
         for (at, bytes) in &r.patches {
             file[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
         }
-        let info = parse(&file).unwrap();
+        let info = parse(&file).expect("test");
         assert!(info.rf64);
         assert_eq!(info.data_size, 5 << 30);
         assert_eq!(file, h.encode(5 << 30));
