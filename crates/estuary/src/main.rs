@@ -23,6 +23,7 @@ mod gateway;
 mod latency;
 mod metrics;
 mod pipeline;
+mod record;
 mod send;
 mod shutdown;
 mod status;
@@ -71,6 +72,8 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Fix the sizes in WAV/BWF/RF64 headers of recordings cut by a crash or power loss.
+    Repair(record::repair::RepairArgs),
     /// Alarm notifications: `estuary alarm test` fires a test alarm through the notifiers.
     Alarm(alarm::AlarmArgs),
     /// Summary of a running daemon (through its API): inputs, outputs, alarms.
@@ -149,6 +152,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => ctl::status(args),
         Command::Ctl(args) => ctl::ctl(args),
+        Command::Repair(args) => {
+            record::repair::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;
