@@ -72,6 +72,8 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Record one stream to BWF/RF64 files until Ctrl-C or --duration, with a progress line.
+    Record(record::cli::RecordArgs),
     /// Fix the sizes in WAV/BWF/RF64 headers of recordings cut by a crash or power loss.
     Repair(record::repair::RepairArgs),
     /// Alarm notifications: `estuary alarm test` fires a test alarm through the notifiers.
@@ -152,6 +154,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => ctl::status(args),
         Command::Ctl(args) => ctl::ctl(args),
+        Command::Record(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            record::cli::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Repair(args) => {
             record::repair::run(&args)?;
             Ok(ExitCode::SUCCESS)

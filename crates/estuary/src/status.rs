@@ -61,6 +61,7 @@ pub struct RecorderStatus {
     /// Runs of silence written for audio that never came (listed in the sidecars).
     pub gaps: u64,
     pub gap_frames: u64,
+    pub sample_rate: u32,
     /// Frames not written: the disk was full or failing.
     pub frames_dropped: u64,
     pub files_deleted: u64,

@@ -38,12 +38,19 @@ fn signal(pos: u64, c: usize) -> i32 {
 
 /// Sends `packets` 1 ms L24 packets of `channels` to `port`, paced, skipping `drop`.
 fn send(port: u16, channels: usize, packets: u64, drop: &[u64]) {
+    send_span(port, channels, (0..packets, 0x1234_5678), drop);
+}
+
+/// Sends packets `span` (packet i holds media positions TS0 + 48 i…) with `ssrc`; packet
+/// `span.start` leaves now, the others 1 ms apart, as a sender on the same clock would.
+fn send_span(port: u16, channels: usize, (span, ssrc): (std::ops::Range<u64>, u32), drop: &[u64]) {
+    let first = span.start;
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let start = Instant::now();
     let mut samples = vec![0i32; FPP as usize * channels];
     let mut payload = vec![0u8; samples.len() * 3];
     let mut bytes = vec![0u8; 1500];
-    for i in 0..packets {
+    for i in span {
         let position = u64::from(TS0) + i * FPP;
         for (k, frame) in samples.chunks_exact_mut(channels).enumerate() {
             for (c, s) in frame.iter_mut().enumerate() {
@@ -55,14 +62,14 @@ fn send(port: u16, channels: usize, packets: u64, drop: &[u64]) {
             payload_type: 97,
             sequence: SeqNum((i as u16).wrapping_add(500)),
             timestamp: RtpTimestamp(position as u32),
-            ssrc: 0x1234_5678,
+            ssrc,
             payload: &payload[..n],
             ..RtpPacketBuilder::default()
         };
         let size = builder.wire_size();
         builder.write_into(&mut bytes[..size]).expect("rtp");
         if let Some(wait) =
-            (start + Duration::from_millis(i)).checked_duration_since(Instant::now())
+            (start + Duration::from_millis(i - first)).checked_duration_since(Instant::now())
         {
             std::thread::sleep(wait);
         }
@@ -519,4 +526,89 @@ fn disk_full_raises_the_alarm_keeps_files_valid_and_resumes() {
         assert_eq!(sox, ffprobe);
         check_content(&rec, &[0, 1], |pos| pos >= end);
     }
+}
+
+/// Two senders on the same media clock, started 137 ms apart, recorded by two recorders with
+/// `align = "1s"`: both takes start on the same media-clock sample, which holds what each
+/// sender sent there.
+#[test]
+fn two_streams_start_on_the_same_media_clock_sample() {
+    if !root() {
+        return;
+    }
+    isolate();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("rec");
+    let text = format!(
+        "{}\n[[inputs]]\nname = \"second\"\nkind = \"aes67\"\naddress = \"127.0.0.1:5012\"\n\
+         format = \"L24\"\nchannels = 2\nsample_rate = 48000\npayload_type = 97\n\
+         latency = \"40ms\"\nmeters = false\n\n\
+         [[recorders]]\nname = \"a\"\ninput = \"stage\"\ndirectory = \"{d}\"\nalign = \"1s\"\n\n\
+         [[recorders]]\nname = \"b\"\ninput = \"second\"\ndirectory = \"{d}\"\nalign = \"1s\"\n",
+        config(5010, 2, 8484, ""),
+        d = out.display()
+    );
+    let mut estuary = start_estuary(dir.path(), &text);
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+    let a = std::thread::spawn(|| send_span(5010, 2, (0..2_600, 0xA), &[]));
+    std::thread::sleep(Duration::from_millis(137));
+    let b = std::thread::spawn(|| send_span(5012, 2, (137..2_600, 0xB), &[]));
+    a.join().expect("a");
+    b.join().expect("b");
+    assert!(estuary.terminate(Duration::from_secs(10)).success());
+    let files = wav_files(&out);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let a = read_wav(&files[0]);
+    let b = read_wav(&files[1]);
+    let start = |r: &Recording| r.info.bext.as_ref().expect("bext").time_reference;
+    assert_eq!(start(&a), start(&b));
+    assert_eq!(start(&a) % RATE, 0, "a whole second of the media clock");
+    assert!(start(&a) > u64::from(TS0) + 137 * FPP);
+    let end = u64::from(TS0) + 2_600 * FPP;
+    for rec in [&a, &b] {
+        check_content(rec, &[0, 1], |pos| pos >= end);
+        assert!(rec.frames() > RATE, "{} frames", rec.frames());
+    }
+}
+
+/// `estuary record ADDRESS --duration`: a one-off recording with a progress line, bit-exact.
+#[test]
+fn record_cli_records_a_stream_for_a_duration() {
+    if !root() {
+        return;
+    }
+    isolate();
+    let dir = tempfile::tempdir().expect("tmp");
+    let sender = std::thread::spawn(|| send(5014, 2, 3_000, &[]));
+    let (status, _, err) = run_with_timeout(
+        Command::new(ESTUARY)
+            .args([
+                "record",
+                "127.0.0.1:5014",
+                "--duration",
+                "2s",
+                "--bits",
+                "32",
+                "-o",
+            ])
+            .arg(dir.path()),
+        Duration::from_secs(20),
+    );
+    sender.join().expect("sender");
+    assert!(status.success(), "estuary record: {err}");
+    assert!(
+        err.contains("recording") && err.contains("1 file(s)"),
+        "{err}"
+    );
+    let files = wav_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let rec = read_wav(&files[0]);
+    assert_eq!(rec.info.spec.bits, 32);
+    assert!(rec.info.rf64 || rec.info.ds64_offset.is_some());
+    let seconds = rec.frames() as f64 / RATE as f64;
+    assert!((1.5..=2.1).contains(&seconds), "{seconds} s");
+    check_content(&rec, &[0, 1], |_| false);
+    let [ffprobe, sox] = probe(&files[0]);
+    assert_eq!(ffprobe, (RATE, 2, rec.frames()));
+    assert_eq!(sox, ffprobe);
 }

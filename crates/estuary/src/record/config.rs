@@ -84,6 +84,11 @@ pub struct RecorderConfig {
     pub header_interval: Duration,
     #[serde(default)]
     pub fsync: FsyncPolicy,
+    /// Start each take on a media-clock position that is a multiple of this (`1s`: a whole
+    /// second of the stream's clock, which for AES67 is PTP time). Recorders of different
+    /// streams on the same clock then start on the same sample.
+    #[serde(default, with = "humantime_serde")]
+    pub align: Option<Duration>,
 }
 
 fn default_format() -> FileFormat {
@@ -230,6 +235,15 @@ pub fn validate(config: &Config) -> Result<(), FieldError> {
                 r.name.span(),
                 field("header_interval"),
                 "must be between 100ms and 60s".into(),
+            ));
+        }
+        if r.align
+            .is_some_and(|a| a < Duration::from_millis(1) || a > Duration::from_secs(3600))
+        {
+            return Err((
+                r.name.span(),
+                field("align"),
+                "must be between 1ms and 1h".into(),
             ));
         }
         let template = r.template.get_ref();

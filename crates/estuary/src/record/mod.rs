@@ -11,6 +11,7 @@
 //! `header_interval` so a file cut by kill -9 or power loss plays up to that point
 //! (`estuary repair` fixes the rest).
 
+pub mod cli;
 pub mod config;
 mod file;
 pub mod repair;
@@ -134,6 +135,7 @@ impl RecorderWorker {
             name: name.clone(),
             input: config.input.get_ref().clone(),
             state: "waiting".into(),
+            sample_rate,
             ..RecorderStatus::default()
         };
         *lock(&shared) = status.clone();
@@ -254,7 +256,24 @@ impl RecorderWorker {
             }
         }
         self.next_position = Some(position + frames as u64);
-        self.write(position, &data, frames);
+        let skip = match self.config.align {
+            Some(align) if self.set.is_none() => {
+                let every = (align.as_secs_f64() * f64::from(self.sample_rate)).round() as u64;
+                let skip = (every - position % every.max(1)) % every.max(1);
+                if skip >= frames as u64 {
+                    // Before the first aligned sample: not part of any take.
+                    self.pending_gaps.clear();
+                    return;
+                }
+                skip as usize
+            }
+            _ => 0,
+        };
+        self.write(
+            position + skip as u64,
+            &data[skip * self.channels..],
+            frames - skip,
+        );
     }
 
     /// Silence for frames the recorder never got, so the file does not shift.
@@ -300,7 +319,16 @@ impl RecorderWorker {
             return;
         };
         for mut gap in self.pending_gaps.drain(..) {
-            gap.offset = gap.position.saturating_sub(set.start_position);
+            // A gap that began before the take started counts from its first frame.
+            if gap.position < set.start_position {
+                let before = set.start_position - gap.position;
+                if before >= gap.frames {
+                    continue;
+                }
+                gap.frames -= before;
+                gap.position = set.start_position;
+            }
+            gap.offset = gap.position - set.start_position;
             if self.late_pending && gap.cause == "lost" {
                 gap.cause = "late";
             }
