@@ -46,7 +46,8 @@ pub struct Status {
 pub struct RecorderStatus {
     pub name: String,
     pub input: String,
-    /// `waiting` (no audio yet), `recording`, `disk_full`, `failed` (retrying) or `stopped`.
+    /// `waiting` (no audio yet), `recording`, `idle` (VOX, between takes), `disk_full`,
+    /// `failed` (retrying) or `stopped`.
     pub state: String,
     /// The first file of the current take.
     pub file: Option<String>,

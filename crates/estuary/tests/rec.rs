@@ -612,3 +612,50 @@ fn record_cli_records_a_stream_for_a_duration() {
     assert_eq!(ffprobe, (RATE, 2, rec.frames()));
     assert_eq!(sox, ffprobe);
 }
+
+/// VOX: quiet (concealed) audio, then 500 ms of signal, then quiet again: one take that starts
+/// exactly `pre_roll` before the first loud sample and ends `hang` after the last.
+#[test]
+fn vox_records_only_around_the_loud_part_with_pre_roll_and_hang() {
+    if !root() {
+        return;
+    }
+    isolate();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("rec");
+    let recorders = format!(
+        "[[recorders]]\nname = \"vox\"\ninput = \"stage\"\ndirectory = \"{}\"\n\
+         vox = {{ threshold = -40.0, hang = \"300ms\", pre_roll = \"200ms\" }}\n",
+        out.display()
+    );
+    let mut estuary = start_estuary(dir.path(), &config(5016, 2, 8486, &recorders));
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+    // Packets 0..100 start the stream; 100..1000 and 1500.. are never sent (silence).
+    let quiet: Vec<u64> = (100..1_000).chain(1_500..2_200).collect();
+    send(5016, 2, 2_200, &quiet);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(estuary.terminate(Duration::from_secs(10)).success());
+    // Two takes: the stream's first 100 ms (no audio before it for a pre-roll), and the
+    // loud half second with 200 ms of pre-roll; each ends 300 ms after its last loud sample.
+    let files = wav_files(&out);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let ts0 = u64::from(TS0);
+    let takes = [
+        (ts0, ts0..ts0 + 100 * FPP),
+        (
+            ts0 + 1_000 * FPP - RATE / 5,
+            ts0 + 1_000 * FPP..ts0 + 1_500 * FPP,
+        ),
+    ];
+    for (path, (start, loud)) in files.iter().zip(takes) {
+        let rec = read_wav(path);
+        let tr = rec.info.bext.as_ref().expect("bext").time_reference;
+        assert_eq!(tr, start, "{}", path.display());
+        let hang = tr + rec.frames() - loud.end;
+        assert!(
+            (RATE * 3 / 10..RATE * 3 / 10 + 10 * FPP).contains(&hang),
+            "hang {hang} frames"
+        );
+        check_content(&rec, &[0, 1], |pos| !loud.contains(&pos));
+    }
+}

@@ -89,6 +89,28 @@ pub struct RecorderConfig {
     /// streams on the same clock then start on the same sample.
     #[serde(default, with = "humantime_serde")]
     pub align: Option<Duration>,
+    /// Level-triggered recording: files only while some channel is loud.
+    pub vox: Option<VoxConfig>,
+}
+
+/// VOX: a take starts when any recorded channel's sample peak reaches `threshold`, with the
+/// `pre_roll` before it, and ends `hang` after the last loud sample.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoxConfig {
+    /// dBFS, -120..0.
+    pub threshold: Spanned<f64>,
+    #[serde(default = "default_hang", with = "humantime_serde")]
+    pub hang: Duration,
+    #[serde(default = "default_pre_roll", with = "humantime_serde")]
+    pub pre_roll: Duration,
+}
+
+fn default_hang() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_pre_roll() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_format() -> FileFormat {
@@ -245,6 +267,23 @@ pub fn validate(config: &Config) -> Result<(), FieldError> {
                 field("align"),
                 "must be between 1ms and 1h".into(),
             ));
+        }
+        if let Some(vox) = &r.vox {
+            let t = *vox.threshold.get_ref();
+            if !(-120.0..=0.0).contains(&t) {
+                return Err((
+                    vox.threshold.span(),
+                    field("vox.threshold"),
+                    "must be between -120 and 0 dBFS".into(),
+                ));
+            }
+            if vox.pre_roll > Duration::from_secs(60) || vox.hang > Duration::from_secs(3600) {
+                return Err((
+                    vox.threshold.span(),
+                    field("vox"),
+                    "pre_roll must be at most 60s and hang at most 1h".into(),
+                ));
+            }
         }
         let template = r.template.get_ref();
         if let Err(m) = check_template(template) {

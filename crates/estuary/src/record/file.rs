@@ -52,8 +52,30 @@ impl TrackFile {
         self.data_bytes + self.buffer.len() as u64
     }
 
-    pub fn append(&mut self, samples: &[i32], bits: u8) -> std::io::Result<()> {
-        wav::pack(samples, bits, &mut self.buffer);
+    /// Appends `channels` of each frame of `data` (frames of `stride` samples).
+    pub fn append(
+        &mut self,
+        data: &[i32],
+        (stride, channels): (usize, &[usize]),
+        bits: u8,
+    ) -> std::io::Result<()> {
+        if channels.iter().copied().eq(0..stride) {
+            wav::pack(data, bits, &mut self.buffer);
+        } else {
+            let frames = data.len() / stride.max(1);
+            self.buffer
+                .reserve(frames * channels.len() * usize::from(bits / 8));
+            for frame in data.chunks_exact(stride) {
+                for &c in channels {
+                    let b = frame[c].to_le_bytes();
+                    match bits {
+                        16 => self.buffer.extend_from_slice(&b[2..4]),
+                        24 => self.buffer.extend_from_slice(&b[1..4]),
+                        _ => self.buffer.extend_from_slice(&b),
+                    }
+                }
+            }
+        }
         if self.buffer.len() >= WRITE_BUFFER {
             self.flush()?;
         }

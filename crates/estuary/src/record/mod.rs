@@ -82,6 +82,21 @@ struct FileSet {
     gaps_written: usize,
 }
 
+/// Level-triggered recording state.
+struct Vox {
+    /// Left-justified 32-bit amplitude.
+    threshold: u32,
+    hang: u64,
+    pre_roll: u64,
+    /// The last `pre_roll` frames, interleaved, starting at `buffer_start`.
+    buffer: std::collections::VecDeque<i32>,
+    buffer_start: u64,
+    /// Position just after the last loud frame.
+    last_loud: Option<u64>,
+    /// The input channels recorded (only those trigger).
+    channels: Vec<usize>,
+}
+
 /// What a failure to write means for the recorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
@@ -106,9 +121,11 @@ pub struct RecorderWorker {
     late_pending: bool,
     health: Health,
     status: RecorderStatus,
-    track_buf: Vec<i32>,
+    /// The samples of the chunk being written (kept to reuse its allocation).
+    chunk_buf: Vec<i32>,
     next_header: Instant,
     next_retention: Instant,
+    vox: Option<Vox>,
 }
 
 impl RecorderWorker {
@@ -156,9 +173,22 @@ impl RecorderWorker {
             late_pending: false,
             health: Health::Ok,
             status,
-            track_buf: Vec::new(),
+            chunk_buf: Vec::new(),
             next_header: now + config.header_interval,
             next_retention: now,
+            vox: config.vox.as_ref().map(|v| {
+                let frames = |d: Duration| (d.as_secs_f64() * f64::from(sample_rate)) as u64;
+                Vox {
+                    threshold: (10f64.powf(v.threshold.get_ref() / 20.0) * 2f64.powi(31))
+                        .min(f64::from(u32::MAX)) as u32,
+                    hang: frames(v.hang),
+                    pre_roll: frames(v.pre_roll),
+                    buffer: std::collections::VecDeque::new(),
+                    buffer_start: 0,
+                    last_loud: None,
+                    channels: Vec::new(),
+                }
+            }),
         })
     }
 
@@ -234,13 +264,15 @@ impl RecorderWorker {
             return;
         };
         let (a, b) = chunk.as_slices();
-        let mut data = Vec::with_capacity(n);
+        let mut data = std::mem::take(&mut self.chunk_buf);
+        data.clear();
         data.extend_from_slice(a);
         data.extend_from_slice(b);
         chunk.commit_all();
         if data.len() < n {
             // Cannot happen while the ingest pushes samples before their event; be safe.
             self.status.errors += 1;
+            self.chunk_buf = data;
             return;
         }
         if let Some(expected) = self.next_position
@@ -256,6 +288,11 @@ impl RecorderWorker {
             }
         }
         self.next_position = Some(position + frames as u64);
+        if self.vox.is_some() {
+            self.vox_chunk(position, &data, frames);
+            self.chunk_buf = data;
+            return;
+        }
         let skip = match self.config.align {
             Some(align) if self.set.is_none() => {
                 let every = (align.as_secs_f64() * f64::from(self.sample_rate)).round() as u64;
@@ -263,6 +300,7 @@ impl RecorderWorker {
                 if skip >= frames as u64 {
                     // Before the first aligned sample: not part of any take.
                     self.pending_gaps.clear();
+                    self.chunk_buf = data;
                     return;
                 }
                 skip as usize
@@ -274,6 +312,67 @@ impl RecorderWorker {
             &data[skip * self.channels..],
             frames - skip,
         );
+        self.chunk_buf = data;
+    }
+
+    /// VOX: keeps the pre-roll while quiet, starts a take (with the pre-roll) when loud, ends
+    /// it `hang` after the last loud frame.
+    fn vox_chunk(&mut self, position: u64, data: &[i32], frames: usize) {
+        let Some(mut vox) = self.vox.take() else {
+            return;
+        };
+        let ch = self.channels;
+        let end = position + frames as u64;
+        if vox.channels.is_empty() {
+            vox.channels = self
+                .tracks
+                .iter()
+                .flat_map(|t| t.channels.clone())
+                .collect();
+        }
+        let (channels, threshold) = (&vox.channels, vox.threshold);
+        let is_loud = |f: &[i32]| channels.iter().any(|&c| f[c].unsigned_abs() >= threshold);
+        let first_loud = data.chunks_exact(ch).position(is_loud);
+        if let Some(k) = data.chunks_exact(ch).rposition(is_loud) {
+            vox.last_loud = Some(position + k as u64 + 1);
+        }
+        let active = vox.last_loud.is_some_and(|l| end <= l + vox.hang);
+        if self.set.is_none() {
+            if vox.buffer_start + (vox.buffer.len() / ch) as u64 != position {
+                vox.buffer.clear();
+                vox.buffer_start = position;
+            }
+            // The buffer keeps `pre_roll` frames before this chunk, and this chunk.
+            let excess = (vox.buffer.len() / ch).saturating_sub(vox.pre_roll as usize);
+            vox.buffer.drain(..excess * ch);
+            vox.buffer_start += excess as u64;
+            vox.buffer.extend(data);
+            if !active {
+                let start = vox.buffer_start;
+                self.pending_gaps.retain(|g| g.position + g.frames > start);
+                if self.status.state == "waiting" || self.status.state == "recording" {
+                    self.status.state = "idle".into();
+                }
+                self.vox = Some(vox);
+                return;
+            }
+            // Exactly `pre_roll` before the first loud frame (or as much as there is).
+            let trigger = first_loud.map_or(position, |k| position + k as u64);
+            let start = trigger.saturating_sub(vox.pre_roll).max(vox.buffer_start);
+            vox.buffer.drain(..(start - vox.buffer_start) as usize * ch);
+            let take: Vec<i32> = vox.buffer.drain(..).collect();
+            vox.buffer_start = end;
+            self.vox = Some(vox);
+            self.write(start, &take, take.len() / ch);
+            return;
+        }
+        self.vox = Some(vox);
+        self.write(position, data, frames);
+        if !active {
+            self.close_set();
+            self.status.state = "idle".into();
+            self.status.file = None;
+        }
     }
 
     /// Silence for frames the recorder never got, so the file does not shift.
@@ -339,12 +438,7 @@ impl RecorderWorker {
         self.late_pending = false;
         let mut result = Ok(());
         for (track, file) in self.tracks.iter().zip(&mut set.files) {
-            self.track_buf.clear();
-            for frame in data.chunks_exact(self.channels) {
-                self.track_buf
-                    .extend(track.channels.iter().map(|&c| frame[c]));
-            }
-            if let Err(e) = file.append(&self.track_buf, bits) {
+            if let Err(e) = file.append(data, (self.channels, &track.channels), bits) {
                 result = Err(e);
                 break;
             }
