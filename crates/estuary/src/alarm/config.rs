@@ -501,10 +501,12 @@ fn validate_rule(
             .iter()
             .map(|i| i.name.get_ref().as_str())
             .collect(),
+        // Recorders are watched like outputs (`record_failed`).
         Scope::Output => config
             .outputs
             .iter()
             .map(|o| o.name.get_ref().as_str())
+            .chain(config.recorders.iter().map(|r| r.name.get_ref().as_str()))
             .collect(),
     };
     let selector = match scope {

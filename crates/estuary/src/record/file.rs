@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use estuary_wire::wav::{self, Header};
 
-/// Bytes buffered before a write(2): keeps 1024 mono files to a few hundred calls a second.
-const WRITE_BUFFER: usize = 256 * 1024;
+/// Bytes buffered before a write(2): 1024 mono 24-bit files make about 2300 calls a second,
+/// and hold 64 MiB.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub struct TrackFile {
     pub path: PathBuf,
@@ -36,7 +37,7 @@ impl TrackFile {
             file,
             header,
             data_bytes: 0,
-            buffer: Vec::with_capacity(WRITE_BUFFER),
+            buffer: Vec::new(),
             rf64_allowed,
             header_says: 0,
         })

@@ -46,10 +46,10 @@ pub enum FeedEvent {
     Late,
 }
 
-/// Events the ring holds: one chunk per ingest pull (1 ms) plus gaps, for 4 s.
+/// Events the ring holds: one chunk per ingest pull (1 ms) plus gaps, for 2 s and more.
 pub const EVENT_RING: usize = 8_192;
 /// Audio the sample ring holds: a disk may stall this long without losing audio.
-pub const SAMPLE_RING: Duration = Duration::from_secs(4);
+pub const SAMPLE_RING: Duration = Duration::from_secs(2);
 /// A forward jump of the media position up to this long is filled with silence; a longer
 /// one (or one backwards: a new stream) starts new files.
 const MAX_FILL: Duration = Duration::from_secs(10);
