@@ -14,3 +14,4 @@ pub mod sap;
 pub mod sdp;
 pub mod ts;
 pub mod units;
+pub mod wav;

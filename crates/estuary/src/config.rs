@@ -35,6 +35,8 @@ pub struct Config {
     pub alarms: crate::alarm::AlarmsConfig,
     #[serde(default)]
     pub api: crate::api::config::ApiConfig,
+    #[serde(default)]
+    pub recorders: Vec<crate::record::RecorderConfig>,
     /// Estuary as a Dante device (unofficial implementation).
     #[serde(default)]
     pub dante: Option<crate::dante::DanteConfig>,
@@ -434,6 +436,7 @@ impl Config {
                     .map_err(|(span, f, m)| err(span, field(&f), m))?;
             }
         }
+        crate::record::config::validate(self).map_err(|(span, f, m)| err(span, f, m))?;
         self.alarms
             .validate(self)
             .map_err(|(span, f, m)| err(span, format!("alarms.{f}"), m))?;
