@@ -35,7 +35,8 @@ fn start_device(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> Proc {
 /// Runs netaudio with JSON output; returns the parsed document (panics with its stderr).
 fn netaudio(args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(NETAUDIO);
-    cmd.args(["--timeout", "2", "-o", "json"]).args(args);
+    cmd.args(["--timeout", "2", "--interface", "lo", "-o", "json"])
+        .args(args);
     let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
     assert!(status.success(), "netaudio {args:?} failed: {stderr}");
     serde_json::from_slice(&stdout).unwrap_or_else(|e| {
@@ -46,15 +47,26 @@ fn netaudio(args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// Runs a netaudio command until it succeeds (mDNS look-ups on a busy machine sometimes miss
+/// a device within netaudio's window; a controller user would try again too).
 fn netaudio_ok(args: &[&str]) {
-    let mut cmd = Command::new(NETAUDIO);
-    cmd.args(["--timeout", "2"]).args(args);
-    let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "netaudio {args:?} failed: {}{stderr}",
-        String::from_utf8_lossy(&stdout)
-    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let mut cmd = Command::new(NETAUDIO);
+        // Only loopback: the test namespace also holds an IPv6-only veth pair, which netaudio
+        // would otherwise pick for some commands and find no IPv4 on.
+        cmd.args(["--timeout", "3", "--interface", "lo"]).args(args);
+        let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
+        if status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "netaudio {args:?} failed: {}{stderr}",
+            String::from_utf8_lossy(&stdout)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The subscriptions netaudio lists as (rx channel, rx device, tx channel, tx device,
