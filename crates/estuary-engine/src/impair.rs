@@ -333,10 +333,10 @@ impl Impairer {
     fn enqueue(&mut self, now: MonoTime, index: u64, bytes: Vec<u8>, duplicate: bool) {
         let copy = duplicate.then(|| bytes.clone());
         self.enqueue_one(now, index, bytes, true);
-        if let Some(copy) = copy {
-            if self.enqueue_one(now, index, copy, false) {
-                self.report.duplicated += 1;
-            }
+        if let Some(copy) = copy
+            && self.enqueue_one(now, index, copy, false)
+        {
+            self.report.duplicated += 1;
         }
     }
 

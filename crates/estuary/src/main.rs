@@ -20,6 +20,7 @@ mod demo;
 mod discover;
 mod discovery;
 mod gateway;
+mod impair;
 mod latency;
 mod metrics;
 mod pipeline;
@@ -77,6 +78,9 @@ enum Command {
     Status(ctl::StatusArgs),
     /// Inspect and change a running daemon through its API (exit 3: change rejected).
     Ctl(ctl::CtlArgs),
+    /// UDP relay that impairs a flow (loss, bursts, reorder, duplicates, delay, jitter,
+    /// corruption, rate limit) from a seed, and prints what it did.
+    Impair(impair::ImpairArgs),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +140,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discover(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             discover::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Impair(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            impair::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {

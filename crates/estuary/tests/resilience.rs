@@ -1,0 +1,220 @@
+//! Never off air: a real AES67 sender (GStreamer) goes through `estuary impair` into Estuary,
+//! out over SRT as SMPTE 302M PCM, decoded by FFmpeg. The output must be the sent audio
+//! bit for bit, except each lost packet, which is silence of exactly its length; and the
+//! API must count every loss, reorder and duplicate exactly as the impairer reports them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SECOND: usize = 48_000;
+/// Frames per packet of the GStreamer sender (1 ms).
+const PACKET: usize = 48;
+const API: &str = "http://127.0.0.1:8480";
+
+fn curl_json(path: &str) -> serde_json::Value {
+    let (status, out, err) = run_with_timeout(
+        Command::new("curl").args(["-s", "-f", &format!("{API}{path}")]),
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "GET {path}: {err}");
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Starts `estuary impair` with `args`; its JSON report goes to `dir/<name>.json`.
+fn start_impair(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(ESTUARY);
+    cmd.arg("impair")
+        .args(args)
+        .arg("--report")
+        .arg(dir.join(format!("{name}.json")));
+    Proc::spawn(name, &mut cmd, dir)
+}
+
+/// Stops an impairer (SIGINT) and reads its report.
+fn stop_impair(dir: &Path, name: &str, mut proc: Proc) -> serde_json::Value {
+    proc.interrupt(Duration::from_secs(5));
+    let path = dir.join(format!("{name}.json"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no report:\n{}", proc.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("report")).expect("json")
+}
+
+/// How the decoded audio compares with what was sent, packet by packet.
+#[derive(Debug, Default, PartialEq)]
+struct Comparison {
+    /// Packets bit-exact.
+    exact: usize,
+    /// Packets that are silence of exactly their length where audio was sent.
+    silent: usize,
+    /// Packets neither (the failures), with the first few positions.
+    wrong: usize,
+    first_wrong: Vec<usize>,
+}
+
+/// Aligns `decoded` (stereo) on `sent` with a clean stretch after the start of the tone, then
+/// classifies every whole sent packet the decoded audio covers.
+fn compare_packets(decoded: &[i32], sent: &[i32], channels: usize) -> Comparison {
+    let start = first_active(decoded, 1 << 12).expect("decoded audio is silent") / channels;
+    // 100 ms into the tone, still inside the unimpaired lead-in.
+    let probe = start + SECOND / 10;
+    let needle = &decoded[probe * channels..(probe + SECOND / 20) * channels];
+    let found = find_exact(sent, needle).expect("a clean stretch is not in the sent audio");
+    assert_eq!(found % channels, 0);
+    let offset = found / channels;
+    // decoded frame d is sent frame d - probe + offset.
+    let shift = offset as i64 - probe as i64;
+    let mut result = Comparison::default();
+    let frames_sent = sent.len() / channels;
+    let frames_decoded = decoded.len() / channels;
+    for packet in 0..frames_sent / PACKET {
+        let first = (packet * PACKET) as i64 - shift;
+        if first < 0 || first as usize + PACKET > frames_decoded {
+            continue;
+        }
+        let d = &decoded[first as usize * channels..(first as usize + PACKET) * channels];
+        let s = &sent[packet * PACKET * channels..(packet + 1) * PACKET * channels];
+        if d == s {
+            result.exact += 1;
+        } else if d.iter().all(|&x| x == 0) {
+            result.silent += 1;
+        } else {
+            result.wrong += 1;
+            if result.first_wrong.len() < 5 {
+                result.first_wrong.push(packet);
+            }
+        }
+    }
+    result
+}
+
+fn config(address: &str) -> String {
+    format!(
+        "[discovery]\nsap = false\nravenna = false\nsap_groups = []\n\n\
+         [api]\nbind = \"127.0.0.1:8480\"\n\n\
+         [[inputs]]\nname = \"main\"\nkind = \"aes67\"\naddress = \"{address}\"\nformat = \"L24\"\n\
+         channels = 2\npayload_type = 98\ninterface = \"lo\"\nlatency = \"10ms\"\n\n\
+         [[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"main\"\nmode = \"listener\"\n\
+         address = \"127.0.0.1:9000\"\ncodec = \"pcm\"\n"
+    )
+}
+
+fn counter(input: &serde_json::Value, name: &str) -> u64 {
+    input["status"]["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {input}"))
+}
+
+/// 1 % loss, 10 % reorder (depth ≤ 5), 0.5 % duplicates, 10 ms latency: bit-exact except the
+/// lost packets, each counted exactly.
+#[test]
+fn impaired_rtp_is_bit_exact_except_lost_packets_and_every_impairment_is_counted() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut estuary = start_estuary(dir.path(), &config("239.69.10.1:5004"));
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+    // 8 s of tone = 8000 packets; packets 500..4500 are impaired: the receiver locks first,
+    // the last impaired loss is followed by packets that reveal it, and the 6 s decoded
+    // (from just before the tone starts) cover the whole impaired stretch.
+    let impair = start_impair(
+        dir.path(),
+        "impair",
+        &[
+            "--listen",
+            "127.0.0.1:6004",
+            "--to",
+            "239.69.10.1:5004",
+            "--to-interface",
+            "lo",
+            "--loss",
+            "1%",
+            "--reorder",
+            "10%",
+            "--reorder-depth",
+            "5",
+            "--duplicate",
+            "0.5%",
+            "--seed",
+            "20261121",
+            "--skip",
+            "500",
+            "--count",
+            "4000",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 6, &out);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = dir.path().join("sent.raw");
+    let tone = GstTone {
+        port: 6004,
+        ..GstTone::stereo("127.0.0.1", 0.5, 8)
+    };
+    let mut sender = gst_l24_sender(dir.path(), &tone, &sent);
+    let status = decoder.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
+    assert!(sender.wait_exit(Duration::from_secs(30)).success());
+    std::thread::sleep(Duration::from_millis(300));
+    let report = stop_impair(dir.path(), "impair", impair);
+    let input = curl_json("/api/inputs/main");
+
+    let decoded = s32le(&std::fs::read(&out).expect("decoded"));
+    let sent = s24be(&std::fs::read(&sent).expect("sent"));
+    let comparison = compare_packets(&decoded, &sent, 2);
+    let lost = report["lost"].as_u64().expect("lost");
+    eprintln!("impairer: {report}\ncomparison: {comparison:?}\ninput: {input}");
+    let imp = |name: &str| {
+        report[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {report}"))
+    };
+    let est = |name: &str| counter(&input, name);
+    assert_eq!(
+        imp("received"),
+        8000,
+        "the sender's packets all reached the impairer"
+    );
+    assert!(lost >= 20, "the seed should lose some packets: {report}");
+    assert!(imp("reordered") >= 300, "{report}");
+    assert!(imp("duplicated") >= 10, "{report}");
+    // The output: bit-exact, or silence of exactly one packet where a packet is missing.
+    assert_eq!(comparison.wrong, 0, "{comparison:?}");
+    assert!(
+        comparison.exact + comparison.silent >= 5000,
+        "decoded too little: {comparison:?}"
+    );
+    assert_eq!(
+        comparison.silent as u64,
+        est("packets_lost"),
+        "{comparison:?}"
+    );
+    // The API counts exactly what the impairer did. A packet that arrives after its playout
+    // time (a reordered one held past the 10 ms latency by the sender's own scheduling jitter
+    // on a busy machine) is counted late *and* lost (it was played as silence); its duplicate
+    // copy, if any, is late rather than duplicate. So, exactly:
+    //   lost + duplicate (Estuary) = lost + duplicated (impairer) + late (Estuary)
+    // and with no late packet each pair is equal.
+    assert_eq!(est("packets_received"), imp("sent"));
+    assert_eq!(
+        est("packets_lost") + imp("duplicated"),
+        lost + est("packets_duplicate") + est("packets_late"),
+        "{report}\n{input}"
+    );
+    assert!(est("packets_lost") >= lost);
+    assert!(est("packets_reordered") <= imp("reordered"));
+    assert!(imp("reordered") - est("packets_reordered") <= est("packets_late"));
+    // Late packets are the exception (scheduling jitter), not the rule.
+    assert!(
+        est("packets_late") * 10 <= imp("reordered"),
+        "too many late packets: {input}"
+    );
+    assert!(estuary.terminate(Duration::from_secs(5)).success());
+}
