@@ -191,6 +191,8 @@ pub struct Impairer {
     /// Highest arrival index among the originals sent.
     max_sent: Option<u64>,
     report: ImpairReport,
+    /// Arrival indices of the datagrams dropped, when asked for.
+    dropped: Option<Vec<u64>>,
 }
 
 fn check_probability(field: &'static str, value: f64) -> Result<(), ImpairConfigError> {
@@ -238,11 +240,31 @@ impl Impairer {
             queue: BinaryHeap::new(),
             link_free: MonoTime::ZERO,
             max_sent: None,
+            dropped: None,
             report: ImpairReport {
                 seed,
                 ..ImpairReport::default()
             },
         })
+    }
+
+    /// Keeps the arrival index of every datagram dropped (memory grows with the losses), so
+    /// a test can check which packets a receiver lost.
+    pub fn record_drops(&mut self) {
+        self.dropped.get_or_insert_with(Vec::new);
+    }
+
+    /// Arrival indices (from 0) of the datagrams dropped, if [`Impairer::record_drops`] was
+    /// called: by loss, burst loss or the rate limit (only the original counts for the rate
+    /// limit; a dropped duplicate copy is not listed).
+    pub fn drops(&self) -> Option<&[u64]> {
+        self.dropped.as_deref()
+    }
+
+    fn note_drop(&mut self, index: u64) {
+        if let Some(d) = &mut self.dropped {
+            d.push(index);
+        }
     }
 
     /// What was done so far.
@@ -281,11 +303,13 @@ impl Impairer {
             };
             if self.rng.random_bool(loss) {
                 self.report.lost_burst += 1;
+                self.note_drop(index);
                 return;
             }
         }
         if self.rng.random_bool(self.config.loss) {
             self.report.lost_random += 1;
+            self.note_drop(index);
             return;
         }
         if !bytes.is_empty() && self.rng.random_bool(self.config.corrupt) {
@@ -357,6 +381,9 @@ impl Impairer {
             let start = at.max(self.link_free);
             if start.checked_duration_since(at).unwrap_or_default() > self.config.queue_limit {
                 self.report.dropped_rate += 1;
+                if original {
+                    self.note_drop(index);
+                }
                 return false;
             }
             let bits = (bytes.len() as u128 + 28) * 8; // UDP + IPv4 headers are on the link too
@@ -641,6 +668,12 @@ mod tests {
         };
         let (out, report) = run(config, 1, 30);
         assert_eq!(out, (0..10).chain(20..30).collect::<Vec<_>>());
+        let mut imp = Impairer::new(config, 1).expect("valid");
+        imp.record_drops();
+        for _ in 0..30 {
+            imp.push(MonoTime::ZERO, vec![0]);
+        }
+        assert_eq!(imp.drops(), Some(&(10..20).collect::<Vec<_>>()[..]));
         assert_eq!(report.lost_random, 10);
     }
 

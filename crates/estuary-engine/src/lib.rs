@@ -10,5 +10,6 @@ pub mod clock;
 pub mod impair;
 pub mod jitter;
 pub mod monitor;
+pub mod redundancy;
 pub mod stats;
 pub mod time;

@@ -96,6 +96,10 @@ pub struct ImpairArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// List the index (from 0, in arrival order) of every datagram dropped in the JSON
+    /// report, as `dropped` (memory grows with the losses).
+    #[arg(long)]
+    record_drops: bool,
 }
 
 /// `1%`, `0.5 %` or `0.01`.
@@ -211,6 +215,9 @@ pub fn run(args: ImpairArgs) -> anyhow::Result<()> {
             .map_or(0, |d| d.as_nanos() as u64)
     });
     let mut impairer = Impairer::new(args.config(), seed).context("impairments")?;
+    if args.record_drops {
+        impairer.record_drops();
+    }
     let listen_if = interface(args.listen_interface.as_deref())?;
     let to_if = interface(args.to_interface.as_deref())?;
     let input = mcast::open_receive_socket(args.listen, args.source, listen_if.as_ref())
@@ -251,7 +258,11 @@ pub fn run(args: ImpairArgs) -> anyhow::Result<()> {
     let report = impairer.report();
     println!("{}", summary(&report, &args));
     if let Some(path) = &args.report {
-        std::fs::write(path, report_json(&report).to_string())
+        let mut json = report_json(&report);
+        if let Some(drops) = impairer.drops() {
+            json["dropped"] = serde_json::json!(drops);
+        }
+        std::fs::write(path, json.to_string())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

@@ -24,6 +24,7 @@ mod impair;
 mod latency;
 mod metrics;
 mod pipeline;
+mod redundant;
 mod send;
 mod shutdown;
 mod status;

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use estuary_engine::clock::PlayoutClock as _;
 use estuary_engine::jitter::{JitterBuffer, PushOutcome};
+use estuary_engine::redundancy::PathMerger;
 use estuary_engine::time::MonoTime;
 use estuary_io::batch::BatchReceiver;
 use estuary_io::clock::{monotonic_now, sleep_until};
 
-use super::InputSnapshot;
+use super::{InputSnapshot, RedundancySnapshot};
 use crate::latency::LatencyHistogram;
 use crate::shutdown::Stop;
 
@@ -55,6 +56,15 @@ pub(super) struct InputRuntime {
     /// Arrival and media position of the latest packet stored, for drift measurement.
     pub last_stored: Option<(MonoTime, u64)>,
     pub shared: Arc<Mutex<InputSnapshot>>,
+    /// ST 2022-7: the second path, merged into the same jitter buffer.
+    pub redundant: Option<RedundantPath>,
+}
+
+/// The second socket of an ST 2022-7 input and the per-path bookkeeping of both.
+pub(super) struct RedundantPath {
+    pub socket: UdpSocket,
+    pub merger: PathMerger,
+    pub max_skew: Duration,
 }
 
 /// What the routes ask of the ingest thread.
@@ -140,6 +150,14 @@ impl InputRuntime {
     fn publish(&self) {
         if let Ok(mut shared) = self.shared.try_lock() {
             shared.stats = *self.jitter.stats();
+            shared.redundancy = self.redundant.as_ref().map(|r| {
+                r.merger.correct(&mut shared.stats);
+                RedundancySnapshot {
+                    paths: r.merger.paths(),
+                    skew: r.merger.skew(),
+                    max_skew: r.max_skew,
+                }
+            });
             shared.ring_overruns = self.ring_overruns;
             shared.pull_lag = self.pull_lag;
             shared.last_packet = self.last_stored;
@@ -158,12 +176,33 @@ impl InputRuntime {
     }
 }
 
-/// Reads everything the socket holds into the input's jitter buffer.
+/// Reads everything the input's socket(s) hold into its jitter buffer.
 fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
-    while let Ok(n) = rx.recv(&input.socket) {
+    drain_path(rx, input, 0);
+    if input.redundant.is_some() {
+        drain_path(rx, input, 1);
+    }
+}
+
+/// RTP sequence number, if the datagram looks like RTP (the jitter buffer validates the rest).
+fn rtp_seq(data: &[u8]) -> Option<u16> {
+    (data.len() >= 12 && data[0] >> 6 == 2).then(|| u16::from_be_bytes([data[2], data[3]]))
+}
+
+/// Drains path 0 (the input's socket) or path 1 (the ST 2022-7 second socket).
+fn drain_path(rx: &mut BatchReceiver, input: &mut InputRuntime, path: usize) {
+    loop {
+        let socket = match (&input.redundant, path) {
+            (Some(r), 1) => &r.socket,
+            _ => &input.socket,
+        };
+        let Ok(n) = rx.recv(socket) else {
+            break;
+        };
         for packet in rx.packets() {
             // The outcome is also counted in the buffer's statistics.
-            match input.jitter.push(packet.arrival, packet.data) {
+            let outcome = input.jitter.push(packet.arrival, packet.data);
+            match outcome {
                 PushOutcome::Started { position, .. }
                 | PushOutcome::Stored { position, .. }
                 | PushOutcome::Reordered { position, .. }
@@ -171,6 +210,10 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
                     input.last_stored = Some((packet.arrival, position));
                 }
                 _ => {}
+            }
+            if let Some(r) = &mut input.redundant {
+                r.merger
+                    .record(path, packet.arrival, rtp_seq(packet.data), outcome);
             }
         }
         // A short batch means the socket is empty: skip the call that would say EAGAIN.

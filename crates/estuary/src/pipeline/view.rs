@@ -231,6 +231,7 @@ fn input_status(route: &Route) -> InputStatus {
             .iter()
             .map(|o| o.config.name.get_ref().clone())
             .collect(),
+        redundancy: snap.redundancy.as_ref().map(super::redundant::status),
     }
 }
 
