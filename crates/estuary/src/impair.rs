@@ -229,9 +229,34 @@ pub fn run(args: ImpairArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %args.listen, to = %args.to, seed, "impairing");
 
     let start = Instant::now();
+    relay(&input, &output, &mut impairer, || {
+        !stop.requested() && args.duration.is_none_or(|d| start.elapsed() < d)
+    })?;
+    let report = impairer.report();
+    println!("{}", summary(&report, &args));
+    if let Some(path) = &args.report {
+        let mut json = report_json(&report);
+        if let Some(drops) = impairer.drops() {
+            json["dropped"] = serde_json::json!(drops);
+        }
+        std::fs::write(path, json.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Relays `input` to `output` through `impairer` while `keep_going` says so, then sends
+/// whatever is still held or queued. `input` must be blocking.
+pub fn relay(
+    input: &UdpSocket,
+    output: &UdpSocket,
+    impairer: &mut Impairer,
+    keep_going: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
     let now = || MonoTime::from_nanos(start.elapsed().as_nanos() as u64);
     let mut buf = vec![0u8; 65_536];
-    while !stop.requested() && args.duration.is_none_or(|d| start.elapsed() < d) {
+    while keep_going() {
         let wait = impairer
             .next_due()
             .map_or(MAX_WAIT, |due| {
@@ -250,20 +275,10 @@ pub fn run(args: ImpairArgs) -> anyhow::Result<()> {
                 ) => {}
             Err(e) => return Err(e).context("receive"),
         }
-        send_due(&mut impairer, &output, now())?;
+        send_due(impairer, output, now())?;
     }
     for datagram in impairer.drain() {
-        send(&output, &datagram)?;
-    }
-    let report = impairer.report();
-    println!("{}", summary(&report, &args));
-    if let Some(path) = &args.report {
-        let mut json = report_json(&report);
-        if let Some(drops) = impairer.drops() {
-            json["dropped"] = serde_json::json!(drops);
-        }
-        std::fs::write(path, json.to_string())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        send(output, &datagram)?;
     }
     Ok(())
 }

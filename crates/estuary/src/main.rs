@@ -27,6 +27,7 @@ mod pipeline;
 mod redundant;
 mod send;
 mod shutdown;
+mod soak;
 mod status;
 mod sysinfo;
 
@@ -82,6 +83,8 @@ enum Command {
     /// UDP relay that impairs a flow (loss, bursts, reorder, duplicates, delay, jitter,
     /// corruption, rate limit) from a seed, and prints what it did.
     Impair(impair::ImpairArgs),
+    /// Long run under impairment (64 ch in, SRT out): checks RSS growth and counters.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -147,6 +150,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             impair::run(args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Soak(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            Ok(if soak::run(&args)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Send(args) => {
             init_logging(cli.log_format.unwrap_or_default(), None);
