@@ -343,3 +343,22 @@ fn st2022_7_two_lossy_paths_merge_to_lose_only_what_both_lost() {
     );
     assert!(estuary.terminate(Duration::from_secs(5)).success());
 }
+
+/// The soak command, short: 64 channels at 125 µs through the relay's impairments into the
+/// gateway and out over SRT; it checks RSS growth and the counter identity itself.
+#[test]
+fn soak_64_channels_short_run_passes_its_checks() {
+    let _serial = serial();
+    isolate();
+    let (status, out, err) = run_with_timeout(
+        Command::new(ESTUARY).args(["soak", "--duration", "20s"]),
+        Duration::from_secs(60),
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        status.success() && out.contains("soak: PASS"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("64 ch"), "{out}");
+    assert!(out.contains("[ ok ] RSS growth"), "{out}");
+}
