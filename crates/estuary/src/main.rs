@@ -19,6 +19,7 @@ mod dashboard;
 mod demo;
 mod discover;
 mod discovery;
+mod failover;
 mod gateway;
 mod impair;
 mod latency;

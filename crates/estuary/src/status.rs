@@ -129,6 +129,9 @@ pub struct InputStatus {
     /// ST 2022-7 inputs: both paths (the merged result is `counters`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redundancy: Option<RedundancyStatus>,
+    /// Failover inputs: the source on air.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
 }
 
 /// ST 2022-7: the two paths of a redundant input, and their skew.
@@ -142,6 +145,19 @@ pub struct RedundancyStatus {
     pub max_abs_skew_us: f64,
     /// The skew the buffer absorbs (`max_skew`), milliseconds.
     pub max_skew_ms: f64,
+}
+
+/// A failover input: which source is on air.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct FailoverStatus {
+    /// `main`, `backup` or `fallback`.
+    pub active: String,
+    /// Switches since the input started.
+    pub switches: u64,
+    /// Why the last switch happened: `no_packets`, `silence` or `restored`.
+    pub last_reason: Option<String>,
+    /// The backup stream's counters (the main stream's are the input's `counters`).
+    pub backup: Option<InputCounters>,
 }
 
 /// Counters of one ST 2022-7 path.

@@ -362,3 +362,150 @@ fn soak_64_channels_short_run_passes_its_checks() {
     assert!(out.contains("64 ch"), "{out}");
     assert!(out.contains("[ ok ] RSS growth"), "{out}");
 }
+
+/// What a 20 ms window of decoded audio is: silence, the main tone, the backup tone, or a mix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Window {
+    Silent,
+    Main,
+    Backup,
+    Other,
+}
+
+fn classify(window: &[i32]) -> Window {
+    if window.iter().all(|&s| s == 0) {
+        return Window::Silent;
+    }
+    let crossings = window
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    // 20 ms: 997 Hz crosses zero about 40 times, 1500 Hz about 60 times.
+    match crossings {
+        36..=44 => Window::Main,
+        56..=64 => Window::Backup,
+        _ => Window::Other,
+    }
+}
+
+/// Failover: the main sender stops → the backup is on air within the configured time, with no
+/// gap longer than that; the main sender comes back → the output returns to it after the
+/// stable period. Each switch is logged and shown in the API.
+#[test]
+fn failover_to_backup_when_main_stops_and_back_after_stable_period() {
+    let _serial = serial();
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config("239.69.16.1:5004").replace(
+        "latency = \"10ms\"\n",
+        "latency = \"10ms\"\nfailover = { backup = \"239.69.17.1:5004\", fallback = \"tone\", \
+         switch_after = \"250ms\", return_after = \"1s\", crossfade = \"10ms\" }\n",
+    );
+    let mut estuary = start_estuary(dir.path(), &config);
+    estuary.wait_for_stderr("failover chain", Duration::from_secs(10));
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 8, &out);
+    std::thread::sleep(Duration::from_millis(300));
+    let backup = GstTone {
+        freq: 1500.0,
+        ..GstTone::stereo("239.69.17.1", 0.5, 20)
+    };
+    let _backup = gst_l24_sender(dir.path(), &backup, &dir.path().join("backup.raw"));
+    let mut main = gst_l24_sender(
+        dir.path(),
+        &GstTone::stereo("239.69.16.1", 0.5, 3),
+        &dir.path().join("main1.raw"),
+    );
+    assert!(main.wait_exit(Duration::from_secs(20)).success());
+    let main_stopped = Instant::now();
+    estuary.wait_for_stderr("to=backup reason=no_packets", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    // A new process: a new SSRC and new timestamps, as after a real sender restart.
+    let _main2 = gst_l24_sender(
+        dir.path(),
+        &GstTone::stereo("239.69.16.1", 0.5, 15),
+        &dir.path().join("main2.raw"),
+    );
+    let main_back = main_stopped.elapsed();
+    let status = decoder.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
+    let input = curl_json("/api/inputs/main");
+    let log = estuary.stderr();
+
+    let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
+    let windows: Vec<Window> = left.chunks_exact(960).map(classify).collect();
+    // Runs of equal windows, after the first tone.
+    let first = windows
+        .iter()
+        .position(|w| *w == Window::Main)
+        .expect("the main tone never played");
+    let mut runs: Vec<(Window, usize)> = Vec::new();
+    for &w in &windows[first..] {
+        match runs.last_mut() {
+            Some((last, n)) if *last == w => *n += 1,
+            _ => runs.push((w, 1)),
+        }
+    }
+    eprintln!("runs of 20 ms windows: {runs:?}\nmain back after {main_back:?}\n{input}");
+    let sequence: Vec<Window> = runs
+        .iter()
+        .filter(|(w, n)| *w != Window::Other && (*w != Window::Silent || *n > 1))
+        .map(|(w, _)| *w)
+        .collect();
+    let mut on_air: Vec<Window> = sequence
+        .iter()
+        .copied()
+        .filter(|w| *w != Window::Silent)
+        .collect();
+    on_air.dedup();
+    assert!(
+        on_air.starts_with(&[Window::Main, Window::Backup, Window::Main]),
+        "expected main, backup, main: {runs:?}"
+    );
+    // No gap (silence or anything that is neither tone) longer than the 500 ms promised.
+    let longest_gap = runs
+        .iter()
+        .filter(|(w, _)| matches!(w, Window::Silent | Window::Other))
+        .map(|(_, n)| n * 20)
+        .max()
+        .unwrap_or(0);
+    assert!(longest_gap < 500, "a {longest_gap} ms gap: {runs:?}");
+    // The backup stayed on air at least the return period after the main came back.
+    let backup_ms: usize = runs
+        .iter()
+        .skip_while(|(w, _)| *w != Window::Backup)
+        .take_while(|(w, _)| *w != Window::Main)
+        .map(|(_, n)| n * 20)
+        .sum();
+    assert!(
+        backup_ms as u128 >= main_back.as_millis() + 1000 - 300,
+        "backup on air {backup_ms} ms, main back after {main_back:?}: {runs:?}"
+    );
+    let failover = &input["status"]["failover"];
+    assert_eq!(failover["active"], "main", "{input}");
+    assert_eq!(failover["last_reason"], "restored", "{input}");
+    assert!(
+        failover["backup"]["packets_received"]
+            .as_u64()
+            .expect("backup counters")
+            > 2000,
+        "{input}"
+    );
+    // Before the first sender, the fallback tone may have been on air (nothing else was).
+    assert_eq!(
+        log.matches("to=backup reason=no_packets").count(),
+        1,
+        "{log}"
+    );
+    let switches = log.matches("failover: switched").count() as u64;
+    assert_eq!(failover["switches"], switches, "{input}\n{log}");
+    assert!(
+        log.trim_end()
+            .lines()
+            .rev()
+            .find(|l| l.contains("failover: switched"))
+            .is_some_and(|l| l.contains("to=main reason=restored")),
+        "{log}"
+    );
+    assert!(estuary.terminate(Duration::from_secs(5)).success());
+}

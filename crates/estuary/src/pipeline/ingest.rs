@@ -58,6 +58,8 @@ pub(super) struct InputRuntime {
     pub shared: Arc<Mutex<InputSnapshot>>,
     /// ST 2022-7: the second path, merged into the same jitter buffer.
     pub redundant: Option<RedundantPath>,
+    /// Source failover: the backup stream and the fallback (see `pipeline/failover.rs`).
+    pub failover: Option<Box<super::failover::FailoverRuntime>>,
 }
 
 /// The second socket of an ST 2022-7 input and the per-path bookkeeping of both.
@@ -158,6 +160,7 @@ impl InputRuntime {
                     max_skew: r.max_skew,
                 }
             });
+            shared.failover = self.failover.as_ref().map(|f| f.snapshot());
             shared.ring_overruns = self.ring_overruns;
             shared.pull_lag = self.pull_lag;
             shared.last_packet = self.last_stored;
@@ -182,6 +185,9 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
     if input.redundant.is_some() {
         drain_path(rx, input, 1);
     }
+    if input.failover.is_some() {
+        super::failover::drain_backup(rx, input);
+    }
 }
 
 /// RTP sequence number, if the datagram looks like RTP (the jitter buffer validates the rest).
@@ -191,30 +197,45 @@ fn rtp_seq(data: &[u8]) -> Option<u16> {
 
 /// Drains path 0 (the input's socket) or path 1 (the ST 2022-7 second socket).
 fn drain_path(rx: &mut BatchReceiver, input: &mut InputRuntime, path: usize) {
-    loop {
-        let socket = match (&input.redundant, path) {
-            (Some(r), 1) => &r.socket,
-            _ => &input.socket,
-        };
-        let Ok(n) = rx.recv(socket) else {
-            break;
-        };
+    let (socket, mut merger) = match (input.redundant.as_mut(), path) {
+        (Some(RedundantPath { socket, merger, .. }), 1) => (&*socket, Some(merger)),
+        (r, _) => (&input.socket, r.map(|r| &mut r.merger)),
+    };
+    let jitter = &mut input.jitter;
+    let last_stored = &mut input.last_stored;
+    drain_into(rx, socket, jitter, |arrival, data, outcome| {
+        if let Some(position) = stored_position(outcome) {
+            *last_stored = Some((arrival, position));
+        }
+        if let Some(m) = &mut merger {
+            m.record(path, arrival, rtp_seq(data), outcome);
+        }
+    });
+}
+
+/// Where a stored packet's first frame is; `None` when it was not stored.
+pub(super) fn stored_position(outcome: PushOutcome) -> Option<u64> {
+    match outcome {
+        PushOutcome::Started { position, .. }
+        | PushOutcome::Stored { position, .. }
+        | PushOutcome::Reordered { position, .. }
+        | PushOutcome::Resynced { position, .. } => Some(position),
+        _ => None,
+    }
+}
+
+/// Reads everything `socket` holds into `jitter`, telling `on` what became of each datagram.
+pub(super) fn drain_into(
+    rx: &mut BatchReceiver,
+    socket: &UdpSocket,
+    jitter: &mut JitterBuffer,
+    mut on: impl FnMut(MonoTime, &[u8], PushOutcome),
+) {
+    while let Ok(n) = rx.recv(socket) {
         for packet in rx.packets() {
             // The outcome is also counted in the buffer's statistics.
-            let outcome = input.jitter.push(packet.arrival, packet.data);
-            match outcome {
-                PushOutcome::Started { position, .. }
-                | PushOutcome::Stored { position, .. }
-                | PushOutcome::Reordered { position, .. }
-                | PushOutcome::Resynced { position, .. } => {
-                    input.last_stored = Some((packet.arrival, position));
-                }
-                _ => {}
-            }
-            if let Some(r) = &mut input.redundant {
-                r.merger
-                    .record(path, packet.arrival, rtp_seq(packet.data), outcome);
-            }
+            let outcome = jitter.push(packet.arrival, packet.data);
+            on(packet.arrival, packet.data, outcome);
         }
         // A short batch means the socket is empty: skip the call that would say EAGAIN.
         if n < rx.capacity() {
@@ -224,6 +245,10 @@ fn drain_path(rx: &mut BatchReceiver, input: &mut InputRuntime, path: usize) {
 }
 
 fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32]) {
+    if input.failover.is_some() {
+        super::failover::pull(input, now, scratch);
+        return;
+    }
     let usable = scratch.len() / input.channels * input.channels;
     loop {
         let pulled = input.jitter.pull(now, &mut scratch[..usable]);
@@ -234,28 +259,33 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         if let Some(due) = input.jitter.clock().due_time(last) {
             input.pull_lag.record(now.duration_since(due));
         }
-        let samples = &scratch[..pulled.frames * input.channels];
-        for feed in &mut input.rings {
-            if feed.samples.slots() < samples.len() {
-                input.ring_overruns += pulled.frames as u64;
-                continue;
-            }
-            if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
-                let (a, b) = chunk.as_mut_slices();
-                a.copy_from_slice(&samples[..a.len()]);
-                b.copy_from_slice(&samples[a.len()..]);
-                chunk.commit_all();
-                let frames_before = feed.frames_pushed;
-                feed.frames_pushed += pulled.frames as u64;
-                // A full mark ring only costs the output one latency sample.
-                let _ = feed.marks.push((feed.frames_pushed, now));
-                if feed.frames_pushed / feed.frame > frames_before / feed.frame {
-                    feed.thread.unpark();
-                }
-            }
-        }
+        push_to_rings(input, &scratch[..pulled.frames * input.channels], now);
         if pulled.frames * input.channels < usable {
             break;
+        }
+    }
+}
+
+/// Copies interleaved frames into every output's (and the meter's) ring.
+pub(super) fn push_to_rings(input: &mut InputRuntime, samples: &[i32], now: MonoTime) {
+    let frames = samples.len() / input.channels;
+    for feed in &mut input.rings {
+        if feed.samples.slots() < samples.len() {
+            input.ring_overruns += frames as u64;
+            continue;
+        }
+        if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
+            let (a, b) = chunk.as_mut_slices();
+            a.copy_from_slice(&samples[..a.len()]);
+            b.copy_from_slice(&samples[a.len()..]);
+            chunk.commit_all();
+            let frames_before = feed.frames_pushed;
+            feed.frames_pushed += frames as u64;
+            // A full mark ring only costs the output one latency sample.
+            let _ = feed.marks.push((feed.frames_pushed, now));
+            if feed.frames_pushed / feed.frame > frames_before / feed.frame {
+                feed.thread.unpark();
+            }
         }
     }
 }

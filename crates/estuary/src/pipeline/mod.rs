@@ -15,6 +15,7 @@
 //! while the route behind it restarts.
 
 mod apply;
+mod failover;
 mod ingest;
 mod meter;
 mod output;
@@ -85,6 +86,8 @@ pub struct InputSnapshot {
     pub last_packet: Option<(MonoTime, u64)>,
     /// ST 2022-7 inputs: per-path counters and skew.
     pub redundancy: Option<RedundancySnapshot>,
+    /// Failover inputs: the source on air.
+    pub failover: Option<failover::FailoverSnapshot>,
 }
 
 /// What an ST 2022-7 input publishes about its two paths.
@@ -671,6 +674,7 @@ fn open_input(
         last_stored: None,
         shared,
         redundant,
+        failover: failover::open(input, stream, latency)?,
     })
 }
 
