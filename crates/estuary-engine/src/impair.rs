@@ -692,6 +692,38 @@ mod tests {
         assert_eq!(imp.report().pending, 0);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the probabilities, depth and seed (no jitter, no rate limit): a receiver
+        /// sees exactly the losses, reorders and duplicates the report counts.
+        #[test]
+        fn report_matches_the_receiver_view(
+            loss in 0.0f64..0.5,
+            burst in proptest::option::of((0.0f64..0.2, 0.05f64..1.0)),
+            reorder in 0.0f64..0.5,
+            depth in 1u32..8,
+            duplicate in 0.0f64..0.3,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let config = ImpairConfig {
+                loss,
+                burst: burst.map(|(p, r)| GilbertElliott { p, r, loss_good: 0.0, loss_bad: 1.0 }),
+                reorder,
+                reorder_depth: depth,
+                duplicate,
+                ..ImpairConfig::default()
+            };
+            let (out, report) = run(config, seed, 500);
+            let (lost, reordered, duplicates) = receiver_view(&out, 500);
+            proptest::prop_assert_eq!(lost, report.lost());
+            proptest::prop_assert_eq!(reordered, report.reordered);
+            proptest::prop_assert_eq!(duplicates, report.duplicated);
+            proptest::prop_assert_eq!(report.pending, 0);
+            proptest::prop_assert_eq!(report.sent, 500 - lost + duplicates);
+        }
+    }
+
     #[test]
     fn bad_config_is_rejected() {
         let bad = ImpairConfig {
