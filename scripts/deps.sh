@@ -60,6 +60,15 @@ if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/st ]; then
   $sudo /opt/estuary-venv/bin/pip install --quiet schemathesis
 fi
 
+# netaudio is the Dante controller the Dante tests drive (tests/dante.rs): an independent
+# implementation of the controller side. Pinned: its ARC dialect checks change between releases.
+if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/netaudio ]; then
+  echo "==> installing netaudio 0.4.2 into /opt/estuary-venv (once)"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo /opt/estuary-venv/bin/pip install --quiet "netaudio==0.4.2"
+fi
+
 if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "==> installing cargo-fuzz (once)"
   cargo install --locked --quiet cargo-fuzz

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod dante;
 pub mod failover;
 pub mod impair;
 pub mod jitter;

@@ -74,6 +74,11 @@ struct IngestArgs {
     /// Jitter-buffer latency of Estuary's inputs (GStreamer's rtpjitterbuffer gets 10 ms).
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     latency: Duration,
+    /// `bench ingest`: also run Estuary with every input metered (meters, loudness,
+    /// detectors, health: the daemon's default) and report what metering adds; the worker:
+    /// meter every input.
+    #[arg(long)]
+    meters: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -224,6 +229,11 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
             "--latency",
             &humantime::format_duration(args.latency).to_string(),
         ]);
+    let metered = args.meters.then(|| {
+        let mut metered = Command::new(worker.get_program());
+        metered.args(worker.get_args()).arg("--meters");
+        metered
+    });
     let mut results = vec![measure_worker(
         "estuary",
         worker,
@@ -231,6 +241,18 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         stream_seconds,
     )?];
     let sender_lateness = sender.max_lateness();
+    if let Some(metered) = metered {
+        report(
+            &mut results,
+            measure_worker("estuary+meters", metered, args.seconds, stream_seconds),
+        );
+        if let [bare, metered, ..] = &results[..] {
+            println!(
+                "metering (every channel: peak, true peak, RMS, R128, detectors, health) adds {:.0} % to the ingest CPU",
+                (metered.cpu.as_secs_f64() / bare.cpu.as_secs_f64() - 1.0) * 100.0
+            );
+        }
+    }
     if !args.no_peers {
         let pipeline: String = specs
             .iter()
@@ -481,7 +503,11 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
             sdp_of(spec, i as u64 + 1)
         ));
     }
-    let running = Running::start(&config::parse(&text, Path::new("."))?)?;
+    let options = crate::pipeline::Options {
+        meters: args.meters,
+        ..Default::default()
+    };
+    let running = Running::start_with(&config::parse(&text, Path::new("."))?, options)?;
     // The driver's warm-up, its measured window, and a little slack.
     let elapsed = args.seconds + 2;
     std::thread::sleep(Duration::from_secs(elapsed));

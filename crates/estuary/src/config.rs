@@ -35,6 +35,9 @@ pub struct Config {
     pub alarms: crate::alarm::AlarmsConfig,
     #[serde(default)]
     pub api: crate::api::config::ApiConfig,
+    /// Estuary as a Dante device (unofficial implementation).
+    #[serde(default)]
+    pub dante: Option<crate::dante::DanteConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -377,6 +380,9 @@ impl Config {
         self.api
             .validate()
             .map_err(|(span, f, m)| err(span, f, m))?;
+        if let Some(dante) = &self.dante {
+            dante.validate().map_err(|(span, f, m)| err(span, f, m))?;
+        }
         let mut names = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let field = |f: &str| format!("inputs[{i}].{f}");

@@ -15,6 +15,7 @@ mod bench;
 mod config;
 mod ctl;
 mod daemon;
+mod dante;
 mod dashboard;
 mod demo;
 mod discover;
