@@ -8,7 +8,10 @@
 pub mod catalog;
 pub mod clock;
 pub mod dante;
+pub mod failover;
+pub mod impair;
 pub mod jitter;
 pub mod monitor;
+pub mod redundancy;
 pub mod stats;
 pub mod time;

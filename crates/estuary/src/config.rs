@@ -136,6 +136,13 @@ pub struct InputConfig {
     /// Measure the input (meters, loudness, detectors, stream health) in the daemon.
     #[serde(default = "yes")]
     pub meters: bool,
+    /// ST 2022-7: the second path of the same stream (see `docs/redundancy.md`).
+    pub redundant: Option<Spanned<crate::redundant::RedundantConfig>>,
+    /// ST 2022-7: largest path skew absorbed (added to the playout delay); default 10 ms.
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_skew: Option<Duration>,
+    /// Source failover: a backup stream and/or a fallback tone (see `docs/redundancy.md`).
+    pub failover: Option<Spanned<crate::failover::FailoverConfig>>,
 }
 
 /// What an input's `source` says.
@@ -402,6 +409,12 @@ impl Config {
             }
             input
                 .plan()
+                .map_err(|(span, f, m)| err(span, field(&f), m))?;
+            input
+                .validate_redundancy()
+                .map_err(|(span, f, m)| err(span, field(&f), m))?;
+            input
+                .validate_failover()
                 .map_err(|(span, f, m)| err(span, field(&f), m))?;
         }
         let mut output_names = HashSet::new();

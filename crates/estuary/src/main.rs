@@ -20,13 +20,17 @@ mod dashboard;
 mod demo;
 mod discover;
 mod discovery;
+mod failover;
 mod gateway;
+mod impair;
 mod latency;
 mod metrics;
 mod pipeline;
 mod record;
+mod redundant;
 mod send;
 mod shutdown;
+mod soak;
 mod status;
 mod sysinfo;
 
@@ -83,6 +87,11 @@ enum Command {
     Status(ctl::StatusArgs),
     /// Inspect and change a running daemon through its API (exit 3: change rejected).
     Ctl(ctl::CtlArgs),
+    /// UDP relay that impairs a flow (loss, bursts, reorder, duplicates, delay, jitter,
+    /// corruption, rate limit) from a seed, and prints what it did.
+    Impair(impair::ImpairArgs),
+    /// Long run under impairment (64 ch in, SRT out): checks RSS growth and counters.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -143,6 +152,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             discover::run(args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Impair(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            impair::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Soak(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            Ok(if soak::run(&args)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Send(args) => {
             init_logging(cli.log_format.unwrap_or_default(), None);

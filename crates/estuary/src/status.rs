@@ -160,6 +160,52 @@ pub struct InputStatus {
     pub health: Health,
     /// Output names fed by this input.
     pub outputs: Vec<String>,
+    /// ST 2022-7 inputs: both paths (the merged result is `counters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<RedundancyStatus>,
+    /// Failover inputs: the source on air.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
+}
+
+/// ST 2022-7: the two paths of a redundant input, and their skew.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RedundancyStatus {
+    /// Path 0 (the input's `address`/first SDP stream), then path 1 (`redundant`).
+    pub paths: Vec<PathStatus>,
+    /// Latest skew: path 1's arrival minus path 0's for the same packet, microseconds.
+    pub skew_us: f64,
+    /// Largest skew measured, microseconds.
+    pub max_abs_skew_us: f64,
+    /// The skew the buffer absorbs (`max_skew`), milliseconds.
+    pub max_skew_ms: f64,
+}
+
+/// A failover input: which source is on air.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct FailoverStatus {
+    /// `main`, `backup` or `fallback`.
+    pub active: String,
+    /// Switches since the input started.
+    pub switches: u64,
+    /// Why the last switch happened: `no_packets`, `silence` or `restored`.
+    pub last_reason: Option<String>,
+    /// The backup stream's counters (the main stream's are the input's `counters`).
+    pub backup: Option<InputCounters>,
+}
+
+/// Counters of one ST 2022-7 path.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+pub struct PathStatus {
+    pub received: u64,
+    /// Packets missing on this path (its own sequence numbers).
+    pub lost: u64,
+    /// Copies from this path that went on air.
+    pub used: u64,
+    /// Copies that arrived after the other path's copy (the protection at work).
+    pub redundant: u64,
+    /// Copies that arrived more than `max_skew` after the other path's.
+    pub beyond_skew: u64,
 }
 
 /// The stream an input receives.

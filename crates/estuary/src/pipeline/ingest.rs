@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use estuary_engine::clock::PlayoutClock as _;
 use estuary_engine::jitter::{JitterBuffer, PushOutcome};
+use estuary_engine::redundancy::PathMerger;
 use estuary_engine::time::MonoTime;
 use estuary_io::batch::BatchReceiver;
 use estuary_io::clock::{monotonic_now, sleep_until};
 
-use super::InputSnapshot;
+use super::{InputSnapshot, RedundancySnapshot};
 use crate::latency::LatencyHistogram;
 use crate::record::FeedEvent;
 use crate::shutdown::Stop;
@@ -58,6 +59,17 @@ pub(super) struct InputRuntime {
     /// Arrival and media position of the latest packet stored, for drift measurement.
     pub last_stored: Option<(MonoTime, u64)>,
     pub shared: Arc<Mutex<InputSnapshot>>,
+    /// ST 2022-7: the second path, merged into the same jitter buffer.
+    pub redundant: Option<RedundantPath>,
+    /// Source failover: the backup stream and the fallback (see `pipeline/failover.rs`).
+    pub failover: Option<Box<super::failover::FailoverRuntime>>,
+}
+
+/// The second socket of an ST 2022-7 input and the per-path bookkeeping of both.
+pub(super) struct RedundantPath {
+    pub socket: UdpSocket,
+    pub merger: PathMerger,
+    pub max_skew: Duration,
 }
 
 /// What the routes ask of the ingest thread.
@@ -143,6 +155,15 @@ impl InputRuntime {
     fn publish(&self) {
         if let Ok(mut shared) = self.shared.try_lock() {
             shared.stats = *self.jitter.stats();
+            shared.redundancy = self.redundant.as_ref().map(|r| {
+                r.merger.correct(&mut shared.stats);
+                RedundancySnapshot {
+                    paths: r.merger.paths(),
+                    skew: r.merger.skew(),
+                    max_skew: r.max_skew,
+                }
+            });
+            shared.failover = self.failover.as_ref().map(|f| f.snapshot());
             shared.ring_overruns = self.ring_overruns;
             shared.pull_lag = self.pull_lag;
             shared.last_packet = self.last_stored;
@@ -161,25 +182,70 @@ impl InputRuntime {
     }
 }
 
-/// Reads everything the socket holds into the input's jitter buffer.
+/// Reads everything the input's socket(s) hold into its jitter buffer.
 fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
-    while let Ok(n) = rx.recv(&input.socket) {
+    drain_path(rx, input, 0);
+    if input.redundant.is_some() {
+        drain_path(rx, input, 1);
+    }
+    if input.failover.is_some() {
+        super::failover::drain_backup(rx, input);
+    }
+}
+
+/// RTP sequence number, if the datagram looks like RTP (the jitter buffer validates the rest).
+fn rtp_seq(data: &[u8]) -> Option<u16> {
+    (data.len() >= 12 && data[0] >> 6 == 2).then(|| u16::from_be_bytes([data[2], data[3]]))
+}
+
+/// Drains path 0 (the input's socket) or path 1 (the ST 2022-7 second socket).
+fn drain_path(rx: &mut BatchReceiver, input: &mut InputRuntime, path: usize) {
+    let (socket, mut merger) = match (input.redundant.as_mut(), path) {
+        (Some(RedundantPath { socket, merger, .. }), 1) => (&*socket, Some(merger)),
+        (r, _) => (&input.socket, r.map(|r| &mut r.merger)),
+    };
+    let jitter = &mut input.jitter;
+    let last_stored = &mut input.last_stored;
+    let rings = &mut input.rings;
+    drain_into(rx, socket, jitter, |arrival, data, outcome| {
+        if let Some(position) = stored_position(outcome) {
+            *last_stored = Some((arrival, position));
+        }
+        if outcome == PushOutcome::Late {
+            // Recorders tell a late packet's gap from a lost one.
+            for events in rings.iter_mut().filter_map(|f| f.events.as_mut()) {
+                let _ = events.push(FeedEvent::Late);
+            }
+        }
+        if let Some(m) = &mut merger {
+            m.record(path, arrival, rtp_seq(data), outcome);
+        }
+    });
+}
+
+/// Where a stored packet's first frame is; `None` when it was not stored.
+pub(super) fn stored_position(outcome: PushOutcome) -> Option<u64> {
+    match outcome {
+        PushOutcome::Started { position, .. }
+        | PushOutcome::Stored { position, .. }
+        | PushOutcome::Reordered { position, .. }
+        | PushOutcome::Resynced { position, .. } => Some(position),
+        _ => None,
+    }
+}
+
+/// Reads everything `socket` holds into `jitter`, telling `on` what became of each datagram.
+pub(super) fn drain_into(
+    rx: &mut BatchReceiver,
+    socket: &UdpSocket,
+    jitter: &mut JitterBuffer,
+    mut on: impl FnMut(MonoTime, &[u8], PushOutcome),
+) {
+    while let Ok(n) = rx.recv(socket) {
         for packet in rx.packets() {
             // The outcome is also counted in the buffer's statistics.
-            match input.jitter.push(packet.arrival, packet.data) {
-                PushOutcome::Started { position, .. }
-                | PushOutcome::Stored { position, .. }
-                | PushOutcome::Reordered { position, .. }
-                | PushOutcome::Resynced { position, .. } => {
-                    input.last_stored = Some((packet.arrival, position));
-                }
-                PushOutcome::Late => {
-                    for events in input.rings.iter_mut().filter_map(|f| f.events.as_mut()) {
-                        let _ = events.push(FeedEvent::Late);
-                    }
-                }
-                _ => {}
-            }
+            let outcome = jitter.push(packet.arrival, packet.data);
+            on(packet.arrival, packet.data, outcome);
         }
         // A short batch means the socket is empty: skip the call that would say EAGAIN.
         if n < rx.capacity() {
@@ -189,6 +255,10 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
 }
 
 fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32]) {
+    if input.failover.is_some() {
+        super::failover::pull(input, now, scratch);
+        return;
+    }
     let usable = scratch.len() / input.channels * input.channels;
     loop {
         let rings = &mut input.rings;
@@ -210,36 +280,54 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         if let Some(due) = input.jitter.clock().due_time(last) {
             input.pull_lag.record(now.duration_since(due));
         }
-        let samples = &scratch[..pulled.frames * input.channels];
-        for feed in &mut input.rings {
-            let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
-            if feed.samples.slots() < samples.len() || no_event {
-                // A recorder fills what it missed with counted silence, from the positions.
-                input.ring_overruns += pulled.frames as u64;
-                continue;
-            }
-            if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
-                let (a, b) = chunk.as_mut_slices();
-                a.copy_from_slice(&samples[..a.len()]);
-                b.copy_from_slice(&samples[a.len()..]);
-                chunk.commit_all();
-                if let Some(events) = &mut feed.events {
-                    let _ = events.push(FeedEvent::Chunk {
-                        position: pulled.position,
-                        frames: pulled.frames as u32,
-                    });
-                }
-                let frames_before = feed.frames_pushed;
-                feed.frames_pushed += pulled.frames as u64;
-                // A full mark ring only costs the output one latency sample.
-                let _ = feed.marks.push((feed.frames_pushed, now));
-                if feed.frames_pushed / feed.frame > frames_before / feed.frame {
-                    feed.thread.unpark();
-                }
-            }
-        }
+        push_to_rings(
+            input,
+            &scratch[..pulled.frames * input.channels],
+            now,
+            Some(pulled.position),
+        );
         if pulled.frames * input.channels < usable {
             break;
+        }
+    }
+}
+
+/// Copies interleaved frames into every output's (and the meter's and recorders') ring.
+/// `position` is the media position of the first frame (a recorder's time reference);
+/// `None` for audio with no media clock of its own (a failover's mix), which recorders
+/// then number continuously.
+pub(super) fn push_to_rings(
+    input: &mut InputRuntime,
+    samples: &[i32],
+    now: MonoTime,
+    position: Option<u64>,
+) {
+    let frames = samples.len() / input.channels;
+    for feed in &mut input.rings {
+        let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
+        if feed.samples.slots() < samples.len() || no_event {
+            // A recorder fills what it missed with counted silence, from the positions.
+            input.ring_overruns += frames as u64;
+            continue;
+        }
+        if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
+            let (a, b) = chunk.as_mut_slices();
+            a.copy_from_slice(&samples[..a.len()]);
+            b.copy_from_slice(&samples[a.len()..]);
+            chunk.commit_all();
+            if let Some(events) = &mut feed.events {
+                let _ = events.push(FeedEvent::Chunk {
+                    position: position.unwrap_or(feed.frames_pushed),
+                    frames: frames as u32,
+                });
+            }
+            let frames_before = feed.frames_pushed;
+            feed.frames_pushed += frames as u64;
+            // A full mark ring only costs the output one latency sample.
+            let _ = feed.marks.push((feed.frames_pushed, now));
+            if feed.frames_pushed / feed.frame > frames_before / feed.frame {
+                feed.thread.unpark();
+            }
         }
     }
 }

@@ -15,9 +15,11 @@
 //! while the route behind it restarts.
 
 mod apply;
+mod failover;
 mod ingest;
 mod meter;
 mod output;
+mod redundant;
 mod report;
 mod view;
 
@@ -82,6 +84,18 @@ pub struct InputSnapshot {
     pub pull_lag: LatencyHistogram,
     /// Arrival and media position of the latest packet stored.
     pub last_packet: Option<(MonoTime, u64)>,
+    /// ST 2022-7 inputs: per-path counters and skew.
+    pub redundancy: Option<RedundancySnapshot>,
+    /// Failover inputs: the source on air.
+    pub failover: Option<failover::FailoverSnapshot>,
+}
+
+/// What an ST 2022-7 input publishes about its two paths.
+#[derive(Debug, Clone, Copy)]
+pub struct RedundancySnapshot {
+    pub paths: [estuary_engine::redundancy::PathCounters; 2],
+    pub skew: estuary_engine::redundancy::Skew,
+    pub max_skew: Duration,
 }
 
 /// What an output thread publishes.
@@ -522,7 +536,12 @@ impl Route {
         // Opening resets the published counters; keep what they had counted.
         let previous = *lock(&self.snapshot);
         self.carried.add(&previous);
-        let mut input = open_input(&self.config, &stream, Arc::clone(&self.snapshot))?;
+        let mut input = open_input(
+            &self.config,
+            &stream,
+            sdp.as_deref(),
+            Arc::clone(&self.snapshot),
+        )?;
         self.halt = Stop::default();
         let ring_frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
         let ring_samples = ring_frames * usize::from(stream.channels);
@@ -678,6 +697,7 @@ impl Route {
 fn open_input(
     input: &InputConfig,
     stream: &ResolvedStream,
+    sdp: Option<&str>,
     shared: Arc<Mutex<InputSnapshot>>,
 ) -> anyhow::Result<InputRuntime> {
     let name = input.name.get_ref().clone();
@@ -690,13 +710,16 @@ fn open_input(
     };
     let socket = mcast::open_receive_socket(stream.destination, stream.source, iface.as_ref())
         .with_context(|| format!("input {name}: cannot receive on {}", stream.destination))?;
+    let redundant = redundant::open_second_path(input, sdp)?;
+    // The slower path's copies must still arrive before playout to fill the other's gaps.
+    let latency = input.latency + input.skew_allowance(redundant.is_some());
     let jitter = JitterBuffer::new(JitterConfig {
         channels: stream.channels,
         sample_rate: stream.sample_rate,
         format: stream.format,
         payload_type: stream.payload_type,
-        latency: input.latency,
-        capacity: (input.latency * 8).max(Duration::from_millis(400)),
+        latency,
+        capacity: (latency * 8).max(Duration::from_millis(400)),
     })
     .map_err(|e| anyhow::anyhow!("input {name}: {e}"))?;
     info!(
@@ -722,6 +745,8 @@ fn open_input(
         pull_lag: LatencyHistogram::default(),
         last_stored: None,
         shared,
+        redundant,
+        failover: failover::open(input, stream, latency)?,
     })
 }
 

@@ -232,6 +232,8 @@ fn input_status(route: &Route) -> InputStatus {
             .iter()
             .map(|o| o.config.name.get_ref().clone())
             .collect(),
+        redundancy: snap.redundancy.as_ref().map(super::redundant::status),
+        failover: snap.failover.as_ref().map(super::failover::status),
     }
 }
 

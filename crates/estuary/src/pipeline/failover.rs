@@ -1,0 +1,258 @@
+//! Source failover in the ingest thread: the main stream (the input's own jitter buffer), a
+//! backup stream (its own socket and jitter buffer) and a fallback tone are all played out on
+//! every tick; the engine's `Switcher` says which one goes on air, and a switch crossfades
+//! from the old source to the new one, on a sample boundary.
+
+use std::net::UdpSocket;
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use estuary_engine::clock::PlayoutClock as _;
+use estuary_engine::failover::{SwitchReason, Switcher, crossfade};
+use estuary_engine::jitter::{JitterBuffer, JitterConfig};
+use estuary_engine::time::MonoTime;
+use estuary_io::batch::BatchReceiver;
+use estuary_io::mcast;
+use estuary_io::tx::ToneGenerator;
+
+use super::ingest::{self, InputRuntime};
+use crate::config::{InputConfig, ResolvedStream};
+use crate::failover::{TONE_HZ, TONE_LEVEL_DBFS};
+use crate::status::{FailoverStatus, InputCounters};
+
+/// Names of the sources, by index, in the API and the log.
+const NAMES: [&str; 3] = ["main", "backup", "fallback"];
+
+/// What the ingest thread publishes about a failover input.
+#[derive(Debug, Clone, Copy)]
+pub struct FailoverSnapshot {
+    /// Index into [`NAMES`] of the source on air.
+    pub active: usize,
+    pub switches: u64,
+    pub last_reason: Option<SwitchReason>,
+    /// The backup stream's counters (the main stream's are the input's).
+    pub backup: Option<(estuary_engine::stats::StreamStats, u32)>,
+}
+
+pub(in crate::pipeline) struct FailoverRuntime {
+    backup: Option<(UdpSocket, JitterBuffer)>,
+    tone: Option<ToneGenerator>,
+    /// When the tone's clock started and the frames it produced since.
+    tone_clock: Option<(MonoTime, u64)>,
+    sample_rate: u32,
+    switcher: Switcher,
+    crossfade_frames: usize,
+    /// The audio each source played this tick (main, backup, fallback).
+    played: [Vec<i32>; 3],
+    /// (source faded out, frames of the fade done).
+    fade: Option<(usize, usize)>,
+    last_reason: Option<SwitchReason>,
+    name: String,
+}
+
+/// Sets up the backup and the fallback of `input`, if it has `failover`.
+pub(super) fn open(
+    input: &InputConfig,
+    stream: &ResolvedStream,
+    latency: std::time::Duration,
+) -> anyhow::Result<Option<Box<FailoverRuntime>>> {
+    let Some(config) = input.failover.as_ref().map(toml::Spanned::get_ref) else {
+        return Ok(None);
+    };
+    let name = input.name.get_ref().clone();
+    let backup = match &config.backup {
+        Some(address) => {
+            let address = *address.get_ref();
+            let iface_spec = config
+                .backup_interface
+                .as_ref()
+                .or(input.interface.as_ref())
+                .map(|i| i.get_ref().clone());
+            let iface = iface_spec
+                .as_deref()
+                .map(mcast::resolve_interface)
+                .transpose()
+                .with_context(|| format!("input {name}: failover.backup_interface"))?;
+            let socket = mcast::open_receive_socket(address, config.backup_source, iface.as_ref())
+                .with_context(|| format!("input {name}: cannot receive the backup on {address}"))?;
+            let jitter = JitterBuffer::new(JitterConfig {
+                channels: stream.channels,
+                sample_rate: stream.sample_rate,
+                format: stream.format,
+                payload_type: stream.payload_type,
+                latency,
+                capacity: (latency * 8).max(std::time::Duration::from_millis(400)),
+            })
+            .map_err(|e| anyhow::anyhow!("input {name}: backup: {e}"))?;
+            Some((socket, jitter))
+        }
+        None => None,
+    };
+    let tone = config.tone().then(|| {
+        ToneGenerator::new(
+            stream.sample_rate,
+            stream.channels,
+            TONE_HZ,
+            0.0,
+            TONE_LEVEL_DBFS,
+        )
+    });
+    let network = 1 + usize::from(backup.is_some());
+    let switcher = Switcher::new(
+        config.policy(stream.sample_rate),
+        network,
+        usize::from(tone.is_some()),
+    );
+    info!(
+        input = %name,
+        backup = ?config.backup.as_ref().map(|b| *b.get_ref()),
+        fallback = %config.fallback.get_ref(),
+        switch_after_ms = config.switch_after.as_millis() as u64,
+        return_after_s = config.return_after.as_secs_f64(),
+        "failover chain"
+    );
+    Ok(Some(Box::new(FailoverRuntime {
+        backup,
+        tone,
+        tone_clock: None,
+        sample_rate: stream.sample_rate,
+        crossfade_frames: config.policy(stream.sample_rate).crossfade,
+        switcher,
+        played: Default::default(),
+        fade: None,
+        last_reason: None,
+        name,
+    })))
+}
+
+impl FailoverRuntime {
+    pub(super) fn snapshot(&self) -> FailoverSnapshot {
+        FailoverSnapshot {
+            active: self.source_slot(self.switcher.active()),
+            switches: self.switcher.switches(),
+            last_reason: self.last_reason,
+            backup: self
+                .backup
+                .as_ref()
+                .map(|(_, jitter)| (*jitter.stats(), self.sample_rate)),
+        }
+    }
+
+    /// The switcher's index (network sources first, then local) as a slot of [`NAMES`].
+    fn source_slot(&self, index: usize) -> usize {
+        match (index, self.backup.is_some()) {
+            (0, _) => 0,
+            (1, true) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Reads the backup's socket (the main one is read by the ingest loop as for any input).
+pub(super) fn drain_backup(rx: &mut BatchReceiver, input: &mut InputRuntime) {
+    let Some(f) = input.failover.as_mut() else {
+        return;
+    };
+    if let Some((socket, jitter)) = &mut f.backup {
+        let switcher = &mut f.switcher;
+        ingest::drain_into(rx, socket, jitter, |arrival, _, outcome| {
+            if ingest::stored_position(outcome).is_some() {
+                switcher.packet(1, arrival);
+            }
+        });
+    }
+}
+
+/// Plays out every source, decides, and feeds the outputs with the source on air.
+pub(super) fn pull(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32]) {
+    let channels = input.channels;
+    let usable = scratch.len() / channels * channels;
+    let Some(mut f) = input.failover.take() else {
+        return;
+    };
+    if let Some((arrival, _)) = input.last_stored {
+        f.switcher.packet(0, arrival);
+    }
+    for buf in &mut f.played {
+        buf.clear();
+    }
+    // Main: the input's own buffer.
+    loop {
+        let pulled = input.jitter.pull(now, &mut scratch[..usable]);
+        if pulled.frames == 0 {
+            break;
+        }
+        let last = pulled.position + pulled.frames as u64 - 1;
+        if let Some(due) = input.jitter.clock().due_time(last) {
+            input.pull_lag.record(now.duration_since(due));
+        }
+        f.played[0].extend_from_slice(&scratch[..pulled.frames * channels]);
+        if pulled.frames * channels < usable {
+            break;
+        }
+    }
+    if let Some((_, jitter)) = &mut f.backup {
+        loop {
+            let pulled = jitter.pull(now, &mut scratch[..usable]);
+            if pulled.frames == 0 {
+                break;
+            }
+            f.played[1].extend_from_slice(&scratch[..pulled.frames * channels]);
+            if pulled.frames * channels < usable {
+                break;
+            }
+        }
+    }
+    if let Some(tone) = &mut f.tone {
+        // The tone runs on the local clock.
+        let (start, produced) = *f.tone_clock.get_or_insert((now, 0));
+        let due = (now.duration_since(start).as_secs_f64() * f64::from(f.sample_rate)) as u64;
+        let frames = due.saturating_sub(produced).min((usable / channels) as u64) as usize;
+        let out = &mut f.played[2];
+        out.resize(frames * channels, 0);
+        tone.fill(out);
+        f.tone_clock = Some((start, produced + frames as u64));
+    }
+    for (slot, index) in [(0, 0), (1, 1)] {
+        if slot == 1 && f.backup.is_none() {
+            continue;
+        }
+        let played = std::mem::take(&mut f.played[slot]);
+        f.switcher.audio(index, now, &played);
+        f.played[slot] = played;
+    }
+    if let Some(switch) = f.switcher.decide(now) {
+        let (from, to) = (f.source_slot(switch.from), f.source_slot(switch.to));
+        f.last_reason = Some(switch.reason);
+        f.fade = (f.crossfade_frames > 0).then_some((from, 0));
+        if switch.reason == SwitchReason::Restored {
+            info!(input = %f.name, from = %NAMES[from], to = %NAMES[to], reason = %switch.reason.name(), "failover: switched");
+        } else {
+            warn!(input = %f.name, from = %NAMES[from], to = %NAMES[to], reason = %switch.reason.name(), "failover: switched");
+        }
+    }
+    let active = f.source_slot(f.switcher.active());
+    let mut out = std::mem::take(&mut f.played[active]);
+    if let Some((old, done)) = f.fade {
+        let done = crossfade(&mut out, &f.played[old], channels, done, f.crossfade_frames);
+        f.fade = (done < f.crossfade_frames).then_some((old, done));
+    }
+    if !out.is_empty() {
+        ingest::push_to_rings(input, &out, now, None);
+    }
+    f.played[active] = out;
+    input.failover = Some(f);
+}
+
+/// The API's view.
+pub(super) fn status(snapshot: &FailoverSnapshot) -> FailoverStatus {
+    FailoverStatus {
+        active: NAMES[snapshot.active].to_owned(),
+        switches: snapshot.switches,
+        last_reason: snapshot.last_reason.map(|r| r.name().to_owned()),
+        backup: snapshot
+            .backup
+            .map(|(stats, rate)| InputCounters::from_stats(&stats, rate, 0, 0.0)),
+    }
+}
