@@ -608,7 +608,7 @@ fn bridge_worker(args: &BridgeArgs) -> anyhow::Result<()> {
             input.stats.packets_lost
         );
     }
-    if let Some((_, output, srt)) = outputs.first() {
+    if let Some((_, output, Some(srt))) = outputs.first() {
         println!(
             "result hand-off to SRT: {}; {} messages sent, state {}",
             output.handoff.summary(),

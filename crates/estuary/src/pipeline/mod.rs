@@ -14,6 +14,7 @@
 //! own; the SRT senders live as long as the daemon, so a listener keeps its caller connected
 //! while the route behind it restarts.
 
+mod aes67;
 mod apply;
 mod ingest;
 mod meter;
@@ -38,7 +39,9 @@ use estuary_engine::stats::StreamStats;
 use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
 use estuary_io::{mcast, sched};
 
-use crate::config::{Config, InputConfig, InputPlan, OutputConfig, ResolvedStream, SrtModeConfig};
+use crate::config::{
+    Config, InputConfig, InputPlan, OutputConfig, OutputKind, ResolvedStream, SrtModeConfig,
+};
 use crate::discovery::Discovery;
 use crate::gateway::Signal;
 use crate::latency::LatencyHistogram;
@@ -93,6 +96,12 @@ pub struct OutputSnapshot {
     /// From the ingest thread completing a codec frame in the ring to its last TS packet
     /// being handed to SRT: wake-up, encoding and muxing.
     pub handoff: LatencyHistogram,
+    /// AES67: packet slots with no audio in the ring (the ingest thread stalled).
+    pub underrun_packets: u64,
+    /// AES67: frames dropped because the ring ran ahead (the input's clock is faster).
+    pub frames_dropped: u64,
+    /// AES67: sends the kernel refused.
+    pub send_errors: u64,
 }
 
 /// Where a route stands.
@@ -122,11 +131,26 @@ pub struct Options {
     pub meters: bool,
 }
 
-/// One output of a route; its SRT sender outlives route restarts.
+/// One output of a route; its SRT sender (or AES67 identity) outlives route restarts.
 struct OutputSlot {
     config: OutputConfig,
-    srt: Arc<SrtSender>,
+    sink: Sink,
     snapshot: Arc<Mutex<OutputSnapshot>>,
+}
+
+/// Where an output's audio goes.
+enum Sink {
+    Srt(Arc<SrtSender>),
+    Aes67(Arc<aes67::Aes67Sender>),
+}
+
+impl Sink {
+    fn srt(&self) -> Option<&Arc<SrtSender>> {
+        match self {
+            Sink::Srt(srt) => Some(srt),
+            Sink::Aes67(_) => None,
+        }
+    }
 }
 
 /// Counters carried over from an input's earlier streams.
@@ -264,12 +288,18 @@ impl Running {
                 outputs.push(reuse.swap_remove(i));
                 continue;
             }
-            let srt = SrtSender::start(srt_config(output))
-                .with_context(|| format!("output {}", output.name.get_ref()))?;
+            let sink = match output.kind {
+                OutputKind::Srt => {
+                    let srt = SrtSender::start(srt_config(output))
+                        .with_context(|| format!("output {}", output.name.get_ref()))?;
+                    Sink::Srt(Arc::new(srt))
+                }
+                OutputKind::Aes67 => Sink::Aes67(Arc::new(aes67::Aes67Sender::new(output))),
+            };
             info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
             outputs.push(OutputSlot {
                 config: output.clone(),
-                srt: Arc::new(srt),
+                sink,
                 snapshot: Arc::default(),
             });
         }
@@ -378,7 +408,8 @@ impl Running {
             .collect()
     }
 
-    pub fn output_status(&self) -> Vec<(String, OutputSnapshot, SrtStatus)> {
+    /// Each output's counters, with its SRT sender's status (none for AES67 outputs).
+    pub fn output_status(&self) -> Vec<(String, OutputSnapshot, Option<SrtStatus>)> {
         self.routes
             .iter()
             .flat_map(|r| &r.outputs)
@@ -386,7 +417,7 @@ impl Running {
                 (
                     o.config.name.get_ref().clone(),
                     lock(&o.snapshot).clone(),
-                    o.srt.status(),
+                    o.sink.srt().map(|s| s.status()),
                 )
             })
             .collect()
@@ -485,11 +516,39 @@ impl Route {
         for slot in &self.outputs {
             let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
             let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
+            let srt = match &slot.sink {
+                Sink::Srt(srt) => Arc::clone(srt),
+                Sink::Aes67(sender) => {
+                    let worker = aes67::Aes67Worker::new(
+                        &slot.config,
+                        &stream,
+                        consumer,
+                        sender,
+                        Arc::clone(&slot.snapshot),
+                    )
+                    .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
+                    let frame = worker.frame as u64;
+                    let halt = self.halt.clone();
+                    let thread = format!("aes67-{}", worker.name);
+                    let feed = Self::spawn_fed(
+                        &mut self.workers,
+                        thread,
+                        (samples, marks),
+                        frame,
+                        move || {
+                            realtime(sched::OUTPUT_PRIORITY);
+                            worker.run(&halt);
+                        },
+                    )?;
+                    input.rings.push(feed);
+                    continue;
+                }
+            };
             let worker = OutputWorker::new(
                 &slot.config,
                 &stream,
                 (consumer, mark_consumer),
-                Arc::clone(&slot.srt),
+                srt,
                 Arc::clone(&slot.snapshot),
             )
             .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
@@ -655,7 +714,7 @@ fn open_input(
 
 fn srt_config(output: &OutputConfig) -> SrtConfig {
     SrtConfig {
-        mode: match output.mode {
+        mode: match output.mode.unwrap_or(SrtModeConfig::Listener) {
             SrtModeConfig::Caller => SrtMode::Caller {
                 remote: output.address,
             },
