@@ -16,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use estuary_engine::catalog::StreamSelector;
+use estuary_io::tx::SignalKind;
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::sdp;
 
@@ -99,6 +100,8 @@ pub enum LogFormat {
 #[serde(rename_all = "lowercase")]
 pub enum InputKind {
     Aes67,
+    /// A signal made inside Estuary: `tone`, `sweep` or `sequence` (see docs/config.md).
+    Generator,
 }
 
 /// One AES67 / ST 2110-30 / RAVENNA stream to receive.
@@ -131,6 +134,12 @@ pub struct InputConfig {
     /// Measure the input (meters, loudness, detectors, stream health) in the daemon.
     #[serde(default = "yes")]
     pub meters: bool,
+    /// Generator only: `tone` (default), `sweep` or `sequence`.
+    pub signal: Option<Spanned<String>>,
+    /// Generator only: tone frequency in Hz (default 1000).
+    pub frequency: Option<Spanned<f64>>,
+    /// Generator only: peak level in dBFS (default -18).
+    pub level: Option<Spanned<f64>>,
 }
 
 /// What an input's `source` says.
@@ -528,6 +537,10 @@ impl InputConfig {
 
     /// Works out how the stream is described: fixed by the config, or followed from discovery.
     pub fn plan(&self) -> Result<InputPlan, FieldError> {
+        if self.kind == InputKind::Generator {
+            return self.generator_stream().map(InputPlan::Fixed);
+        }
+        self.signal()?;
         let spec = self.source_spec()?;
         if let Some(SourceSpec::Discovered(selector)) = spec {
             let given = [
@@ -545,6 +558,86 @@ impl InputConfig {
             return Ok(InputPlan::Follow(selector));
         }
         self.resolve().map(InputPlan::Fixed)
+    }
+
+    /// A generator's signal; `None` for a received input.
+    pub fn signal(&self) -> Result<Option<SignalKind>, FieldError> {
+        if self.kind != InputKind::Generator {
+            let given = [
+                ("signal", self.signal.as_ref().map(Spanned::span)),
+                ("frequency", self.frequency.as_ref().map(Spanned::span)),
+                ("level", self.level.as_ref().map(Spanned::span)),
+            ];
+            if let Some((field, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
+                return Err((
+                    span,
+                    field.into(),
+                    format!("`{field}` is a generator setting; this input is kind = \"aes67\""),
+                ));
+            }
+            return Ok(None);
+        }
+        let frequency = self.frequency.as_ref().map_or(1000.0, |f| *f.get_ref());
+        let kind = match self.signal.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("tone") => SignalKind::Tone {
+                frequency_hz: frequency,
+            },
+            Some("sweep") => SignalKind::Sweep { period_s: 10.0 },
+            Some("sequence") => SignalKind::Sequence,
+            Some(other) => {
+                let span = self.signal.as_ref().map_or(0..0, Spanned::span);
+                return Err((
+                    span,
+                    "signal".into(),
+                    format!("{other:?} is not one of tone, sweep, sequence"),
+                ));
+            }
+        };
+        Ok(Some(kind))
+    }
+
+    /// The stream a generator input makes.
+    fn generator_stream(&self) -> Result<ResolvedStream, FieldError> {
+        let name_span = self.name.span();
+        let received = [
+            ("sdp_file", self.sdp_file.is_some()),
+            ("sdp", self.sdp.is_some()),
+            ("address", self.address.is_some()),
+            ("source", self.source.is_some()),
+            ("format", self.format.is_some()),
+            ("interface", self.interface.is_some()),
+        ];
+        if let Some((field, _)) = received.iter().find(|(_, set)| *set) {
+            return Err((
+                name_span,
+                (*field).into(),
+                format!("`{field}` describes a received stream; a generator makes its own"),
+            ));
+        }
+        let signal = self.signal()?;
+        if let Some(f) = &self.frequency {
+            let rate = self.sample_rate.as_ref().map_or(48_000, |r| *r.get_ref());
+            if !(*f.get_ref() > 0.0 && *f.get_ref() < f64::from(rate) / 2.0) {
+                return Err((
+                    f.span(),
+                    "frequency".into(),
+                    format!("must be between 0 and {} Hz", rate / 2),
+                ));
+            }
+        }
+        if let Some(l) = &self.level
+            && !(-120.0..=0.0).contains(l.get_ref())
+        {
+            return Err((l.span(), "level".into(), "must be -120 to 0 dBFS".into()));
+        }
+        let mut stream = self.format_fields(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        stream.format = SampleFormat::L32;
+        stream.label = Some(match signal {
+            Some(SignalKind::Tone { frequency_hz }) => format!("tone {frequency_hz} Hz"),
+            Some(SignalKind::Sweep { .. }) => "sweep".into(),
+            _ => "sequence".into(),
+        });
+        Ok(stream)
     }
 
     /// Works out the stream from `sdp_file`, `sdp` or `address` + format fields.
@@ -643,6 +736,11 @@ impl InputConfig {
         let Some(destination) = address else {
             return Err((name_span, "address".into(), "missing".into()));
         };
+        self.format_fields(destination)
+    }
+
+    fn format_fields(&self, destination: SocketAddr) -> Result<ResolvedStream, FieldError> {
+        let name_span = self.name.span();
         let format = match &self.format {
             None => SampleFormat::L24,
             Some(f) => SampleFormat::from_encoding_name(f.get_ref()).ok_or_else(|| {
@@ -960,3 +1058,7 @@ pub fn parse_dscp(text: &str) -> Option<u8> {
     };
     (value < 64).then_some(value)
 }
+
+#[cfg(test)]
+#[path = "config_tx_tests.rs"]
+mod tx_tests;

@@ -152,3 +152,59 @@ fn ffmpeg_reads_estuarys_sdp_and_receives_l16_at_125us_exactly() {
         .collect();
     assert_exact_run(&received, &sent, 2, &estuary);
 }
+
+/// A generator input with the counting sequence, 8 channels of L24 in 250 µs packets, to
+/// FFmpeg through the SDP: every frame FFmpeg decodes is the next one of the sequence.
+#[test]
+fn generator_sequence_reaches_ffmpeg_without_a_missing_or_altered_sample() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sdp = dir.path().join("gen.sdp");
+    let mut estuary = start_estuary(
+        dir.path(),
+        &format!(
+            "[api]\nenabled = false\n[discovery]\nsap = false\nravenna = false\n\n\
+             [[inputs]]\nname = \"gen\"\nkind = \"generator\"\nsignal = \"sequence\"\n\
+             channels = 8\nmeters = false\n\n\
+             [[outputs]]\nname = \"tx\"\nkind = \"aes67\"\ninput = \"gen\"\n\
+             address = \"239.69.2.3:5006\"\ninterface = \"lo\"\nttl = 1\nptime = 0.25\n\
+             sap = false\nsdp_file = \"{}\"\n",
+            sdp.display()
+        ),
+    );
+    estuary.wait_for_stderr("transmitting AES67", Duration::from_secs(10));
+    let text = wait_for_file(&sdp, "m=audio");
+    assert!(text.contains("a=rtpmap:98 L24/48000/8"), "{text}");
+    assert!(text.contains("a=ptime:0.25"), "{text}");
+
+    let received = dir.path().join("received.raw");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-y"])
+        .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
+        .arg(&sdp)
+        .args(["-t", "2", "-f", "s32le", "-acodec", "pcm_s32le"])
+        .arg(&received);
+    let mut receiver = Proc::spawn("ffmpeg-receiver", &mut cmd, dir.path());
+    let status = receiver.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "ffmpeg failed:\n{}", receiver.stderr());
+
+    let samples = s32le(&std::fs::read(&received).expect("received"));
+    assert!(
+        samples.len() >= SECOND * 8,
+        "only {} samples",
+        samples.len()
+    );
+    let first = (samples[0] as u32 >> 8) as u64 / 64;
+    for (i, frame) in samples.chunks_exact(8).enumerate() {
+        let want: Vec<i32> = (0..8)
+            .map(|ch| estuary_io::tx::sequence_sample(first + i as u64, ch))
+            .collect();
+        assert_eq!(
+            frame,
+            &want[..],
+            "frame {i} of {} is not the sequence's next\n{}",
+            samples.len() / 8,
+            estuary.stderr()
+        );
+    }
+}

@@ -16,6 +16,7 @@
 
 mod aes67;
 mod apply;
+mod generator;
 mod ingest;
 mod meter;
 mod output;
@@ -509,7 +510,22 @@ impl Route {
         // Opening resets the published counters; keep what they had counted.
         let previous = *lock(&self.snapshot);
         self.carried.add(&previous);
-        let mut input = open_input(&self.config, &stream, Arc::clone(&self.snapshot))?;
+        let signal = self
+            .config
+            .signal()
+            .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
+        let input = match signal {
+            None => Some(open_input(
+                &self.config,
+                &stream,
+                Arc::clone(&self.snapshot),
+            )?),
+            Some(_) => {
+                *lock(&self.snapshot) = InputSnapshot::default();
+                None
+            }
+        };
+        let mut rings = Vec::new();
         self.halt = Stop::default();
         let ring_frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
         let ring_samples = ring_frames * usize::from(stream.channels);
@@ -540,7 +556,7 @@ impl Route {
                             worker.run(&halt);
                         },
                     )?;
-                    input.rings.push(feed);
+                    rings.push(feed);
                     continue;
                 }
             };
@@ -565,7 +581,7 @@ impl Route {
                     worker.run(&halt);
                 },
             )?;
-            input.rings.push(feed);
+            rings.push(feed);
         }
         *lock(&self.meter) = MeterShared::default();
         if let Some(detectors) = self.detectors {
@@ -594,12 +610,37 @@ impl Route {
                 frame,
                 move || worker.run(&halt),
             )?;
-            input.rings.push(feed);
+            rings.push(feed);
         }
-        commands
-            .send(Command::Attach(Box::new(input)))
-            .map_err(|_| anyhow::anyhow!("input {name}: the ingest thread has stopped"))?;
-        self.attached = true;
+        match (input, signal) {
+            (Some(mut input), _) => {
+                input.rings = rings;
+                commands
+                    .send(Command::Attach(Box::new(input)))
+                    .map_err(|_| anyhow::anyhow!("input {name}: the ingest thread has stopped"))?;
+                self.attached = true;
+            }
+            (None, Some(signal)) => {
+                let generator = generator::Generator::new(
+                    signal,
+                    &stream,
+                    self.config.level.as_ref().map_or(-18.0, |l| *l.get_ref()),
+                    rings,
+                    Arc::clone(&self.snapshot),
+                );
+                let halt = self.halt.clone();
+                info!(input = %name, signal = stream.label.as_deref().unwrap_or("-"), channels = stream.channels, rate = stream.sample_rate, "generating");
+                let handle =
+                    thread::Builder::new()
+                        .name(format!("gen-{name}"))
+                        .spawn(move || {
+                            realtime(sched::OUTPUT_PRIORITY);
+                            generator.run(&halt);
+                        })?;
+                self.workers.push(handle);
+            }
+            (None, None) => anyhow::bail!("input {name}: neither received nor generated"),
+        }
         self.state = RouteState::Receiving {
             stream,
             sdp,
