@@ -23,6 +23,7 @@ mod gateway;
 mod latency;
 mod metrics;
 mod pipeline;
+mod selftest;
 mod send;
 mod shutdown;
 mod status;
@@ -71,6 +72,9 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Self-tests on loopback: `platform` (a known sequence through transmit and receive,
+    /// checked sample by sample; exit 1 on any fault) and `latency`.
+    Selftest(selftest::SelftestArgs),
     /// Alarm notifications: `estuary alarm test` fires a test alarm through the notifiers.
     Alarm(alarm::AlarmArgs),
     /// Summary of a running daemon (through its API): inputs, outputs, alarms.
@@ -149,6 +153,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => ctl::status(args),
         Command::Ctl(args) => ctl::ctl(args),
+        Command::Selftest(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            Ok(if selftest::run(args)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;

@@ -36,6 +36,10 @@ use crate::shutdown::Stop;
 const SLACK: Duration = Duration::from_millis(5);
 /// Buffered ahead of the first packet: two ingest ticks.
 const PREFILL: Duration = Duration::from_millis(2);
+/// How long past its deadline a packet waits for audio before its slot is given up.
+const UNDERRUN_GRACE: Duration = Duration::from_millis(5);
+/// How often an empty ring is looked at again within the grace.
+const RETRY: Duration = Duration::from_micros(100);
 /// How often the counters are published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 
@@ -295,6 +299,13 @@ impl Aes67Worker {
                     self.snapshot
                         .handoff
                         .record(monotonic_now().duration_since(due));
+                } else if now.duration_since(due) < UNDERRUN_GRACE {
+                    // The feeding thread was held up too (a stalled machine): wait for it
+                    // a little rather than leave a hole in the stream.
+                    sleep_until(MonoTime::from_nanos(
+                        now.as_nanos() + RETRY.as_nanos() as u64,
+                    ));
+                    break;
                 } else {
                     if self.snapshot.underrun_packets == 0 {
                         warn!(output = %self.name, "no audio for a packet slot (underrun; further ones are counted)");

@@ -51,6 +51,7 @@ impl Generator {
 
     pub fn run(mut self, halt: &Stop) {
         let start = monotonic_now();
+        super::lock(&self.shared).generator_start = Some(start);
         let mut tick = 0u64;
         let mut made = 0u64;
         while !halt.requested() {

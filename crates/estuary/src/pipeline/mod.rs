@@ -86,6 +86,8 @@ pub struct InputSnapshot {
     pub pull_lag: LatencyHistogram,
     /// Arrival and media position of the latest packet stored.
     pub last_packet: Option<(MonoTime, u64)>,
+    /// Generator inputs: when frame 0 was due (frame `n` is due `n / rate` later).
+    pub generator_start: Option<MonoTime>,
 }
 
 /// What an output thread publishes.
