@@ -32,6 +32,9 @@ use crate::config;
 use crate::pipeline::Running;
 use crate::send;
 
+#[path = "bench_tx.rs"]
+mod transmit;
+
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -52,6 +55,11 @@ enum BenchWhat {
     /// (internal) Estuary's side of `bench bridge`, run as a child process.
     #[command(hide = true)]
     BridgeWorker(BridgeArgs),
+    /// N AES67 streams transmitted: CPU and pacing, Estuary vs GStreamer.
+    Transmit(transmit::TransmitArgs),
+    /// (internal) Estuary's side of `bench transmit`, run as a child process.
+    #[command(hide = true)]
+    TransmitWorker(transmit::TransmitArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -119,6 +127,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Meters(a) => meters(&a),
         BenchWhat::IngestWorker(a) => ingest_worker(&a),
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
+        BenchWhat::Transmit(a) => transmit::transmit(&a),
+        BenchWhat::TransmitWorker(a) => transmit::transmit_worker(&a),
     }
 }
 
