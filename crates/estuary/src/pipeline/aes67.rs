@@ -294,7 +294,12 @@ impl Aes67Worker {
             // so the rate stays exact.
             while MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k)) <= now {
                 let due = MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k));
-                self.trim(high_water);
+                // Frames owed to packets already due are not excess: a sender woken late
+                // must not drop the audio it is about to catch up with.
+                let owed = (now.duration_since(due).as_nanos() as u64 / self.offset_ns(1).max(1))
+                    as usize
+                    * self.frame;
+                self.trim(high_water + owed);
                 if self.send_one(timestamp, k == 0) {
                     self.snapshot
                         .handoff
