@@ -73,6 +73,9 @@ impl Generator {
                 && let Ok(mut shared) = self.shared.try_lock()
             {
                 shared.ring_overruns = self.ring_overruns;
+                // The stream health monitor judges inputs by their packets: a generator's
+                // ticks are its packets (so it is never "no packets", and its drift is 0).
+                shared.last_packet = Some((now, made));
             }
         }
     }
