@@ -22,6 +22,13 @@ pub fn realtime_now_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
+/// Current `CLOCK_TAI` time in nanoseconds since the PTP epoch: the media clock AES67
+/// senders stamp RTP with when no PTP clock is locked (equal to `CLOCK_REALTIME` when the
+/// kernel's TAI offset is not set).
+pub fn tai_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_TAI)
+}
+
 /// Sleeps until the monotonic clock reaches `t` (returns at once if it already has).
 ///
 /// Uses `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`, so a loop that sleeps until

@@ -231,6 +231,100 @@ impl ToneGenerator {
     }
 }
 
+/// What a generator input plays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SignalKind {
+    /// A sine at `frequency_hz` on every channel.
+    Tone { frequency_hz: f64 },
+    /// A logarithmic sweep from 20 Hz to 20 kHz every `period_s` seconds, then again.
+    Sweep { period_s: f64 },
+    /// A known counting sequence (see [`sequence_sample`]), for bit-exact checks.
+    Sequence,
+}
+
+/// Frame `n`, channel `ch` of the counting sequence: a 24-bit counter of `n × 64 + ch`
+/// (so every sample of every channel is distinct within 4.3 minutes at 48 kHz, and a
+/// receiver can tell which frame and channel any sample is), MSB-aligned in an `i32`
+/// with the low 8 bits zero, so it survives L24 and L32 exactly.
+pub fn sequence_sample(n: u64, ch: usize) -> i32 {
+    let v = (n.wrapping_mul(64).wrapping_add(ch as u64) & 0x00ff_ffff) as u32;
+    (v << 8) as i32
+}
+
+/// A generator input's signal: interleaved MSB-aligned `i32`, computed from a 64-bit
+/// frame counter, so it never drifts in phase however long it runs.
+#[derive(Debug, Clone)]
+pub struct SignalGenerator {
+    kind: SignalKind,
+    tone: ToneGenerator,
+    sample_rate: u32,
+    amplitude: f64,
+    /// Sweep phase in cycles (the sweep's frequency changes, so it is accumulated).
+    sweep_phase: f64,
+}
+
+impl SignalGenerator {
+    pub fn new(kind: SignalKind, sample_rate: u32, channels: u16, level_dbfs: f64) -> Self {
+        let frequency = match kind {
+            SignalKind::Tone { frequency_hz } => frequency_hz,
+            _ => 1000.0,
+        };
+        Self {
+            kind,
+            tone: ToneGenerator::new(sample_rate, channels, frequency, 0.0, level_dbfs),
+            sample_rate: sample_rate.max(1),
+            amplitude: f64::from(i32::MAX) * 10f64.powf(level_dbfs.min(0.0) / 20.0),
+            sweep_phase: 0.0,
+        }
+    }
+
+    /// Index of the next frame.
+    pub fn position(&self) -> u64 {
+        self.tone.position
+    }
+
+    /// Fills `out` with whole frames and advances; returns the frames written.
+    pub fn fill(&mut self, out: &mut [i32]) -> usize {
+        match self.kind {
+            SignalKind::Tone { .. } => self.tone.fill(out),
+            SignalKind::Sequence => {
+                let ch = self.tone.channels().max(1);
+                let start = self.tone.position;
+                for (i, frame) in out.chunks_exact_mut(ch).enumerate() {
+                    for (c, s) in frame.iter_mut().enumerate() {
+                        *s = sequence_sample(start + i as u64, c);
+                    }
+                }
+                self.advance(out, ch)
+            }
+            SignalKind::Sweep { period_s } => {
+                let ch = self.tone.channels().max(1);
+                let fs = f64::from(self.sample_rate);
+                let period = (period_s.max(0.1) * fs) as u64;
+                let start = self.tone.position;
+                for (i, frame) in out.chunks_exact_mut(ch).enumerate() {
+                    let t = ((start + i as u64) % period) as f64 / period as f64;
+                    let f = 20.0 * 1000f64.powf(t);
+                    self.sweep_phase = (self.sweep_phase + f / fs).fract();
+                    let v = (self.amplitude * (std::f64::consts::TAU * self.sweep_phase).sin())
+                        .round() as i32;
+                    frame.fill(v);
+                }
+                self.advance(out, ch)
+            }
+        }
+    }
+
+    fn advance(&mut self, out: &mut [i32], ch: usize) -> usize {
+        let frames = out.len() / ch;
+        for s in &mut out[frames * ch..] {
+            *s = 0;
+        }
+        self.tone.position += frames as u64;
+        frames
+    }
+}
+
 /// Per-stream state inside the sender thread; every buffer allocated at setup.
 #[derive(Debug)]
 struct Stream {
@@ -475,6 +569,33 @@ mod tests {
         for (x, y) in near.iter().zip(&far) {
             assert!((i64::from(*x) - i64::from(*y)).abs() < 64, "{x} {y}");
         }
+    }
+
+    #[test]
+    fn sequence_names_frame_and_channel_and_survives_l24() {
+        let mut g = SignalGenerator::new(SignalKind::Sequence, 48_000, 3, 0.0);
+        let mut a = vec![0i32; 3 * 4];
+        assert_eq!(g.fill(&mut a), 4);
+        assert_eq!(a[..4], [0, 1 << 8, 2 << 8, 64 << 8]);
+        assert!(a.iter().all(|v| v & 0xff == 0));
+        let mut b = vec![0i32; 3];
+        g.fill(&mut b);
+        assert_eq!(b[2], sequence_sample(4, 2));
+        // The counter wraps at 24 bits.
+        assert_eq!(sequence_sample(1 << 18, 0), 0);
+    }
+
+    #[test]
+    fn sweep_stays_within_level() {
+        let mut g = SignalGenerator::new(SignalKind::Sweep { period_s: 1.0 }, 48_000, 1, -6.0);
+        let mut out = vec![0i32; 48_000];
+        g.fill(&mut out);
+        let limit = f64::from(i32::MAX) * 10f64.powf(-6.0 / 20.0) + 1.0;
+        let peak = out
+            .iter()
+            .map(|v| f64::from(v.unsigned_abs()))
+            .fold(0.0, f64::max);
+        assert!(peak <= limit && peak > limit * 0.99, "{peak} vs {limit}");
     }
 
     #[test]

@@ -32,6 +32,9 @@ use crate::config;
 use crate::pipeline::Running;
 use crate::send;
 
+#[path = "bench_tx.rs"]
+mod transmit;
+
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -54,6 +57,11 @@ enum BenchWhat {
     /// (internal) Estuary's side of `bench bridge`, run as a child process.
     #[command(hide = true)]
     BridgeWorker(BridgeArgs),
+    /// N AES67 streams transmitted: CPU and pacing, Estuary vs GStreamer.
+    Transmit(transmit::TransmitArgs),
+    /// (internal) Estuary's side of `bench transmit`, run as a child process.
+    #[command(hide = true)]
+    TransmitWorker(transmit::TransmitArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -131,6 +139,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Record(a) => record(&a),
         BenchWhat::IngestWorker(a) => ingest_worker(&a),
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
+        BenchWhat::Transmit(a) => transmit::transmit(&a),
+        BenchWhat::TransmitWorker(a) => transmit::transmit_worker(&a),
     }
 }
 
@@ -724,7 +734,7 @@ fn bridge_worker(args: &BridgeArgs) -> anyhow::Result<()> {
             input.stats.packets_lost
         );
     }
-    if let Some((_, output, srt)) = outputs.first() {
+    if let Some((_, output, Some(srt))) = outputs.first() {
         println!(
             "result hand-off to SRT: {}; {} messages sent, state {}",
             output.handoff.summary(),

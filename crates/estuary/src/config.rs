@@ -16,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use estuary_engine::catalog::StreamSelector;
+use estuary_io::tx::SignalKind;
 use estuary_wire::payload::SampleFormat;
 use estuary_wire::sdp;
 
@@ -104,6 +105,8 @@ pub enum LogFormat {
 #[serde(rename_all = "lowercase")]
 pub enum InputKind {
     Aes67,
+    /// A signal made inside Estuary: `tone`, `sweep` or `sequence` (see docs/config.md).
+    Generator,
 }
 
 /// One AES67 / ST 2110-30 / RAVENNA stream to receive.
@@ -143,6 +146,12 @@ pub struct InputConfig {
     pub max_skew: Option<Duration>,
     /// Source failover: a backup stream and/or a fallback tone (see `docs/redundancy.md`).
     pub failover: Option<Spanned<crate::failover::FailoverConfig>>,
+    /// Generator only: `tone` (default), `sweep` or `sequence`.
+    pub signal: Option<Spanned<String>>,
+    /// Generator only: tone frequency in Hz (default 1000).
+    pub frequency: Option<Spanned<f64>>,
+    /// Generator only: peak level in dBFS (default -18).
+    pub level: Option<Spanned<f64>>,
 }
 
 /// What an input's `source` says.
@@ -169,6 +178,8 @@ fn default_input_latency() -> Duration {
 #[serde(rename_all = "lowercase")]
 pub enum OutputKind {
     Srt,
+    /// AES67 / ST 2110-30 RTP, paced by the media clock (see docs/config.md).
+    Aes67,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -189,7 +200,8 @@ pub enum CodecConfig {
     Pcm,
 }
 
-/// One SRT destination fed by one input.
+/// One destination fed by one input: SRT (`mode`, `codec`, ...) or AES67 (`format`,
+/// `ptime`, ...). Fields of the other kind are refused by [`OutputConfig::check`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
@@ -197,8 +209,10 @@ pub struct OutputConfig {
     pub kind: OutputKind,
     /// Name of the input whose audio this output carries.
     pub input: Spanned<String>,
-    pub mode: SrtModeConfig,
-    /// Caller: the remote listener. Listener: the local address to bind.
+    /// SRT only (required there).
+    pub mode: Option<SrtModeConfig>,
+    /// SRT caller: the remote listener. SRT listener: the local address to bind. AES67: the
+    /// destination (multicast group or unicast host) and port.
     pub address: SocketAddr,
     pub passphrase: Option<Spanned<String>>,
     /// AES key length in bytes: 16, 24 or 32 (SRT `pbkeylen`).
@@ -207,15 +221,48 @@ pub struct OutputConfig {
     #[serde(default = "default_srt_latency", with = "humantime_serde")]
     pub latency: Duration,
     pub stream_id: Option<String>,
-    pub codec: CodecConfig,
+    /// SRT only (required there).
+    pub codec: Option<CodecConfig>,
     /// Opus bitrate in bits per second.
     #[serde(default = "default_opus_bitrate")]
     pub bitrate: Spanned<u32>,
-    /// 1-based input channels to carry, in order. Default: all (Opus: the first two).
+    /// 1-based input channels to carry, in order. Default: all (Opus: the first two; 302M:
+    /// the first eight).
     pub channels: Option<Spanned<Vec<u16>>>,
     /// PCM sample size for `codec = "pcm"`: 16, 20 or 24.
     #[serde(default = "default_pcm_bits")]
     pub bits: Spanned<u8>,
+    // AES67 only:
+    /// L16, L24 (default) or L32.
+    pub format: Option<Spanned<String>>,
+    /// Packet time in ms: 0.125, 0.25, 1 (default) or 4.
+    pub ptime: Option<Spanned<f64>>,
+    /// Multicast TTL (default 32).
+    pub ttl: Option<Spanned<u32>>,
+    /// `AF41` (default), `EF`, or a DSCP number 0-63.
+    pub dscp: Option<Spanned<String>>,
+    /// RTP payload type (default 98).
+    pub payload_type: Option<Spanned<u8>>,
+    /// Sending interface (name or address).
+    pub interface: Option<Spanned<String>>,
+    /// Session name in the SDP (`s=`); default: the output's name.
+    pub session_name: Option<String>,
+    /// Write the stream's SDP to this file.
+    pub sdp_file: Option<Spanned<PathBuf>>,
+    /// Announce the SDP over SAP (default true).
+    pub sap: Option<bool>,
+    /// Serve the SDP over RTSP and publish it over mDNS (RAVENNA; default false).
+    pub ravenna: Option<bool>,
+}
+
+/// The AES67 transmit settings of an output, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aes67Plan {
+    pub format: SampleFormat,
+    pub frames_per_packet: u32,
+    pub ttl: u32,
+    pub dscp: u8,
+    pub payload_type: u8,
 }
 
 fn default_srt_latency() -> Duration {
@@ -287,6 +334,14 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let mut config: Config = toml::from_str(text).map_err(|e| from_toml_error(text, &e))?;
     for input in &mut config.inputs {
         if let Some(file) = &mut input.sdp_file
+            && file.get_ref().is_relative()
+        {
+            let span = file.span();
+            *file = Spanned::new(span, base_dir.join(file.get_ref()));
+        }
+    }
+    for output in &mut config.outputs {
+        if let Some(file) = &mut output.sdp_file
             && file.get_ref().is_relative()
         {
             let span = file.span();
@@ -428,6 +483,9 @@ impl Config {
                     format!("duplicate name {:?}", output.name.get_ref()),
                 ));
             }
+            output
+                .check_kind_fields()
+                .map_err(|(span, f, m)| err(span, field(&f), m))?;
             let Some(input) = self
                 .inputs
                 .iter()
@@ -501,6 +559,10 @@ impl InputConfig {
 
     /// Works out how the stream is described: fixed by the config, or followed from discovery.
     pub fn plan(&self) -> Result<InputPlan, FieldError> {
+        if self.kind == InputKind::Generator {
+            return self.generator_stream().map(InputPlan::Fixed);
+        }
+        self.signal()?;
         let spec = self.source_spec()?;
         if let Some(SourceSpec::Discovered(selector)) = spec {
             let given = [
@@ -518,6 +580,86 @@ impl InputConfig {
             return Ok(InputPlan::Follow(selector));
         }
         self.resolve().map(InputPlan::Fixed)
+    }
+
+    /// A generator's signal; `None` for a received input.
+    pub fn signal(&self) -> Result<Option<SignalKind>, FieldError> {
+        if self.kind != InputKind::Generator {
+            let given = [
+                ("signal", self.signal.as_ref().map(Spanned::span)),
+                ("frequency", self.frequency.as_ref().map(Spanned::span)),
+                ("level", self.level.as_ref().map(Spanned::span)),
+            ];
+            if let Some((field, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
+                return Err((
+                    span,
+                    field.into(),
+                    format!("`{field}` is a generator setting; this input is kind = \"aes67\""),
+                ));
+            }
+            return Ok(None);
+        }
+        let frequency = self.frequency.as_ref().map_or(1000.0, |f| *f.get_ref());
+        let kind = match self.signal.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("tone") => SignalKind::Tone {
+                frequency_hz: frequency,
+            },
+            Some("sweep") => SignalKind::Sweep { period_s: 10.0 },
+            Some("sequence") => SignalKind::Sequence,
+            Some(other) => {
+                let span = self.signal.as_ref().map_or(0..0, Spanned::span);
+                return Err((
+                    span,
+                    "signal".into(),
+                    format!("{other:?} is not one of tone, sweep, sequence"),
+                ));
+            }
+        };
+        Ok(Some(kind))
+    }
+
+    /// The stream a generator input makes.
+    fn generator_stream(&self) -> Result<ResolvedStream, FieldError> {
+        let name_span = self.name.span();
+        let received = [
+            ("sdp_file", self.sdp_file.is_some()),
+            ("sdp", self.sdp.is_some()),
+            ("address", self.address.is_some()),
+            ("source", self.source.is_some()),
+            ("format", self.format.is_some()),
+            ("interface", self.interface.is_some()),
+        ];
+        if let Some((field, _)) = received.iter().find(|(_, set)| *set) {
+            return Err((
+                name_span,
+                (*field).into(),
+                format!("`{field}` describes a received stream; a generator makes its own"),
+            ));
+        }
+        let signal = self.signal()?;
+        if let Some(f) = &self.frequency {
+            let rate = self.sample_rate.as_ref().map_or(48_000, |r| *r.get_ref());
+            if !(*f.get_ref() > 0.0 && *f.get_ref() < f64::from(rate) / 2.0) {
+                return Err((
+                    f.span(),
+                    "frequency".into(),
+                    format!("must be between 0 and {} Hz", rate / 2),
+                ));
+            }
+        }
+        if let Some(l) = &self.level
+            && !(-120.0..=0.0).contains(l.get_ref())
+        {
+            return Err((l.span(), "level".into(), "must be -120 to 0 dBFS".into()));
+        }
+        let mut stream = self.format_fields(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        stream.format = SampleFormat::L32;
+        stream.label = Some(match signal {
+            Some(SignalKind::Tone { frequency_hz }) => format!("tone {frequency_hz} Hz"),
+            Some(SignalKind::Sweep { .. }) => "sweep".into(),
+            _ => "sequence".into(),
+        });
+        Ok(stream)
     }
 
     /// Works out the stream from `sdp_file`, `sdp` or `address` + format fields.
@@ -616,6 +758,11 @@ impl InputConfig {
         let Some(destination) = address else {
             return Err((name_span, "address".into(), "missing".into()));
         };
+        self.format_fields(destination)
+    }
+
+    fn format_fields(&self, destination: SocketAddr) -> Result<ResolvedStream, FieldError> {
+        let name_span = self.name.span();
         let format = match &self.format {
             None => SampleFormat::L24,
             Some(f) => SampleFormat::from_encoding_name(f.get_ref()).ok_or_else(|| {
@@ -662,16 +809,152 @@ impl OutputConfig {
         match &self.channels {
             Some(list) => list.get_ref().iter().map(|&c| usize::from(c) - 1).collect(),
             None => {
-                let n = match self.codec {
-                    CodecConfig::Opus => input_channels.min(2),
-                    CodecConfig::Pcm => input_channels.min(8),
+                let n = match (self.kind, self.codec) {
+                    (OutputKind::Aes67, _) => input_channels.min(64),
+                    (_, Some(CodecConfig::Opus)) => input_channels.min(2),
+                    _ => input_channels.min(8),
                 };
                 (0..usize::from(n)).collect()
             }
         }
     }
 
+    /// Whether the SRT-only or AES67-only settings are the ones given.
+    pub fn check_kind_fields(&self) -> Result<(), FieldError> {
+        let name = self.name.span();
+        let srt_only = [
+            ("mode", self.mode.is_some()),
+            ("passphrase", self.passphrase.is_some()),
+            ("key_length", self.key_length.is_some()),
+            ("stream_id", self.stream_id.is_some()),
+            ("codec", self.codec.is_some()),
+        ];
+        let aes67_only = [
+            ("format", self.format.is_some()),
+            ("ptime", self.ptime.is_some()),
+            ("ttl", self.ttl.is_some()),
+            ("dscp", self.dscp.is_some()),
+            ("payload_type", self.payload_type.is_some()),
+            ("interface", self.interface.is_some()),
+            ("session_name", self.session_name.is_some()),
+            ("sdp_file", self.sdp_file.is_some()),
+            ("sap", self.sap.is_some()),
+            ("ravenna", self.ravenna.is_some()),
+        ];
+        let (foreign, kind) = match self.kind {
+            OutputKind::Srt => (aes67_only, "AES67"),
+            OutputKind::Aes67 => {
+                if let Some((f, _)) = srt_only.iter().find(|(_, set)| *set) {
+                    return Err((
+                        name,
+                        (*f).into(),
+                        format!("`{f}` is an SRT setting; this output is kind = \"aes67\""),
+                    ));
+                }
+                return Ok(());
+            }
+        };
+        if let Some((f, _)) = foreign.iter().find(|(_, set)| *set) {
+            return Err((
+                name,
+                (*f).into(),
+                format!("`{f}` is an {kind} setting; this output is kind = \"srt\""),
+            ));
+        }
+        if self.mode.is_none() {
+            return Err((name, "mode".into(), "missing (caller or listener)".into()));
+        }
+        if self.codec.is_none() {
+            return Err((name, "codec".into(), "missing (opus or pcm)".into()));
+        }
+        Ok(())
+    }
+
+    /// The AES67 settings for an input running at `sample_rate`.
+    pub fn aes67_plan(&self, sample_rate: u32, channels: usize) -> Result<Aes67Plan, FieldError> {
+        let name = self.name.span();
+        let format = match &self.format {
+            None => SampleFormat::L24,
+            Some(f) => match SampleFormat::from_encoding_name(f.get_ref()) {
+                Some(fmt @ (SampleFormat::L16 | SampleFormat::L24 | SampleFormat::L32)) => fmt,
+                _ => {
+                    return Err((
+                        f.span(),
+                        "format".into(),
+                        format!("{:?} is not one of L16, L24, L32", f.get_ref()),
+                    ));
+                }
+            },
+        };
+        let ptime_span = self.ptime.as_ref().map_or(name.clone(), Spanned::span);
+        let ptime = self.ptime.as_ref().map_or(1.0, |p| *p.get_ref());
+        // AES67 counts packets in samples of the 48 kHz family; 44.1 kHz uses the same counts.
+        let per_ms = match sample_rate {
+            44_100 | 48_000 => 48.0,
+            88_200 | 96_000 => 96.0,
+            _ => {
+                return Err((
+                    self.input.span(),
+                    "input".into(),
+                    format!("AES67 transmit runs at 44100, 48000 or 96000 Hz, not {sample_rate}"),
+                ));
+            }
+        };
+        if ![0.125, 0.25, 1.0, 4.0].contains(&ptime) {
+            return Err((
+                ptime_span,
+                "ptime".into(),
+                format!("{ptime} ms is not an AES67 packet time (0.125, 0.25, 1 or 4)"),
+            ));
+        }
+        let frames_per_packet = (ptime * per_ms) as u32;
+        let bytes = 12 + frames_per_packet as usize * channels * format.bytes_per_sample();
+        if bytes > estuary_io::tx::MAX_RTP_PACKET {
+            return Err((
+                ptime_span,
+                "ptime".into(),
+                format!(
+                    "{channels} channels of {} at {ptime} ms make a {bytes}-byte packet, over \
+                     the {}-byte MTU limit; use a shorter ptime or fewer channels",
+                    format.encoding_name(),
+                    estuary_io::tx::MAX_RTP_PACKET
+                ),
+            ));
+        }
+        let dscp = match &self.dscp {
+            None => estuary_io::tx::DEFAULT_DSCP,
+            Some(d) => parse_dscp(d.get_ref()).ok_or_else(|| {
+                (
+                    d.span(),
+                    "dscp".into(),
+                    format!("{:?} is not AF41, EF, CS<n> or a number 0-63", d.get_ref()),
+                )
+            })?,
+        };
+        let payload_type = self.payload_type.as_ref().map_or(98, |p| *p.get_ref());
+        if payload_type > 127 {
+            let span = self
+                .payload_type
+                .as_ref()
+                .map_or(name.clone(), Spanned::span);
+            return Err((span, "payload_type".into(), "must be 0 to 127".into()));
+        }
+        let ttl = self.ttl.as_ref().map_or(32, |t| *t.get_ref());
+        if !(1..=255).contains(&ttl) {
+            let span = self.ttl.as_ref().map_or(name, Spanned::span);
+            return Err((span, "ttl".into(), "must be 1 to 255".into()));
+        }
+        Ok(Aes67Plan {
+            format,
+            frames_per_packet,
+            ttl,
+            dscp,
+            payload_type,
+        })
+    }
+
     pub fn check(&self, stream: &ResolvedStream) -> Result<(), FieldError> {
+        self.check_kind_fields()?;
         if let Some(list) = &self.channels {
             if list.get_ref().is_empty() {
                 return Err((list.span(), "channels".into(), "must not be empty".into()));
@@ -692,8 +975,15 @@ impl OutputConfig {
             }
         }
         let carried = self.channel_map(stream.channels).len();
+        if self.kind == OutputKind::Aes67 {
+            if let Some(iface) = &self.interface {
+                estuary_io::mcast::resolve_interface(iface.get_ref())
+                    .map_err(|e| (iface.span(), "interface".into(), e.to_string()))?;
+            }
+            return self.aes67_plan(stream.sample_rate, carried).map(drop);
+        }
         let channels_span = self.channels.as_ref().map_or(0..0, |c| c.span());
-        match self.codec {
+        match self.codec.unwrap_or(CodecConfig::Pcm) {
             CodecConfig::Opus => {
                 if carried > 2 {
                     return Err((
@@ -763,3 +1053,34 @@ impl OutputConfig {
         Ok(())
     }
 }
+
+/// `AF41`, `EF`, `CS5` or a number → the 6-bit DSCP code point.
+pub fn parse_dscp(text: &str) -> Option<u8> {
+    let t = text.trim().to_ascii_uppercase();
+    let value = match t.as_str() {
+        "EF" => 46,
+        "AF41" => 34,
+        "DEFAULT" | "BE" => 0,
+        _ => {
+            if let Some(n) = t.strip_prefix("CS") {
+                n.parse::<u8>().ok().filter(|&n| n < 8)? * 8
+            } else if let Some(af) = t.strip_prefix("AF") {
+                let (class, drop) = (
+                    af.get(..1)?.parse::<u8>().ok()?,
+                    af.get(1..)?.parse::<u8>().ok()?,
+                );
+                if !(1..=4).contains(&class) || !(1..=3).contains(&drop) {
+                    return None;
+                }
+                class * 8 + drop * 2
+            } else {
+                t.parse().ok()?
+            }
+        }
+    };
+    (value < 64).then_some(value)
+}
+
+#[cfg(test)]
+#[path = "config_tx_tests.rs"]
+mod tx_tests;

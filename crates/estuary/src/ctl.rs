@@ -284,11 +284,12 @@ fn summary(s: &Status) -> String {
     for o in &s.outputs {
         let _ = writeln!(
             out,
-            "  {:<20} {:<10} {:<8} <- {:<16} srt {} {} {}{}",
+            "  {:<20} {:<10} {:<8} <- {:<16} {} {} {} {}{}",
             o.name,
             o.state,
             o.health.level,
             o.input,
+            o.kind,
             o.mode,
             o.address,
             o.codec,
@@ -432,9 +433,9 @@ fn print_outputs(text: &str) {
             o.name,
             state,
             c.input.as_deref().unwrap_or("?"),
-            c.mode.as_deref().unwrap_or("?"),
+            c.mode.as_deref().or(c.kind.as_deref()).unwrap_or("?"),
             c.address.as_deref().unwrap_or("?"),
-            c.codec.as_deref().unwrap_or("?"),
+            c.codec.as_deref().or(c.format.as_deref()).unwrap_or("?"),
         );
     }
 }

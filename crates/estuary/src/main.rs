@@ -28,6 +28,7 @@ mod metrics;
 mod pipeline;
 mod record;
 mod redundant;
+mod selftest;
 mod send;
 mod shutdown;
 mod soak;
@@ -81,6 +82,9 @@ enum Command {
     Record(record::cli::RecordArgs),
     /// Fix the sizes in WAV/BWF/RF64 headers of recordings cut by a crash or power loss.
     Repair(record::repair::RepairArgs),
+    /// Self-tests on loopback: `platform` (a known sequence through transmit and receive,
+    /// checked sample by sample; exit 1 on any fault) and `latency`.
+    Selftest(selftest::SelftestArgs),
     /// Alarm notifications: `estuary alarm test` fires a test alarm through the notifiers.
     Alarm(alarm::AlarmArgs),
     /// Summary of a running daemon (through its API): inputs, outputs, alarms.
@@ -185,6 +189,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(args) => {
             record::repair::run(&args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Selftest(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            Ok(if selftest::run(args)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));

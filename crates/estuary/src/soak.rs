@@ -236,7 +236,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         stats.packets_duplicate,
         stats.frames_concealed,
         out.frames_encoded,
-        srt.messages_sent,
+        srt.as_ref().map_or(0, |s| s.messages_sent),
         warm_up.as_secs(),
         growth * 100.0
     );

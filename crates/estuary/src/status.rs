@@ -303,6 +303,9 @@ pub struct OutputStatus {
     pub last_error: Option<String>,
     pub counters: OutputCounters,
     pub health: Health,
+    /// AES67 outputs: the SDP announced for the stream.
+    #[serde(default)]
+    pub sdp: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
@@ -321,8 +324,18 @@ pub struct OutputCounters {
     pub sender_dropped_packets: u64,
     pub send_loss_packets: u64,
     pub send_rate_mbps: f64,
-    /// Codec frame hand-off p99 (ring → SRT), milliseconds.
+    /// Codec frame hand-off p99 (ring → SRT), milliseconds; AES67: send time behind the
+    /// packet's deadline, p99.
     pub handoff_p99_ms: f64,
+    /// AES67: packet slots sent empty-handed because the ring held no audio.
+    #[serde(default)]
+    pub underrun_packets: u64,
+    /// AES67: frames dropped because the input ran ahead of the media clock.
+    #[serde(default)]
+    pub frames_dropped: u64,
+    /// AES67: worst send time behind a packet's deadline, milliseconds.
+    #[serde(default)]
+    pub pacing_max_ms: f64,
 }
 
 /// Stream discovery.

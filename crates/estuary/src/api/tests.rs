@@ -383,7 +383,7 @@ async fn the_whole_config_can_be_replaced() {
     assert_eq!(std::fs::read_to_string(&f.path).expect("file"), new);
     assert_eq!(
         f.state.gateway().config().outputs[0].codec,
-        crate::config::CodecConfig::Pcm
+        Some(crate::config::CodecConfig::Pcm)
     );
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::config::{CodecConfig, InputConfig, OutputConfig, SrtModeConfig};
+use crate::config::{CodecConfig, InputConfig, OutputConfig, OutputKind, SrtModeConfig};
 use crate::status::{InputStatus, OutputStatus};
 
 /// An `[[inputs]]` entry as JSON: the same fields as the config file (see docs/config.md).
@@ -53,6 +53,19 @@ pub struct OutputSpec {
     pub bitrate: Option<u32>,
     pub channels: Option<Vec<u16>>,
     pub bits: Option<u8>,
+    /// AES67: `L16`, `L24` or `L32`.
+    pub format: Option<String>,
+    /// AES67: packet time in ms.
+    pub ptime: Option<f64>,
+    pub ttl: Option<u32>,
+    /// AES67: `AF41`, `EF` or a number.
+    pub dscp: Option<String>,
+    pub payload_type: Option<u8>,
+    pub interface: Option<String>,
+    pub session_name: Option<String>,
+    pub sdp_file: Option<String>,
+    pub sap: Option<bool>,
+    pub ravenna: Option<bool>,
 }
 
 impl InputSpec {
@@ -83,17 +96,18 @@ impl InputSpec {
 impl OutputSpec {
     /// The running output's settings; the passphrase only when `secrets`.
     pub fn from_config(c: &OutputConfig, secrets: bool) -> Self {
+        let srt = c.kind == OutputKind::Srt;
         OutputSpec {
             name: Some(c.name.get_ref().clone()),
-            kind: Some("srt".into()),
+            kind: Some(if srt { "srt" } else { "aes67" }.into()),
             input: Some(c.input.get_ref().clone()),
-            mode: Some(
-                match c.mode {
+            mode: c.mode.map(|m| {
+                match m {
                     SrtModeConfig::Caller => "caller",
                     SrtModeConfig::Listener => "listener",
                 }
-                .into(),
-            ),
+                .into()
+            }),
             address: Some(c.address.to_string()),
             passphrase: c
                 .passphrase
@@ -101,18 +115,31 @@ impl OutputSpec {
                 .filter(|_| secrets)
                 .map(|p| p.get_ref().clone()),
             key_length: c.key_length.as_ref().map(|k| *k.get_ref()),
-            latency: Some(humantime::format_duration(c.latency).to_string()),
+            latency: srt.then(|| humantime::format_duration(c.latency).to_string()),
             stream_id: c.stream_id.clone(),
-            codec: Some(
-                match c.codec {
+            codec: c.codec.map(|codec| {
+                match codec {
                     CodecConfig::Opus => "opus",
                     CodecConfig::Pcm => "pcm",
                 }
-                .into(),
-            ),
-            bitrate: Some(*c.bitrate.get_ref()),
+                .into()
+            }),
+            bitrate: srt.then(|| *c.bitrate.get_ref()),
             channels: c.channels.as_ref().map(|ch| ch.get_ref().clone()),
-            bits: Some(*c.bits.get_ref()),
+            bits: srt.then(|| *c.bits.get_ref()),
+            format: c.format.as_ref().map(|f| f.get_ref().clone()),
+            ptime: c.ptime.as_ref().map(|p| *p.get_ref()),
+            ttl: c.ttl.as_ref().map(|t| *t.get_ref()),
+            dscp: c.dscp.as_ref().map(|d| d.get_ref().clone()),
+            payload_type: c.payload_type.as_ref().map(|p| *p.get_ref()),
+            interface: c.interface.as_ref().map(|i| i.get_ref().clone()),
+            session_name: c.session_name.clone(),
+            sdp_file: c
+                .sdp_file
+                .as_ref()
+                .map(|f| f.get_ref().display().to_string()),
+            sap: c.sap,
+            ravenna: c.ravenna,
         }
     }
 }

@@ -302,12 +302,25 @@ pub(super) fn push_to_rings(
     now: MonoTime,
     position: Option<u64>,
 ) {
-    let frames = samples.len() / input.channels;
-    for feed in &mut input.rings {
+    input.ring_overruns += feed_rings(&mut input.rings, samples, input.channels, now, position);
+}
+
+/// [`push_to_rings`] for any source of frames (the ingest thread, a generator); returns the
+/// frames that did not fit some ring (counted, never waited for).
+pub(super) fn feed_rings(
+    rings: &mut [OutputFeed],
+    samples: &[i32],
+    channels: usize,
+    now: MonoTime,
+    position: Option<u64>,
+) -> u64 {
+    let frames = samples.len() / channels;
+    let mut overruns = 0;
+    for feed in rings {
         let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
         if feed.samples.slots() < samples.len() || no_event {
             // A recorder fills what it missed with counted silence, from the positions.
-            input.ring_overruns += frames as u64;
+            overruns += frames as u64;
             continue;
         }
         if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
@@ -330,4 +343,5 @@ pub(super) fn push_to_rings(
             }
         }
     }
+    overruns
 }

@@ -14,8 +14,10 @@
 //! own; the SRT senders live as long as the daemon, so a listener keeps its caller connected
 //! while the route behind it restarts.
 
+mod aes67;
 mod apply;
 mod failover;
+mod generator;
 mod ingest;
 mod meter;
 mod output;
@@ -40,7 +42,9 @@ use estuary_engine::stats::StreamStats;
 use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
 use estuary_io::{mcast, sched};
 
-use crate::config::{Config, InputConfig, InputPlan, OutputConfig, ResolvedStream, SrtModeConfig};
+use crate::config::{
+    Config, InputConfig, InputPlan, OutputConfig, OutputKind, ResolvedStream, SrtModeConfig,
+};
 use crate::discovery::Discovery;
 use crate::gateway::Signal;
 use crate::latency::LatencyHistogram;
@@ -84,6 +88,8 @@ pub struct InputSnapshot {
     pub pull_lag: LatencyHistogram,
     /// Arrival and media position of the latest packet stored.
     pub last_packet: Option<(MonoTime, u64)>,
+    /// Generator inputs: when frame 0 was due (frame `n` is due `n / rate` later).
+    pub generator_start: Option<MonoTime>,
     /// ST 2022-7 inputs: per-path counters and skew.
     pub redundancy: Option<RedundancySnapshot>,
     /// Failover inputs: the source on air.
@@ -107,6 +113,12 @@ pub struct OutputSnapshot {
     /// From the ingest thread completing a codec frame in the ring to its last TS packet
     /// being handed to SRT: wake-up, encoding and muxing.
     pub handoff: LatencyHistogram,
+    /// AES67: packet slots with no audio in the ring (the ingest thread stalled).
+    pub underrun_packets: u64,
+    /// AES67: frames dropped because the ring ran ahead (the input's clock is faster).
+    pub frames_dropped: u64,
+    /// AES67: sends the kernel refused.
+    pub send_errors: u64,
 }
 
 /// Where a route stands.
@@ -142,11 +154,26 @@ struct RecorderSlot {
     status: Arc<Mutex<crate::status::RecorderStatus>>,
 }
 
-/// One output of a route; its SRT sender outlives route restarts.
+/// One output of a route; its SRT sender (or AES67 identity) outlives route restarts.
 struct OutputSlot {
     config: OutputConfig,
-    srt: Arc<SrtSender>,
+    sink: Sink,
     snapshot: Arc<Mutex<OutputSnapshot>>,
+}
+
+/// Where an output's audio goes.
+enum Sink {
+    Srt(Arc<SrtSender>),
+    Aes67(Arc<aes67::Aes67Sender>),
+}
+
+impl Sink {
+    fn srt(&self) -> Option<&Arc<SrtSender>> {
+        match self {
+            Sink::Srt(srt) => Some(srt),
+            Sink::Aes67(_) => None,
+        }
+    }
 }
 
 /// Counters carried over from an input's earlier streams.
@@ -285,12 +312,18 @@ impl Running {
                 outputs.push(reuse.swap_remove(i));
                 continue;
             }
-            let srt = SrtSender::start(srt_config(output))
-                .with_context(|| format!("output {}", output.name.get_ref()))?;
+            let sink = match output.kind {
+                OutputKind::Srt => {
+                    let srt = SrtSender::start(srt_config(output))
+                        .with_context(|| format!("output {}", output.name.get_ref()))?;
+                    Sink::Srt(Arc::new(srt))
+                }
+                OutputKind::Aes67 => Sink::Aes67(Arc::new(aes67::Aes67Sender::new(output))),
+            };
             info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
             outputs.push(OutputSlot {
                 config: output.clone(),
-                srt: Arc::new(srt),
+                sink,
                 snapshot: Arc::default(),
             });
         }
@@ -419,7 +452,8 @@ impl Running {
             .collect()
     }
 
-    pub fn output_status(&self) -> Vec<(String, OutputSnapshot, SrtStatus)> {
+    /// Each output's counters, with its SRT sender's status (none for AES67 outputs).
+    pub fn output_status(&self) -> Vec<(String, OutputSnapshot, Option<SrtStatus>)> {
         self.routes
             .iter()
             .flat_map(|r| &r.outputs)
@@ -427,7 +461,7 @@ impl Running {
                 (
                     o.config.name.get_ref().clone(),
                     lock(&o.snapshot).clone(),
-                    o.srt.status(),
+                    o.sink.srt().map(|s| s.status()),
                 )
             })
             .collect()
@@ -536,23 +570,62 @@ impl Route {
         // Opening resets the published counters; keep what they had counted.
         let previous = *lock(&self.snapshot);
         self.carried.add(&previous);
-        let mut input = open_input(
-            &self.config,
-            &stream,
-            sdp.as_deref(),
-            Arc::clone(&self.snapshot),
-        )?;
+        let signal = self
+            .config
+            .signal()
+            .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
+        let input = match signal {
+            None => Some(open_input(
+                &self.config,
+                &stream,
+                sdp.as_deref(),
+                Arc::clone(&self.snapshot),
+            )?),
+            Some(_) => {
+                *lock(&self.snapshot) = InputSnapshot::default();
+                None
+            }
+        };
+        let mut rings = Vec::new();
         self.halt = Stop::default();
         let ring_frames = (OUTPUT_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
         let ring_samples = ring_frames * usize::from(stream.channels);
         for slot in &self.outputs {
             let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
             let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
+            let srt = match &slot.sink {
+                Sink::Srt(srt) => Arc::clone(srt),
+                Sink::Aes67(sender) => {
+                    let worker = aes67::Aes67Worker::new(
+                        &slot.config,
+                        &stream,
+                        consumer,
+                        sender,
+                        Arc::clone(&slot.snapshot),
+                    )
+                    .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
+                    let frame = worker.frame as u64;
+                    let halt = self.halt.clone();
+                    let thread = format!("aes67-{}", worker.name);
+                    let feed = Self::spawn_fed(
+                        &mut self.workers,
+                        thread,
+                        (samples, marks),
+                        frame,
+                        move || {
+                            realtime(sched::OUTPUT_PRIORITY);
+                            worker.run(&halt);
+                        },
+                    )?;
+                    rings.push(feed);
+                    continue;
+                }
+            };
             let worker = OutputWorker::new(
                 &slot.config,
                 &stream,
                 (consumer, mark_consumer),
-                Arc::clone(&slot.srt),
+                srt,
                 Arc::clone(&slot.snapshot),
             )
             .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
@@ -569,7 +642,7 @@ impl Route {
                     worker.run(&halt);
                 },
             )?;
-            input.rings.push(feed);
+            rings.push(feed);
         }
         for slot in &self.recorders {
             let frames =
@@ -596,7 +669,7 @@ impl Route {
                 move || worker.run(&halt),
             )?;
             feed.events = Some(events);
-            input.rings.push(feed);
+            rings.push(feed);
         }
         *lock(&self.meter) = MeterShared::default();
         if let Some(detectors) = self.detectors {
@@ -625,12 +698,37 @@ impl Route {
                 frame,
                 move || worker.run(&halt),
             )?;
-            input.rings.push(feed);
+            rings.push(feed);
         }
-        commands
-            .send(Command::Attach(Box::new(input)))
-            .map_err(|_| anyhow::anyhow!("input {name}: the ingest thread has stopped"))?;
-        self.attached = true;
+        match (input, signal) {
+            (Some(mut input), _) => {
+                input.rings = rings;
+                commands
+                    .send(Command::Attach(Box::new(input)))
+                    .map_err(|_| anyhow::anyhow!("input {name}: the ingest thread has stopped"))?;
+                self.attached = true;
+            }
+            (None, Some(signal)) => {
+                let generator = generator::Generator::new(
+                    signal,
+                    &stream,
+                    self.config.level.as_ref().map_or(-18.0, |l| *l.get_ref()),
+                    rings,
+                    Arc::clone(&self.snapshot),
+                );
+                let halt = self.halt.clone();
+                info!(input = %name, signal = stream.label.as_deref().unwrap_or("-"), channels = stream.channels, rate = stream.sample_rate, "generating");
+                let handle =
+                    thread::Builder::new()
+                        .name(format!("gen-{name}"))
+                        .spawn(move || {
+                            realtime(sched::OUTPUT_PRIORITY);
+                            generator.run(&halt);
+                        })?;
+                self.workers.push(handle);
+            }
+            (None, None) => anyhow::bail!("input {name}: neither received nor generated"),
+        }
         self.state = RouteState::Receiving {
             stream,
             sdp,
@@ -752,7 +850,7 @@ fn open_input(
 
 fn srt_config(output: &OutputConfig) -> SrtConfig {
     SrtConfig {
-        mode: match output.mode {
+        mode: match output.mode.unwrap_or(SrtModeConfig::Listener) {
             SrtModeConfig::Caller => SrtMode::Caller {
                 remote: output.address,
             },

@@ -62,7 +62,7 @@ impl OutputWorker {
             (previous.frames_encoded, previous.clone())
         };
         let map = output.channel_map(stream.channels);
-        let (encoder, out_channels, frame, audio) = match output.codec {
+        let (encoder, out_channels, frame, audio) = match output.codec.unwrap_or(CodecConfig::Pcm) {
             CodecConfig::Opus => {
                 let channels = map.len();
                 let enc = OpusEncoder::new(

@@ -117,6 +117,17 @@ impl Reporter {
             reporting.emit(&line);
         }
         for (name, snap, srt) in running.output_status() {
+            let Some(srt) = srt else {
+                reporting.emit(&format!(
+                    "output {name}: AES67, {} packets sent, {} underruns, {} frames dropped, {} send errors, pacing p99 {:.3} ms",
+                    snap.access_units,
+                    snap.underrun_packets,
+                    snap.frames_dropped,
+                    snap.send_errors,
+                    snap.handoff.quantile(0.99).as_secs_f64() * 1000.0
+                ));
+                continue;
+            };
             let line = format!(
                 "output {name}: {}, {} frames encoded, {} messages sent, {} dropped while not connected, rtt {:.1} ms, {} retransmitted, hand-off p99 {:.2} ms",
                 srt.state,

@@ -107,7 +107,8 @@ fn apply_restarts_only_what_changed() {
     assert_eq!(running.output_status().len(), 1);
 
     // Remove a; change b's latency: b restarts, its unchanged SRT output is the same sender.
-    let sender_before = std::sync::Arc::as_ptr(&running.routes[1].outputs[0].srt);
+    let sender_before =
+        std::sync::Arc::as_ptr(running.routes[1].outputs[0].sink.srt().expect("srt"));
     let third = parse(
         &(input("b", b_port).replace(
             "sample_rate = 48000",
@@ -119,7 +120,7 @@ fn apply_restarts_only_what_changed() {
     assert_eq!(report.restarted, ["b"]);
     assert_eq!(running.routes.len(), 1);
     assert_eq!(
-        std::sync::Arc::as_ptr(&running.routes[0].outputs[0].srt),
+        std::sync::Arc::as_ptr(running.routes[0].outputs[0].sink.srt().expect("srt")),
         sender_before,
         "an unchanged output keeps its SRT sender (and its caller)"
     );

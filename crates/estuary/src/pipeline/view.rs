@@ -87,7 +87,11 @@ impl Running {
             seen.push((key, failed, false));
             for slot in &route.outputs {
                 let name = slot.config.name.get_ref().clone();
-                let status = slot.srt.status();
+                // An AES67 sender has no peer to lose.
+                let Some(srt) = slot.sink.srt() else {
+                    continue;
+                };
+                let status = srt.status();
                 let connected = matches!(status.state, SrtState::Connected { .. });
                 let key = format!("output/{name}");
                 let (was_down, ever_connected) = self
@@ -98,7 +102,7 @@ impl Running {
                 let ever = ever_connected || connected;
                 // A listener nobody has called yet is waiting, not broken; a caller that
                 // cannot connect, or any output that lost its peer, is down.
-                let caller = slot.config.mode == SrtModeConfig::Caller;
+                let caller = slot.config.mode == Some(SrtModeConfig::Caller);
                 let failing =
                     status.connect_failures > 0 || matches!(status.state, SrtState::Backoff { .. });
                 let down = !connected && (ever || (caller && failing));
@@ -241,7 +245,10 @@ fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
     route.outputs.iter().map(move |slot| {
         let c = &slot.config;
         let snap = super::lock(&slot.snapshot).clone();
-        let srt = slot.srt.status();
+        let srt = match &slot.sink {
+            super::Sink::Srt(srt) => srt.status(),
+            super::Sink::Aes67(sender) => return aes67_status(route, c, &snap, sender),
+        };
         let (state, peer) = match &srt.state {
             SrtState::Connecting => ("connecting", None),
             SrtState::Listening => ("listening", None),
@@ -259,13 +266,13 @@ fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
             input: c.input.get_ref().clone(),
             kind: "srt".into(),
             mode: match c.mode {
-                SrtModeConfig::Caller => "caller".into(),
-                SrtModeConfig::Listener => "listener".into(),
+                Some(SrtModeConfig::Caller) => "caller".into(),
+                _ => "listener".into(),
             },
             address: c.address.to_string(),
             codec: match c.codec {
-                CodecConfig::Opus => "opus".into(),
-                CodecConfig::Pcm => "pcm".into(),
+                Some(CodecConfig::Opus) => "opus".into(),
+                _ => "pcm".into(),
             },
             state: state.into(),
             peer,
@@ -286,6 +293,7 @@ fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
                 send_loss_packets: srt.send_loss_packets,
                 send_rate_mbps: srt.send_rate_mbps,
                 handoff_p99_ms: snap.handoff.quantile(0.99).as_secs_f64() * 1000.0,
+                ..OutputCounters::default()
             },
             health: Health {
                 level: level.into(),
@@ -296,6 +304,65 @@ fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
                 },
                 drift_ppm: None,
             },
+            sdp: None,
         }
     })
+}
+
+/// An AES67 output: `sending` while its route receives, with its SDP and pacing figures.
+fn aes67_status(
+    route: &Route,
+    c: &crate::config::OutputConfig,
+    snap: &super::OutputSnapshot,
+    sender: &super::aes67::Aes67Sender,
+) -> OutputStatus {
+    let sending = matches!(route.state, RouteState::Receiving { .. });
+    let mut conditions = Vec::new();
+    if snap.underrun_packets > 0 {
+        conditions.push("underrun".to_owned());
+    }
+    if snap.send_errors > 0 {
+        conditions.push("send errors".to_owned());
+    }
+    let level = match (sending, conditions.is_empty()) {
+        (false, _) => "idle",
+        (true, true) => "ok",
+        (true, false) => "warning",
+    };
+    OutputStatus {
+        name: c.name.get_ref().clone(),
+        input: c.input.get_ref().clone(),
+        kind: "aes67".into(),
+        mode: if c.address.ip().is_multicast() {
+            "multicast".into()
+        } else {
+            "unicast".into()
+        },
+        address: c.address.to_string(),
+        codec: c
+            .format
+            .as_ref()
+            .map_or_else(|| "L24".to_owned(), |f| f.get_ref().to_ascii_uppercase()),
+        state: if sending { "sending" } else { "stopped" }.into(),
+        peer: None,
+        last_error: None,
+        counters: OutputCounters {
+            frames_encoded: snap.frames_encoded,
+            access_units: snap.access_units,
+            encode_errors: snap.encode_errors,
+            messages_sent: snap.access_units,
+            messages_dropped_send_error: snap.send_errors,
+            handoff_p99_ms: snap.handoff.quantile(0.99).as_secs_f64() * 1000.0,
+            underrun_packets: snap.underrun_packets,
+            frames_dropped: snap.frames_dropped,
+            pacing_max_ms: snap.handoff.max().as_secs_f64() * 1000.0,
+            ..OutputCounters::default()
+        },
+        health: Health {
+            level: level.into(),
+            conditions,
+            drift_ppm: None,
+        },
+        sdp: sender.sdp(),
+    }
 }

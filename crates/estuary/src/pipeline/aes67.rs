@@ -1,0 +1,397 @@
+//! AES67 transmit outputs: one thread per output takes the routed input's frames from its
+//! ring and sends packet `k` at `start + k × ptime` (an absolute `clock_nanosleep`, so
+//! scheduling jitter never accumulates into rate error). RTP timestamps count the media
+//! clock: `CLOCK_TAI × rate` at the first packet, then exactly `frames_per_packet` per
+//! packet, so the SDP says `mediaclk:direct=0`.
+//!
+//! The ingest thread fills the ring at the input's playout times, in bursts of its 1 ms
+//! tick; the sender starts once a prefill of two ticks is buffered, so a burst arriving a
+//! little late never starves a packet. If it does (the ingest thread stalled), the slot is
+//! skipped and counted as an underrun; if the ring grows beyond the prefill by more than a
+//! few milliseconds (the input's clock runs faster than ours), the oldest frames are
+//! dropped and counted, so latency stays bounded.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use estuary_engine::time::MonoTime;
+use estuary_io::clock::{monotonic_now, sleep_until, tai_now_ns};
+use estuary_io::mcast::{self, Interface};
+use estuary_wire::payload::encode_into;
+use estuary_wire::rtp::RtpPacketBuilder;
+use estuary_wire::sdp;
+use estuary_wire::units::{RtpTimestamp, SeqNum};
+
+use super::OutputSnapshot;
+use crate::announce::{self, Announcement, RavennaAnnouncement};
+use crate::config::{Aes67Plan, OutputConfig, ResolvedStream};
+use crate::shutdown::Stop;
+
+/// How much the ring may hold beyond the prefill before the oldest frames are dropped.
+const SLACK: Duration = Duration::from_millis(5);
+/// Buffered ahead of the first packet: two ingest ticks.
+const PREFILL: Duration = Duration::from_millis(2);
+/// How long past its deadline a packet waits for audio before its slot is given up.
+const UNDERRUN_GRACE: Duration = Duration::from_millis(5);
+/// How often an empty ring is looked at again within the grace.
+const RETRY: Duration = Duration::from_micros(100);
+/// How often the counters are published.
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+
+/// What an AES67 output keeps across route restarts: its RTP identity and the SDP it
+/// announces (re-announced only when it changes).
+pub(super) struct Aes67Sender {
+    pub ssrc: u32,
+    pub initial_sequence: u16,
+    published: Mutex<Option<Published>>,
+}
+
+struct Published {
+    sdp: String,
+    _sap: Option<Announcement>,
+    _ravenna: Option<RavennaAnnouncement>,
+}
+
+impl Aes67Sender {
+    pub fn new(output: &OutputConfig) -> Self {
+        let seed = monotonic_now().as_nanos()
+            ^ (u64::from(std::process::id()) << 32)
+            ^ u64::from(output.address.port());
+        let mix = splitmix64(seed);
+        Self {
+            ssrc: mix as u32,
+            initial_sequence: (mix >> 32) as u16,
+            published: Mutex::new(None),
+        }
+    }
+
+    /// The SDP being announced, once the route has started.
+    pub fn sdp(&self) -> Option<String> {
+        super::lock(&self.published).as_ref().map(|p| p.sdp.clone())
+    }
+
+    /// Writes and announces `sdp` unless it is the one already out.
+    fn publish(&self, output: &OutputConfig, sdp: String, iface: Option<&Interface>) {
+        let mut published = super::lock(&self.published);
+        if published.as_ref().is_some_and(|p| p.sdp == sdp) {
+            return;
+        }
+        // Dropping the old announcements sends their deletions before the new ones start.
+        *published = None;
+        let name = output.name.get_ref();
+        if let Some(file) = &output.sdp_file
+            && let Err(e) = std::fs::write(file.get_ref(), &sdp)
+        {
+            warn!(output = %name, file = %file.get_ref().display(), error = %e, "cannot write the SDP");
+        }
+        let sap = if output.sap.unwrap_or(true) {
+            let destination = announce::default_sap_destination(output.address.ip());
+            let ttl = output.ttl.as_ref().map_or(32, |t| *t.get_ref());
+            Announcement::start(
+                &sdp,
+                destination,
+                iface.cloned(),
+                ttl,
+                None,
+                Duration::from_secs(30),
+            )
+            .inspect_err(|e| warn!(output = %name, error = %format!("{e:#}"), "SAP announcement"))
+            .ok()
+        } else {
+            None
+        };
+        let ravenna = if output.ravenna.unwrap_or(false) {
+            RavennaAnnouncement::start(
+                &session_name(output),
+                &sdp,
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                iface,
+            )
+            .inspect_err(
+                |e| warn!(output = %name, error = %format!("{e:#}"), "RAVENNA announcement"),
+            )
+            .ok()
+        } else {
+            None
+        };
+        *published = Some(Published {
+            sdp,
+            _sap: sap,
+            _ravenna: ravenna,
+        });
+    }
+}
+
+fn session_name(output: &OutputConfig) -> String {
+    output
+        .session_name
+        .clone()
+        .unwrap_or_else(|| output.name.get_ref().clone())
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The sender's own address for the SDP `o=` line.
+fn origin_address(iface: Option<&Interface>, destination: IpAddr) -> IpAddr {
+    if let Some(ip) = iface.and_then(|i| i.ipv4) {
+        return IpAddr::V4(ip);
+    }
+    if destination.is_loopback() {
+        return destination;
+    }
+    mcast::list_interfaces()
+        .ok()
+        .and_then(|all| {
+            all.into_iter()
+                .filter(|i| i.up && i.multicast)
+                .find_map(|i| i.ipv4.filter(|a| !a.is_loopback()))
+        })
+        .map_or(IpAddr::from([127, 0, 0, 1]), IpAddr::V4)
+}
+
+/// The thread of one AES67 output.
+pub(super) struct Aes67Worker {
+    pub name: String,
+    pub frame: usize,
+    consumer: rtrb::Consumer<i32>,
+    in_channels: usize,
+    map: Vec<usize>,
+    plan: Aes67Plan,
+    sample_rate: u32,
+    socket: UdpSocket,
+    ssrc: u32,
+    sequence: SeqNum,
+    input_block: Vec<i32>,
+    frame_block: Vec<i32>,
+    payload: Vec<u8>,
+    packet: Vec<u8>,
+    shared: Arc<Mutex<OutputSnapshot>>,
+    snapshot: OutputSnapshot,
+}
+
+impl Aes67Worker {
+    /// Opens the socket, writes and announces the SDP.
+    pub fn new(
+        output: &OutputConfig,
+        stream: &ResolvedStream,
+        consumer: rtrb::Consumer<i32>,
+        sender: &Aes67Sender,
+        shared: Arc<Mutex<OutputSnapshot>>,
+    ) -> anyhow::Result<Self> {
+        let map = output.channel_map(stream.channels);
+        let plan = output
+            .aes67_plan(stream.sample_rate, map.len())
+            .map_err(|(_, field, message)| anyhow::anyhow!("{field}: {message}"))?;
+        let iface = match &output.interface {
+            Some(spec) => Some(mcast::resolve_interface(spec.get_ref()).context("interface")?),
+            None => None,
+        };
+        let socket = mcast::open_send_socket(output.address, iface.as_ref(), plan.ttl, plan.dscp)
+            .with_context(|| format!("cannot send to {}", output.address))?;
+        let snapshot = super::lock(&shared).clone();
+        let channels = u16::try_from(map.len())?;
+        let sdp = sdp::write_aes67_sdp(&sdp::SenderSdp {
+            session_id: u64::from(sender.ssrc),
+            session_version: tai_now_ns() / 1_000_000_000,
+            origin_address: origin_address(iface.as_ref(), output.address.ip()),
+            name: session_name(output),
+            info: Some(format!(
+                "Estuary: {}",
+                stream.label.as_deref().unwrap_or("-")
+            )),
+            destination: output.address.ip(),
+            ttl: u8::try_from(plan.ttl).unwrap_or(u8::MAX),
+            port: output.address.port(),
+            payload_type: plan.payload_type,
+            format: plan.format,
+            sample_rate: stream.sample_rate,
+            channels,
+            ptime_ms: f64::from(plan.frames_per_packet) * 1000.0 / f64::from(stream.sample_rate),
+            framecount: Some(plan.frames_per_packet),
+            media_clock_offset: 0,
+            ..sdp::SenderSdp::default()
+        });
+        sender.publish(output, sdp, iface.as_ref());
+        let frame = plan.frames_per_packet as usize;
+        let samples = frame * map.len();
+        info!(
+            output = %output.name.get_ref(),
+            destination = %output.address,
+            format = plan.format.encoding_name(),
+            channels,
+            rate = stream.sample_rate,
+            frames_per_packet = plan.frames_per_packet,
+            dscp = plan.dscp,
+            "transmitting AES67"
+        );
+        Ok(Self {
+            name: output.name.get_ref().clone(),
+            frame,
+            consumer,
+            in_channels: usize::from(stream.channels),
+            sample_rate: stream.sample_rate,
+            socket,
+            ssrc: sender.ssrc,
+            // A restarted route continues the sequence, so receivers count no loss for it.
+            sequence: SeqNum(sender.initial_sequence).wrapping_add(snapshot.access_units as u16),
+            input_block: vec![0; frame * usize::from(stream.channels)],
+            frame_block: vec![0; samples],
+            payload: vec![0; samples * plan.format.bytes_per_sample()],
+            packet: vec![0; 12 + samples * plan.format.bytes_per_sample()],
+            map,
+            plan,
+            shared,
+            snapshot,
+        })
+    }
+
+    fn frames_buffered(&self) -> usize {
+        self.consumer.slots() / self.in_channels
+    }
+
+    fn frames_in(&self, d: Duration) -> usize {
+        (d.as_nanos() * u128::from(self.sample_rate) / 1_000_000_000) as usize
+    }
+
+    /// Deadline of packet `k` after the start, in ns: integer arithmetic, no drift.
+    fn offset_ns(&self, k: u64) -> u64 {
+        let ns = u128::from(k) * u128::from(self.plan.frames_per_packet) * 1_000_000_000
+            / u128::from(self.sample_rate);
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+
+    pub fn run(mut self, halt: &Stop) {
+        let prefill = self.frame + self.frames_in(PREFILL);
+        while self.frames_buffered() < prefill {
+            if halt.requested() {
+                return;
+            }
+            thread::park_timeout(Duration::from_millis(5));
+        }
+        let start = monotonic_now();
+        let rate = u128::from(self.sample_rate);
+        // The media clock at the first packet: TAI seconds × rate, wrapped to 32 bits.
+        let first_timestamp = (u128::from(tai_now_ns()) * rate / 1_000_000_000) as u32;
+        let mut timestamp = RtpTimestamp(first_timestamp);
+        let high_water = prefill + self.frames_in(SLACK);
+        let mut k = 0u64;
+        let mut last_publish = start;
+        while !halt.requested() {
+            let deadline = MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k));
+            sleep_until(deadline);
+            let now = monotonic_now();
+            // Every packet already due goes now: a thread woken late catches up in a burst,
+            // so the rate stays exact.
+            while MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k)) <= now {
+                let due = MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k));
+                // Frames owed to packets already due are not excess: a sender woken late
+                // must not drop the audio it is about to catch up with.
+                let owed = (now.duration_since(due).as_nanos() as u64 / self.offset_ns(1).max(1))
+                    as usize
+                    * self.frame;
+                self.trim(high_water + owed);
+                if self.send_one(timestamp, k == 0) {
+                    self.snapshot
+                        .handoff
+                        .record(monotonic_now().duration_since(due));
+                } else if now.duration_since(due) < UNDERRUN_GRACE {
+                    // The feeding thread was held up too (a stalled machine): wait for it
+                    // a little rather than leave a hole in the stream.
+                    sleep_until(MonoTime::from_nanos(
+                        now.as_nanos() + RETRY.as_nanos() as u64,
+                    ));
+                    break;
+                } else {
+                    if self.snapshot.underrun_packets == 0 {
+                        warn!(output = %self.name, "no audio for a packet slot (underrun; further ones are counted)");
+                    }
+                    self.snapshot.underrun_packets += 1;
+                }
+                timestamp = timestamp.wrapping_add(self.plan.frames_per_packet);
+                k += 1;
+            }
+            if now.duration_since(last_publish) >= PUBLISH_EVERY
+                && let Ok(mut shared) = self.shared.try_lock()
+            {
+                *shared = self.snapshot.clone();
+                last_publish = now;
+            }
+        }
+        *super::lock(&self.shared) = self.snapshot.clone();
+    }
+
+    /// Drops the oldest frames beyond `high_water`.
+    fn trim(&mut self, high_water: usize) {
+        let buffered = self.frames_buffered();
+        if buffered <= high_water {
+            return;
+        }
+        let excess = buffered - (high_water - self.frames_in(SLACK) / 2);
+        if let Ok(chunk) = self.consumer.read_chunk(excess * self.in_channels) {
+            chunk.commit_all();
+            if self.snapshot.frames_dropped == 0 {
+                warn!(output = %self.name, frames = excess, buffered, "the input ran ahead of the media clock; frames dropped (further drops are counted)");
+            }
+            self.snapshot.frames_dropped += excess as u64;
+        }
+    }
+
+    /// Sends the next packet from the ring; false when it does not hold one.
+    fn send_one(&mut self, timestamp: RtpTimestamp, first: bool) -> bool {
+        let Ok(chunk) = self.consumer.read_chunk(self.frame * self.in_channels) else {
+            return false;
+        };
+        let (a, b) = chunk.as_slices();
+        self.input_block[..a.len()].copy_from_slice(a);
+        self.input_block[a.len()..].copy_from_slice(b);
+        chunk.commit_all();
+        let out_channels = self.map.len();
+        for (frame_in, frame_out) in self
+            .input_block
+            .chunks_exact(self.in_channels)
+            .zip(self.frame_block.chunks_exact_mut(out_channels))
+        {
+            for (slot, &ch) in frame_out.iter_mut().zip(&self.map) {
+                *slot = frame_in[ch];
+            }
+        }
+        let sent = encode_into(self.plan.format, &self.frame_block, &mut self.payload)
+            .ok()
+            .and_then(|len| {
+                RtpPacketBuilder {
+                    marker: first,
+                    payload_type: self.plan.payload_type,
+                    sequence: self.sequence,
+                    timestamp,
+                    ssrc: self.ssrc,
+                    csrcs: &[],
+                    extension: None,
+                    payload: &self.payload[..len],
+                    padding: 0,
+                }
+                .write_into(&mut self.packet)
+                .ok()
+            });
+        let Some(n) = sent else {
+            self.snapshot.encode_errors += 1;
+            return true;
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.snapshot.access_units += 1;
+        self.snapshot.frames_encoded += self.frame as u64;
+        if self.socket.send(&self.packet[..n]).is_err() {
+            self.snapshot.send_errors += 1;
+        }
+        true
+    }
+}
