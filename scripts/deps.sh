@@ -11,7 +11,8 @@ build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
 test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
-           curl openssl python3-venv chromium nodejs)
+           curl openssl python3-venv chromium nodejs
+           systemd tmux)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;

@@ -27,6 +27,7 @@ mod send;
 mod shutdown;
 mod status;
 mod sysinfo;
+mod systemd;
 
 use config::LogFormat;
 

@@ -1,0 +1,264 @@
+//! Installing and running Estuary for real: the systemd notification protocol as systemd
+//! speaks it, the shipped unit files, several instances per host, `estuary doctor` and
+//! `estuary setup`.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SECOND: usize = 48_000;
+
+fn unit_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/systemd")
+}
+
+/// Every datagram the daemon sends to its notify socket within `timeout` until `until` holds.
+fn collect_until(
+    socket: &UnixDatagram,
+    timeout: Duration,
+    mut until: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !until(&got) {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("test setup");
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    got
+}
+
+/// The daemon plays its part of `Type=notify`: READY=1 only once the API listens, STATUS=
+/// that follows the routes, WATCHDOG=1 at half `WATCHDOG_USEC`, STOPPING=1 on SIGTERM.
+#[test]
+fn systemd_notify_ready_status_watchdog_stopping() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let mut cmd = Command::new(ESTUARY);
+    cmd.args([
+        "demo",
+        "--codec",
+        "pcm",
+        "--srt-port",
+        "9400",
+        "--rtp-port",
+        "5410",
+    ])
+    .args(["--api-port", "8490"])
+    .env("NOTIFY_SOCKET", &notify_path)
+    .env("WATCHDOG_USEC", "400000");
+    let mut demo = Proc::spawn("demo", &mut cmd, dir.path());
+
+    let first = collect_until(&socket, Duration::from_secs(15), |g| !g.is_empty());
+    let ready = first
+        .first()
+        .unwrap_or_else(|| panic!("no READY=1: {}", demo.stderr()));
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(ready.contains("STATUS=inputs "), "{ready}");
+    // Ready means ready: the API answers the moment systemd is told.
+    std::net::TcpStream::connect("127.0.0.1:8490").expect("API listening at READY=1");
+
+    let started = Instant::now();
+    let pings = collect_until(&socket, Duration::from_secs(5), |g| {
+        g.iter().filter(|m| *m == "WATCHDOG=1").count() >= 5
+    });
+    let count = pings.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(count >= 5, "{count} watchdog pings: {pings:?}");
+    // At 400 ms timeout the pings come every 200 ms: five take about a second, never 4 s.
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // A caller connects: the STATUS= line says so, and the audio is the demo's 1 kHz tone.
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9400", 4, &out);
+    let seen = collect_until(&socket, Duration::from_secs(10), |g| {
+        g.iter()
+            .any(|m| m.contains("STATUS=inputs 1/1 receiving, outputs 1/1 connected"))
+    });
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("STATUS=inputs 1/1 receiving, outputs 1/1 connected")),
+        "{seen:?}"
+    );
+    assert!(
+        decoder.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        decoder.stderr()
+    );
+    let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
+    let start = first_active(&left, 1 << 20).expect("silent") + SECOND / 2;
+    assert!(left.len() >= start + SECOND, "too little audio");
+    let f = frequency(&to_f64(&left[start..start + SECOND]), 48_000.0);
+    assert!((f - 1000.0).abs() < 1.0, "tone at {f:.2} Hz");
+
+    let pid = demo.child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("test setup");
+    let last = collect_until(&socket, Duration::from_secs(10), |g| {
+        g.iter().any(|m| m.contains("STOPPING=1"))
+    });
+    assert!(last.iter().any(|m| m.contains("STOPPING=1")), "{last:?}");
+    assert!(demo.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// Without `$NOTIFY_SOCKET` nothing is sent, and a `WATCHDOG_PID` naming another process is
+/// not ours to answer.
+#[test]
+fn no_notify_socket_no_notifications() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let mut cmd = Command::new(ESTUARY);
+    cmd.args(["demo", "--srt-port", "9401", "--rtp-port", "5411"])
+        .args(["--api-port", "8491"])
+        .env_remove("NOTIFY_SOCKET")
+        .env("WATCHDOG_USEC", "100000");
+    let mut demo = Proc::spawn("demo", &mut cmd, dir.path());
+    demo.wait_for_stderr("receiving", Duration::from_secs(10));
+    let got = collect_until(&socket, Duration::from_millis(500), |g| !g.is_empty());
+    assert!(got.is_empty(), "{got:?}");
+    assert!(demo.terminate(Duration::from_secs(5)).success());
+}
+
+/// The shipped units parse, their paths exist, and their sandbox scores as systemd's own
+/// "OK" exposure (at most 3.0 of 10).
+#[test]
+fn unit_files_verify_and_are_hardened() {
+    if !have("systemd-analyze") {
+        panic!("systemd-analyze missing: run scripts/deps.sh test");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (file, as_name) in [
+        ("estuary.service", "estuary.service"),
+        ("estuary@.service", "estuary@studio-a.service"),
+    ] {
+        let text = std::fs::read_to_string(unit_dir().join(file)).expect("unit");
+        for needed in [
+            "Type=notify",
+            "WatchdogSec=",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "User=estuary",
+            "ProtectSystem=strict",
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_SYS_NICE",
+        ] {
+            assert!(text.contains(needed), "{file} lacks {needed}");
+        }
+        // The binary at its installed path is this build's.
+        let unit = dir.path().join(as_name);
+        std::fs::write(&unit, text.replace("/usr/bin/estuary", ESTUARY)).expect("test setup");
+        let (status, out, err) = run_with_timeout(
+            Command::new("systemd-analyze")
+                .args(["verify", "--man=no"])
+                .arg(&unit),
+            Duration::from_secs(30),
+        );
+        assert!(
+            status.success(),
+            "{file}: {}{err}",
+            String::from_utf8_lossy(&out)
+        );
+        let (status, out, err) = run_with_timeout(
+            Command::new("systemd-analyze")
+                .args(["security", "--offline=yes", "--threshold=30"])
+                .arg(&unit),
+            Duration::from_secs(30),
+        );
+        assert!(
+            status.success(),
+            "{file} too exposed: {}{err}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
+/// The template's ExecStart for instance `name`.
+fn instance_exec_start(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(unit_dir().join("estuary@.service")).expect("unit");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    line.replace("%i", name)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Two instances of the template run side by side from their own config files, each with its
+/// own ports, and each answers for its own routes.
+#[test]
+fn two_template_instances_run_side_by_side() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut procs = Vec::new();
+    for (name, api, srt, rtp) in [
+        ("studio-a", 8501, 9501, 5501),
+        ("studio-b", 8502, 9502, 5502),
+    ] {
+        let config = format!(
+            r#"
+[discovery]
+sap = false
+ravenna = false
+
+[[inputs]]
+name = "{name}-in"
+kind = "aes67"
+address = "127.0.0.1:{rtp}"
+format = "L24"
+channels = 2
+sample_rate = 48000
+
+[[outputs]]
+name = "{name}-srt"
+kind = "srt"
+input = "{name}-in"
+mode = "listener"
+address = "127.0.0.1:{srt}"
+codec = "pcm"
+
+[api]
+bind = "127.0.0.1:{api}"
+"#
+        );
+        let etc = dir.path().join("etc/estuary");
+        std::fs::create_dir_all(&etc).expect("test setup");
+        std::fs::write(etc.join(format!("{name}.toml")), config).expect("test setup");
+        let argv = instance_exec_start(name);
+        assert_eq!(argv[0], "/usr/bin/estuary");
+        let mut cmd = Command::new(ESTUARY);
+        for arg in &argv[1..] {
+            cmd.arg(arg.replace("/etc/estuary", etc.to_str().expect("test setup")));
+        }
+        procs.push((name, api, Proc::spawn(name, &mut cmd, dir.path())));
+    }
+    for (name, api, proc) in &mut procs {
+        proc.wait_for_stderr("API and dashboard listening", Duration::from_secs(15));
+        let (status, out, err) = run_with_timeout(
+            Command::new(ESTUARY)
+                .args(["status", "--json", "--api"])
+                .arg(format!("http://127.0.0.1:{api}")),
+            Duration::from_secs(10),
+        );
+        assert!(status.success(), "{name}: {err}");
+        let json: serde_json::Value = serde_json::from_slice(&out).expect("test setup");
+        assert_eq!(json["inputs"][0]["name"], format!("{name}-in"));
+        assert_eq!(json["outputs"][0]["name"], format!("{name}-srt"));
+    }
+    for (_, _, mut proc) in procs {
+        assert!(proc.terminate(Duration::from_secs(5)).success());
+    }
+}
