@@ -19,6 +19,7 @@ mod dashboard;
 mod demo;
 mod discover;
 mod discovery;
+mod doctor;
 mod gateway;
 mod latency;
 mod metrics;
@@ -78,6 +79,9 @@ enum Command {
     Status(ctl::StatusArgs),
     /// Inspect and change a running daemon through its API (exit 3: change rejected).
     Ctl(ctl::CtlArgs),
+    /// Check the host (multicast route, rp_filter, buffers, firewall, clock daemons...): each
+    /// problem with the command that fixes it; exit 1 if any.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -150,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => ctl::status(args),
         Command::Ctl(args) => ctl::ctl(args),
+        Command::Doctor(args) => doctor::run(args, EXIT_BAD_CONFIG),
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;

@@ -262,3 +262,172 @@ bind = "127.0.0.1:{api}"
         assert!(proc.terminate(Duration::from_secs(5)).success());
     }
 }
+
+/// A network namespace removed when the test ends.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("est-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {name} (needs root)");
+        Netns(name)
+    }
+
+    /// `sh -c script` inside the namespace (with its own /sys, as `ip netns exec` mounts it).
+    fn sh(&self, script: &str) -> (std::process::ExitStatus, Vec<u8>, String) {
+        run_with_timeout(
+            Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", script]),
+            Duration::from_secs(30),
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn finding<'a>(findings: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    findings
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["check"] == check))
+        .unwrap_or_else(|| panic!("no {check} finding in {findings}"))
+}
+
+/// `estuary doctor` in a deliberately broken namespace: no multicast route, strict rp_filter,
+/// a firewall dropping the configured ports, and (in a mount namespace: the kernel keeps
+/// rmem_max global, not per network namespace) a 208 KiB rmem_max. Each problem is reported
+/// with a fix; running the fixes it prints clears them; with the daemon running, its
+/// multicast group shows as joined.
+#[test]
+fn doctor_reports_and_fixes_a_misconfigured_namespace() {
+    for tool in ["nft", "ip", "unshare"] {
+        assert!(have(tool), "{tool} missing: run scripts/deps.sh test");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = Netns::new("doctor");
+    let config = dir.path().join("estuary.toml");
+    std::fs::write(
+        &config,
+        r#"
+[discovery]
+sap = false
+ravenna = false
+
+[[inputs]]
+name = "stage"
+kind = "aes67"
+interface = "lo"
+address = "239.69.1.1:5004"
+format = "L24"
+channels = 2
+sample_rate = 48000
+
+[[outputs]]
+name = "stage-srt"
+kind = "srt"
+input = "stage"
+mode = "listener"
+address = "127.0.0.1:9600"
+codec = "pcm"
+
+[api]
+bind = "127.0.0.1:8600"
+"#,
+    )
+    .expect("config");
+    let (status, _, err) = ns.sh(
+        "ip link set lo up && sysctl -qw net.ipv4.conf.all.rp_filter=1 \
+         net.ipv4.conf.lo.rp_filter=1 && nft add table inet filter && nft add chain inet \
+         filter input '{ type filter hook input priority 0; policy drop; }' && \
+         nft add rule inet filter input tcp dport 8600 accept",
+    );
+    assert!(status.success(), "breaking the namespace: {err}");
+    let small = dir.path().join("rmem_max");
+    std::fs::write(&small, "212992\n").expect("rmem file");
+    let doctor = format!("{ESTUARY} doctor --json --config {}", config.display());
+    let (status, out, err) = ns.sh(&format!(
+        "unshare -m sh -c 'mount --bind {} /proc/sys/net/core/rmem_max && exec {doctor}'",
+        small.display()
+    ));
+    assert_eq!(status.code(), Some(1), "doctor must fail: {err}");
+    let findings: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+    let expect = [
+        ("multicast-route", "ip route add 224.0.0.0/4 dev lo"),
+        (
+            "rp-filter",
+            "sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.lo.rp_filter=2",
+        ),
+        ("rmem-max", "sysctl -w net.core.rmem_max=4194304"),
+        (
+            "firewall",
+            "nft add rule inet filter input udp dport 5004 accept; \
+             nft add rule inet filter input udp dport 9600 accept",
+        ),
+    ];
+    for (check, fix) in expect {
+        let f = finding(&findings, check);
+        assert_eq!(f["level"], "problem", "{f}");
+        assert_eq!(f["fix"], fix, "{f}");
+    }
+    assert_eq!(finding(&findings, "mtu")["level"], "ok");
+
+    // The printed fixes work (rmem_max is global: the fix would change the host, so it is
+    // checked against the real value instead).
+    for (check, _) in &expect[..2] {
+        let fix = finding(&findings, check)["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let (status, _, err) = ns.sh(&fix);
+        assert!(status.success(), "{fix}: {err}");
+    }
+    let fix = finding(&findings, "firewall")["fix"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ns.sh(&fix).0.success(), "{fix}");
+
+    let daemon = Proc::spawn(
+        "estuary",
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, ESTUARY, "run", "-c"])
+            .arg(&config),
+        dir.path(),
+    );
+    let mut daemon = daemon;
+    daemon.wait_for_stderr("API and dashboard listening", Duration::from_secs(15));
+    let (_, out, err) = ns.sh(&doctor);
+    let findings: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+    for check in ["multicast-route", "rp-filter", "firewall", "mtu"] {
+        assert_eq!(
+            finding(&findings, check)["level"],
+            "ok",
+            "{check}: {findings} {err}"
+        );
+    }
+    let igmp = finding(&findings, "igmp");
+    assert_eq!(igmp["level"], "ok", "{igmp}");
+    assert_eq!(igmp["message"], "every configured group is joined");
+    let host_rmem: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("rmem_max")
+        .trim()
+        .parse()
+        .expect("number");
+    let want = if host_rmem >= 4 << 20 {
+        "ok"
+    } else {
+        "problem"
+    };
+    assert_eq!(finding(&findings, "rmem-max")["level"], want);
+    assert!(daemon.terminate(Duration::from_secs(5)).success());
+}
