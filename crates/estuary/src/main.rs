@@ -25,6 +25,7 @@ mod latency;
 mod metrics;
 mod pipeline;
 mod send;
+mod setup;
 mod shutdown;
 mod status;
 mod sysinfo;
@@ -82,6 +83,9 @@ enum Command {
     /// Check the host (multicast route, rp_filter, buffers, firewall, clock daemons...): each
     /// problem with the command that fixes it; exit 1 if any.
     Doctor(doctor::DoctorArgs),
+    /// First-run wizard (or `--answers FILE`): writes the config, optionally installs the
+    /// systemd service.
+    Setup(setup::SetupArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => ctl::status(args),
         Command::Ctl(args) => ctl::ctl(args),
         Command::Doctor(args) => doctor::run(args, EXIT_BAD_CONFIG),
+        Command::Setup(args) => setup::run_cli(args),
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;

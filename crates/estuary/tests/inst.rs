@@ -431,3 +431,154 @@ bind = "127.0.0.1:8600"
     assert_eq!(finding(&findings, "rmem-max")["level"], want);
     assert!(daemon.terminate(Duration::from_secs(5)).success());
 }
+
+fn answers_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/setup/answers.toml")
+}
+
+/// `estuary setup --answers` writes a config that `check-config` accepts.
+#[test]
+fn setup_answers_pass_check_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("etc/estuary.toml");
+    let (status, _, err) = run_with_timeout(
+        Command::new(ESTUARY)
+            .args(["setup", "--answers"])
+            .arg(answers_file())
+            .arg("--output")
+            .arg(&out),
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{err}");
+    let (status, stdout, err) = run_with_timeout(
+        Command::new(ESTUARY).arg("check-config").arg(&out),
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&stdout).contains("ok (1 input(s), 1 output(s))"));
+}
+
+/// A tmux session on its own server socket, killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    fn pane(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-J", "-S", "-500", "-t", "wizard"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits for the `nth` (1-based) appearance of `prompt`, then types `answer` and Enter.
+    fn answer(&self, prompt: &str, nth: usize, answer: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.pane().matches(prompt).count() < nth {
+            assert!(
+                Instant::now() < deadline,
+                "no prompt {prompt:?} in:\n{}",
+                self.pane()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut send = self.cmd();
+        send.args(["send-keys", "-t", "wizard"]);
+        if !answer.is_empty() {
+            send.args(["-l", answer]);
+            assert!(send.status().is_ok_and(|s| s.success()));
+            send = self.cmd();
+            send.args(["send-keys", "-t", "wizard"]);
+        }
+        assert!(send.arg("Enter").status().is_ok_and(|s| s.success()));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+/// The interactive wizard, typed into a real terminal (tmux), writes the same file as the
+/// answers form; a wrong answer is asked again.
+#[test]
+fn setup_wizard_in_tmux_matches_answers() {
+    assert!(have("tmux"), "tmux missing: run scripts/deps.sh test");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from_answers = dir.path().join("answers.toml.out");
+    let (status, _, err) = run_with_timeout(
+        Command::new(ESTUARY)
+            .args(["setup", "--answers"])
+            .arg(answers_file())
+            .arg("--output")
+            .arg(&from_answers),
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{err}");
+
+    let from_wizard = dir.path().join("wizard.toml");
+    let tmux = Tmux {
+        socket: format!("estuary-setup-{}", std::process::id()),
+    };
+    let shell = format!(
+        "{ESTUARY} setup --output {}; echo wizard-exit=$?; sleep 30",
+        from_wizard.display()
+    );
+    let started = tmux
+        .cmd()
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "wizard",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &shell,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(started, "tmux new-session");
+    tmux.answer("AoIP (AES67) interface", 1, "lo");
+    tmux.answer("Device name", 1, "stage");
+    tmux.answer("Stream: the session name", 1, "Stage Left");
+    tmux.answer("Receive latency", 1, "");
+    tmux.answer("SRT mode", 1, "");
+    tmux.answer("SRT destination address:port", 1, "nowhere");
+    tmux.answer("SRT destination address:port", 2, "127.0.0.1:9000");
+    tmux.answer("SRT latency", 1, "");
+    tmux.answer("Codec", 1, "");
+    tmux.answer("SRT passphrase", 1, "");
+    tmux.answer("API and dashboard address", 1, "");
+    tmux.answer("API admin token", 1, "change-me-to-a-long-random-token");
+    tmux.answer("Install and start the systemd service", 1, "");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !tmux.pane().contains("wizard-exit=") {
+        assert!(
+            Instant::now() < deadline,
+            "wizard did not end:\n{}",
+            tmux.pane()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pane = tmux.pane();
+    assert!(pane.contains("wizard-exit=0"), "{pane}");
+    assert!(
+        pane.contains("\"nowhere\": invalid socket address"),
+        "{pane}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&from_wizard).expect("wizard wrote the config"),
+        std::fs::read_to_string(&from_answers).expect("answers config"),
+    );
+}
