@@ -582,3 +582,181 @@ fn setup_wizard_in_tmux_matches_answers() {
         std::fs::read_to_string(&from_answers).expect("answers config"),
     );
 }
+
+/// The cargo target directory (the binary is `<target>/debug/estuary`).
+fn target_dir() -> PathBuf {
+    Path::new(ESTUARY)
+        .ancestors()
+        .nth(2)
+        .expect("target dir")
+        .to_owned()
+}
+
+/// `Key=value` of the unit's [Service] section (the first one).
+fn unit_value(unit: &str, key: &str) -> String {
+    unit.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("unit has no {key}="))
+        .to_owned()
+}
+
+/// The .deb installed with `dpkg -i` into a clean bookworm root (cached by deps.sh, used
+/// through an overlay so it stays clean), then the installed unit's ExecStartPre and
+/// ExecStart run as it would: as its User, with only its AmbientCapabilities, no new
+/// privileges, the file system read-only except its ReadWritePaths and StateDirectory, a
+/// private /tmp. An AES67 tone reaches an SRT receiver through it, checked by frequency.
+#[test]
+fn deb_installs_in_a_clean_root_and_runs_sandboxed() {
+    let cache = target_dir().join("deb-root/bookworm");
+    assert!(
+        cache.join("usr/bin/setpriv").exists(),
+        "no cached Debian root at {}: run scripts/deps.sh test",
+        cache.display()
+    );
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, out, err) = run_with_timeout(
+        Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/build-deb.sh"
+        ))
+        .arg(ESTUARY)
+        .arg(dir.path()),
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "build-deb: {err}");
+    let deb = String::from_utf8_lossy(&out).trim().to_owned();
+
+    let t = dir.path().display().to_string();
+    let root = format!("{t}/root");
+    for d in ["upper", "work", "root"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("dirs");
+    }
+    // Private mount namespaces: the overlay keeps the cached root clean; its upper layer
+    // keeps what dpkg did for the second step.
+    let overlay = format!(
+        "set -e\nmount -t overlay overlay -o lowerdir={},upperdir={t}/upper,workdir={t}/work {root}\n",
+        cache.display()
+    );
+    let install = format!(
+        "{overlay}mount --bind /proc {root}/proc\nmount --bind /dev {root}/dev\n\
+         cp {deb} {root}/tmp/estuary.deb\nchroot {root} dpkg -i /tmp/estuary.deb\n\
+         chroot {root} getent passwd estuary\nchroot {root} stat -c %U:%G:%a /etc/estuary\n"
+    );
+    let (status, out, err) = run_with_timeout(
+        Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &install]),
+        Duration::from_secs(120),
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(status.success(), "dpkg -i: {out}{err}");
+    assert!(out.contains("Setting up estuary"), "{out}");
+    assert!(out.contains("root:estuary:2770"), "{out}");
+
+    // Merged /usr (bookworm): /lib is a link to usr/lib.
+    let unit = ["upper/lib", "upper/usr/lib"]
+        .iter()
+        .find_map(|d| {
+            std::fs::read_to_string(dir.path().join(d).join("systemd/system/estuary.service")).ok()
+        })
+        .expect("the package installed the unit");
+    let user = unit_value(&unit, "User");
+    let caps: Vec<String> = unit_value(&unit, "AmbientCapabilities")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let caps = caps.join(",");
+    assert_eq!(unit_value(&unit, "ProtectSystem"), "strict");
+    assert_eq!(unit_value(&unit, "NoNewPrivileges"), "yes");
+    let writable = format!(
+        "{} /var/lib/{}",
+        unit_value(&unit, "ReadWritePaths"),
+        unit_value(&unit, "StateDirectory")
+    );
+    let workdir = unit_value(&unit, "WorkingDirectory");
+    std::fs::write(
+        dir.path().join("upper/etc/estuary/estuary.toml"),
+        r#"
+[discovery]
+sap = false
+ravenna = false
+
+[[inputs]]
+name = "tone"
+kind = "aes67"
+address = "127.0.0.1:5004"
+format = "L24"
+channels = 2
+sample_rate = 48000
+
+[[outputs]]
+name = "tone-srt"
+kind = "srt"
+input = "tone"
+mode = "listener"
+address = "127.0.0.1:9000"
+codec = "pcm"
+"#,
+    )
+    .expect("config");
+    let as_service = format!(
+        "chroot {root} setpriv --reuid {user} --regid {user} --init-groups \
+         --inh-caps=-all,{caps} --ambient-caps=-all,{caps} --bounding-set=-all,{caps} \
+         --no-new-privs sh -c 'cd {workdir} && exec \"$@\"' sh"
+    );
+    // ProtectSystem=strict: everything read-only but the unit's writable paths; PrivateTmp.
+    let sandbox = format!(
+        "{overlay}mkdir -p {root}/var/lib/estuary\nchroot {root} chown estuary:estuary /var/lib/estuary\n\
+         mount --bind {root} {root}\nmount -o remount,bind,ro {root}\n\
+         for rw in {writable}; do mount --bind {root}$rw {root}$rw; mount -o remount,bind,rw {root}$rw; done\n\
+         mount -t tmpfs tmpfs {root}/tmp\nmount --bind /proc {root}/proc\nmount --bind /dev {root}/dev\n\
+         if touch {root}/usr/probe 2>/dev/null; then echo 'not read-only' >&2; exit 9; fi\n\
+         {as_service} {pre} >&2\nexec {as_service} {start}\n",
+        pre = unit_value(&unit, "ExecStartPre"),
+        start = unit_value(&unit, "ExecStart"),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &sandbox]);
+    let mut daemon = Proc::spawn("packaged", &mut cmd, dir.path());
+    daemon.wait_for_stderr("listening", Duration::from_secs(60));
+    let pid = daemon.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert!(status.lines().any(|l| l == "Name:\testuary"), "{status}");
+    assert!(
+        !status.lines().any(|l| l.starts_with("Uid:\t0")),
+        "runs as root: {status}"
+    );
+    // CAP_NET_BIND_SERVICE (10) and CAP_SYS_NICE (23), nothing else.
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:\t"))
+        .expect("CapEff");
+    assert_eq!(
+        u64::from_str_radix(cap_eff, 16).expect("hex"),
+        (1 << 10) | (1 << 23)
+    );
+
+    let mut sender = Proc::spawn(
+        "send",
+        Command::new(ESTUARY).args(["send", "--to", "127.0.0.1:5004", "--no-announce"]),
+        dir.path(),
+    );
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 3, &out);
+    assert!(
+        decoder.wait_exit(Duration::from_secs(20)).success(),
+        "{} / {}",
+        decoder.stderr(),
+        daemon.stderr()
+    );
+    let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
+    let start = first_active(&left, 1 << 20).expect("silent") + SECOND / 2;
+    assert!(left.len() >= start + SECOND, "too little audio");
+    let f = frequency(&to_f64(&left[start..start + SECOND]), 48_000.0);
+    assert!((f - 1000.0).abs() < 1.0, "tone at {f:.2} Hz");
+    sender.kill();
+    assert!(
+        daemon.terminate(Duration::from_secs(10)).success(),
+        "{}",
+        daemon.stderr()
+    );
+}
