@@ -3,7 +3,7 @@
 # and arm64 multiarch libraries, and runs the tests under qemu-user.
 #   scripts/cross-aarch64.sh deps                 # install the toolchain (once, as root)
 #   scripts/cross-aarch64.sh test [CARGO ARGS]    # e.g. test -p estuary-wire -p estuary-engine
-#   scripts/cross-aarch64.sh build                # release binary
+#   scripts/cross-aarch64.sh build [--release]    # the estuary binary
 set -euo pipefail
 target=aarch64-unknown-linux-gnu
 case "${1:-}" in
@@ -27,6 +27,6 @@ export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 if [ "$cmd" = build ]; then
-  exec cargo build --release --target "$target" -p estuary "$@"
+  exec cargo build --target "$target" -p estuary "$@"   # add --release for the package
 fi
 exec cargo test --target "$target" "$@"

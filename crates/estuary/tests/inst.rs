@@ -747,6 +747,7 @@ codec = "pcm"
         Command::new(ESTUARY).args(["send", "--to", "127.0.0.1:5004", "--no-announce"]),
         dir.path(),
     );
+    daemon.wait_for_stderr("receiving", Duration::from_secs(15));
     let out = dir.path().join("out.raw");
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 3, &out);
     assert!(
