@@ -391,6 +391,8 @@ fn install_service(config: &Path) -> anyhow::Result<()> {
         ]))?;
     }
     run(Command::new("chgrp").args(["-R", "estuary", "/etc/estuary"]))?;
+    // As the package's postinst: the API saves accepted changes by a rename in this directory.
+    run(Command::new("chmod").args(["2770", "/etc/estuary"]))?;
     run(Command::new("systemctl").arg("daemon-reload"))?;
     run(Command::new("systemctl").args(["enable", "--now", "estuary"]))?;
     run(Command::new("systemctl").args(["reload-or-restart", "estuary"]))
@@ -427,8 +429,15 @@ pub fn run_cli(args: SetupArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    let existed = args.output.exists();
     crate::api::store::write_atomic(&args.output, &text)
         .with_context(|| format!("writing {}", args.output.display()))?;
+    if !existed {
+        // A new file: readable by the service's group (the package makes /etc/estuary setgid
+        // `estuary`), never by others, since it holds the API token and SRT passphrase.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&args.output, std::fs::Permissions::from_mode(0o640))?;
+    }
     println!("wrote {}", args.output.display());
     if answers.install_service {
         install_service(&args.output)?;

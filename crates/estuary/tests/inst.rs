@@ -463,6 +463,13 @@ fn setup_answers_pass_check_config() {
     );
     assert!(status.success(), "{err}");
     assert!(String::from_utf8_lossy(&stdout).contains("ok (1 input(s), 1 output(s))"));
+    // It holds the API token: the service's group may read it, others may not.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&out)
+        .expect("written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
 }
 
 /// A tmux session on its own server socket, killed when the test ends.
