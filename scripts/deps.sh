@@ -12,6 +12,7 @@ test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
            curl openssl python3-venv chromium nodejs
+           sox mount
            systemd tmux nftables debootstrap help2man)
 
 case "$profile" in
@@ -59,6 +60,15 @@ if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/st ]; then
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo /usr/bin/python3 -m venv /opt/estuary-venv
   $sudo /opt/estuary-venv/bin/pip install --quiet schemathesis
+fi
+
+# netaudio is the Dante controller the Dante tests drive (tests/dante.rs): an independent
+# implementation of the controller side. Pinned: its ARC dialect checks change between releases.
+if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/netaudio ]; then
+  echo "==> installing netaudio 0.4.2 into /opt/estuary-venv (once)"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo /opt/estuary-venv/bin/pip install --quiet "netaudio==0.4.2"
 fi
 
 if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then

@@ -404,6 +404,18 @@ impl<C: PlayoutClock> JitterBuffer<C> {
     /// Writes the frames due at `now` (as many as fit in `out`, interleaved) and advances the
     /// playout position past them.
     pub fn pull(&mut self, now: MonoTime, out: &mut [i32]) -> Pulled {
+        self.pull_with_gaps(now, out, |_, _| {})
+    }
+
+    /// [`JitterBuffer::pull`], calling `on_gap(position, frames)` for each run of concealed
+    /// frames it wrote (a run that continues into the next pull is reported again there, from
+    /// that pull's first frame), so a recorder can say where its silence came from.
+    pub fn pull_with_gaps(
+        &mut self,
+        now: MonoTime,
+        out: &mut [i32],
+        mut on_gap: impl FnMut(u64, usize),
+    ) -> Pulled {
         let Some(mut stream) = self.stream else {
             return Pulled {
                 frames: 0,
@@ -416,6 +428,7 @@ impl<C: PlayoutClock> JitterBuffer<C> {
         let frames = due.saturating_sub(stream.read).min(room) as usize;
         let start = stream.read;
         let ch = self.channels;
+        let mut run: Option<(u64, usize)> = None;
         for (k, frame) in out.chunks_exact_mut(ch).take(frames).enumerate() {
             let index = self.index(start + k as u64);
             let tag = self.tags[index];
@@ -423,7 +436,14 @@ impl<C: PlayoutClock> JitterBuffer<C> {
                 frame.fill(0);
                 self.stats.frames_concealed += 1;
                 stream.in_gap = true;
+                match &mut run {
+                    Some((_, n)) => *n += 1,
+                    None => run = Some((start + k as u64, 1)),
+                }
                 continue;
+            }
+            if let Some((at, n)) = run.take() {
+                on_gap(at, n);
             }
             let seq = tag - 1;
             if stream.in_gap {
@@ -435,6 +455,9 @@ impl<C: PlayoutClock> JitterBuffer<C> {
             stream.last_played_seq = Some(seq);
             frame.copy_from_slice(&self.ring[index * ch..(index + 1) * ch]);
             self.tags[index] = 0;
+        }
+        if let Some((at, n)) = run {
+            on_gap(at, n);
         }
         stream.read = start + frames as u64;
         self.stats.buffer_fill_frames = stream.end.saturating_sub(stream.read);

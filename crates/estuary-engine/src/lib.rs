@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod dante;
 pub mod jitter;
 pub mod monitor;
 pub mod stats;

@@ -875,3 +875,38 @@ proptest! {
         prop_assert!(s.buffer_fill_frames <= jb.capacity_frames());
     }
 }
+
+/// Each run of concealed frames is reported once per pull with its exact position and length;
+/// runs cut by a pull boundary join up again.
+#[test]
+fn pull_with_gaps_reports_each_concealed_run() {
+    let mut jb = JitterBuffer::new(config(5)).expect("config");
+    let ts0 = 7_000_000;
+    let mut sender = Sender::new(1, 9, 100, ts0);
+    let dropped = [10u64, 11, 40, 41, 42, 77];
+    let mut out = vec![0i32; 4096 * CHANNELS];
+    let mut gaps: Vec<(u64, usize)> = Vec::new();
+    let mut samples_seen = 0u64;
+    for i in 0..100u64 {
+        let sent = sender.packet();
+        let now = MonoTime::from_nanos((i + 1) * MS);
+        if !dropped.contains(&i) {
+            jb.push(now, &sent.bytes);
+        }
+        let pulled = jb.pull_with_gaps(now, &mut out, |at, n| match gaps.last_mut() {
+            Some((p, m)) if *p + *m as u64 == at => *m += n,
+            _ => gaps.push((at, n)),
+        });
+        samples_seen += pulled.frames as u64;
+    }
+    assert!(samples_seen > 80 * FPP);
+    let want: Vec<(u64, usize)> = [(10, 2), (40, 3), (77, 1)]
+        .iter()
+        .map(|&(p, n)| (u64::from(ts0) + p * FPP, n * FPP as usize))
+        .collect();
+    assert_eq!(gaps, want);
+    assert_eq!(
+        jb.stats().frames_concealed,
+        want.iter().map(|g| g.1 as u64).sum::<u64>()
+    );
+}

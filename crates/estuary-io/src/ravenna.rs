@@ -17,7 +17,7 @@ mod server;
 pub use client::{describe, describe_addr};
 pub use mdns::{
     MdnsOptions, RAVENNA_SESSION_SUBTYPE, RTSP_SERVICE, RavennaBrowser, RavennaEvent,
-    RavennaPublisher, RavennaService,
+    RavennaPublisher, RavennaService, responder as mdns_responder,
 };
 pub use server::RtspServer;
 

@@ -5,6 +5,7 @@
 //! with `get(..)`/`checked_sub` before use, so no accessor indexes out of bounds.
 #![forbid(unsafe_code)]
 
+pub mod dante;
 pub mod payload;
 pub mod rtp;
 pub mod rtsp;
@@ -13,3 +14,4 @@ pub mod sap;
 pub mod sdp;
 pub mod ts;
 pub mod units;
+pub mod wav;

@@ -46,6 +46,8 @@ enum BenchWhat {
     Bridge(BridgeArgs),
     /// Metering (`Monitor::process`) vs the ingest engine path, in-process, same run.
     Meters(MetersArgs),
+    /// Recording every channel to its own mono file vs ingest alone, same streams, same run.
+    Record(IngestArgs),
     /// (internal) Estuary's side of `bench ingest`, run as a child process.
     #[command(hide = true)]
     IngestWorker(IngestArgs),
@@ -74,6 +76,15 @@ struct IngestArgs {
     /// Jitter-buffer latency of Estuary's inputs (GStreamer's rtpjitterbuffer gets 10 ms).
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     latency: Duration,
+    /// `bench ingest`: also run Estuary with every input metered (meters, loudness,
+    /// detectors, health: the daemon's default) and report what metering adds; the worker:
+    /// meter every input.
+    #[arg(long)]
+    meters: bool,
+    /// `bench record`: where the recordings go (a temporary directory inside it, deleted
+    /// after); the worker: record every channel to a mono file here.
+    #[arg(long)]
+    record_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -117,6 +128,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ingest(a) => ingest(&a),
         BenchWhat::Bridge(a) => bridge(&a),
         BenchWhat::Meters(a) => meters(&a),
+        BenchWhat::Record(a) => record(&a),
         BenchWhat::IngestWorker(a) => ingest_worker(&a),
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
     }
@@ -224,6 +236,11 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
             "--latency",
             &humantime::format_duration(args.latency).to_string(),
         ]);
+    let metered = args.meters.then(|| {
+        let mut metered = Command::new(worker.get_program());
+        metered.args(worker.get_args()).arg("--meters");
+        metered
+    });
     let mut results = vec![measure_worker(
         "estuary",
         worker,
@@ -231,6 +248,18 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         stream_seconds,
     )?];
     let sender_lateness = sender.max_lateness();
+    if let Some(metered) = metered {
+        report(
+            &mut results,
+            measure_worker("estuary+meters", metered, args.seconds, stream_seconds),
+        );
+        if let [bare, metered, ..] = &results[..] {
+            println!(
+                "metering (every channel: peak, true peak, RMS, R128, detectors, health) adds {:.0} % to the ingest CPU",
+                (metered.cpu.as_secs_f64() / bare.cpu.as_secs_f64() - 1.0) * 100.0
+            );
+        }
+    }
     if !args.no_peers {
         let pipeline: String = specs
             .iter()
@@ -279,6 +308,67 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         "sender: worst delay behind schedule while Estuary measured: {:.2} ms (packets later than the {} ms latency are the sender's, not the receiver's)",
         sender_lateness.as_secs_f64() * 1000.0,
         args.latency.as_millis()
+    );
+    Ok(())
+}
+
+/// `bench record`: the ingest worker without and then with a recorder per stream writing
+/// every channel to its own 24-bit mono file, against the same senders.
+fn record(args: &IngestArgs) -> anyhow::Result<()> {
+    let specs = ingest_specs(args);
+    let sender = start_senders(&specs)?;
+    let parent = args.record_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(&parent)?;
+    println!(
+        "bench record: {} streams x {} ch L24/48000 ({} channels), each channel to its own 24-bit mono BWF in {}, {} s per run",
+        args.streams,
+        args.channels,
+        args.streams * usize::from(args.channels),
+        parent.display(),
+        args.seconds
+    );
+    let stream_seconds = args.streams as f64 * args.seconds as f64;
+    let worker = |record: Option<&Path>| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap_or_else(|_| "estuary".into()));
+        cmd.args(["bench", "ingest-worker"])
+            .args(["--streams", &args.streams.to_string()])
+            .args(["--channels", &args.channels.to_string()])
+            .args(["--seconds", &args.seconds.to_string()])
+            .args(["--base-port", &args.base_port.to_string()])
+            .args([
+                "--latency",
+                &humantime::format_duration(args.latency).to_string(),
+            ]);
+        if let Some(dir) = record {
+            cmd.arg("--record-dir").arg(dir);
+        }
+        cmd
+    };
+    let mut results = vec![measure_worker(
+        "ingest",
+        worker(None),
+        args.seconds,
+        stream_seconds,
+    )?];
+    report(
+        &mut results,
+        measure_worker(
+            "+record",
+            worker(Some(dir.path())),
+            args.seconds,
+            stream_seconds,
+        ),
+    );
+    print_table(&results);
+    if let [ingest, record] = &results[..] {
+        println!(
+            "recording adds {:.0} % to the ingest CPU",
+            (record.cpu.as_secs_f64() / ingest.cpu.as_secs_f64() - 1.0) * 100.0
+        );
+    }
+    println!(
+        "sender: worst delay behind schedule: {:.2} ms",
+        sender.max_lateness().as_secs_f64() * 1000.0
     );
     Ok(())
 }
@@ -481,12 +571,38 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
             sdp_of(spec, i as u64 + 1)
         ));
     }
-    let running = Running::start(&config::parse(&text, Path::new("."))?)?;
+    if let Some(dir) = &args.record_dir {
+        for i in 0..args.streams {
+            text.push_str(&format!(
+                "[[recorders]]\nname = \"r{i}\"\ninput = \"s{i}\"\ndirectory = '{}'\n\
+                 layout = \"mono\"\nbits = 24\nfsync = \"never\"\n\n",
+                dir.join(format!("s{i}")).display()
+            ));
+        }
+    }
+    let options = crate::pipeline::Options {
+        meters: args.meters,
+        ..Default::default()
+    };
+    let running = Running::start_with(&config::parse(&text, Path::new("."))?, options)?;
     // The driver's warm-up, its measured window, and a little slack.
     let elapsed = args.seconds + 2;
     std::thread::sleep(Duration::from_secs(elapsed));
     let stats = running.input_stats();
+    let recorders = running.recorder_status();
     running.shutdown();
+    if !recorders.is_empty() {
+        let sum =
+            |f: fn(&crate::status::RecorderStatus) -> u64| -> u64 { recorders.iter().map(f).sum() };
+        println!(
+            "result {} files, {:.1} MB/s written, {} gaps, {} frames dropped, {} errors",
+            sum(|r| r.files),
+            (sum(|r| r.bytes) + sum(|r| r.bytes_closed)) as f64 / 1e6 / elapsed as f64,
+            sum(|r| r.gaps),
+            sum(|r| r.frames_dropped),
+            sum(|r| r.errors),
+        );
+    }
     let sum = |f: fn(&estuary_engine::stats::StreamStats) -> u64| -> u64 {
         stats.iter().map(|(_, s)| f(&s.stats)).sum()
     };

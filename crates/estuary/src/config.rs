@@ -35,6 +35,11 @@ pub struct Config {
     pub alarms: crate::alarm::AlarmsConfig,
     #[serde(default)]
     pub api: crate::api::config::ApiConfig,
+    #[serde(default)]
+    pub recorders: Vec<crate::record::RecorderConfig>,
+    /// Estuary as a Dante device (unofficial implementation).
+    #[serde(default)]
+    pub dante: Option<crate::dante::DanteConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -370,6 +375,9 @@ impl Config {
         self.api
             .validate()
             .map_err(|(span, f, m)| err(span, f, m))?;
+        if let Some(dante) = &self.dante {
+            dante.validate().map_err(|(span, f, m)| err(span, f, m))?;
+        }
         let mut names = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let field = |f: &str| format!("inputs[{i}].{f}");
@@ -428,6 +436,7 @@ impl Config {
                     .map_err(|(span, f, m)| err(span, field(&f), m))?;
             }
         }
+        crate::record::config::validate(self).map_err(|(span, f, m)| err(span, f, m))?;
         self.alarms
             .validate(self)
             .map_err(|(span, f, m)| err(span, format!("alarms.{f}"), m))?;

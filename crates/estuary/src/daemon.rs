@@ -42,7 +42,20 @@ pub fn run(
         gateway.record("api_failed", "critical", "api", &format!("{e:#}"));
         None
     });
+    // Like the API: a Dante device that cannot start is reported but keeps the audio on air.
+    let dante = config.dante.as_ref().and_then(|c| {
+        crate::dante::start(c)
+            .inspect_err(|e| {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the Dante device is not available"
+                );
+                gateway.record("dante_failed", "critical", "dante", &format!("{e:#}"));
+            })
+            .ok()
+    });
     let result = gateway::supervise(config, &gateway, &inbox, stop, reporting, ready);
+    drop(dante);
     if let Some(api) = api {
         api.stop();
     }

@@ -65,10 +65,12 @@ pub enum Condition {
     Disconnected,
     /// A route cannot receive its stream.
     RouteFailed,
+    /// A recorder cannot write (disk full, I/O error); it retries.
+    RecordFailed,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 16] = [
+    pub const ALL: [Condition; 17] = [
         Condition::Silence,
         Condition::Clipping,
         Condition::Stuck,
@@ -85,6 +87,7 @@ impl Condition {
         Condition::Drift,
         Condition::Disconnected,
         Condition::RouteFailed,
+        Condition::RecordFailed,
     ];
 
     /// The name used in config, the API and metrics.
@@ -106,6 +109,7 @@ impl Condition {
             Condition::Drift => "drift",
             Condition::Disconnected => "disconnected",
             Condition::RouteFailed => "route_failed",
+            Condition::RecordFailed => "record_failed",
         }
     }
 

@@ -15,6 +15,7 @@ mod bench;
 mod config;
 mod ctl;
 mod daemon;
+mod dante;
 mod dashboard;
 mod demo;
 mod discover;
@@ -24,6 +25,7 @@ mod gateway;
 mod latency;
 mod metrics;
 mod pipeline;
+mod record;
 mod send;
 mod setup;
 mod shutdown;
@@ -74,6 +76,10 @@ enum Command {
     Send(send::SendArgs),
     /// Benchmarks against GStreamer and FFmpeg, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Record one stream to BWF/RF64 files until Ctrl-C or --duration, with a progress line.
+    Record(record::cli::RecordArgs),
+    /// Fix the sizes in WAV/BWF/RF64 headers of recordings cut by a crash or power loss.
+    Repair(record::repair::RepairArgs),
     /// Alarm notifications: `estuary alarm test` fires a test alarm through the notifiers.
     Alarm(alarm::AlarmArgs),
     /// Summary of a running daemon (through its API): inputs, outputs, alarms.
@@ -160,6 +166,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ctl(args) => ctl::ctl(args),
         Command::Doctor(args) => doctor::run(args, EXIT_BAD_CONFIG),
         Command::Setup(args) => setup::run_cli(args),
+        Command::Record(args) => {
+            init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
+            record::cli::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Repair(args) => {
+            record::repair::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             bench::run(args)?;

@@ -36,6 +36,40 @@ pub struct Status {
     /// Alarm notifiers and their delivery counters.
     #[serde(default)]
     pub notifications: Vec<NotifierStatus>,
+    /// Recorders (`[[recorders]]`).
+    #[serde(default)]
+    pub recorders: Vec<RecorderStatus>,
+}
+
+/// One recorder: what it writes and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecorderStatus {
+    pub name: String,
+    pub input: String,
+    /// `waiting` (no audio yet), `recording`, `idle` (VOX, between takes), `disk_full`,
+    /// `failed` (retrying) or `stopped`.
+    pub state: String,
+    /// The first file of the current take.
+    pub file: Option<String>,
+    /// Files started.
+    pub files: u64,
+    /// Audio bytes in the current take's files.
+    pub bytes: u64,
+    /// Audio bytes in closed files.
+    pub bytes_closed: u64,
+    /// Frames written (silence for gaps included).
+    pub frames: u64,
+    /// Runs of silence written for audio that never came (listed in the sidecars).
+    pub gaps: u64,
+    pub gap_frames: u64,
+    pub sample_rate: u32,
+    /// Frames not written: the disk was full or failing.
+    pub frames_dropped: u64,
+    pub files_deleted: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// The `record_failed` condition is raised.
+    pub alarm: bool,
 }
 
 /// An alarm notifier (webhook, e-mail, syslog) and how its deliveries went.

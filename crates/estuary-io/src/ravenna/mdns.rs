@@ -22,6 +22,19 @@ pub const RTSP_SERVICE: &str = "_rtsp._tcp.local.";
 /// The RAVENNA session subtype of [`RTSP_SERVICE`].
 pub const RAVENNA_SESSION_SUBTYPE: &str = "_ravenna_session._sub._rtsp._tcp.local.";
 
+/// Starts an mDNS responder on `interface` only, or on every interface.
+///
+/// # Errors
+/// The responder cannot start or the interface is unknown.
+pub fn responder(interface: Option<&str>) -> Result<ServiceDaemon, mdns_sd::Error> {
+    let daemon = ServiceDaemon::new()?;
+    if let Some(name) = interface {
+        daemon.disable_interface(IfKind::All)?;
+        daemon.enable_interface(IfKind::Name(name.to_owned()))?;
+    }
+    Ok(daemon)
+}
+
 /// Where the mDNS responder runs.
 #[derive(Debug, Clone, Default)]
 pub struct MdnsOptions {
@@ -36,14 +49,7 @@ pub struct MdnsOptions {
 
 impl MdnsOptions {
     fn daemon(&self) -> Result<ServiceDaemon, RavennaError> {
-        let daemon = ServiceDaemon::new().map_err(mdns_err)?;
-        if let Some(name) = &self.interface {
-            daemon.disable_interface(IfKind::All).map_err(mdns_err)?;
-            daemon
-                .enable_interface(IfKind::Name(name.clone()))
-                .map_err(mdns_err)?;
-        }
-        Ok(daemon)
+        responder(self.interface.as_deref()).map_err(mdns_err)
     }
 
     fn host_name(&self) -> String {

@@ -280,13 +280,14 @@ pub fn default_rules() -> Vec<RuleConfig> {
         rule("loss", Condition::Loss, Severity::Warning),
         rule("route-failed", Condition::RouteFailed, Severity::Critical),
         rule("disconnected", Condition::Disconnected, Severity::Warning),
+        rule("record-failed", Condition::RecordFailed, Severity::Critical),
     ]
 }
 
 /// Where a condition comes from: inputs (detectors, route failure) or outputs.
 pub fn scope_of(condition: Condition) -> Scope {
     match condition {
-        Condition::Disconnected => Scope::Output,
+        Condition::Disconnected | Condition::RecordFailed => Scope::Output,
         _ => Scope::Input,
     }
 }
@@ -309,7 +310,8 @@ pub fn threshold_unit(condition: Condition) -> Option<(&'static str, f64, f64)> 
         | Condition::Reordered
         | Condition::StreamChanged
         | Condition::Disconnected
-        | Condition::RouteFailed => None,
+        | Condition::RouteFailed
+        | Condition::RecordFailed => None,
     }
 }
 
@@ -499,10 +501,12 @@ fn validate_rule(
             .iter()
             .map(|i| i.name.get_ref().as_str())
             .collect(),
+        // Recorders are watched like outputs (`record_failed`).
         Scope::Output => config
             .outputs
             .iter()
             .map(|o| o.name.get_ref().as_str())
+            .chain(config.recorders.iter().map(|r| r.name.get_ref().as_str()))
             .collect(),
     };
     let selector = match scope {

@@ -284,6 +284,7 @@ fn detail(condition: Condition, v: f64) -> String {
         Condition::Drift => format!("{v:+.1} ppm"),
         Condition::Disconnected => "no peer connected".into(),
         Condition::RouteFailed => "the route cannot receive its stream".into(),
+        Condition::RecordFailed => "the recorder cannot write its files".into(),
     }
 }
 

@@ -71,7 +71,10 @@ impl Rule {
     pub fn debounced_here(&self) -> bool {
         matches!(
             self.condition,
-            Condition::NoPackets | Condition::Disconnected | Condition::RouteFailed
+            Condition::NoPackets
+                | Condition::Disconnected
+                | Condition::RouteFailed
+                | Condition::RecordFailed
         )
     }
 }
@@ -210,7 +213,7 @@ fn enable(rule: &Rule, m: &mut MonitorConfig, h: &mut HealthConfig) {
             h.drift_hysteresis_ppm = d.drift_hysteresis_ppm.min(h.drift_threshold_ppm / 4.0);
             h.drift = timing(rule, d.drift);
         }
-        Condition::Disconnected | Condition::RouteFailed => {}
+        Condition::Disconnected | Condition::RouteFailed | Condition::RecordFailed => {}
     }
 }
 

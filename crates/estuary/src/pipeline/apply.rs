@@ -116,7 +116,12 @@ impl Running {
                 .position(|r| r.config.name == input.name)
                 .map(|i| old_routes.swap_remove(i));
             if let Some(route) = previous.as_mut().filter(|r| {
-                r.config == *input && r.outputs.iter().map(|s| &s.config).eq(outputs.iter())
+                r.config == *input
+                    && r.outputs.iter().map(|s| &s.config).eq(outputs.iter())
+                    && r.recorders
+                        .iter()
+                        .map(|s| &s.config)
+                        .eq(new.recorders.iter().filter(|c| c.input.get_ref() == &name))
             }) {
                 let kept = if route.detectors == wanted_detectors {
                     Some(&mut report.unchanged)

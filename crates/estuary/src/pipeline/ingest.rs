@@ -16,6 +16,7 @@ use estuary_io::clock::{monotonic_now, sleep_until};
 
 use super::InputSnapshot;
 use crate::latency::LatencyHistogram;
+use crate::record::FeedEvent;
 use crate::shutdown::Stop;
 
 /// The longest the ingest thread sleeps; it wakes earlier when an output's codec frame is due.
@@ -41,6 +42,8 @@ pub(super) struct OutputFeed {
     pub frame: u64,
     /// The output's thread, unparked when a codec frame is complete.
     pub thread: thread::Thread,
+    /// A recorder's: where each block starts and where audio was concealed.
+    pub events: Option<rtrb::Producer<FeedEvent>>,
 }
 
 /// One receiving input, owned by the ingest thread while attached.
@@ -170,6 +173,11 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
                 | PushOutcome::Resynced { position, .. } => {
                     input.last_stored = Some((packet.arrival, position));
                 }
+                PushOutcome::Late => {
+                    for events in input.rings.iter_mut().filter_map(|f| f.events.as_mut()) {
+                        let _ = events.push(FeedEvent::Late);
+                    }
+                }
                 _ => {}
             }
         }
@@ -183,7 +191,18 @@ fn drain_socket(rx: &mut BatchReceiver, input: &mut InputRuntime) {
 fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32]) {
     let usable = scratch.len() / input.channels * input.channels;
     loop {
-        let pulled = input.jitter.pull(now, &mut scratch[..usable]);
+        let rings = &mut input.rings;
+        let pulled =
+            input
+                .jitter
+                .pull_with_gaps(now, &mut scratch[..usable], |position, frames| {
+                    for events in rings.iter_mut().filter_map(|f| f.events.as_mut()) {
+                        let _ = events.push(FeedEvent::Gap {
+                            position,
+                            frames: frames as u32,
+                        });
+                    }
+                });
         if pulled.frames == 0 {
             break;
         }
@@ -193,7 +212,9 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         }
         let samples = &scratch[..pulled.frames * input.channels];
         for feed in &mut input.rings {
-            if feed.samples.slots() < samples.len() {
+            let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
+            if feed.samples.slots() < samples.len() || no_event {
+                // A recorder fills what it missed with counted silence, from the positions.
                 input.ring_overruns += pulled.frames as u64;
                 continue;
             }
@@ -202,6 +223,12 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
                 a.copy_from_slice(&samples[..a.len()]);
                 b.copy_from_slice(&samples[a.len()..]);
                 chunk.commit_all();
+                if let Some(events) = &mut feed.events {
+                    let _ = events.push(FeedEvent::Chunk {
+                        position: pulled.position,
+                        frames: pulled.frames as u32,
+                    });
+                }
                 let frames_before = feed.frames_pushed;
                 feed.frames_pushed += pulled.frames as u64;
                 // A full mark ring only costs the output one latency sample.

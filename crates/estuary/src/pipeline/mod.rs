@@ -122,6 +122,12 @@ pub struct Options {
     pub meters: bool,
 }
 
+/// One recorder of a route; its status outlives route restarts.
+struct RecorderSlot {
+    config: crate::record::RecorderConfig,
+    status: Arc<Mutex<crate::status::RecorderStatus>>,
+}
+
 /// One output of a route; its SRT sender outlives route restarts.
 struct OutputSlot {
     config: OutputConfig,
@@ -163,6 +169,7 @@ struct Route {
     state: RouteState,
     snapshot: Arc<Mutex<InputSnapshot>>,
     outputs: Vec<OutputSlot>,
+    recorders: Vec<RecorderSlot>,
     /// Metering settings, `None` when the input is not measured.
     detectors: Option<Detectors>,
     /// Hands new detector settings to the running meter thread.
@@ -274,6 +281,25 @@ impl Running {
             });
         }
         drop(reuse);
+        let recorders = config
+            .recorders
+            .iter()
+            .filter(|r| r.input.get_ref() == &name)
+            .map(|r| {
+                let (i, _) = config
+                    .recorders
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| c.name == r.name)
+                    .unwrap_or((0, r));
+                crate::record::config::check_directory(r.directory.get_ref())
+                    .map_err(|m| anyhow::anyhow!("recorders[{i}].directory: {m}"))?;
+                Ok(RecorderSlot {
+                    config: r.clone(),
+                    status: Arc::default(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut route = Route {
             config: input.clone(),
             selector: None,
@@ -282,6 +308,7 @@ impl Running {
             },
             snapshot: Arc::default(),
             outputs,
+            recorders,
             detectors: (self.options.meters && input.meters).then(|| detectors(config, &name)),
             signals: self.options.signals.clone(),
             meter: Arc::default(),
@@ -388,6 +415,23 @@ impl Running {
                     lock(&o.snapshot).clone(),
                     o.srt.status(),
                 )
+            })
+            .collect()
+    }
+
+    /// Each recorder's status.
+    pub fn recorder_status(&self) -> Vec<crate::status::RecorderStatus> {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.recorders)
+            .map(|slot| {
+                let mut status = lock(&slot.status).clone();
+                if status.name.is_empty() {
+                    status.name = slot.config.name.get_ref().clone();
+                    status.input = slot.config.input.get_ref().clone();
+                    status.state = "waiting".into();
+                }
+                status
             })
             .collect()
     }
@@ -508,6 +552,33 @@ impl Route {
             )?;
             input.rings.push(feed);
         }
+        for slot in &self.recorders {
+            let frames =
+                (crate::record::SAMPLE_RING.as_secs_f64() * f64::from(stream.sample_rate)) as usize;
+            let (samples, consumer) = rtrb::RingBuffer::new(frames * usize::from(stream.channels));
+            let (events, event_consumer) = rtrb::RingBuffer::new(crate::record::EVENT_RING);
+            let (marks, _) = rtrb::RingBuffer::new(1);
+            let worker = crate::record::RecorderWorker::new(
+                &slot.config,
+                (stream.channels, stream.sample_rate),
+                (consumer, event_consumer),
+                Arc::clone(&slot.status),
+                self.signals.clone(),
+            )?;
+            let halt = self.halt.clone();
+            let thread = format!("rec-{}", worker.name());
+            // Woken every 100 ms of audio; it also wakes on its own to rewrite headers.
+            let frame = u64::from(stream.sample_rate / 10);
+            let mut feed = Self::spawn_fed(
+                &mut self.workers,
+                thread,
+                (samples, marks),
+                frame,
+                move || worker.run(&halt),
+            )?;
+            feed.events = Some(events);
+            input.rings.push(feed);
+        }
         *lock(&self.meter) = MeterShared::default();
         if let Some(detectors) = self.detectors {
             let (retune, retune_rx) = mpsc::channel();
@@ -564,6 +635,7 @@ impl Route {
             frames_pushed: 0,
             frame,
             thread: handle.thread().clone(),
+            events: None,
         };
         workers.push(handle);
         Ok(feed)

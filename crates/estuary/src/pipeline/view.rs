@@ -21,6 +21,7 @@ impl Running {
             inputs: self.routes.iter().map(input_status).collect(),
             outputs: self.routes.iter().flat_map(output_statuses).collect(),
             discovery: self.discovery_status(),
+            recorders: self.recorder_status(),
             clock: ClockStatus {
                 source: "system".into(),
                 ptp_locked: false,

@@ -1,0 +1,8 @@
+//! Dante (unofficial implementation), the pure parts: a device's control state and the
+//! transmitter's flow table. The daemon owns the sockets and feeds these datagrams and time.
+
+pub mod device;
+pub mod flows;
+pub mod subscriber;
+
+pub use device::{Changes, Device, DeviceSpec, DeviceState, factory_channel_name};

@@ -1,0 +1,277 @@
+//! A Dante device on the network (unofficial implementation): the ARC control server and
+//! the mDNS records that make controllers (netaudio, Dante Controller) find it.
+//!
+//! The device's state lives in the engine's pure [`Device`]; this module owns the socket,
+//! the responder thread and the mDNS publication, and calls back when the state changes so
+//! the daemon can persist it.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use estuary_engine::dante::{Device, DeviceState};
+use mdns_sd::{ServiceDaemon, ServiceInfo};
+
+/// DNS-SD types of the records a device publishes.
+pub const ARC_SERVICE: &str = "_netaudio-arc._udp.local.";
+pub const CHAN_SERVICE: &str = "_netaudio-chan._udp.local.";
+
+/// The ARC dialect we speak: netaudio 0.4.2 picks the legacy messages for 2.7.41 and
+/// refuses routing for versions it does not know.
+const ARCP_VERSION: &str = "2.7.41";
+
+/// Where the device listens and what it publishes.
+#[derive(Debug, Clone)]
+pub struct DanteOptions {
+    /// The address controllers and other devices reach us on (published in mDNS).
+    pub address: IpAddr,
+    /// ARC port (4440 on real devices; another one for a second device on one host).
+    pub arc_port: u16,
+    /// Flow-control port published in the channel records.
+    pub flow_port: u16,
+    /// Only this interface for mDNS; `None` uses every interface.
+    pub interface: Option<String>,
+    /// The device's TX latency, published for receivers.
+    pub latency: Duration,
+}
+
+/// Why the device cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum DanteIoError {
+    #[error("cannot bind the Dante ARC port {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("mDNS: {0}")]
+    Mdns(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn mdns_err(e: mdns_sd::Error) -> DanteIoError {
+    DanteIoError::Mdns(e.to_string())
+}
+
+/// Called with the new state after a controller changed it.
+pub type OnChange = Box<dyn FnMut(&DeviceState) + Send>;
+
+/// A running device: the ARC responder thread and the mDNS records.
+pub struct DanteServer {
+    device: Arc<Mutex<Device>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for DanteServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DanteServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DanteServer {
+    /// Binds the ARC port, publishes the device and answers controllers until dropped.
+    ///
+    /// # Errors
+    /// The port is taken, or the mDNS responder cannot start.
+    pub fn start(
+        device: Device,
+        options: DanteOptions,
+        on_change: OnChange,
+    ) -> Result<DanteServer, DanteIoError> {
+        let addr = SocketAddr::new(options.address, options.arc_port);
+        let socket = UdpSocket::bind(addr).map_err(|source| DanteIoError::Bind { addr, source })?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let local_addr = socket.local_addr()?;
+        let mut publisher = Publisher::new(&options, local_addr.port())?;
+        publisher.publish(&device)?;
+        let device = Arc::new(Mutex::new(device));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (device, stop) = (Arc::clone(&device), Arc::clone(&stop));
+            thread::Builder::new()
+                .name("dante-arc".into())
+                .spawn(move || serve(&socket, &device, &stop, publisher, on_change))?
+        };
+        Ok(DanteServer {
+            device,
+            stop,
+            thread: Some(thread),
+            local_addr,
+        })
+    }
+
+    /// The device's current state (for the API).
+    pub fn device(&self) -> MutexGuard<'_, Device> {
+        self.device.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+impl Drop for DanteServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(
+    socket: &UdpSocket,
+    device: &Mutex<Device>,
+    stop: &AtomicBool,
+    mut publisher: Publisher,
+    mut on_change: OnChange,
+) {
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Acquire) {
+        let (len, from) = match socket.recv_from(&mut buf) {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Dante ARC socket failed");
+                thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        let mut d = device.lock().unwrap_or_else(|e| e.into_inner());
+        let (reply, changes) = d.handle_arc(&buf[..len]);
+        if let Some(reply) = reply
+            && let Err(e) = socket.send_to(&reply, from)
+        {
+            tracing::debug!(error = %e, %from, "Dante ARC reply not sent");
+        }
+        if changes.device_name || changes.tx_names {
+            tracing::info!(name = d.name(), "Dante device renamed; publishing again");
+            if let Err(e) = publisher.publish(&d) {
+                tracing::warn!(error = %e, "Dante mDNS records not published");
+            }
+        }
+        if changes.any() {
+            on_change(&d.state());
+        }
+    }
+    publisher.withdraw();
+}
+
+/// The device's mDNS records.
+struct Publisher {
+    daemon: ServiceDaemon,
+    options: DanteOptions,
+    arc_port: u16,
+    registered: Vec<String>,
+}
+
+impl Publisher {
+    fn new(options: &DanteOptions, arc_port: u16) -> Result<Publisher, DanteIoError> {
+        let daemon =
+            crate::ravenna::mdns_responder(options.interface.as_deref()).map_err(mdns_err)?;
+        Ok(Publisher {
+            daemon,
+            options: options.clone(),
+            arc_port,
+            registered: Vec::new(),
+        })
+    }
+
+    fn register(
+        &mut self,
+        ty: &str,
+        instance: &str,
+        host: &str,
+        port: u16,
+        txt: HashMap<String, String>,
+    ) -> Result<(), DanteIoError> {
+        let info = ServiceInfo::new(ty, instance, host, self.options.address, port, txt)
+            .map_err(mdns_err)?;
+        self.registered.push(info.get_fullname().to_owned());
+        self.daemon.register(info).map_err(mdns_err)
+    }
+
+    /// Withdraws what was published and publishes the device as it is now: every record
+    /// carries the device name, so a rename replaces them all.
+    fn publish(&mut self, device: &Device) -> Result<(), DanteIoError> {
+        self.withdraw();
+        let name = device.name().to_owned();
+        // One host name per device: controllers group a device's services by SRV target.
+        let host = format!("{name}.local.");
+        let spec = device.spec();
+        let txt = |pairs: &[(&str, String)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
+        };
+        let arc = txt(&[
+            ("arcp_vers", ARCP_VERSION.into()),
+            ("arcp_min", "0.2.4".into()),
+            ("router_vers", "4.0.2".into()),
+            ("router_info", spec.board.clone()),
+            ("mf", "Estuary".into()),
+            ("model", "_0000000000000001".into()),
+        ]);
+        self.register(ARC_SERVICE, &name, &host, self.arc_port, arc)?;
+        let bytes = (spec.format.bits / 8).max(2);
+        let nchan = spec.max_channels_per_flow.min(spec.tx_channels).max(1);
+        let latency_ns = self.options.latency.as_nanos().to_string();
+        for (number, factory, friendly) in device.tx_channels() {
+            let mut record = txt(&[
+                ("txtvers", "2".into()),
+                ("dbcp1", "0x1102".into()),
+                ("dbcp", "0x1004".into()),
+                ("id", number.to_string()),
+                ("rate", spec.format.sample_rate.to_string()),
+                ("pcm", format!("{bytes} e")),
+                ("enc", spec.format.bits.to_string()),
+                ("en", spec.format.bits.to_string()),
+                ("latency_ns", latency_ns.clone()),
+                ("fpp", "32,2".into()),
+                ("nchan", nchan.to_string()),
+            ]);
+            let mut factory_record = record.clone();
+            factory_record.insert("default".into(), String::new());
+            let port = self.options.flow_port;
+            self.register(
+                CHAN_SERVICE,
+                &format!("{factory}@{name}"),
+                &host,
+                port,
+                factory_record,
+            )?;
+            if let Some(friendly) = friendly.filter(|f| *f != factory) {
+                record.remove("default");
+                self.register(
+                    CHAN_SERVICE,
+                    &format!("{friendly}@{name}"),
+                    &host,
+                    port,
+                    record,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn withdraw(&mut self) {
+        for fullname in self.registered.drain(..) {
+            if let Ok(done) = self.daemon.unregister(&fullname) {
+                let _ = done.recv_timeout(Duration::from_millis(500));
+            }
+        }
+    }
+}

@@ -1,0 +1,901 @@
+//! Recorders: an input's audio into BWF/RF64 files, one writer thread per recorder.
+//!
+//! The ingest thread copies each pulled block into the recorder's own wait-free ring, like
+//! an output's, with an event saying at which media-clock position it starts and where the
+//! jitter buffer concealed missing packets. The writer thread does all file I/O, so a slow
+//! or full disk can never delay audio: a ring that overflows costs the recorder frames
+//! (written as counted silence), never the outputs.
+//!
+//! Files never shift in time: concealed audio is written as silence of exactly its length
+//! and listed in a JSON sidecar with its position and cause. The header is rewritten every
+//! `header_interval` so a file cut by kill -9 or power loss plays up to that point
+//! (`estuary repair` fixes the rest).
+
+pub mod cli;
+pub mod config;
+mod file;
+pub mod repair;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use estuary_wire::wav::{self, Bext, Header, Spec};
+
+pub use config::RecorderConfig;
+use config::{FileFormat, FsyncPolicy, Track};
+use file::TrackFile;
+
+use crate::gateway::{Condition, Scope, Signal};
+use crate::shutdown::Stop;
+use crate::status::RecorderStatus;
+
+/// What the ingest thread tells a recorder besides the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// `frames` frames starting at media position `position` are in the sample ring.
+    Chunk { position: u64, frames: u32 },
+    /// The jitter buffer concealed `frames` frames from `position` (inside a chunk).
+    Gap { position: u64, frames: u32 },
+    /// A packet arrived after its place was played: the last gap was late, not lost.
+    Late,
+}
+
+/// Events the ring holds: one chunk per ingest pull (1 ms) plus gaps, for 2 s and more.
+pub const EVENT_RING: usize = 8_192;
+/// Audio the sample ring holds: a disk may stall this long without losing audio.
+pub const SAMPLE_RING: Duration = Duration::from_secs(2);
+/// A forward jump of the media position up to this long is filled with silence; a longer
+/// one (or one backwards: a new stream) starts new files.
+const MAX_FILL: Duration = Duration::from_secs(10);
+/// How often a recorder whose disk is full tries again.
+const RETRY: Duration = Duration::from_secs(2);
+/// How often retention runs.
+const RETENTION_PERIOD: Duration = Duration::from_secs(10);
+
+/// One gap in a file, as the sidecar lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GapRecord {
+    /// Media-clock position (RTP timestamp, extended) of the first silent frame.
+    pub position: u64,
+    /// Frames from the start of the file.
+    pub offset: u64,
+    pub frames: u64,
+    /// `lost` (never arrived), `late` (arrived after its playout time), `dropped` (the
+    /// recorder's ring was full, or the stream jumped forward).
+    pub cause: &'static str,
+}
+
+/// The files of one take: one per track, started on the same media-clock sample.
+struct FileSet {
+    files: Vec<TrackFile>,
+    sidecar: PathBuf,
+    start_position: u64,
+    frames: u64,
+    rotate_at: Option<SystemTime>,
+    gaps: Vec<GapRecord>,
+    gaps_written: usize,
+}
+
+/// Level-triggered recording state.
+struct Vox {
+    /// Left-justified 32-bit amplitude.
+    threshold: u32,
+    hang: u64,
+    pre_roll: u64,
+    /// The last `pre_roll` frames, interleaved, starting at `buffer_start`.
+    buffer: std::collections::VecDeque<i32>,
+    buffer_start: u64,
+    /// Position just after the last loud frame.
+    last_loud: Option<u64>,
+    /// The input channels recorded (only those trigger).
+    channels: Vec<usize>,
+}
+
+/// What a failure to write means for the recorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Ok,
+    Failed { retry_at: Instant },
+}
+
+pub struct RecorderWorker {
+    config: RecorderConfig,
+    input: String,
+    tracks: Vec<Track>,
+    channels: usize,
+    sample_rate: u32,
+    samples: rtrb::Consumer<i32>,
+    events: rtrb::Consumer<FeedEvent>,
+    shared: Arc<Mutex<RecorderStatus>>,
+    signals: Option<Sender<Signal>>,
+    set: Option<FileSet>,
+    next_position: Option<u64>,
+    pending_gaps: Vec<GapRecord>,
+    /// Late packets seen and not yet attributed to a gap.
+    late_pending: bool,
+    health: Health,
+    status: RecorderStatus,
+    /// The samples of the chunk being written (kept to reuse its allocation).
+    chunk_buf: Vec<i32>,
+    next_header: Instant,
+    next_retention: Instant,
+    vox: Option<Vox>,
+}
+
+impl RecorderWorker {
+    pub fn new(
+        config: &RecorderConfig,
+        (channels, sample_rate): (u16, u32),
+        (samples, events): (rtrb::Consumer<i32>, rtrb::Consumer<FeedEvent>),
+        shared: Arc<Mutex<RecorderStatus>>,
+        signals: Option<Sender<Signal>>,
+    ) -> anyhow::Result<Self> {
+        let name = config.name.get_ref().clone();
+        let tracks = config
+            .tracks(channels)
+            .map_err(|(_, f, m)| anyhow::anyhow!("recorder {name}: {f}: {m}"))?;
+        if tracks.len() > 1 && !config.template.get_ref().contains("{track}") {
+            anyhow::bail!(
+                "recorder {name}: template: needs {{track}}: this recorder writes {} files at a time",
+                tracks.len()
+            );
+        }
+        config::check_directory(config.directory.get_ref())
+            .map_err(|m| anyhow::anyhow!("recorder {name}: directory: {m}"))?;
+        let status = RecorderStatus {
+            name: name.clone(),
+            input: config.input.get_ref().clone(),
+            state: "waiting".into(),
+            sample_rate,
+            ..RecorderStatus::default()
+        };
+        *lock(&shared) = status.clone();
+        let now = Instant::now();
+        Ok(Self {
+            config: config.clone(),
+            input: config.input.get_ref().clone(),
+            tracks,
+            channels: usize::from(channels),
+            sample_rate,
+            samples,
+            events,
+            shared,
+            signals,
+            set: None,
+            next_position: None,
+            pending_gaps: Vec::new(),
+            late_pending: false,
+            health: Health::Ok,
+            status,
+            chunk_buf: Vec::new(),
+            next_header: now + config.header_interval,
+            next_retention: now,
+            vox: config.vox.as_ref().map(|v| {
+                let frames = |d: Duration| (d.as_secs_f64() * f64::from(sample_rate)) as u64;
+                Vox {
+                    threshold: (10f64.powf(v.threshold.get_ref() / 20.0) * 2f64.powi(31))
+                        .min(f64::from(u32::MAX)) as u32,
+                    hang: frames(v.hang),
+                    pre_roll: frames(v.pre_roll),
+                    buffer: std::collections::VecDeque::new(),
+                    buffer_start: 0,
+                    last_loud: None,
+                    channels: Vec::new(),
+                }
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.status.name
+    }
+
+    /// Writes until `halt`, then closes the files validly.
+    pub fn run(mut self, halt: &Stop) {
+        loop {
+            let stopping = halt.requested();
+            self.drain();
+            let now = Instant::now();
+            if now >= self.next_header {
+                self.next_header = now + self.config.header_interval;
+                self.sync_headers();
+            }
+            if now >= self.next_retention {
+                self.next_retention = now + RETENTION_PERIOD;
+                self.retention();
+            }
+            self.publish();
+            if stopping {
+                break;
+            }
+            thread::park_timeout(Duration::from_millis(50));
+        }
+        self.close_set();
+        self.status.state = "stopped".into();
+        self.status.file = None;
+        self.publish();
+    }
+
+    fn drain(&mut self) {
+        while let Ok(event) = self.events.pop() {
+            match event {
+                FeedEvent::Gap { position, frames } => self.note_gap(position, frames),
+                FeedEvent::Late => self.late_pending = true,
+                FeedEvent::Chunk { position, frames } => self.chunk(position, frames as usize),
+            }
+        }
+    }
+
+    fn note_gap(&mut self, position: u64, frames: u32) {
+        let frames = u64::from(frames);
+        // A run cut by a pull boundary comes in two events: join them.
+        if let Some(last) = self.pending_gaps.last_mut()
+            && last.position + last.frames == position
+        {
+            last.frames += frames;
+            return;
+        }
+        if let Some(set) = &mut self.set
+            && let Some(last) = set.gaps.last_mut()
+            && last.position + last.frames == position
+            && self.pending_gaps.is_empty()
+        {
+            last.frames += frames;
+            self.status.gap_frames += frames;
+            return;
+        }
+        self.pending_gaps.push(GapRecord {
+            position,
+            offset: 0,
+            frames,
+            cause: "lost",
+        });
+    }
+
+    fn chunk(&mut self, position: u64, frames: usize) {
+        let n = frames * self.channels;
+        let Ok(chunk) = self.samples.read_chunk(n.min(self.samples.slots())) else {
+            return;
+        };
+        let (a, b) = chunk.as_slices();
+        let mut data = std::mem::take(&mut self.chunk_buf);
+        data.clear();
+        data.extend_from_slice(a);
+        data.extend_from_slice(b);
+        chunk.commit_all();
+        if data.len() < n {
+            // Cannot happen while the ingest pushes samples before their event; be safe.
+            self.status.errors += 1;
+            self.chunk_buf = data;
+            return;
+        }
+        if let Some(expected) = self.next_position
+            && position != expected
+        {
+            let jump = position.wrapping_sub(expected);
+            let max = MAX_FILL.as_secs() * u64::from(self.sample_rate);
+            if position > expected && jump <= max && self.set.is_some() {
+                self.fill(expected, jump);
+            } else {
+                info!(recorder = %self.status.name, "the stream jumped in time; starting new files");
+                self.close_set();
+            }
+        }
+        self.next_position = Some(position + frames as u64);
+        if self.vox.is_some() {
+            self.vox_chunk(position, &data, frames);
+            self.chunk_buf = data;
+            return;
+        }
+        let skip = match self.config.align {
+            Some(align) if self.set.is_none() => {
+                let every = (align.as_secs_f64() * f64::from(self.sample_rate)).round() as u64;
+                let skip = (every - position % every.max(1)) % every.max(1);
+                if skip >= frames as u64 {
+                    // Before the first aligned sample: not part of any take.
+                    self.pending_gaps.clear();
+                    self.chunk_buf = data;
+                    return;
+                }
+                skip as usize
+            }
+            _ => 0,
+        };
+        self.write(
+            position + skip as u64,
+            &data[skip * self.channels..],
+            frames - skip,
+        );
+        self.chunk_buf = data;
+    }
+
+    /// VOX: keeps the pre-roll while quiet, starts a take (with the pre-roll) when loud, ends
+    /// it `hang` after the last loud frame.
+    fn vox_chunk(&mut self, position: u64, data: &[i32], frames: usize) {
+        let Some(mut vox) = self.vox.take() else {
+            return;
+        };
+        let ch = self.channels;
+        let end = position + frames as u64;
+        if vox.channels.is_empty() {
+            vox.channels = self
+                .tracks
+                .iter()
+                .flat_map(|t| t.channels.clone())
+                .collect();
+        }
+        let (channels, threshold) = (&vox.channels, vox.threshold);
+        let is_loud = |f: &[i32]| channels.iter().any(|&c| f[c].unsigned_abs() >= threshold);
+        let first_loud = data.chunks_exact(ch).position(is_loud);
+        if let Some(k) = data.chunks_exact(ch).rposition(is_loud) {
+            vox.last_loud = Some(position + k as u64 + 1);
+        }
+        let active = vox.last_loud.is_some_and(|l| end <= l + vox.hang);
+        if self.set.is_none() {
+            if vox.buffer_start + (vox.buffer.len() / ch) as u64 != position {
+                vox.buffer.clear();
+                vox.buffer_start = position;
+            }
+            // The buffer keeps `pre_roll` frames before this chunk, and this chunk.
+            let excess = (vox.buffer.len() / ch).saturating_sub(vox.pre_roll as usize);
+            vox.buffer.drain(..excess * ch);
+            vox.buffer_start += excess as u64;
+            vox.buffer.extend(data);
+            if !active {
+                let start = vox.buffer_start;
+                self.pending_gaps.retain(|g| g.position + g.frames > start);
+                if self.status.state == "waiting" || self.status.state == "recording" {
+                    self.status.state = "idle".into();
+                }
+                self.vox = Some(vox);
+                return;
+            }
+            // Exactly `pre_roll` before the first loud frame (or as much as there is).
+            let trigger = first_loud.map_or(position, |k| position + k as u64);
+            let start = trigger.saturating_sub(vox.pre_roll).max(vox.buffer_start);
+            vox.buffer.drain(..(start - vox.buffer_start) as usize * ch);
+            let take: Vec<i32> = vox.buffer.drain(..).collect();
+            vox.buffer_start = end;
+            self.vox = Some(vox);
+            self.write(start, &take, take.len() / ch);
+            return;
+        }
+        self.vox = Some(vox);
+        self.write(position, data, frames);
+        if !active {
+            self.close_set();
+            self.status.state = "idle".into();
+            self.status.file = None;
+        }
+    }
+
+    /// Silence for frames the recorder never got, so the file does not shift.
+    fn fill(&mut self, position: u64, frames: u64) {
+        self.pending_gaps.push(GapRecord {
+            position,
+            offset: 0,
+            frames,
+            cause: "dropped",
+        });
+        let block = 4_800usize;
+        let zeros = vec![0i32; block * self.channels];
+        let mut done = 0u64;
+        while done < frames {
+            let n = (frames - done).min(block as u64) as usize;
+            self.write(position + done, &zeros[..n * self.channels], n);
+            done += n as u64;
+        }
+    }
+
+    fn write(&mut self, position: u64, data: &[i32], frames: usize) {
+        if let Health::Failed { retry_at } = self.health {
+            if Instant::now() < retry_at {
+                self.status.frames_dropped += frames as u64;
+                self.pending_gaps.clear();
+                return;
+            }
+            self.health = Health::Ok;
+        }
+        let bits = *self.config.bits.get_ref();
+        let bytes = (frames * usize::from(bits / 8)) as u64;
+        if self.must_rotate(bytes) {
+            self.close_set();
+        }
+        if self.set.is_none()
+            && let Err(e) = self.open_set(position)
+        {
+            self.failed(&e);
+            self.status.frames_dropped += frames as u64;
+            return;
+        }
+        let Some(set) = &mut self.set else {
+            return;
+        };
+        for mut gap in self.pending_gaps.drain(..) {
+            // A gap that began before the take started counts from its first frame.
+            if gap.position < set.start_position {
+                let before = set.start_position - gap.position;
+                if before >= gap.frames {
+                    continue;
+                }
+                gap.frames -= before;
+                gap.position = set.start_position;
+            }
+            gap.offset = gap.position - set.start_position;
+            if self.late_pending && gap.cause == "lost" {
+                gap.cause = "late";
+            }
+            self.status.gaps += 1;
+            self.status.gap_frames += gap.frames;
+            set.gaps.push(gap);
+        }
+        self.late_pending = false;
+        let mut result = Ok(());
+        for (track, file) in self.tracks.iter().zip(&mut set.files) {
+            if let Err(e) = file.append(data, (self.channels, &track.channels), bits) {
+                result = Err(e);
+                break;
+            }
+        }
+        match result {
+            Ok(()) => {
+                set.frames += frames as u64;
+                self.status.frames += frames as u64;
+                if self.status.state != "recording" {
+                    self.status.state = "recording".into();
+                }
+            }
+            Err(e) => {
+                self.status.frames_dropped += frames as u64;
+                self.failed(&e);
+            }
+        }
+    }
+
+    fn must_rotate(&self, more_bytes_per_channel: u64) -> bool {
+        let Some(set) = &self.set else {
+            return false;
+        };
+        if set.rotate_at.is_some_and(|t| SystemTime::now() >= t) {
+            return true;
+        }
+        let limit = self.config.rotate_bytes.as_ref().map(|b| *b.get_ref());
+        self.tracks.iter().zip(&set.files).any(|(track, file)| {
+            let more = more_bytes_per_channel * track.channels.len() as u64;
+            !file.fits(more) || limit.is_some_and(|l| file.pending() + more > l)
+        })
+    }
+
+    fn open_set(&mut self, position: u64) -> std::io::Result<()> {
+        let now = SystemTime::now();
+        let when = civil(now);
+        let dir = self.config.directory.get_ref().clone();
+        let render = |track: &str, seq: u32| -> PathBuf {
+            let mut name = render_template(
+                self.config.template.get_ref(),
+                &when,
+                (&self.status.name, &self.input, track),
+            );
+            if seq > 1 {
+                name.push_str(&format!("-{seq}"));
+            }
+            dir.join(name)
+        };
+        let has_track = self.config.template.get_ref().contains("{track}");
+        // Two takes in the same second (a stream that jumped) must not overwrite each other.
+        let mut seq = 1;
+        let (paths, sidecar) = loop {
+            let paths: Vec<PathBuf> = self
+                .tracks
+                .iter()
+                .map(|t| with_ext(&render(&t.name, seq), "wav"))
+                .collect();
+            let sidecar = if has_track {
+                with_ext(&render("gaps", seq), "json")
+            } else {
+                with_ext(&render("", seq), "gaps.json")
+            };
+            if paths.iter().all(|p| !p.exists()) && !sidecar.exists() {
+                break (paths, sidecar);
+            }
+            seq += 1;
+        };
+        let bits = *self.config.bits.get_ref();
+        let rf64 = self.config.format == FileFormat::Rf64;
+        let mut files = Vec::with_capacity(paths.len());
+        for (track, path) in self.tracks.iter().zip(&paths) {
+            let header = Header {
+                spec: Spec {
+                    channels: track.channels.len() as u16,
+                    sample_rate: self.sample_rate,
+                    bits,
+                },
+                bext: Some(Bext {
+                    description: format!("{} {} {}", self.status.name, self.input, track.name),
+                    originator: "Estuary".into(),
+                    originator_reference: format!("{}-{}", self.status.name, position),
+                    origination_date: format!("{:04}-{:02}-{:02}", when.0, when.1, when.2),
+                    origination_time: format!("{:02}:{:02}:{:02}", when.3, when.4, when.5),
+                    time_reference: position,
+                }),
+                ixml: Some(wav::ixml_tracks(&self.input, &track.channel_names)),
+            };
+            match TrackFile::create(path, header, rf64) {
+                Ok(f) => files.push(f),
+                Err(e) => {
+                    for f in &files {
+                        let _ = std::fs::remove_file(&f.path);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        info!(recorder = %self.status.name, file = %paths[0].display(), files = paths.len(), time_reference = position, "recording");
+        self.status.files += paths.len() as u64;
+        self.status.file = Some(paths[0].display().to_string());
+        let rotate_at = self
+            .config
+            .rotate_every
+            .map(|every| next_boundary(now, every));
+        self.set = Some(FileSet {
+            files,
+            sidecar,
+            start_position: position,
+            frames: 0,
+            rotate_at,
+            gaps: Vec::new(),
+            gaps_written: usize::MAX,
+        });
+        Ok(())
+    }
+
+    fn sync_headers(&mut self) {
+        let fsync = self.config.fsync == FsyncPolicy::Header;
+        let Some(set) = &mut self.set else {
+            return;
+        };
+        let mut error = None;
+        for file in &mut set.files {
+            if let Err(e) = file.sync_header(fsync) {
+                error = Some(e);
+            }
+        }
+        if set.gaps_written != set.gaps.len() {
+            match write_sidecar(set, &self.status, self.sample_rate) {
+                Ok(()) => set.gaps_written = set.gaps.len(),
+                Err(e) => error = Some(e),
+            }
+        }
+        self.status.bytes = set.files.iter().map(|f| f.data_bytes).sum::<u64>();
+        if let Some(e) = error {
+            self.failed(&e);
+        }
+    }
+
+    /// Closes the current files with headers that match what they hold.
+    fn close_set(&mut self) {
+        let Some(mut set) = self.set.take() else {
+            return;
+        };
+        let fsync = self.config.fsync != FsyncPolicy::Never;
+        for file in &mut set.files {
+            if let Err(e) = file.sync_header(fsync) {
+                warn!(recorder = %self.status.name, file = %file.path.display(), error = %e, "closing");
+                self.status.errors += 1;
+            }
+        }
+        self.status.bytes_closed += set.files.iter().map(|f| f.data_bytes).sum::<u64>();
+        self.status.bytes = 0;
+        if set.files.iter().all(|f| f.data_bytes == 0) && set.gaps.is_empty() {
+            // Nothing recorded (the disk was full at once): leave no empty files behind.
+            for f in &set.files {
+                let _ = std::fs::remove_file(&f.path);
+            }
+            return;
+        }
+        if let Err(e) = write_sidecar(&set, &self.status, self.sample_rate) {
+            warn!(recorder = %self.status.name, error = %e, "cannot write the gap list");
+            self.status.errors += 1;
+        }
+    }
+
+    /// A write failed: close what is open validly, raise the alarm, retry later.
+    fn failed(&mut self, e: &std::io::Error) {
+        let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        warn!(recorder = %self.status.name, error = %e, "recording failed; retrying in {}s", RETRY.as_secs());
+        self.status.errors += 1;
+        self.status.last_error = Some(e.to_string());
+        self.status.state = if full { "disk_full" } else { "failed" }.into();
+        self.health = Health::Failed {
+            retry_at: Instant::now() + RETRY,
+        };
+        self.close_set();
+        self.next_position = None;
+        self.pending_gaps.clear();
+        self.signal(true);
+    }
+
+    fn signal(&mut self, raised: bool) {
+        if self.status.alarm == raised {
+            return;
+        }
+        self.status.alarm = raised;
+        if let Some(signals) = &self.signals {
+            let _ = signals.send(Signal {
+                scope: Scope::Output,
+                subject: self.status.name.clone(),
+                channel: None,
+                condition: Condition::RecordFailed,
+                raised,
+                value: 0.0,
+                at: SystemTime::now(),
+            });
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.status.alarm && self.status.state == "recording" {
+            self.status.last_error = None;
+            self.signal(false);
+        }
+        if let Some(set) = &self.set {
+            self.status.bytes = set.files.iter().map(TrackFile::pending).sum();
+        }
+        *lock(&self.shared) = self.status.clone();
+    }
+
+    fn retention(&mut self) {
+        if self.config.keep_for.is_none() && self.config.keep_bytes.is_none() {
+            return;
+        }
+        let open: Vec<PathBuf> = self
+            .set
+            .iter()
+            .flat_map(|s| {
+                s.files
+                    .iter()
+                    .map(|f| f.path.clone())
+                    .chain([s.sidecar.clone()])
+            })
+            .collect();
+        let deleted = retention::apply(
+            self.config.directory.get_ref(),
+            &open,
+            self.config.keep_for,
+            self.config.keep_bytes,
+            SystemTime::now(),
+        );
+        self.status.files_deleted += deleted;
+    }
+}
+
+mod retention {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, SystemTime};
+
+    /// Deletes recordings (`.wav`, `.json`) under `dir` older than `keep_for`, then the oldest
+    /// while they total more than `keep_bytes`; never one in `open`. Returns how many.
+    pub fn apply(
+        dir: &Path,
+        open: &[PathBuf],
+        keep_for: Option<Duration>,
+        keep_bytes: Option<u64>,
+        now: SystemTime,
+    ) -> u64 {
+        let mut files = Vec::new();
+        collect(dir, &mut files, 0);
+        let mut total: u64 = files.iter().map(|f| f.2).sum();
+        files.retain(|(p, _, _)| !open.contains(p));
+        files.sort_by_key(|(_, modified, _)| *modified);
+        let mut deleted = 0;
+        for (path, modified, len) in files {
+            let old =
+                keep_for.is_some_and(|k| now.duration_since(modified).unwrap_or_default() > k);
+            let over = keep_bytes.is_some_and(|k| total > k);
+            if (old || over) && std::fs::remove_file(&path).is_ok() {
+                deleted += 1;
+                total -= len;
+            }
+        }
+        deleted
+    }
+
+    fn collect(dir: &Path, out: &mut Vec<(PathBuf, SystemTime, u64)>, depth: u32) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() && depth < 8 {
+                collect(&path, out, depth + 1);
+            } else if meta.is_file()
+                && path.extension().is_some_and(|e| e == "wav" || e == "json")
+                && let Ok(modified) = meta.modified()
+            {
+                out.push((path, modified, meta.len()));
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Sidecar<'a> {
+    recorder: &'a str,
+    input: &'a str,
+    sample_rate: u32,
+    /// Media-clock position of the first frame (the files' BWF TimeReference).
+    time_reference: u64,
+    files: Vec<String>,
+    gaps: &'a [GapRecord],
+}
+
+fn write_sidecar(set: &FileSet, status: &RecorderStatus, sample_rate: u32) -> std::io::Result<()> {
+    let sidecar = Sidecar {
+        recorder: &status.name,
+        input: &status.input,
+        sample_rate,
+        time_reference: set.start_position,
+        files: set
+            .files
+            .iter()
+            .filter_map(|f| f.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect(),
+        gaps: &set.gaps,
+    };
+    let text = serde_json::to_string_pretty(&sidecar).map_err(std::io::Error::other)?;
+    // Replace atomically: a reader (or a crash) never sees half a list.
+    let tmp = with_ext(&set.sidecar, "tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &set.sidecar)
+}
+
+fn with_ext(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// UTC (year, month, day, hour, minute, second).
+type Civil = (i64, u32, u32, u32, u32, u32);
+
+/// UTC calendar time (no time zone database on the box is needed; names sort in order).
+fn civil(t: SystemTime) -> Civil {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+fn render_template(
+    template: &str,
+    c: &Civil,
+    (recorder, input, track): (&str, &str, &str),
+) -> String {
+    template
+        .replace("{recorder}", recorder)
+        .replace("{input}", input)
+        .replace("{track}", track)
+        .replace("{date}", &format!("{:04}-{:02}-{:02}", c.0, c.1, c.2))
+        .replace("{time}", &format!("{:02}{:02}{:02}", c.3, c.4, c.5))
+        .replace("{year}", &format!("{:04}", c.0))
+        .replace("{month}", &format!("{:02}", c.1))
+        .replace("{day}", &format!("{:02}", c.2))
+        .replace("{hour}", &format!("{:02}", c.3))
+        .replace("{minute}", &format!("{:02}", c.4))
+        .replace("{second}", &format!("{:02}", c.5))
+        .replace("{seq}", "")
+}
+
+/// The next multiple of `every` since the epoch after `now` (on the hour, for `1h`).
+fn next_boundary(now: SystemTime, every: Duration) -> SystemTime {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let every = every.as_secs().max(1);
+    SystemTime::UNIX_EPOCH + Duration::from_secs((since / every + 1) * every)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_228_245);
+        assert_eq!(civil(t), (2026, 11, 21, 2, 30, 45));
+        assert_eq!(civil(SystemTime::UNIX_EPOCH), (1970, 1, 1, 0, 0, 0));
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(civil(leap), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn rotation_is_on_the_wall_clock() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(3_600 * 5 + 17);
+        assert_eq!(
+            next_boundary(t, Duration::from_secs(3_600)),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(3_600 * 6)
+        );
+    }
+
+    #[test]
+    fn templates_render() {
+        let c = (2026, 1, 2, 3, 4, 5);
+        assert_eq!(
+            render_template(
+                "{input}/{date}/{hour}/{recorder}-{time}-{track}",
+                &c,
+                ("r", "stage", "mics")
+            ),
+            "stage/2026-01-02/03/r-030405-mics"
+        );
+    }
+
+    #[test]
+    fn retention_deletes_by_age_then_size_but_not_open_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let now = SystemTime::now();
+        for (age, (name, len)) in [
+            ("a.wav", 100),
+            ("b.wav", 100),
+            ("c.json", 10),
+            ("keep.txt", 5),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; len]).expect("write");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(now - Duration::from_secs(100 - age as u64))
+                .expect("mtime");
+        }
+        let open = [dir.path().join("b.wav")];
+        let n = retention::apply(dir.path(), &open, None, Some(120), now);
+        assert_eq!(n, 1);
+        assert!(dir.path().join("b.wav").exists());
+        assert!(dir.path().join("keep.txt").exists());
+        let n = retention::apply(
+            dir.path(),
+            &[],
+            Some(Duration::ZERO),
+            None,
+            now + Duration::from_secs(5),
+        );
+        assert_eq!(n, 2);
+        assert!(dir.path().join("keep.txt").exists());
+    }
+}
