@@ -14,7 +14,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "==> estuary check-config on every example"
 cargo build --quiet -p estuary
-for f in examples/*.toml; do
+for f in examples/*.toml packaging/estuary.toml; do
   target/debug/estuary check-config "$f"
 done
 

@@ -12,7 +12,8 @@ test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
            curl openssl python3-venv chromium nodejs
-           sox mount)
+           sox mount
+           systemd tmux nftables debootstrap help2man)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;
@@ -81,4 +82,19 @@ dashboard_e2e="$(cd "$(dirname "$0")/.." && pwd)/crates/estuary/tests/dashboard"
 if [ "$profile" = test ] && [ ! -d "$dashboard_e2e/node_modules/playwright-core" ]; then
   echo "==> installing playwright-core for the dashboard test (once)"
   (cd "$dashboard_e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+fi
+
+# The package test (tests/inst.rs) installs the .deb into a clean Debian bookworm root, built
+# once with debootstrap from this machine's mirror and kept under the cargo target directory.
+debroot="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/deb-root/bookworm"
+if [ "$profile" = test ] && [ ! -x "$debroot/usr/bin/setpriv" ]; then
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  echo "==> building a clean bookworm root for the package test (once, ~2 min): $debroot"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo rm -rf "$debroot.tmp"
+  $sudo debootstrap --variant=minbase --include=libsrt1.5-gnutls,libopus0,util-linux,adduser \
+    bookworm "$debroot.tmp" "$mirror" >/dev/null
+  $sudo mv "$debroot.tmp" "$debroot"
 fi

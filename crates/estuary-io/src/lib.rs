@@ -11,5 +11,6 @@ pub mod opus;
 pub mod ravenna;
 pub mod sap;
 pub mod sched;
+pub mod sd_notify;
 pub mod srt;
 pub mod tx;

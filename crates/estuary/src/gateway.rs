@@ -214,7 +214,6 @@ impl Gateway {
     }
 
     /// The latest published status.
-    #[allow(dead_code, reason = "for the API")]
     pub fn status(&self) -> Arc<Status> {
         Arc::clone(&read(&self.shared.status))
     }
@@ -363,6 +362,8 @@ pub fn supervise(
     let mut running = Running::start_with(config, options)?;
     gateway.set_config(config);
     ready();
+    let mut systemd = crate::systemd::Supervision::from_env();
+    systemd.ready(&running.status());
     let mut sampler = SystemSampler::new(gateway.started(), gateway.config_path());
     let period = match reporting {
         Reporting::Log => Duration::from_secs(10),
@@ -409,7 +410,9 @@ pub fn supervise(
             next_report += period;
             reporter.report(&running, reporting);
         }
+        systemd.tick(now, || gateway.status());
     }
+    systemd.stopping();
     running.shutdown();
     Ok(())
 }

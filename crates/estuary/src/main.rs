@@ -20,6 +20,7 @@ mod dashboard;
 mod demo;
 mod discover;
 mod discovery;
+mod doctor;
 mod failover;
 mod gateway;
 mod impair;
@@ -30,10 +31,12 @@ mod record;
 mod redundant;
 mod selftest;
 mod send;
+mod setup;
 mod shutdown;
 mod soak;
 mod status;
 mod sysinfo;
+mod systemd;
 
 use config::LogFormat;
 
@@ -96,6 +99,12 @@ enum Command {
     Impair(impair::ImpairArgs),
     /// Long run under impairment (64 ch in, SRT out): checks RSS growth and counters.
     Soak(soak::SoakArgs),
+    /// Check the host (multicast route, rp_filter, buffers, firewall, clock daemons...): each
+    /// problem with the command that fixes it; exit 1 if any.
+    Doctor(doctor::DoctorArgs),
+    /// First-run wizard (or `--answers FILE`): writes the config, optionally installs the
+    /// systemd service.
+    Setup(setup::SetupArgs),
 }
 
 fn main() -> ExitCode {
@@ -181,6 +190,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => ctl::status(args),
         Command::Ctl(args) => ctl::ctl(args),
+        Command::Doctor(args) => doctor::run(args, EXIT_BAD_CONFIG),
+        Command::Setup(args) => setup::run_cli(args),
         Command::Record(args) => {
             init_logging(cli.log_format.unwrap_or_default(), Some("warn"));
             record::cli::run(&args)?;
