@@ -240,21 +240,43 @@ fn put_text(out: &mut Vec<u8>, text: &str, width: usize) {
 /// Appends left-justified 32-bit samples as little-endian PCM of `bits` (16, 24 or 32).
 pub fn pack(samples: &[i32], bits: u8, out: &mut Vec<u8>) {
     match bits {
-        16 => {
-            for s in samples {
-                out.extend_from_slice(&((s >> 16) as i16).to_le_bytes());
-            }
-        }
-        24 => {
-            for s in samples {
-                let b = s.to_le_bytes();
-                out.extend_from_slice(&[b[1], b[2], b[3]]);
-            }
-        }
-        _ => {
-            for s in samples {
-                out.extend_from_slice(&s.to_le_bytes());
-            }
+        16 => pack_as::<2>(samples, 1, &[0], out),
+        24 => pack_as::<3>(samples, 1, &[0], out),
+        _ => pack_as::<4>(samples, 1, &[0], out),
+    }
+}
+
+/// [`pack`] for `channels` (indices into frames of `stride` samples) of each frame of
+/// interleaved `data`: one file's share of an input.
+pub fn pack_channels(data: &[i32], stride: usize, channels: &[usize], bits: u8, out: &mut Vec<u8>) {
+    match bits {
+        16 => pack_as::<2>(data, stride, channels, out),
+        24 => pack_as::<3>(data, stride, channels, out),
+        _ => pack_as::<4>(data, stride, channels, out),
+    }
+}
+
+/// The top `W` bytes of each chosen sample, little-endian. `W` is a constant so each copy is
+/// a few moves, not a call to `memcpy` per sample; the output is sized once and filled in
+/// place.
+fn pack_as<const W: usize>(data: &[i32], stride: usize, channels: &[usize], out: &mut Vec<u8>) {
+    let stride = stride.max(1);
+    let frames = data.len() / stride;
+    let frame_bytes = channels.len() * W;
+    let start = out.len();
+    out.resize(start + frames * frame_bytes, 0);
+    if frame_bytes == 0 {
+        return;
+    }
+    for (o, frame) in out[start..]
+        .chunks_exact_mut(frame_bytes)
+        .zip(data.chunks_exact(stride))
+    {
+        for (o, &c) in o.chunks_exact_mut(W).zip(channels) {
+            let bytes = frame.get(c).copied().unwrap_or(0).to_le_bytes();
+            let mut top = [0u8; W];
+            top.copy_from_slice(&bytes[4 - W..]);
+            o.copy_from_slice(&top);
         }
     }
 }

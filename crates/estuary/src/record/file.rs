@@ -63,19 +63,7 @@ impl TrackFile {
         if channels.iter().copied().eq(0..stride) {
             wav::pack(data, bits, &mut self.buffer);
         } else {
-            let frames = data.len() / stride.max(1);
-            self.buffer
-                .reserve(frames * channels.len() * usize::from(bits / 8));
-            for frame in data.chunks_exact(stride) {
-                for &c in channels {
-                    let b = frame[c].to_le_bytes();
-                    match bits {
-                        16 => self.buffer.extend_from_slice(&b[2..4]),
-                        24 => self.buffer.extend_from_slice(&b[1..4]),
-                        _ => self.buffer.extend_from_slice(&b),
-                    }
-                }
-            }
+            wav::pack_channels(data, stride, channels, bits, &mut self.buffer);
         }
         if self.buffer.len() >= WRITE_BUFFER {
             self.flush()?;
