@@ -148,6 +148,9 @@ pub struct Options {
     pub meters: bool,
 }
 
+/// An output worker's body, run on its own thread until the halt.
+type WorkerRun = Box<dyn FnOnce(&Stop) + Send>;
+
 /// One recorder of a route; its status outlives route restarts.
 struct RecorderSlot {
     config: crate::record::RecorderConfig,
@@ -593,8 +596,9 @@ impl Route {
         for slot in &self.outputs {
             let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
             let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
-            let srt = match &slot.sink {
-                Sink::Srt(srt) => Arc::clone(srt),
+            let name = slot.config.name.get_ref();
+            // Each kind of output is one real-time thread fed by its ring.
+            let (thread, frame, run): (String, u64, WorkerRun) = match &slot.sink {
                 Sink::Aes67(sender) => {
                     let worker = aes67::Aes67Worker::new(
                         &slot.config,
@@ -603,35 +607,32 @@ impl Route {
                         sender,
                         Arc::clone(&slot.snapshot),
                     )
-                    .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
+                    .with_context(|| format!("output {name}"))?;
                     let frame = worker.frame as u64;
-                    let halt = self.halt.clone();
-                    let thread = format!("aes67-{}", worker.name);
-                    let feed = Self::spawn_fed(
-                        &mut self.workers,
-                        thread,
-                        (samples, marks),
+                    (
+                        format!("aes67-{}", worker.name),
                         frame,
-                        move || {
-                            realtime(sched::OUTPUT_PRIORITY);
-                            worker.run(&halt);
-                        },
-                    )?;
-                    rings.push(feed);
-                    continue;
+                        Box::new(move |halt| worker.run(halt)),
+                    )
+                }
+                Sink::Srt(srt) => {
+                    let worker = OutputWorker::new(
+                        &slot.config,
+                        &stream,
+                        (consumer, mark_consumer),
+                        Arc::clone(srt),
+                        Arc::clone(&slot.snapshot),
+                    )
+                    .with_context(|| format!("output {name}"))?;
+                    let frame = worker.frame as u64;
+                    (
+                        format!("out-{}", worker.name),
+                        frame,
+                        Box::new(move |halt| worker.run(halt)),
+                    )
                 }
             };
-            let worker = OutputWorker::new(
-                &slot.config,
-                &stream,
-                (consumer, mark_consumer),
-                srt,
-                Arc::clone(&slot.snapshot),
-            )
-            .with_context(|| format!("output {}", slot.config.name.get_ref()))?;
-            let frame = worker.frame as u64;
             let halt = self.halt.clone();
-            let thread = format!("out-{}", worker.name);
             let feed = Self::spawn_fed(
                 &mut self.workers,
                 thread,
@@ -639,7 +640,7 @@ impl Route {
                 frame,
                 move || {
                     realtime(sched::OUTPUT_PRIORITY);
-                    worker.run(&halt);
+                    run(&halt);
                 },
             )?;
             rings.push(feed);
