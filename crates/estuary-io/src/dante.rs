@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use estuary_engine::dante::subscriber::ChannelInfo;
 use estuary_engine::dante::{Device, DeviceState};
-use mdns_sd::{ServiceDaemon, ServiceInfo};
+use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 
 /// DNS-SD types of the records a device publishes.
 pub const ARC_SERVICE: &str = "_netaudio-arc._udp.local.";
@@ -63,6 +64,7 @@ pub struct DanteServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
+    mdns: ServiceDaemon,
 }
 
 impl std::fmt::Debug for DanteServer {
@@ -89,6 +91,7 @@ impl DanteServer {
         let local_addr = socket.local_addr()?;
         let mut publisher = Publisher::new(&options, local_addr.port())?;
         publisher.publish(&device)?;
+        let mdns = publisher.daemon.clone();
         let device = Arc::new(Mutex::new(device));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -102,7 +105,57 @@ impl DanteServer {
             stop,
             thread: Some(thread),
             local_addr,
+            mdns,
         })
+    }
+
+    /// The shared device (the receiver reports subscription statuses into it).
+    pub fn shared_device(&self) -> Arc<Mutex<Device>> {
+        Arc::clone(&self.device)
+    }
+
+    /// Starts following the TX channels other devices publish (`_netaudio-chan`).
+    ///
+    /// # Errors
+    /// The mDNS browse cannot start.
+    pub fn browse_channels(&self) -> Result<ChannelDirectory, DanteIoError> {
+        let events = self.mdns.browse(CHAN_SERVICE).map_err(mdns_err)?;
+        let channels: Arc<Mutex<HashMap<String, ChannelInfo>>> = Arc::default();
+        let map = Arc::clone(&channels);
+        // Ends by itself when the responder shuts down and drops its sender.
+        thread::Builder::new()
+            .name("dante-browse".into())
+            .spawn(move || {
+                while let Ok(event) = events.recv() {
+                    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                    match event {
+                        ServiceEvent::ServiceResolved(r) => {
+                            let name =
+                                crate::ravenna::mdns::instance_name(&r.fullname, &r.ty_domain);
+                            let ipv4 = r.addresses.iter().find_map(|a| match a.to_ip_addr() {
+                                IpAddr::V4(v4) => Some(v4),
+                                IpAddr::V6(_) => None,
+                            });
+                            let info = ipv4.and_then(|ip| {
+                                ChannelInfo::from_record(ip, r.port, |k| {
+                                    r.txt_properties.get_property_val_str(k)
+                                })
+                            });
+                            match info {
+                                Some(info) => {
+                                    map.insert(name, info);
+                                }
+                                None => tracing::debug!(%name, "Dante channel record ignored"),
+                            }
+                        }
+                        ServiceEvent::ServiceRemoved(ty, fullname) => {
+                            map.remove(&crate::ravenna::mdns::instance_name(&fullname, &ty));
+                        }
+                        _ => {}
+                    }
+                }
+            })?;
+        Ok(ChannelDirectory { channels })
     }
 
     /// The device's current state (for the API).
@@ -167,6 +220,19 @@ fn serve(
         }
     }
     publisher.withdraw();
+}
+
+/// TX channels found on the network, by `channel@device`.
+#[derive(Debug, Clone)]
+pub struct ChannelDirectory {
+    channels: Arc<Mutex<HashMap<String, ChannelInfo>>>,
+}
+
+impl ChannelDirectory {
+    pub fn lookup(&self, channel: &str, device: &str) -> Option<ChannelInfo> {
+        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&format!("{channel}@{device}")).cloned()
+    }
 }
 
 /// The device's mDNS records.

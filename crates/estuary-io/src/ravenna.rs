@@ -11,7 +11,7 @@
 //! RTSP framing is `estuary_wire::rtsp`; this module only moves bytes.
 
 mod client;
-mod mdns;
+pub(crate) mod mdns;
 mod server;
 
 pub use client::{describe, describe_addr};

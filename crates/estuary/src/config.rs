@@ -107,6 +107,8 @@ pub enum InputKind {
     Aes67,
     /// A signal made inside Estuary: `tone`, `sweep` or `sequence` (see docs/config.md).
     Generator,
+    /// The RX channels of Estuary's Dante device (`[dante]`), routed by a Dante controller.
+    Dante,
 }
 
 /// One AES67 / ST 2110-30 / RAVENNA stream to receive.
@@ -440,6 +442,7 @@ impl Config {
         if let Some(dante) = &self.dante {
             dante.validate().map_err(|(span, f, m)| err(span, f, m))?;
         }
+        crate::dante::validate_routes(self).map_err(|(span, f, m)| err(span, f, m))?;
         let mut names = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let field = |f: &str| format!("inputs[{i}].{f}");
@@ -559,8 +562,10 @@ impl InputConfig {
 
     /// Works out how the stream is described: fixed by the config, or followed from discovery.
     pub fn plan(&self) -> Result<InputPlan, FieldError> {
-        if self.kind == InputKind::Generator {
-            return self.generator_stream().map(InputPlan::Fixed);
+        match self.kind {
+            InputKind::Generator => return self.generator_stream().map(InputPlan::Fixed),
+            InputKind::Dante => return self.dante_stream().map(InputPlan::Fixed),
+            InputKind::Aes67 => {}
         }
         self.signal()?;
         let spec = self.source_spec()?;
@@ -594,7 +599,10 @@ impl InputConfig {
                 return Err((
                     span,
                     field.into(),
-                    format!("`{field}` is a generator setting; this input is kind = \"aes67\""),
+                    format!(
+                        "`{field}` is a generator setting; this input is kind = \"{}\"",
+                        self.kind_name()
+                    ),
                 ));
             }
             return Ok(None);
@@ -618,9 +626,16 @@ impl InputConfig {
         Ok(Some(kind))
     }
 
-    /// The stream a generator input makes.
-    fn generator_stream(&self) -> Result<ResolvedStream, FieldError> {
-        let name_span = self.name.span();
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            InputKind::Aes67 => "aes67",
+            InputKind::Generator => "generator",
+            InputKind::Dante => "dante",
+        }
+    }
+
+    /// Refuses the fields that describe a received RTP stream, for kinds that have none.
+    pub(crate) fn refuse_received_fields(&self, why: &str) -> Result<(), FieldError> {
         let received = [
             ("sdp_file", self.sdp_file.is_some()),
             ("sdp", self.sdp.is_some()),
@@ -631,11 +646,17 @@ impl InputConfig {
         ];
         if let Some((field, _)) = received.iter().find(|(_, set)| *set) {
             return Err((
-                name_span,
+                self.name.span(),
                 (*field).into(),
-                format!("`{field}` describes a received stream; a generator makes its own"),
+                format!("`{field}` describes a received stream; {why}"),
             ));
         }
+        Ok(())
+    }
+
+    /// The stream a generator input makes.
+    fn generator_stream(&self) -> Result<ResolvedStream, FieldError> {
+        self.refuse_received_fields("a generator makes its own")?;
         let signal = self.signal()?;
         if let Some(f) = &self.frequency {
             let rate = self.sample_rate.as_ref().map_or(48_000, |r| *r.get_ref());
@@ -761,7 +782,10 @@ impl InputConfig {
         self.format_fields(destination)
     }
 
-    fn format_fields(&self, destination: SocketAddr) -> Result<ResolvedStream, FieldError> {
+    pub(crate) fn format_fields(
+        &self,
+        destination: SocketAddr,
+    ) -> Result<ResolvedStream, FieldError> {
         let name_span = self.name.span();
         let format = match &self.format {
             None => SampleFormat::L24,

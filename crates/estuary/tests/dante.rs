@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proc, isolate, run_with_timeout};
+use common::{Proc, ffmpeg_srt_decoder, isolate, run_with_timeout};
 
 const NETAUDIO: &str = "/opt/estuary-venv/bin/netaudio";
 
@@ -17,7 +17,8 @@ fn device_config(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> String
     format!(
         "[discovery]\nsap = false\nravenna = false\n\n[api]\nbind = \"127.0.0.1:{api_port}\"\n\n\
          [dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 6\n\
-         arc_port = {arc_port}\nstate_file = \"{}\"\n",
+         arc_port = {arc_port}\nflow_port = {}\nstate_file = \"{}\"\n",
+        arc_port + 15,
         dir.join(format!("{name}.json")).display()
     )
 }
@@ -140,7 +141,9 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
         "--rx",
         "1@Estuary-B",
     ]);
-    let rows = subscriptions_until(|r| !r.is_empty());
+    // B resolves A's channel, gets a flow and reports it connected (A sends silence: it has
+    // no `tx_input`).
+    let rows = subscriptions_until(|r| r.first().is_some_and(|s| s.4 == "connected"));
     assert_eq!(
         rows,
         [(
@@ -148,7 +151,7 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
             "Estuary-B".to_owned(),
             "02".to_owned(),
             "Estuary-A".to_owned(),
-            "unresolved".to_owned()
+            "connected".to_owned()
         )]
     );
 
@@ -183,4 +186,173 @@ fn a_bad_dante_name_is_refused_with_its_field_and_line() {
     let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
     assert_eq!(status.code(), Some(3), "{text}");
     assert!(text.contains("bad.toml:3: dante.name"), "{text}");
+}
+
+/// Device A transmits `signal` (a generator input on its TX channels 1-2); device B receives
+/// its RX channels 1-2 as an input and serves them over SRT as 24-bit PCM (302M). Routes
+/// A → B with netaudio and returns FFmpeg's decoding of B's SRT output (s32, 2 channels)
+/// with B's input status.
+fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json::Value) {
+    let device = |name: &str, arc: u16, flow: u16| {
+        format!(
+            "[dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 4\n\
+             arc_port = {arc}\nflow_port = {flow}\nstate_file = \"{}\"\n",
+            dir.join(format!("{name}.json")).display()
+        )
+    };
+    let quiet = "[discovery]\nsap = false\nravenna = false\n";
+    let a = format!(
+        "{quiet}[api]\nbind = \"127.0.0.1:18480\"\n\n[[inputs]]\nname = \"gen\"\nkind = \"generator\"\n\
+         channels = 2\n{signal}\n\n{}tx_input = \"gen\"\n",
+        device("Estuary-A", 4440, 4455)
+    );
+    let b = format!(
+        "{quiet}[api]\nbind = \"127.0.0.1:18481\"\n\n[[inputs]]\nname = \"from-dante\"\nkind = \"dante\"\n\
+         channels = 2\n\n[[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"from-dante\"\n\
+         mode = \"listener\"\naddress = \"127.0.0.1:9100\"\ncodec = \"pcm\"\n\n{}",
+        device("Estuary-B", 4441, 4456)
+    );
+    let mut procs = Vec::new();
+    for (name, config) in [("Estuary-A", a), ("Estuary-B", b)] {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).expect("config");
+        let mut cmd = Command::new(common::ESTUARY);
+        cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
+        let mut p = Proc::spawn(name, &mut cmd, dir);
+        p.wait_for_stderr("Dante device published", Duration::from_secs(20));
+        procs.push(p);
+    }
+    for ch in ["1", "2"] {
+        netaudio_ok(&[
+            "subscription",
+            "add",
+            "--tx",
+            &format!("{ch}@Estuary-A"),
+            "--rx",
+            &format!("{ch}@Estuary-B"),
+        ]);
+    }
+    // B resolves A's channels by mDNS, asks A for a flow, and reports it to controllers.
+    let rows = subscriptions_until(|r| {
+        r.len() == 2
+            && r.iter()
+                .all(|s| s.4 != "unresolved" && s.4 != "in_progress")
+    });
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(
+            (row.2.as_str(), row.3.as_str()),
+            (format!("0{}", row.0).as_str(), "Estuary-A"),
+            "{rows:?}"
+        );
+        assert!(
+            row.4.contains("unicast") || row.4 == "connected" || row.4 == "subscribed",
+            "{rows:?}"
+        );
+    }
+    procs[1].wait_for_stderr("Dante audio arriving", Duration::from_secs(10));
+    let out = dir.join("decoded.s32");
+    let mut decoder = ffmpeg_srt_decoder(dir, "srt://127.0.0.1:9100", seconds, &out);
+    let status = decoder.wait_exit(Duration::from_secs(u64::from(seconds) + 20));
+    assert!(status.success(), "ffmpeg: {}", decoder.stderr());
+    let samples = common::s32le(&std::fs::read(&out).expect("decoded"));
+    let (_, body, _) = run_with_timeout(
+        Command::new("curl").args(["-s", "http://127.0.0.1:18481/api/status"]),
+        Duration::from_secs(10),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
+    let input = status["inputs"][0].clone();
+
+    // Unrouting stops A's flow: B tells A when no channel uses it any more.
+    netaudio_ok(&["subscription", "remove", "--rx", "1@Estuary-B"]);
+    netaudio_ok(&["subscription", "remove", "--rx", "2@Estuary-B"]);
+    procs[0].wait_for_stderr("flows=0", Duration::from_secs(15));
+    (samples, input)
+}
+
+#[test]
+fn dante_audio_between_two_estuary_devices_is_bit_exact_through_srt() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (samples, input) = dante_to_srt(dir.path(), "signal = \"sequence\"", 4);
+    assert_eq!(input["kind"], "dante", "{input:#}");
+    assert_eq!(input["state"], "receiving", "{input:#}");
+    let counters = &input["counters"];
+    assert!(
+        counters["packets_received"].as_u64().unwrap_or(0) > 1000,
+        "{input:#}"
+    );
+
+    // Every frame that is not concealed silence is the sequence A generated, channel 2 one
+    // step after channel 1, and consecutive frames consecutive, 24 bits exact.
+    let frames: Vec<(i32, i32)> = samples.chunks_exact(2).map(|f| (f[0], f[1])).collect();
+    assert!(
+        frames.len() >= 48_000 * 3,
+        "only {} frames decoded",
+        frames.len()
+    );
+    let step = |v: i32| ((v as u32 >> 8).wrapping_add(64) & 0x00ff_ffff) << 8;
+    let (mut exact, mut silent, mut breaks) = (0usize, 0usize, 0usize);
+    let mut silent_at = Vec::new();
+    for (i, &(c1, c2)) in frames.iter().enumerate() {
+        if (c1, c2) == (0, 0) {
+            if silent_at.last().is_none_or(|&(at, n)| at + n != i) {
+                silent_at.push((i, 0));
+            }
+            if let Some((_, n)) = silent_at.last_mut() {
+                *n += 1;
+            }
+            silent += 1;
+            continue;
+        }
+        assert_eq!(c1 & 0xff, 0, "frame {i}: not 24-bit");
+        assert_eq!(
+            c2 as u32,
+            ((c1 as u32 >> 8).wrapping_add(1) & 0x00ff_ffff) << 8,
+            "frame {i}: channels out of step"
+        );
+        match frames.get(i + 1) {
+            Some(&(n1, _)) if n1 as u32 == step(c1) => exact += 1,
+            Some(&(0, 0)) | None => {}
+            Some(_) => breaks += 1,
+        }
+    }
+    // Concealed gaps (if the loaded machine delayed packets past playout) are counted.
+    let concealed = counters["frames_concealed"].as_u64().unwrap_or(0);
+    assert!(
+        silent == 0 || concealed > 0,
+        "{silent} silent frames (at, length: {silent_at:?}) but none concealed: {input:#}"
+    );
+    assert!(
+        breaks
+            <= (counters["packets_lost"].as_u64().unwrap_or(0)
+                + counters["packets_late"].as_u64().unwrap_or(0)) as usize,
+        "{breaks} discontinuities: {input:#}"
+    );
+    assert!(
+        exact >= frames.len() * 95 / 100,
+        "{exact} of {} frames exact, {silent} silent",
+        frames.len()
+    );
+}
+
+#[test]
+fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (samples, input) = dante_to_srt(
+        dir.path(),
+        "signal = \"tone\"\nfrequency = 1000.0\nlevel = -12.0",
+        3,
+    );
+    assert_eq!(input["kind"], "dante", "{input:#}");
+    let left = common::to_f64(&common::channel(&samples, 2, 0));
+    // Skip the first 100 ms (SRT start).
+    let steady = &left[4_800.min(left.len())..];
+    assert!(steady.len() > 48_000, "only {} frames", steady.len());
+    let f = common::frequency(steady, 48_000.0);
+    assert!((f - 1000.0).abs() < 2.0, "frequency {f} Hz");
+    let peak = steady.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let peak_db = 20.0 * peak.log10();
+    assert!((peak_db + 12.0).abs() < 0.2, "peak {peak_db} dBFS");
 }

@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod flows;
+pub mod rx;
 pub mod subscriber;
 
 pub use device::{Changes, Device, DeviceSpec, DeviceState, factory_channel_name};

@@ -42,6 +42,40 @@ pub struct ChannelInfo {
     pub max_fpp: u16,
 }
 
+impl ChannelInfo {
+    /// Reads a `_netaudio-chan` record: the transmitter's IPv4 address, the SRV port and the
+    /// TXT values (`id`, `rate`, `enc`, `nchan`, `fpp`). `None` when a needed value is
+    /// missing or out of range (the record is then ignored, as a receiver must).
+    pub fn from_record<'a>(
+        address: std::net::Ipv4Addr,
+        port: u16,
+        txt: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<ChannelInfo> {
+        let number = |key: &str| txt(key)?.trim().parse::<u32>().ok();
+        let channel = u16::try_from(number("id")?).ok().filter(|&c| c > 0)?;
+        let sample_rate = number("rate").filter(|r| (8_000..=384_000).contains(r))?;
+        let bits = number("enc")
+            .or_else(|| number("en"))
+            .filter(|b| matches!(b, 16 | 24 | 32))? as u16;
+        let max_channels = number("nchan")
+            .map_or(Some(8), |n| u16::try_from(n).ok())?
+            .max(1);
+        // `fpp=<max>,<min>`.
+        let max_fpp = txt("fpp")
+            .and_then(|f| f.split(',').next()?.trim().parse::<u16>().ok())
+            .unwrap_or(32)
+            .max(1);
+        Some(ChannelInfo {
+            control: SocketAddrV4::new(address, port),
+            channel,
+            sample_rate,
+            bits,
+            max_channels,
+            max_fpp,
+        })
+    }
+}
+
 /// Identifies a flow (and its socket) between the subscriber and the daemon.
 pub type FlowId = u32;
 
@@ -391,6 +425,37 @@ mod tests {
     use super::*;
     use crate::dante::flows::{TxFlows, TxLimits};
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn channel_records_are_read_from_their_txt() {
+        let txt = |k: &str| match k {
+            "id" => Some("2"),
+            "rate" => Some("48000"),
+            "enc" => Some("24"),
+            "nchan" => Some("4"),
+            "fpp" => Some("32,2"),
+            _ => None,
+        };
+        let info = ChannelInfo::from_record(Ipv4Addr::LOCALHOST, 4455, txt).expect("valid");
+        assert_eq!(
+            (
+                info.channel,
+                info.sample_rate,
+                info.bits,
+                info.max_channels,
+                info.max_fpp
+            ),
+            (2, 48_000, 24, 4, 32)
+        );
+        assert_eq!(info.control.port(), 4455);
+        let bad = |k: &str| if k == "id" { Some("0") } else { txt(k) };
+        assert_eq!(ChannelInfo::from_record(Ipv4Addr::LOCALHOST, 1, bad), None);
+        let no_rate = |k: &str| if k == "rate" { None } else { txt(k) };
+        assert_eq!(
+            ChannelInfo::from_record(Ipv4Addr::LOCALHOST, 1, no_rate),
+            None
+        );
+    }
 
     fn source(channel: &str) -> Source {
         Source {

@@ -197,7 +197,7 @@ fn convert(ev: ServiceEvent, ravenna_session: bool) -> Option<RavennaEvent> {
 
 /// The instance label of `<instance>.<service type>`, with DNS escapes (`\.`, `\\`,
 /// `\DDD`, RFC 1035 §5.1) undone.
-fn instance_name(fullname: &str, ty_domain: &str) -> String {
+pub(crate) fn instance_name(fullname: &str, ty_domain: &str) -> String {
     // A subtype browse may report the subtype domain; the instance sits before the
     // service type either way.
     let base = ty_domain

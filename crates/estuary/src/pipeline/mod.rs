@@ -16,6 +16,7 @@
 
 mod aes67;
 mod apply;
+mod dante_in;
 mod failover;
 mod generator;
 mod ingest;
@@ -43,7 +44,8 @@ use estuary_io::srt::{SrtConfig, SrtMode, SrtSender, SrtStatus};
 use estuary_io::{mcast, sched};
 
 use crate::config::{
-    Config, InputConfig, InputPlan, OutputConfig, OutputKind, ResolvedStream, SrtModeConfig,
+    Config, InputConfig, InputKind, InputPlan, OutputConfig, OutputKind, ResolvedStream,
+    SrtModeConfig,
 };
 use crate::discovery::Discovery;
 use crate::gateway::Signal;
@@ -227,6 +229,10 @@ struct Route {
     halt: Stop,
     workers: Vec<JoinHandle<()>>,
     attached: bool,
+    /// This input feeds the Dante device's TX channels (`dante.tx_input`).
+    dante_tx: bool,
+    /// Attached to the Dante device (as its RX input or its TX source).
+    dante_attached: bool,
 }
 
 /// The started threads of a configuration.
@@ -367,6 +373,12 @@ impl Running {
             halt: Stop::default(),
             workers: Vec::new(),
             attached: false,
+            dante_tx: config
+                .dante
+                .as_ref()
+                .and_then(|d| d.tx_input.as_ref())
+                .is_some_and(|t| t.get_ref() == &name),
+            dante_attached: false,
         };
         match plan {
             InputPlan::Fixed(stream) => route.activate(stream, None, &self.commands)?,
@@ -578,13 +590,13 @@ impl Route {
             .signal()
             .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
         let input = match signal {
-            None => Some(open_input(
+            None if self.config.kind != InputKind::Dante => Some(open_input(
                 &self.config,
                 &stream,
                 sdp.as_deref(),
                 Arc::clone(&self.snapshot),
             )?),
-            Some(_) => {
+            _ => {
                 *lock(&self.snapshot) = InputSnapshot::default();
                 None
             }
@@ -701,6 +713,27 @@ impl Route {
             )?;
             rings.push(feed);
         }
+        if self.dante_tx {
+            let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
+            let (marks, _) = rtrb::RingBuffer::new(1);
+            let thread = crate::dante::attach_tx(crate::dante::TxSource {
+                name: name.clone(),
+                samples: consumer,
+                channels: usize::from(stream.channels),
+            })
+            .with_context(|| format!("input {name}: dante.tx_input"))?;
+            self.dante_attached = true;
+            rings.push(OutputFeed {
+                samples,
+                marks,
+                frames_pushed: 0,
+                // The transmitter wakes every millisecond by itself; this only paces the
+                // ingest thread's wake-ups as any 1 ms consumer would.
+                frame: u64::from(stream.sample_rate / 1000).max(1),
+                thread,
+                events: None,
+            });
+        }
         match (input, signal) {
             (Some(mut input), _) => {
                 input.rings = rings;
@@ -727,6 +760,17 @@ impl Route {
                             generator.run(&halt);
                         })?;
                 self.workers.push(handle);
+            }
+            (None, None) if self.config.kind == InputKind::Dante => {
+                crate::dante::attach_rx(Box::new(dante_in::DanteInput::new(
+                    name.clone(),
+                    usize::from(stream.channels),
+                    rings,
+                    Arc::clone(&self.snapshot),
+                )))
+                .with_context(|| format!("input {name}"))?;
+                self.dante_attached = true;
+                info!(input = %name, channels = stream.channels, "receiving the Dante device's RX channels");
             }
             (None, None) => anyhow::bail!("input {name}: neither received nor generated"),
         }
@@ -777,6 +821,12 @@ impl Route {
     }
 
     fn deactivate(&mut self, commands: &Sender<Command>) {
+        if self.dante_attached {
+            let name = self.config.name.get_ref();
+            crate::dante::detach_rx(name);
+            crate::dante::detach_tx(name);
+            self.dante_attached = false;
+        }
         if self.attached {
             let (done, wait) = mpsc::channel();
             let name = self.config.name.get_ref().clone();

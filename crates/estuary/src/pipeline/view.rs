@@ -213,7 +213,7 @@ fn input_status(route: &Route) -> InputStatus {
     };
     InputStatus {
         name: config.name.get_ref().clone(),
-        kind: "aes67".into(),
+        kind: config.kind_name().into(),
         source,
         state: state.into(),
         reason,

@@ -1,9 +1,19 @@
 //! `[dante]`: Estuary as a Dante device (unofficial implementation), controllable from
-//! netaudio or Dante Controller. This part makes the device visible and routable: its name,
-//! channels and subscriptions, renames, persisted across restarts.
+//! netaudio or Dante Controller: its name, channels and subscriptions (persisted across
+//! restarts), and its audio.
+//!
+//! Audio goes through a process-wide [`hub`]: the receiver thread ([`rx`]) plays the RX
+//! channels out by media time into whichever `kind = "dante"` inputs are attached; the
+//! transmitter thread ([`tx`]) serves flow requests and sends the TX channels, taken from
+//! the input named by `tx_input`. Routes attach and detach as they start and stop.
+
+mod rx;
+mod tx;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use estuary_engine::dante::{Device, DeviceSpec, DeviceState};
+use estuary_engine::stats::StreamStats;
+use estuary_engine::time::MonoTime;
 use estuary_io::dante::{DanteOptions, DanteServer};
 use estuary_wire::dante::arc::{Format, Source};
 use estuary_wire::dante::valid_name;
@@ -41,6 +53,16 @@ pub struct DanteConfig {
     /// Where names and subscriptions are kept; default
     /// `$STATE_DIRECTORY/dante-<name>.json` or `~/.local/state/estuary/dante-<name>.json`.
     pub state_file: Option<PathBuf>,
+    /// The input whose channels 1, 2, ... the TX channels 1, 2, ... carry.
+    pub tx_input: Option<Spanned<String>>,
+    /// Receive playout delay behind the media clock (at least the transmitters'
+    /// `latency_ns`, which is used when larger).
+    #[serde(default = "default_dante_latency", with = "humantime_serde")]
+    pub latency: Duration,
+}
+
+fn default_dante_latency() -> Duration {
+    Duration::from_millis(10)
 }
 
 fn default_channels() -> Spanned<u16> {
@@ -90,6 +112,13 @@ impl DanteConfig {
                 self.sample_rate.span(),
                 field("sample_rate"),
                 "must be 44100, 48000, 88200 or 96000".into(),
+            ));
+        }
+        if !(Duration::from_millis(1)..=Duration::from_millis(500)).contains(&self.latency) {
+            return Err((
+                self.name.span(),
+                field("latency"),
+                "must be between 1ms and 500ms".into(),
             ));
         }
         match (&self.interface, &self.address) {
@@ -239,8 +268,8 @@ fn save_state(path: &Path, state: &DeviceState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the device: ARC server and mDNS records.
-pub fn start(config: &DanteConfig) -> anyhow::Result<DanteServer> {
+/// Starts the device: ARC server, mDNS records, the receiver and the transmitter.
+pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
     let path = config.state_path();
     let state = load_state(&path);
     let spec = DeviceSpec {
@@ -263,11 +292,14 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteServer> {
             .as_ref()
             .map(|i| estuary_io::mcast::resolve_interface(i.get_ref()).map(|i| i.name))
             .transpose()?,
-        latency: Duration::from_millis(1),
+        latency: config.latency,
     };
-    let address = options.address;
+    let address = match options.address {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => anyhow::bail!("dante.address: must be an IPv4 address"),
+    };
     let server = DanteServer::start(
-        Device::new(spec, &state),
+        Device::new(spec.clone(), &state),
         options,
         Box::new(move |state| {
             if let Err(e) = save_state(&path, state) {
@@ -275,11 +307,213 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteServer> {
             }
         }),
     )?;
+    let hub = Arc::new(Hub::default());
+    let stop = crate::shutdown::Stop::default();
+    let mut threads = Vec::new();
+    let receiver = rx::Receiver::new(&server, address, &spec, config.latency, Arc::clone(&hub))?;
+    let halt = stop.clone();
+    threads.push(
+        thread::Builder::new()
+            .name("dante-rx".into())
+            .spawn(move || receiver.run(&halt))?,
+    );
+    let transmitter = tx::Transmitter::new(address, config.flow_port, &spec, Arc::clone(&hub))?;
+    let halt = stop.clone();
+    let tx_thread = thread::Builder::new()
+        .name("dante-tx".into())
+        .spawn(move || transmitter.run(&halt))?;
+    *lock(&hub.tx_thread) = Some(tx_thread.thread().clone());
+    threads.push(tx_thread);
+    *lock(&HUB) = Some(Arc::clone(&hub));
     tracing::info!(
         name = server.device().name(),
         %address,
         arc = %server.local_addr(),
+        flow_control = config.flow_port,
         "Dante device published (unofficial implementation)"
     );
-    Ok(server)
+    Ok(DanteDevice {
+        _server: server,
+        stop,
+        threads,
+    })
+}
+
+/// A running Dante device; dropping it withdraws it from the network.
+#[derive(Debug)]
+pub struct DanteDevice {
+    _server: DanteServer,
+    stop: crate::shutdown::Stop,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for DanteDevice {
+    fn drop(&mut self) {
+        *lock(&HUB) = None;
+        self.stop.request();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A block of received audio: every RX channel, interleaved, from media time `position`.
+pub struct RxBlock<'a> {
+    pub samples: &'a [i32],
+    pub channels: usize,
+    pub position: u64,
+    /// Runs of frames some flow missed (played as silence): (position, frames).
+    pub gaps: &'a [(u64, usize)],
+    pub now: MonoTime,
+}
+
+/// Where received Dante audio goes: a `kind = "dante"` input's route.
+pub trait RxSink: Send {
+    fn name(&self) -> &str;
+    fn feed(&mut self, block: &RxBlock<'_>);
+    /// The receiver's counters and its latest packet's (arrival, media time).
+    fn publish(&mut self, stats: &StreamStats, last_packet: Option<(MonoTime, u64)>);
+}
+
+/// The audio the TX channels carry: an input's route ring.
+pub struct TxSource {
+    pub name: String,
+    pub samples: rtrb::Consumer<i32>,
+    pub channels: usize,
+}
+
+/// What the device's audio threads share with the routes.
+#[derive(Default)]
+struct Hub {
+    rx: Mutex<Vec<Box<dyn RxSink>>>,
+    tx: Mutex<Option<TxSource>>,
+    tx_thread: Mutex<Option<thread::Thread>>,
+}
+
+/// The running device's hub, if any.
+static HUB: Mutex<Option<Arc<Hub>>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn hub() -> anyhow::Result<Arc<Hub>> {
+    lock(&HUB)
+        .clone()
+        .context("no Dante device is running (see the [dante] section and the log)")
+}
+
+/// Sends the RX channels to `sink` until [`detach_rx`].
+pub fn attach_rx(sink: Box<dyn RxSink>) -> anyhow::Result<()> {
+    let hub = hub()?;
+    let mut rx = lock(&hub.rx);
+    rx.retain(|s| s.name() != sink.name());
+    rx.push(sink);
+    Ok(())
+}
+
+pub fn detach_rx(name: &str) {
+    if let Ok(hub) = hub() {
+        lock(&hub.rx).retain(|s| s.name() != name);
+    }
+}
+
+/// Makes `source` the TX channels' audio; returns the thread to wake when audio is pushed.
+pub fn attach_tx(source: TxSource) -> anyhow::Result<thread::Thread> {
+    let hub = hub()?;
+    *lock(&hub.tx) = Some(source);
+    lock(&hub.tx_thread)
+        .clone()
+        .context("the Dante transmitter has stopped")
+}
+
+pub fn detach_tx(name: &str) {
+    if let Ok(hub) = hub() {
+        let mut tx = lock(&hub.tx);
+        if tx.as_ref().is_some_and(|t| t.name == name) {
+            *tx = None;
+        }
+    }
+}
+
+/// The media clock in samples at `rate`: PTP (here TAI) time × rate.
+fn media_now(rate: u32) -> u64 {
+    let ns = u128::from(estuary_io::clock::tai_now_ns());
+    u64::try_from(ns * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
+impl crate::config::InputConfig {
+    /// The stream of a `kind = "dante"` input: the device's RX channels 1..=`channels`.
+    pub(crate) fn dante_stream(
+        &self,
+    ) -> Result<crate::config::ResolvedStream, crate::config::FieldError> {
+        self.refuse_received_fields("a Dante input takes the device's RX channels")?;
+        self.signal()?;
+        let mut stream = self.format_fields(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        stream.format = estuary_wire::payload::SampleFormat::L32;
+        stream.label = Some(format!("Dante RX 1-{}", stream.channels));
+        Ok(stream)
+    }
+}
+
+/// Checks what ties inputs to `[dante]`: Dante inputs need the device, at its rate and
+/// within its RX channels; `tx_input` names an input.
+pub fn validate_routes(config: &crate::config::Config) -> Result<(), crate::config::FieldError> {
+    use crate::config::InputKind;
+    for (i, input) in config.inputs.iter().enumerate() {
+        if input.kind != InputKind::Dante {
+            continue;
+        }
+        let field = |f: &str| format!("inputs[{i}].{f}");
+        let Some(dante) = &config.dante else {
+            return Err((
+                input.name.span(),
+                field("kind"),
+                "a Dante input needs the [dante] section (the device it receives on)".into(),
+            ));
+        };
+        let rate = input.sample_rate.as_ref().map_or(48_000, |r| *r.get_ref());
+        if rate != *dante.sample_rate.get_ref() {
+            let span = input
+                .sample_rate
+                .as_ref()
+                .map_or(input.name.span(), Spanned::span);
+            return Err((
+                span,
+                field("sample_rate"),
+                format!(
+                    "must be the Dante device's rate, {}",
+                    dante.sample_rate.get_ref()
+                ),
+            ));
+        }
+        let channels = input.channels.as_ref().map_or(2, |c| *c.get_ref());
+        if channels > *dante.rx_channels.get_ref() {
+            let span = input
+                .channels
+                .as_ref()
+                .map_or(input.name.span(), Spanned::span);
+            return Err((
+                span,
+                field("channels"),
+                format!(
+                    "the Dante device has {} RX channels",
+                    dante.rx_channels.get_ref()
+                ),
+            ));
+        }
+    }
+    if let Some(tx) = config.dante.as_ref().and_then(|d| d.tx_input.as_ref())
+        && !config
+            .inputs
+            .iter()
+            .any(|i| i.name.get_ref() == tx.get_ref())
+    {
+        return Err((
+            tx.span(),
+            "dante.tx_input".into(),
+            format!("no input named {:?}", tx.get_ref()),
+        ));
+    }
+    Ok(())
 }

@@ -1,0 +1,293 @@
+//! The Dante transmitter thread: answers flow requests on the flow-control port (the
+//! engine's [`TxFlows`] decides), takes the TX channels' audio from the attached input's
+//! ring, stamps it with the media clock, and sends each flow its slots every
+//! `frames per packet`. Keepalives come back to the audio socket and hold the flows open.
+//!
+//! The audio is *staged* by media time: every millisecond the frames up to the media clock's
+//! "now" are taken from the ring (silence, counted, when the input falls short; excess,
+//! counted, is dropped when it runs ahead), and a flow's packet `[T, T + fpp)` goes out as
+//! soon as its last frame is staged.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use estuary_engine::dante::DeviceSpec;
+use estuary_engine::dante::flows::{TxFlows, TxLimits};
+use estuary_engine::time::MonoTime;
+use estuary_io::clock::{monotonic_now, sleep_until};
+use estuary_wire::dante::audio::{AudioHeader, write};
+use estuary_wire::dante::flow::FlowHandle;
+
+use super::{Hub, lock, media_now};
+use crate::shutdown::Stop;
+
+const TICK: Duration = Duration::from_millis(1);
+/// Frames the stage keeps (a power of two above any packet and tick).
+const STAGE_FRAMES: u64 = 4096;
+/// Audio buffered in the ring before sending starts, so the 1 ms bursts of the ingest
+/// thread never leave a tick short.
+const PREFILL: Duration = Duration::from_millis(3);
+/// How far beyond the prefill the ring may grow before the oldest frames are dropped.
+const SLACK: Duration = Duration::from_millis(5);
+/// Flows each transmitter serves.
+const MAX_FLOWS: usize = 32;
+
+pub(super) struct Transmitter {
+    hub: Arc<Hub>,
+    flows: TxFlows,
+    control: UdpSocket,
+    audio: UdpSocket,
+    sample_rate: u32,
+    channels: usize,
+    stage: Vec<i32>,
+    /// Media time after the last staged frame.
+    staged_end: Option<u64>,
+    /// Whether the ring had its prefill (sending audio rather than silence).
+    flowing: bool,
+    /// Next media time each flow sends.
+    next: HashMap<FlowHandle, u64>,
+    samples: Vec<i32>,
+    datagram: Vec<u8>,
+    packet: Vec<u8>,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    packets_sent: u64,
+    send_errors: u64,
+    underrun_frames: u64,
+    dropped_frames: u64,
+}
+
+impl Transmitter {
+    pub fn new(
+        address: Ipv4Addr,
+        flow_port: u16,
+        spec: &DeviceSpec,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<Transmitter> {
+        let control = UdpSocket::bind((address, flow_port)).map_err(|e| {
+            anyhow::anyhow!("cannot bind the Dante flow-control port {address}:{flow_port}: {e}")
+        })?;
+        control.set_nonblocking(true)?;
+        let audio = UdpSocket::bind((address, 0))?;
+        audio.set_nonblocking(true)?;
+        let channels = usize::from(spec.tx_channels);
+        let cookie = (monotonic_now().as_nanos() & 0xffff) as u16;
+        Ok(Transmitter {
+            hub,
+            flows: TxFlows::new(
+                TxLimits {
+                    sample_rate: spec.format.sample_rate,
+                    tx_channels: spec.tx_channels,
+                    max_channels_per_flow: spec.max_channels_per_flow,
+                    max_fpp: 64,
+                    max_flows: MAX_FLOWS,
+                },
+                cookie,
+            ),
+            control,
+            audio,
+            sample_rate: spec.format.sample_rate,
+            channels,
+            stage: vec![0; STAGE_FRAMES as usize * channels],
+            staged_end: None,
+            flowing: false,
+            next: HashMap::new(),
+            samples: Vec::new(),
+            datagram: Vec::new(),
+            packet: vec![0; 2048],
+            counters: Counters::default(),
+        })
+    }
+
+    fn frames_in(&self, d: Duration) -> usize {
+        (d.as_nanos() * u128::from(self.sample_rate) / 1_000_000_000) as usize
+    }
+
+    pub fn run(mut self, halt: &Stop) {
+        let mut next = monotonic_now();
+        let mut last_report = next;
+        while !halt.requested() {
+            next = next.saturating_add(TICK);
+            sleep_until(next);
+            let now = monotonic_now();
+            self.serve_control(now);
+            self.read_keepalives(now);
+            for flow in self.flows.expire(now) {
+                info!(to = %flow.destination, rx = %flow.rx_device, "Dante flow expired (no keepalive)");
+                self.next.remove(&flow.handle);
+            }
+            self.stage_audio();
+            self.send_packets();
+            if now.duration_since(last_report) >= Duration::from_secs(10) {
+                last_report = now;
+                if !self.flows.flows().is_empty() {
+                    info!(
+                        flows = self.flows.flows().len(),
+                        packets = self.counters.packets_sent,
+                        send_errors = self.counters.send_errors,
+                        underrun_frames = self.counters.underrun_frames,
+                        dropped_frames = self.counters.dropped_frames,
+                        "Dante transmit"
+                    );
+                }
+            }
+            if now.duration_since(next) > Duration::from_millis(100) {
+                next = now;
+            }
+        }
+    }
+
+    fn serve_control(&mut self, now: MonoTime) {
+        while let Ok((n, from)) = self.control.recv_from(&mut self.packet) {
+            let before = self.flows.flows().len();
+            if let Some(reply) = self.flows.handle(now, &self.packet[..n]) {
+                let _ = self.control.send_to(&reply, from);
+            }
+            if self.flows.flows().len() != before {
+                info!(%from, flows = self.flows.flows().len(), "Dante flow table changed");
+            }
+            // Flows that stopped lose their send position.
+            let live: Vec<FlowHandle> = self.flows.flows().iter().map(|f| f.handle).collect();
+            self.next.retain(|h, _| live.contains(h));
+        }
+    }
+
+    fn read_keepalives(&mut self, now: MonoTime) {
+        while let Ok((_, from)) = self.audio.recv_from(&mut self.packet) {
+            if let SocketAddr::V4(from) = from {
+                self.flows.keepalive(now, from);
+            }
+        }
+    }
+
+    /// Stages the frames up to the media clock's now.
+    fn stage_audio(&mut self) {
+        let media = media_now(self.sample_rate);
+        let Some(end) = self.staged_end else {
+            self.staged_end = Some(media);
+            return;
+        };
+        if media <= end {
+            return;
+        }
+        let mut end = end;
+        // Stalled for longer than the stage: restart from now.
+        if media - end > STAGE_FRAMES / 2 {
+            self.counters.underrun_frames += media - end;
+            end = media - STAGE_FRAMES / 4;
+        }
+        let need = (media - end) as usize;
+        let prefill = self.frames_in(PREFILL);
+        let high_water = prefill + self.frames_in(SLACK);
+        let mut taken = 0;
+        let hub = Arc::clone(&self.hub);
+        let mut source = lock(&hub.tx);
+        if let Some(src) = source.as_mut() {
+            let in_channels = src.channels.max(1);
+            let mut available = src.samples.slots() / in_channels;
+            if !self.flowing && available >= prefill {
+                self.flowing = true;
+            }
+            if self.flowing {
+                if available > high_water + need {
+                    let excess = available - high_water - need;
+                    if let Ok(chunk) = src.samples.read_chunk(excess * in_channels) {
+                        chunk.commit_all();
+                        self.counters.dropped_frames += excess as u64;
+                        available -= excess;
+                    }
+                }
+                taken = need.min(available);
+                if let Ok(chunk) = src.samples.read_chunk(taken * in_channels) {
+                    let (a, b) = chunk.as_slices();
+                    for (k, frame) in a
+                        .chunks_exact(in_channels)
+                        .chain(b.chunks_exact(in_channels))
+                        .enumerate()
+                    {
+                        let row = ((end + k as u64) % STAGE_FRAMES) as usize * self.channels;
+                        let out = &mut self.stage[row..row + self.channels];
+                        let n = in_channels.min(self.channels);
+                        out[..n].copy_from_slice(&frame[..n]);
+                        out[n..].fill(0);
+                    }
+                    chunk.commit_all();
+                } else {
+                    taken = 0;
+                }
+                if taken < need {
+                    self.counters.underrun_frames += (need - taken) as u64;
+                    if taken == 0 && available == 0 {
+                        // The input stopped: wait for a prefill again.
+                        self.flowing = false;
+                    }
+                }
+            }
+        } else {
+            self.flowing = false;
+        }
+        drop(source);
+        for k in taken..need {
+            let row = ((end + k as u64) % STAGE_FRAMES) as usize * self.channels;
+            self.stage[row..row + self.channels].fill(0);
+        }
+        self.staged_end = Some(media);
+    }
+
+    /// Sends every flow the packets whose frames are all staged.
+    fn send_packets(&mut self) {
+        let Some(end) = self.staged_end else {
+            return;
+        };
+        for flow in self.flows.flows() {
+            let fpp = u64::from(flow.fpp.max(1));
+            let next = self
+                .next
+                .entry(flow.handle)
+                .or_insert_with(|| end - end % fpp);
+            if *next + STAGE_FRAMES / 2 < end {
+                // Behind by more than the stage holds: skip to now.
+                *next = end - end % fpp;
+            }
+            while *next + fpp <= end {
+                self.samples.clear();
+                for t in *next..*next + fpp {
+                    let row = (t % STAGE_FRAMES) as usize * self.channels;
+                    let frame = &self.stage[row..row + self.channels];
+                    self.samples.extend(flow.slots.iter().map(|&c| match c {
+                        0 => 0,
+                        c => frame.get(usize::from(c) - 1).copied().unwrap_or(0),
+                    }));
+                }
+                self.datagram.clear();
+                let header = AudioHeader::from_media_time(*next, self.sample_rate);
+                if write(
+                    header,
+                    &self.samples,
+                    flow.bytes_per_sample,
+                    &mut self.datagram,
+                )
+                .is_ok()
+                {
+                    match self.audio.send_to(&self.datagram, flow.destination) {
+                        Ok(_) => self.counters.packets_sent += 1,
+                        Err(e) => {
+                            if self.counters.send_errors == 0 {
+                                warn!(to = %flow.destination, error = %e, "Dante audio not sent (further errors are counted)");
+                            }
+                            self.counters.send_errors += 1;
+                        }
+                    }
+                }
+                *next += fpp;
+            }
+        }
+    }
+}
