@@ -35,3 +35,6 @@ echo "==> fuzz smoke run (${FUZZ_SECONDS:=10} s per target)"
 
 echo "==> cargo test (workspace)"
 cargo test --workspace --no-fail-fast
+
+echo "==> aarch64: the sans-IO and engine unit tests, cross-compiled, under qemu-user"
+scripts/cross-aarch64.sh test -p estuary-wire -p estuary-engine --lib --quiet

@@ -13,7 +13,8 @@ test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
            curl openssl python3-venv chromium nodejs
            sox mount
-           systemd tmux nftables debootstrap help2man)
+           systemd tmux nftables debootstrap help2man
+           gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;
@@ -69,6 +70,12 @@ if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/netaudio ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo /opt/estuary-venv/bin/pip install --quiet "netaudio==0.4.2"
+fi
+
+# The aarch64 unit tests (test.sh) cross-compile for the Raspberry Pi's target.
+if [ "$profile" = test ] && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  echo "==> adding the Rust target aarch64-unknown-linux-gnu (once)"
+  rustup target add aarch64-unknown-linux-gnu
 fi
 
 if [ "$profile" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
