@@ -22,16 +22,20 @@ case "${1:-}" in
 esac
 cmd=$1; shift
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# The loader and libc must come from one glibc build: with Debian's multiarch arm64 libc
+# installed (libc6:arm64, pulled in by the arm64 libsrt/libopus), qemu's `-L` prefix would give
+# the cross toolchain's ld.so (/usr/aarch64-linux-gnu) but fall back to the multiarch
+# libc.so.6, and that mix spins forever in glibc the first time a program starts a thread.
+if [ -e /lib/ld-linux-aarch64.so.1 ]; then
+  qemu_root=/
+else
+  qemu_root=/usr/aarch64-linux-gnu
+fi
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $qemu_root"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 if [ "$cmd" = build ]; then
   exec cargo build --target "$target" -p estuary "$@"   # add --release for the package
 fi
-# Test binaries link glibc statically: under qemu-user on our CI machines a dynamically linked
-# aarch64 program spins forever in glibc's locking the first time it starts a thread (in
-# pthread_create, reproduced with a five-line C program on qemu 7.2 and 10.0), while the same
-# program linked statically runs. The Rust test harness starts a thread for every test.
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 exec cargo test --target "$target" "$@"
