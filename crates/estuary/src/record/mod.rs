@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 mod file;
+mod flac;
 pub mod repair;
 
 use std::path::{Path, PathBuf};
@@ -139,6 +140,7 @@ impl RecorderWorker {
         let name = config.name.get_ref().clone();
         let tracks = config
             .tracks(channels)
+            .and_then(|t| config.check_flac_tracks(&t).map(|()| t))
             .map_err(|(_, f, m)| anyhow::anyhow!("recorder {name}: {f}: {m}"))?;
         if tracks.len() > 1 && !config.template.get_ref().contains("{track}") {
             anyhow::bail!(
@@ -494,7 +496,7 @@ impl RecorderWorker {
             let paths: Vec<PathBuf> = self
                 .tracks
                 .iter()
-                .map(|t| with_ext(&render(&t.name, seq), "wav"))
+                .map(|t| with_ext(&render(&t.name, seq), self.config.format.extension()))
                 .collect();
             let sidecar = if has_track {
                 with_ext(&render("gaps", seq), "json")
@@ -510,23 +512,35 @@ impl RecorderWorker {
         let rf64 = self.config.format == FileFormat::Rf64;
         let mut files = Vec::with_capacity(paths.len());
         for (track, path) in self.tracks.iter().zip(&paths) {
-            let header = Header {
-                spec: Spec {
-                    channels: track.channels.len() as u16,
-                    sample_rate: self.sample_rate,
-                    bits,
-                },
-                bext: Some(Bext {
-                    description: format!("{} {} {}", self.status.name, self.input, track.name),
-                    originator: "Estuary".into(),
-                    originator_reference: format!("{}-{}", self.status.name, position),
-                    origination_date: format!("{:04}-{:02}-{:02}", when.0, when.1, when.2),
-                    origination_time: format!("{:02}:{:02}:{:02}", when.3, when.4, when.5),
-                    time_reference: position,
-                }),
-                ixml: Some(wav::ixml_tracks(&self.input, &track.channel_names)),
+            let spec = Spec {
+                channels: track.channels.len() as u16,
+                sample_rate: self.sample_rate,
+                bits,
             };
-            match TrackFile::create(path, header, rf64) {
+            let description = format!("{} {} {}", self.status.name, self.input, track.name);
+            let reference = format!("{}-{}", self.status.name, position);
+            let created = if self.config.format == FileFormat::Flac {
+                TrackFile::create_flac(
+                    path,
+                    spec,
+                    &flac_comments(&description, &reference, &when, position, track),
+                )
+            } else {
+                let header = Header {
+                    spec,
+                    bext: Some(Bext {
+                        description,
+                        originator: "Estuary".into(),
+                        originator_reference: reference,
+                        origination_date: format!("{:04}-{:02}-{:02}", when.0, when.1, when.2),
+                        origination_time: format!("{:02}:{:02}:{:02}", when.3, when.4, when.5),
+                        time_reference: position,
+                    }),
+                    ixml: Some(wav::ixml_tracks(&self.input, &track.channel_names)),
+                };
+                TrackFile::create(path, header, rf64)
+            };
+            match created {
                 Ok(f) => files.push(f),
                 Err(e) => {
                     for f in &files {
@@ -585,7 +599,7 @@ impl RecorderWorker {
         };
         let fsync = self.config.fsync != FsyncPolicy::Never;
         for file in &mut set.files {
-            if let Err(e) = file.sync_header(fsync) {
+            if let Err(e) = file.close(fsync) {
                 warn!(recorder = %self.status.name, file = %file.path.display(), error = %e, "closing");
                 self.status.errors += 1;
             }
@@ -679,7 +693,7 @@ mod retention {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, SystemTime};
 
-    /// Deletes recordings (`.wav`, `.json`) under `dir` older than `keep_for`, then the oldest
+    /// Deletes recordings (`.wav`, `.flac`, `.json`) under `dir` older than `keep_for`, then the oldest
     /// while they total more than `keep_bytes`; never one in `open`. Returns how many.
     pub fn apply(
         dir: &Path,
@@ -716,13 +730,37 @@ mod retention {
             if meta.is_dir() && depth < 8 {
                 collect(&path, out, depth + 1);
             } else if meta.is_file()
-                && path.extension().is_some_and(|e| e == "wav" || e == "json")
+                && path
+                    .extension()
+                    .is_some_and(|e| e == "wav" || e == "flac" || e == "json")
                 && let Ok(modified) = meta.modified()
             {
                 out.push((path, modified, meta.len()));
             }
         }
     }
+}
+
+/// The metadata a BWF file has in `bext`, as Vorbis comments (the names follow the BWF
+/// fields, as other tools that carry them to FLAC do).
+fn flac_comments(
+    description: &str,
+    reference: &str,
+    when: &Civil,
+    position: u64,
+    track: &Track,
+) -> Vec<String> {
+    vec![
+        format!("DESCRIPTION={description}"),
+        "ORIGINATOR=Estuary".to_owned(),
+        format!("ORIGINATOR_REFERENCE={reference}"),
+        format!(
+            "DATE={:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            when.0, when.1, when.2, when.3, when.4, when.5
+        ),
+        format!("TIME_REFERENCE={position}"),
+        format!("TRACKNAMES={}", track.channel_names.join(",")),
+    ]
 }
 
 #[derive(Serialize)]
