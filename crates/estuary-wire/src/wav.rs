@@ -281,6 +281,38 @@ fn pack_as<const W: usize>(data: &[i32], stride: usize, channels: &[usize], out:
     }
 }
 
+/// [`pack_channels`] for several files at once: each `(channels, out)` gets its channels of
+/// every frame, in one pass over `data`. Appends without zeroing the outputs first.
+pub fn pack_tracks(data: &[i32], stride: usize, outs: &mut [(&[usize], &mut Vec<u8>)], bits: u8) {
+    match bits {
+        16 => pack_tracks_as::<2>(data, stride, outs),
+        24 => pack_tracks_as::<3>(data, stride, outs),
+        _ => pack_tracks_as::<4>(data, stride, outs),
+    }
+}
+
+fn pack_tracks_as<const W: usize>(
+    data: &[i32],
+    stride: usize,
+    outs: &mut [(&[usize], &mut Vec<u8>)],
+) {
+    let stride = stride.max(1);
+    let frames = data.len() / stride;
+    for (channels, out) in outs.iter_mut() {
+        out.reserve(frames * channels.len() * W);
+    }
+    for frame in data.chunks_exact(stride) {
+        for (channels, out) in outs.iter_mut() {
+            for &c in channels.iter() {
+                let bytes = frame.get(c).copied().unwrap_or(0).to_le_bytes();
+                let mut top = [0u8; W];
+                top.copy_from_slice(&bytes[4 - W..]);
+                out.extend_from_slice(&top);
+            }
+        }
+    }
+}
+
 /// Reads little-endian PCM of `bits` back into left-justified 32-bit samples.
 pub fn unpack(bytes: &[u8], bits: u8) -> Vec<i32> {
     match bits {
@@ -625,6 +657,24 @@ mod tests {
             bytes[i] = byte;
             let _ = parse(&bytes);
             let _ = repair(&bytes, data);
+        }
+
+        #[test]
+        fn packing_all_tracks_in_one_pass_equals_one_pass_each(
+            data in proptest::collection::vec(any::<i32>(), 0..200),
+            stride in 1usize..9,
+            bits in prop_oneof![Just(16u8), Just(24), Just(32)],
+        ) {
+            let tracks: Vec<Vec<usize>> = vec![(0..stride).collect(), vec![stride - 1], vec![0, stride / 2]];
+            let mut one_pass: Vec<Vec<u8>> = vec![vec![9]; tracks.len()];
+            let mut outs: Vec<(&[usize], &mut Vec<u8>)> =
+                tracks.iter().map(Vec::as_slice).zip(one_pass.iter_mut()).collect();
+            pack_tracks(&data, stride, &mut outs, bits);
+            for (track, got) in tracks.iter().zip(&one_pass) {
+                let mut want = vec![9];
+                pack_channels(&data, stride, track, bits, &mut want);
+                prop_assert_eq!(got, &want);
+            }
         }
     }
 }

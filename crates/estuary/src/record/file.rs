@@ -131,6 +131,11 @@ impl TrackFile {
                 encoder.push(data, (stride, channels), &mut self.buffer)?;
             }
         }
+        self.flush_if_full()
+    }
+
+    /// Writes the buffer once it holds [`WRITE_BUFFER`] bytes.
+    fn flush_if_full(&mut self) -> std::io::Result<()> {
         if self.buffer.len() >= WRITE_BUFFER {
             self.flush()?;
         }
@@ -224,4 +229,22 @@ impl TrackFile {
         }
         encoded.and(synced)
     }
+}
+
+/// Appends each track's channels of `data` (frames of `stride`) to its PCM file, all files
+/// in one pass over the block: the block is read once, whatever the number of files.
+pub fn append_pcm(
+    files: &mut [TrackFile],
+    tracks: &[super::config::Track],
+    data: &[i32],
+    stride: usize,
+    bits: u8,
+) -> std::io::Result<()> {
+    let mut outs: Vec<(&[usize], &mut Vec<u8>)> = tracks
+        .iter()
+        .zip(files.iter_mut())
+        .map(|(t, f)| (t.channels.as_slice(), &mut f.buffer))
+        .collect();
+    wav::pack_tracks(data, stride, &mut outs, bits);
+    files.iter_mut().try_for_each(TrackFile::flush_if_full)
 }

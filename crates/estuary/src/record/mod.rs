@@ -54,6 +54,8 @@ pub const SAMPLE_RING: Duration = Duration::from_secs(2);
 /// A forward jump of the media position up to this long is filled with silence; a longer
 /// one (or one backwards: a new stream) starts new files.
 const MAX_FILL: Duration = Duration::from_secs(10);
+/// Frames of contiguous chunks written at once (100 ms at 48 kHz).
+const BATCH: usize = 4_800;
 /// How often a recorder whose disk is full tries again.
 const RETRY: Duration = Duration::from_secs(2);
 /// How often retention runs.
@@ -224,13 +226,45 @@ impl RecorderWorker {
         self.publish();
     }
 
+    /// Writes what the ring holds. Contiguous chunks (1 ms each from the ingest) are
+    /// written as one run of up to [`BATCH`] frames: one pass and one append per file for
+    /// 100 ms instead of per millisecond. Gap and late events end a run, so each applies
+    /// exactly where it did.
     fn drain(&mut self) {
+        let mut run: Option<(u64, usize)> = None;
         while let Ok(event) = self.events.pop() {
             match event {
-                FeedEvent::Gap { position, frames } => self.note_gap(position, frames),
-                FeedEvent::Late => self.late_pending = true,
-                FeedEvent::Chunk { position, frames } => self.chunk(position, frames as usize),
+                FeedEvent::Chunk { position, frames } => {
+                    let frames = frames as usize;
+                    match &mut run {
+                        Some((start, n))
+                            if *start + *n as u64 == position && *n + frames <= BATCH =>
+                        {
+                            *n += frames;
+                        }
+                        _ => {
+                            if let Some((start, n)) = run.replace((position, frames)) {
+                                self.chunk(start, n);
+                            }
+                        }
+                    }
+                }
+                FeedEvent::Gap { position, frames } => {
+                    if let Some((start, n)) = run.take() {
+                        self.chunk(start, n);
+                    }
+                    self.note_gap(position, frames);
+                }
+                FeedEvent::Late => {
+                    if let Some((start, n)) = run.take() {
+                        self.chunk(start, n);
+                    }
+                    self.late_pending = true;
+                }
             }
+        }
+        if let Some((start, n)) = run {
+            self.chunk(start, n);
         }
     }
 
@@ -438,13 +472,16 @@ impl RecorderWorker {
             set.gaps.push(gap);
         }
         self.late_pending = false;
-        let mut result = Ok(());
-        for (track, file) in self.tracks.iter().zip(&mut set.files) {
-            if let Err(e) = file.append(data, (self.channels, &track.channels), bits) {
-                result = Err(e);
-                break;
-            }
-        }
+        let result = if self.config.format == FileFormat::Flac {
+            self.tracks
+                .iter()
+                .zip(&mut set.files)
+                .try_for_each(|(track, file)| {
+                    file.append(data, (self.channels, &track.channels), bits)
+                })
+        } else {
+            file::append_pcm(&mut set.files, &self.tracks, data, self.channels, bits)
+        };
         match result {
             Ok(()) => {
                 set.frames += frames as u64;
