@@ -1,6 +1,6 @@
 //! Recorders end to end: a real daemon records an AES67 stream sent with scripted packet loss;
 //! the files are read back and checked sample by sample against what was sent, the gaps
-//! against the sidecar, and the files with `ffprobe` and `sox`. Then kill -9 and
+//! against the sidecar and the WAV cue points, and the files with `ffprobe` and `sox`. Then kill -9 and
 //! `estuary repair`, and a tmpfs that fills up.
 
 mod common;
@@ -374,6 +374,21 @@ fn records_every_sample_and_exactly_the_gaps() {
             .expect("silence after the sender stopped");
         assert_eq!(tail.0, end, "{name}");
         assert_eq!(silent[..silent.len() - 1], expected_gaps[..], "{name}");
+        // The same gaps as cue points with a length and a label, for DAWs.
+        let cues: Vec<(u64, u64)> = rec
+            .info
+            .cues
+            .iter()
+            .map(|c| (u64::from(TS0) + u64::from(c.offset), u64::from(c.frames)))
+            .collect();
+        assert_eq!(cues.len(), 4, "{name}: {:?}", rec.info.cues);
+        assert_eq!(cues[..3], expected_gaps[..], "{name}");
+        assert_eq!(cues[3].0, end, "{name}");
+        assert!(
+            rec.info.cues.iter().all(|c| c.label == "gap: lost"),
+            "{:?}",
+            rec.info.cues
+        );
         assert!(
             rec.frames() > packets * FPP,
             "{name}: {} frames",

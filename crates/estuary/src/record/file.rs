@@ -20,8 +20,10 @@ enum Body {
         header: Header,
         /// Whether the header on disk is RIFF and may not grow past 4 GiB.
         rf64_allowed: bool,
-        /// The header on disk says this many data bytes.
+        /// The header on disk says this many data bytes…
         header_says: u64,
+        /// …and marks this many cues.
+        cues_said: usize,
     },
     Flac {
         encoder: Box<FlacEncoder>,
@@ -65,6 +67,7 @@ impl TrackFile {
                 header,
                 rf64_allowed,
                 header_says: 0,
+                cues_said: 0,
             },
             data_bytes: 0,
             buffer: Vec::new(),
@@ -170,19 +173,23 @@ impl TrackFile {
         Ok(())
     }
 
-    /// Flushes, then states the size on disk in the header. A FLAC file's STREAMINFO keeps
-    /// "length unknown" until [`close`](Self::close): its frames are complete on their own.
-    pub fn sync_header(&mut self, fsync: bool) -> std::io::Result<()> {
+    /// Flushes, then states the size on disk and marks `cues` in the header. A FLAC file's
+    /// STREAMINFO keeps "length unknown" until [`close`](Self::close): its frames are
+    /// complete on their own, and its gaps are in the sidecar only.
+    pub fn sync_header(&mut self, fsync: bool, cues: &[wav::Cue]) -> std::io::Result<()> {
         let flushed = self.flush();
         if let Body::Pcm {
             header,
             header_says,
+            cues_said,
             ..
         } = &mut self.body
-            && *header_says != self.data_bytes
+            && (*header_says != self.data_bytes || *cues_said != cues.len())
         {
-            self.file.write_all_at(&header.encode(self.data_bytes), 0)?;
+            self.file
+                .write_all_at(&header.encode_with_cues(self.data_bytes, cues), 0)?;
             *header_says = self.data_bytes;
+            *cues_said = cues.len();
         }
         if fsync {
             self.file.sync_data()?;
@@ -191,7 +198,7 @@ impl TrackFile {
     }
 
     /// Writes what is left and the final header.
-    pub fn close(&mut self, fsync: bool) -> std::io::Result<()> {
+    pub fn close(&mut self, fsync: bool, cues: &[wav::Cue]) -> std::io::Result<()> {
         let mut encoded = Ok(());
         if let Body::Flac {
             encoder, finished, ..
@@ -201,7 +208,7 @@ impl TrackFile {
             *finished = true;
             encoded = encoder.finish(&mut self.buffer);
         }
-        let synced = self.sync_header(false);
+        let synced = self.sync_header(false, cues);
         if let Body::Flac {
             encoder,
             info,

@@ -56,6 +56,9 @@ pub const SAMPLE_RING: Duration = Duration::from_secs(2);
 const MAX_FILL: Duration = Duration::from_secs(10);
 /// Frames of contiguous chunks written at once (100 ms at 48 kHz).
 const BATCH: usize = 4_800;
+/// Gaps marked as cue points in each WAV file (5 KiB of header); all of them are in the
+/// sidecar.
+const CUE_SLOTS: usize = 64;
 /// How often a recorder whose disk is full tries again.
 const RETRY: Duration = Duration::from_secs(2);
 /// How often retention runs.
@@ -574,6 +577,7 @@ impl RecorderWorker {
                         time_reference: position,
                     }),
                     ixml: Some(wav::ixml_tracks(&self.input, &track.channel_names)),
+                    cue_slots: CUE_SLOTS,
                 };
                 TrackFile::create(path, header, rf64)
             };
@@ -612,8 +616,9 @@ impl RecorderWorker {
             return;
         };
         let mut error = None;
+        let cues = cues(&set.gaps);
         for file in &mut set.files {
-            if let Err(e) = file.sync_header(fsync) {
+            if let Err(e) = file.sync_header(fsync, &cues) {
                 error = Some(e);
             }
         }
@@ -635,8 +640,9 @@ impl RecorderWorker {
             return;
         };
         let fsync = self.config.fsync != FsyncPolicy::Never;
+        let cues = cues(&set.gaps);
         for file in &mut set.files {
-            if let Err(e) = file.close(fsync) {
+            if let Err(e) = file.close(fsync, &cues) {
                 warn!(recorder = %self.status.name, file = %file.path.display(), error = %e, "closing");
                 self.status.errors += 1;
             }
@@ -776,6 +782,21 @@ mod retention {
             }
         }
     }
+}
+
+/// Gaps as WAV cue points with a region and a label (`gap: lost`), as far as the reserved
+/// room and 32-bit positions go.
+fn cues(gaps: &[GapRecord]) -> Vec<wav::Cue> {
+    gaps.iter()
+        .take(CUE_SLOTS)
+        .map_while(|g| {
+            Some(wav::Cue {
+                offset: u32::try_from(g.offset).ok()?,
+                frames: u32::try_from(g.frames).unwrap_or(u32::MAX),
+                label: format!("gap: {}", g.cause),
+            })
+        })
+        .collect()
 }
 
 /// The metadata a BWF file has in `bext`, as Vorbis comments (the names follow the BWF
