@@ -63,6 +63,36 @@ pub struct Header {
     pub bext: Option<Bext>,
     /// An iXML document (EBU/iXML track names); padded to an even length.
     pub ixml: Option<String>,
+    /// Room reserved for this many [`Cue`]s (`cue ` + `LIST`/`adtl`, the rest `JUNK`), so
+    /// markers can be added by rewriting the header in place.
+    pub cue_slots: usize,
+}
+
+/// A marked region of the file, as DAWs show them: a `cue ` point at `offset` (frames
+/// from the start), and in `LIST`/`adtl` an `ltxt` giving its length and a `labl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cue {
+    pub offset: u32,
+    pub frames: u32,
+    /// At most 15 bytes are kept.
+    pub label: String,
+}
+
+/// `cue ` point: id, position, "data", chunk start, block start, sample offset.
+const CUE_POINT: usize = 24;
+/// `ltxt` chunk: header, id, length, purpose, country, language, dialect, code page.
+const LTXT_CHUNK: usize = 8 + 20;
+/// `labl` text, NUL padded.
+const LABEL: usize = 16;
+const LABL_CHUNK: usize = 8 + 4 + LABEL;
+
+/// Bytes reserved for `slots` cues: the `cue ` and `LIST` chunks when full, and a `JUNK`
+/// header for whatever they leave.
+fn cue_region(slots: usize) -> usize {
+    if slots == 0 {
+        return 0;
+    }
+    (8 + 4 + CUE_POINT * slots) + (8 + 4 + (LTXT_CHUNK + LABL_CHUNK) * slots) + 8
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +168,7 @@ impl Header {
         if let Some(ixml) = &self.ixml {
             n += 8 + padded(ixml.len());
         }
-        n + 8
+        n + cue_region(self.cue_slots) + 8
     }
 
     /// Never empty; for clippy's `len_without_is_empty`.
@@ -149,6 +179,11 @@ impl Header {
     /// The header for `data_bytes` of audio: RIFF while sizes fit in 32 bits (with a `JUNK`
     /// chunk where `ds64` would go), RF64 beyond.
     pub fn encode(&self, data_bytes: u64) -> Vec<u8> {
+        self.encode_with_cues(data_bytes, &[])
+    }
+
+    /// [`encode`](Self::encode) with `cues` (the first `cue_slots` of them) marked.
+    pub fn encode_with_cues(&self, data_bytes: u64, cues: &[Cue]) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         let rf64 = self.needs_rf64(data_bytes);
         let riff_size = self.riff_size(data_bytes);
@@ -194,10 +229,52 @@ impl Header {
                 out.push(b' ');
             }
         }
+        self.encode_cues(&mut out, cues);
         out.extend_from_slice(b"data");
         put_u32(&mut out, if rf64 { RF64_SIZE } else { data_bytes as u32 });
         debug_assert_eq!(out.len(), self.len());
         out
+    }
+
+    fn encode_cues(&self, out: &mut Vec<u8>, cues: &[Cue]) {
+        if self.cue_slots == 0 {
+            return;
+        }
+        let start = out.len();
+        let cues = &cues[..cues.len().min(self.cue_slots)];
+        if !cues.is_empty() {
+            out.extend_from_slice(b"cue ");
+            put_u32(out, (4 + CUE_POINT * cues.len()) as u32);
+            put_u32(out, cues.len() as u32);
+            for (id, cue) in (1u32..).zip(cues) {
+                put_u32(out, id);
+                put_u32(out, cue.offset); // play order position
+                out.extend_from_slice(b"data");
+                put_u32(out, 0);
+                put_u32(out, 0);
+                put_u32(out, cue.offset);
+            }
+            out.extend_from_slice(b"LIST");
+            put_u32(out, (4 + (LTXT_CHUNK + LABL_CHUNK) * cues.len()) as u32);
+            out.extend_from_slice(b"adtl");
+            for (id, cue) in (1u32..).zip(cues) {
+                out.extend_from_slice(b"ltxt");
+                put_u32(out, 20);
+                put_u32(out, id);
+                put_u32(out, cue.frames);
+                out.extend_from_slice(b"rgn ");
+                out.extend_from_slice(&[0; 8]); // country, language, dialect, code page
+                out.extend_from_slice(b"labl");
+                put_u32(out, (4 + LABEL) as u32);
+                put_u32(out, id);
+                put_text(out, &cue.label, LABEL - 1);
+                out.push(0);
+            }
+        }
+        let left = cue_region(self.cue_slots) - (out.len() - start);
+        out.extend_from_slice(b"JUNK");
+        put_u32(out, (left - 8) as u32);
+        out.resize(out.len() + left - 8, 0);
     }
 
     fn encode_fmt(&self, out: &mut Vec<u8>) {
@@ -281,6 +358,38 @@ fn pack_as<const W: usize>(data: &[i32], stride: usize, channels: &[usize], out:
     }
 }
 
+/// [`pack_channels`] for several files at once: each `(channels, out)` gets its channels of
+/// every frame, in one pass over `data`. Appends without zeroing the outputs first.
+pub fn pack_tracks(data: &[i32], stride: usize, outs: &mut [(&[usize], &mut Vec<u8>)], bits: u8) {
+    match bits {
+        16 => pack_tracks_as::<2>(data, stride, outs),
+        24 => pack_tracks_as::<3>(data, stride, outs),
+        _ => pack_tracks_as::<4>(data, stride, outs),
+    }
+}
+
+fn pack_tracks_as<const W: usize>(
+    data: &[i32],
+    stride: usize,
+    outs: &mut [(&[usize], &mut Vec<u8>)],
+) {
+    let stride = stride.max(1);
+    let frames = data.len() / stride;
+    for (channels, out) in outs.iter_mut() {
+        out.reserve(frames * channels.len() * W);
+    }
+    for frame in data.chunks_exact(stride) {
+        for (channels, out) in outs.iter_mut() {
+            for &c in channels.iter() {
+                let bytes = frame.get(c).copied().unwrap_or(0).to_le_bytes();
+                let mut top = [0u8; W];
+                top.copy_from_slice(&bytes[4 - W..]);
+                out.extend_from_slice(&top);
+            }
+        }
+    }
+}
+
 /// Reads little-endian PCM of `bits` back into left-justified 32-bit samples.
 pub fn unpack(bytes: &[u8], bits: u8) -> Vec<i32> {
     match bits {
@@ -314,6 +423,8 @@ pub struct Info {
     pub riff_size: u64,
     /// Offset of the `ds64` or `JUNK` chunk reserved for it, when present.
     pub ds64_offset: Option<u64>,
+    /// Cue points, with the length and label `LIST`/`adtl` gives them.
+    pub cues: Vec<Cue>,
 }
 
 /// Reads the chunks before the audio. `bytes` is the file's beginning (the whole header);
@@ -334,6 +445,9 @@ pub fn parse(bytes: &[u8]) -> Result<Info, WavError> {
     let mut ixml = None;
     let mut ds64_offset = None;
     let mut ds64_data = None;
+    let mut cue_points: Vec<(u32, u32)> = Vec::new();
+    let mut regions: Vec<(u32, u32)> = Vec::new();
+    let mut labels: Vec<(u32, String)> = Vec::new();
     let mut at: usize = 12;
     loop {
         let id = bytes.get(at..at + 4).ok_or(WavError::Truncated)?;
@@ -355,6 +469,18 @@ pub fn parse(bytes: &[u8]) -> Result<Info, WavError> {
                 data_size,
                 riff_size,
                 ds64_offset: ds64_offset.map(|o: usize| o as u64),
+                cues: cue_points
+                    .iter()
+                    .map(|&(id, offset)| Cue {
+                        offset,
+                        frames: regions.iter().find(|r| r.0 == id).map_or(0, |r| r.1),
+                        label: labels
+                            .iter()
+                            .find(|l| l.0 == id)
+                            .map(|l| l.1.clone())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
             });
         }
         let body = bytes
@@ -375,9 +501,50 @@ pub fn parse(bytes: &[u8]) -> Result<Info, WavError> {
             b"fmt " => spec = Some(parse_fmt(body)?),
             b"bext" => bext = Some(parse_bext(body)?),
             b"iXML" => ixml = Some(String::from_utf8_lossy(body).trim_end().to_string()),
+            b"cue " => {
+                cue_points = body
+                    .get(4..)
+                    .unwrap_or_default()
+                    .chunks_exact(CUE_POINT)
+                    .take(MAX_CUES_READ)
+                    .map(|p| Ok((le32(p, 0)?, le32(p, 20)?)))
+                    .collect::<Result<_, WavError>>()?;
+            }
+            b"LIST" if body.get(..4) == Some(b"adtl") => {
+                parse_adtl(&body[4..], &mut regions, &mut labels)
+            }
             _ => {}
         }
         at = body_at.checked_add(padded(size)).ok_or(WavError::BadSize)?;
+    }
+}
+
+/// Cues read from a file; more are ignored (matching them up is quadratic).
+const MAX_CUES_READ: usize = 1024;
+
+/// `ltxt` lengths and `labl` texts by cue id; stops at the first malformed sub-chunk.
+fn parse_adtl(mut b: &[u8], regions: &mut Vec<(u32, u32)>, labels: &mut Vec<(u32, String)>) {
+    while let (Some(id), Ok(size)) = (b.get(..4), le32(b, 4)) {
+        if regions.len() + labels.len() >= 2 * MAX_CUES_READ {
+            return;
+        }
+        let Some(body) = b.get(8..8usize.saturating_add(size as usize)) else {
+            return;
+        };
+        match (id, le32(body, 0)) {
+            (b"ltxt", Ok(cue)) => {
+                if let Ok(frames) = le32(body, 4) {
+                    regions.push((cue, frames));
+                }
+            }
+            (b"labl", Ok(cue)) => {
+                let text = &body[4..];
+                let end = text.iter().position(|&c| c == 0).unwrap_or(text.len());
+                labels.push((cue, String::from_utf8_lossy(&text[..end]).into_owned()));
+            }
+            _ => {}
+        }
+        b = b.get(8 + padded(size as usize)..).unwrap_or_default();
     }
 }
 
@@ -520,6 +687,7 @@ mod tests {
                 ..Bext::default()
             }),
             ixml: Some(ixml_tracks("p", &["Kick".into(), "Snare & <1>".into()])),
+            cue_slots: 0,
         }
     }
 
@@ -543,6 +711,39 @@ mod tests {
         assert!(b.rf64);
         assert_eq!(b.data_size, 5 << 30);
         assert_eq!(b.ds64_offset, Some(12));
+    }
+
+    #[test]
+    fn cues_fit_the_reserved_room_and_round_trip() {
+        let h = Header {
+            cue_slots: 2,
+            ..header(24, 2)
+        };
+        let cue = |offset, frames, label: &str| Cue {
+            offset,
+            frames,
+            label: label.into(),
+        };
+        let cues = [
+            cue(48_000, 96, "gap: lost"),
+            cue(96_000, 4_800, "gap: dropped!!!!!"),
+            cue(1, 1, "not kept"),
+        ];
+        let none = h.encode_with_cues(6_000, &[]);
+        let one = h.encode_with_cues(6_000, &cues[..1]);
+        let all = h.encode_with_cues(5 << 30, &cues);
+        assert_eq!(none.len(), h.len());
+        assert_eq!(one.len(), h.len());
+        assert_eq!(all.len(), h.len());
+        assert_eq!(parse(&none).expect("none").cues, []);
+        assert_eq!(parse(&one).expect("one").cues, cues[..1]);
+        let parsed = parse(&all).expect("all");
+        assert_eq!(parsed.data_size, 5 << 30);
+        assert_eq!(
+            parsed.cues,
+            [cues[0].clone(), cue(96_000, 4_800, "gap: dropped!!!")]
+        );
+        assert_eq!(parsed.bext, h.bext);
     }
 
     #[test]
@@ -625,6 +826,24 @@ mod tests {
             bytes[i] = byte;
             let _ = parse(&bytes);
             let _ = repair(&bytes, data);
+        }
+
+        #[test]
+        fn packing_all_tracks_in_one_pass_equals_one_pass_each(
+            data in proptest::collection::vec(any::<i32>(), 0..200),
+            stride in 1usize..9,
+            bits in prop_oneof![Just(16u8), Just(24), Just(32)],
+        ) {
+            let tracks: Vec<Vec<usize>> = vec![(0..stride).collect(), vec![stride - 1], vec![0, stride / 2]];
+            let mut one_pass: Vec<Vec<u8>> = vec![vec![9]; tracks.len()];
+            let mut outs: Vec<(&[usize], &mut Vec<u8>)> =
+                tracks.iter().map(Vec::as_slice).zip(one_pass.iter_mut()).collect();
+            pack_tracks(&data, stride, &mut outs, bits);
+            for (track, got) in tracks.iter().zip(&one_pass) {
+                let mut want = vec![9];
+                pack_channels(&data, stride, track, bits, &mut want);
+                prop_assert_eq!(got, &want);
+            }
         }
     }
 }

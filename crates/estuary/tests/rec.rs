@@ -1,6 +1,6 @@
 //! Recorders end to end: a real daemon records an AES67 stream sent with scripted packet loss;
 //! the files are read back and checked sample by sample against what was sent, the gaps
-//! against the sidecar, and the files with `ffprobe` and `sox`. Then kill -9 and
+//! against the sidecar and the WAV cue points, and the files with `ffprobe` and `sox`. Then kill -9 and
 //! `estuary repair`, and a tmpfs that fills up.
 
 mod common;
@@ -14,7 +14,7 @@ use common::*;
 use estuary_wire::payload::{SampleFormat, encode_into};
 use estuary_wire::rtp::RtpPacketBuilder;
 use estuary_wire::units::{RtpTimestamp, SeqNum};
-use estuary_wire::wav;
+use estuary_wire::{flac, wav};
 
 const RATE: u64 = 48_000;
 /// Frames per 1 ms packet.
@@ -118,14 +118,54 @@ fn read_wav(path: &Path) -> Recording {
 }
 
 fn wav_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, "wav")
+}
+
+fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("dir")
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     out.sort();
     out
+}
+
+/// A FLAC recording checked by the reference decoder (`flac -t`: every frame's CRC and,
+/// when set, the MD5 of all samples) and decoded by it; the time reference comes from the
+/// Vorbis comment the recorder wrote.
+fn read_flac(path: &Path) -> Recording {
+    let (status, _, err) = run_with_timeout(
+        Command::new("flac").args(["-t", "-s"]).arg(path),
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "flac -t {}: {err}", path.display());
+    let decoded = path.with_extension("decoded.wav");
+    let (status, _, err) = run_with_timeout(
+        Command::new("flac")
+            .args(["-d", "-s", "-f", "-o"])
+            .arg(&decoded)
+            .arg(path),
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "flac -d {}: {err}", path.display());
+    let mut rec = read_wav(&decoded);
+    std::fs::remove_file(&decoded).expect("rm decoded");
+    let header = std::fs::read(path).expect("read flac");
+    let info = flac::parse(&header).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let time_reference = info
+        .comments
+        .iter()
+        .find_map(|c| c.strip_prefix("TIME_REFERENCE="))
+        .and_then(|v| v.parse().ok())
+        .expect("TIME_REFERENCE comment");
+    rec.info.bext = Some(wav::Bext {
+        time_reference,
+        ..wav::Bext::default()
+    });
+    rec.path = path.to_owned();
+    rec
 }
 
 /// Checks every frame against the signal: equal (to the file's bit depth) where it was sent,
@@ -334,6 +374,21 @@ fn records_every_sample_and_exactly_the_gaps() {
             .expect("silence after the sender stopped");
         assert_eq!(tail.0, end, "{name}");
         assert_eq!(silent[..silent.len() - 1], expected_gaps[..], "{name}");
+        // The same gaps as cue points with a length and a label, for DAWs.
+        let cues: Vec<(u64, u64)> = rec
+            .info
+            .cues
+            .iter()
+            .map(|c| (u64::from(TS0) + u64::from(c.offset), u64::from(c.frames)))
+            .collect();
+        assert_eq!(cues.len(), 4, "{name}: {:?}", rec.info.cues);
+        assert_eq!(cues[..3], expected_gaps[..], "{name}");
+        assert_eq!(cues[3].0, end, "{name}");
+        assert!(
+            rec.info.cues.iter().all(|c| c.label == "gap: lost"),
+            "{:?}",
+            rec.info.cues
+        );
         assert!(
             rec.frames() > packets * FPP,
             "{name}: {} frames",
@@ -394,9 +449,11 @@ fn kill_9_leaves_a_playable_file_and_repair_fixes_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("rec");
     let recorders = format!(
-        "[[recorders]]\nname = \"crash\"\ninput = \"stage\"\ndirectory = \"{}\"\n\
-         fsync = \"never\"\n",
-        out.display()
+        "[[recorders]]\nname = \"crash\"\ninput = \"stage\"\ndirectory = \"{d}\"\n\
+         fsync = \"never\"\n\n\
+         [[recorders]]\nname = \"crashflac\"\ninput = \"stage\"\ndirectory = \"{d}\"\n\
+         format = \"flac\"\nfsync = \"never\"\n",
+        d = out.display()
     );
     let mut estuary = start_estuary(dir.path(), &config(5006, 2, 8482, &recorders));
     estuary.wait_for_stderr("receiving", Duration::from_secs(10));
@@ -444,6 +501,165 @@ fn kill_9_leaves_a_playable_file_and_repair_fixes_it() {
         Duration::from_secs(10),
     );
     assert!(String::from_utf8_lossy(&stdout).contains("already consistent"));
+
+    // FLAC: STREAMINFO still says "length unknown", every frame on disk is whole, and the
+    // reference decoder plays it to within a header interval and a block of the kill.
+    let flacs = files_ending(&out, "flac");
+    assert_eq!(flacs.len(), 1, "{flacs:?}");
+    let path = &flacs[0];
+    let before = read_flac(path);
+    let playable = before.frames() as f64 / RATE as f64;
+    assert!(
+        playable > recorded - 1.2 && playable <= recorded + 0.1,
+        "FLAC plays {playable:.3} s of {recorded:.3} s"
+    );
+    check_content(&before, &[0, 1], |_| false);
+    // A power cut could also leave the start of a frame (here: of the first one) and
+    // zeros: repair cuts them and sets the length.
+    let mut bytes = std::fs::read(path).expect("read");
+    let whole = bytes.len() as u64;
+    let start = flac::parse(&bytes).expect("FLAC").audio_start as usize;
+    let partial = bytes[start..start + 100].to_vec();
+    bytes.extend_from_slice(&partial);
+    std::fs::write(path, &bytes).expect("write");
+    let (status, stdout, err) = run_with_timeout(
+        Command::new(ESTUARY).arg("repair").arg(path),
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "repair: {err}");
+    let said = String::from_utf8_lossy(&stdout);
+    assert!(
+        said.contains("fixed") && said.contains(", 100 trailing bytes cut"),
+        "{said}"
+    );
+    assert_eq!(std::fs::metadata(path).expect("meta").len(), whole);
+    let header = std::fs::read(path).expect("read");
+    let info = flac::parse(&header).expect("FLAC");
+    assert_eq!(info.stream.total_samples, before.frames());
+    let after = read_flac(path);
+    assert_eq!(after.samples, before.samples);
+    let [ffprobe, sox] = probe(path);
+    assert_eq!(ffprobe, (RATE, 2, before.frames()));
+    assert_eq!(sox, ffprobe);
+    let (_, stdout, _) = run_with_timeout(
+        Command::new(ESTUARY).arg("repair").arg(path),
+        Duration::from_secs(10),
+    );
+    assert!(String::from_utf8_lossy(&stdout).contains("already consistent"));
+}
+
+/// FLAC recorders (interleaved 24-bit, groups 24-bit, mono 16-bit) of a stream with
+/// scripted loss: `flac -t` accepts every file (CRCs and MD5), the decoded samples equal
+/// what was sent except exactly the lost packets, which the sidecar lists; ffprobe and sox
+/// read the right rate, channels and length.
+#[test]
+fn flac_records_every_sample_and_exactly_the_gaps() {
+    if !root() {
+        return;
+    }
+    isolate();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("rec");
+    let recorders = format!(
+        "[[recorders]]\nname = \"all\"\ninput = \"stage\"\ndirectory = \"{d}\"\nformat = \"flac\"\n\n\
+         [[recorders]]\nname = \"groups\"\ninput = \"stage\"\ndirectory = \"{d}\"\nformat = \"flac\"\n\
+         groups = {{ drums = \"1-2\", rest = \"3,4\" }}\n\n\
+         [[recorders]]\nname = \"mono\"\ninput = \"stage\"\ndirectory = \"{d}\"\nformat = \"flac\"\n\
+         bits = 16\nlayout = \"mono\"\n",
+        d = out.display()
+    );
+    let mut estuary = start_estuary(dir.path(), &config(5018, 4, 8488, &recorders));
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+    wait_for_api(8488);
+    let packets = 2_000;
+    let dropped = [300, 301, 1_100, 1_500, 1_501, 1_502];
+    send(5018, 4, packets, &dropped);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = api_status(8488);
+    for name in ["all", "groups", "mono"] {
+        let r = recorder(&status, name);
+        assert_eq!(r["state"], "recording", "{r}");
+        assert_eq!(r["gaps"], 4, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+    }
+    assert!(estuary.terminate(Duration::from_secs(10)).success());
+
+    let end = u64::from(TS0) + packets * FPP;
+    let lost = |pos: u64| pos >= end || dropped.contains(&((pos - u64::from(TS0)) / FPP));
+    let expected_gaps: Vec<(u64, u64)> = [(300, 2), (1_100, 1), (1_500, 3)]
+        .iter()
+        .map(|&(p, n)| (u64::from(TS0) + p * FPP, n * FPP))
+        .collect();
+    let files = files_ending(&out, "flac");
+    assert_eq!(files.len(), 1 + 2 + 4, "{files:?}");
+    for path in &files {
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let (channels, bits): (Vec<usize>, u8) = if name.starts_with("all-") {
+            (vec![0, 1, 2, 3], 24)
+        } else if name.contains("-drums") {
+            (vec![0, 1], 24)
+        } else if name.contains("-rest") {
+            (vec![2, 3], 24)
+        } else {
+            let index = (1..=4)
+                .find(|i| name.ends_with(&format!("-ch{i}.flac")))
+                .unwrap_or_else(|| panic!("unexpected file {name}"));
+            (vec![index - 1], 16)
+        };
+        let header = std::fs::read(path).expect("read");
+        let info = flac::parse(&header).expect("FLAC").stream;
+        assert_eq!(
+            (info.bits, usize::from(info.channels)),
+            (bits, channels.len()),
+            "{name}"
+        );
+        assert_ne!(info.md5, [0; 16], "{name}: MD5 set at close");
+        let rec = read_flac(path);
+        assert_eq!(
+            rec.info.bext.as_ref().map(|b| b.time_reference),
+            Some(u64::from(TS0))
+        );
+        assert_eq!(info.total_samples, rec.frames(), "{name}");
+        let silent = check_content(&rec, &channels, lost);
+        let tail = silent
+            .last()
+            .copied()
+            .expect("silence after the sender stopped");
+        assert_eq!(tail.0, end, "{name}");
+        assert_eq!(silent[..silent.len() - 1], expected_gaps[..], "{name}");
+        let want = (RATE, channels.len() as u64, rec.frames());
+        assert_eq!(probe(path), [want, want], "{name}");
+    }
+    let sidecars: Vec<PathBuf> = files_ending(&out, "json");
+    assert_eq!(sidecars.len(), 3, "{sidecars:?}");
+    for sidecar in sidecars {
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&sidecar).expect("sidecar"))
+                .expect("sidecar JSON");
+        assert!(
+            json["files"][0]
+                .as_str()
+                .is_some_and(|f| f.ends_with(".flac")),
+            "{json}"
+        );
+        let listed: Vec<(u64, u64)> = json["gaps"]
+            .as_array()
+            .expect("gaps")
+            .iter()
+            .map(|g| {
+                (
+                    g["position"].as_u64().expect("position"),
+                    g["frames"].as_u64().expect("frames"),
+                )
+            })
+            .collect();
+        assert_eq!(listed[..3], expected_gaps[..], "{}", sidecar.display());
+        assert_eq!(listed[3].0, end);
+    }
 }
 
 /// A tmpfs that fills up: the alarm is raised, the files stay valid, recording resumes

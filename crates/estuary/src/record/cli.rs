@@ -26,7 +26,7 @@ pub struct RecordArgs {
     template: String,
     #[arg(long, default_value_t = 24)]
     bits: u8,
-    /// `wav` or `rf64`.
+    /// `wav`, `rf64` or `flac`.
     #[arg(long, default_value = "rf64")]
     format: String,
     /// One mono file per channel instead of one interleaved file.

@@ -19,6 +19,17 @@ pub enum FileFormat {
     Wav,
     /// BWF that becomes RF64 (EBU Tech 3306) in place when it passes 4 GiB.
     Rf64,
+    /// FLAC (16 or 24-bit, up to 8 channels per file), metadata in Vorbis comments.
+    Flac,
+}
+
+impl FileFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Wav | Self::Rf64 => "wav",
+            Self::Flac => "flac",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -175,6 +186,33 @@ impl RecorderConfig {
     }
 }
 
+impl RecorderConfig {
+    /// A FLAC file holds at most 8 channels: an interleaved recording of more needs groups
+    /// or mono files.
+    pub fn check_flac_tracks(&self, tracks: &[Track]) -> Result<(), FieldError> {
+        if self.format != FileFormat::Flac {
+            return Ok(());
+        }
+        match tracks.iter().find(|t| t.channels.len() > 8) {
+            Some(t) => Err((
+                self.groups.as_ref().map_or(self.name.span(), |g| g.span()),
+                if self.groups.is_some() {
+                    "groups"
+                } else {
+                    "layout"
+                }
+                .into(),
+                format!(
+                    "{}: {} channels, but a FLAC file holds at most 8; use groups or layout = \"mono\"",
+                    t.name,
+                    t.channels.len()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `"1-8"`, `"9,10"`, `"1-2,5"` → 0-based channels.
 pub fn parse_channels(spec: &str, count: usize) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
@@ -233,6 +271,13 @@ pub fn validate(config: &Config) -> Result<(), FieldError> {
         };
         if !matches!(r.bits.get_ref(), 16 | 24 | 32) {
             return Err((r.bits.span(), field("bits"), "must be 16, 24 or 32".into()));
+        }
+        if r.format == FileFormat::Flac && !matches!(r.bits.get_ref(), 16 | 24) {
+            return Err((
+                r.bits.span(),
+                field("bits"),
+                "must be 16 or 24 with format = \"flac\"".into(),
+            ));
         }
         if let Some(b) = &r.rotate_bytes
             && *b.get_ref() < 1 << 20
@@ -298,7 +343,10 @@ pub fn validate(config: &Config) -> Result<(), FieldError> {
             ));
         }
         if let Ok(crate::config::InputPlan::Fixed(stream)) = input.plan() {
-            r.tracks(stream.channels)
+            let tracks = r
+                .tracks(stream.channels)
+                .map_err(|(s, f, m)| (s, field(&f), m))?;
+            r.check_flac_tracks(&tracks)
                 .map_err(|(s, f, m)| (s, field(&f), m))?;
         }
     }

@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 mod file;
+mod flac;
 pub mod repair;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,11 @@ pub const SAMPLE_RING: Duration = Duration::from_secs(2);
 /// A forward jump of the media position up to this long is filled with silence; a longer
 /// one (or one backwards: a new stream) starts new files.
 const MAX_FILL: Duration = Duration::from_secs(10);
+/// Frames of contiguous chunks written at once (100 ms at 48 kHz).
+const BATCH: usize = 4_800;
+/// Gaps marked as cue points in each WAV file (5 KiB of header); all of them are in the
+/// sidecar.
+const CUE_SLOTS: usize = 64;
 /// How often a recorder whose disk is full tries again.
 const RETRY: Duration = Duration::from_secs(2);
 /// How often retention runs.
@@ -139,6 +145,7 @@ impl RecorderWorker {
         let name = config.name.get_ref().clone();
         let tracks = config
             .tracks(channels)
+            .and_then(|t| config.check_flac_tracks(&t).map(|()| t))
             .map_err(|(_, f, m)| anyhow::anyhow!("recorder {name}: {f}: {m}"))?;
         if tracks.len() > 1 && !config.template.get_ref().contains("{track}") {
             anyhow::bail!(
@@ -222,13 +229,45 @@ impl RecorderWorker {
         self.publish();
     }
 
+    /// Writes what the ring holds. Contiguous chunks (1 ms each from the ingest) are
+    /// written as one run of up to [`BATCH`] frames: one pass and one append per file for
+    /// 100 ms instead of per millisecond. Gap and late events end a run, so each applies
+    /// exactly where it did.
     fn drain(&mut self) {
+        let mut run: Option<(u64, usize)> = None;
         while let Ok(event) = self.events.pop() {
             match event {
-                FeedEvent::Gap { position, frames } => self.note_gap(position, frames),
-                FeedEvent::Late => self.late_pending = true,
-                FeedEvent::Chunk { position, frames } => self.chunk(position, frames as usize),
+                FeedEvent::Chunk { position, frames } => {
+                    let frames = frames as usize;
+                    match &mut run {
+                        Some((start, n))
+                            if *start + *n as u64 == position && *n + frames <= BATCH =>
+                        {
+                            *n += frames;
+                        }
+                        _ => {
+                            if let Some((start, n)) = run.replace((position, frames)) {
+                                self.chunk(start, n);
+                            }
+                        }
+                    }
+                }
+                FeedEvent::Gap { position, frames } => {
+                    if let Some((start, n)) = run.take() {
+                        self.chunk(start, n);
+                    }
+                    self.note_gap(position, frames);
+                }
+                FeedEvent::Late => {
+                    if let Some((start, n)) = run.take() {
+                        self.chunk(start, n);
+                    }
+                    self.late_pending = true;
+                }
             }
+        }
+        if let Some((start, n)) = run {
+            self.chunk(start, n);
         }
     }
 
@@ -436,13 +475,16 @@ impl RecorderWorker {
             set.gaps.push(gap);
         }
         self.late_pending = false;
-        let mut result = Ok(());
-        for (track, file) in self.tracks.iter().zip(&mut set.files) {
-            if let Err(e) = file.append(data, (self.channels, &track.channels), bits) {
-                result = Err(e);
-                break;
-            }
-        }
+        let result = if self.config.format == FileFormat::Flac {
+            self.tracks
+                .iter()
+                .zip(&mut set.files)
+                .try_for_each(|(track, file)| {
+                    file.append(data, (self.channels, &track.channels), bits)
+                })
+        } else {
+            file::append_pcm(&mut set.files, &self.tracks, data, self.channels, bits)
+        };
         match result {
             Ok(()) => {
                 set.frames += frames as u64;
@@ -494,7 +536,7 @@ impl RecorderWorker {
             let paths: Vec<PathBuf> = self
                 .tracks
                 .iter()
-                .map(|t| with_ext(&render(&t.name, seq), "wav"))
+                .map(|t| with_ext(&render(&t.name, seq), self.config.format.extension()))
                 .collect();
             let sidecar = if has_track {
                 with_ext(&render("gaps", seq), "json")
@@ -510,23 +552,36 @@ impl RecorderWorker {
         let rf64 = self.config.format == FileFormat::Rf64;
         let mut files = Vec::with_capacity(paths.len());
         for (track, path) in self.tracks.iter().zip(&paths) {
-            let header = Header {
-                spec: Spec {
-                    channels: track.channels.len() as u16,
-                    sample_rate: self.sample_rate,
-                    bits,
-                },
-                bext: Some(Bext {
-                    description: format!("{} {} {}", self.status.name, self.input, track.name),
-                    originator: "Estuary".into(),
-                    originator_reference: format!("{}-{}", self.status.name, position),
-                    origination_date: format!("{:04}-{:02}-{:02}", when.0, when.1, when.2),
-                    origination_time: format!("{:02}:{:02}:{:02}", when.3, when.4, when.5),
-                    time_reference: position,
-                }),
-                ixml: Some(wav::ixml_tracks(&self.input, &track.channel_names)),
+            let spec = Spec {
+                channels: track.channels.len() as u16,
+                sample_rate: self.sample_rate,
+                bits,
             };
-            match TrackFile::create(path, header, rf64) {
+            let description = format!("{} {} {}", self.status.name, self.input, track.name);
+            let reference = format!("{}-{}", self.status.name, position);
+            let created = if self.config.format == FileFormat::Flac {
+                TrackFile::create_flac(
+                    path,
+                    spec,
+                    &flac_comments(&description, &reference, &when, position, track),
+                )
+            } else {
+                let header = Header {
+                    spec,
+                    bext: Some(Bext {
+                        description,
+                        originator: "Estuary".into(),
+                        originator_reference: reference,
+                        origination_date: format!("{:04}-{:02}-{:02}", when.0, when.1, when.2),
+                        origination_time: format!("{:02}:{:02}:{:02}", when.3, when.4, when.5),
+                        time_reference: position,
+                    }),
+                    ixml: Some(wav::ixml_tracks(&self.input, &track.channel_names)),
+                    cue_slots: CUE_SLOTS,
+                };
+                TrackFile::create(path, header, rf64)
+            };
+            match created {
                 Ok(f) => files.push(f),
                 Err(e) => {
                     for f in &files {
@@ -561,8 +616,9 @@ impl RecorderWorker {
             return;
         };
         let mut error = None;
+        let cues = cues(&set.gaps);
         for file in &mut set.files {
-            if let Err(e) = file.sync_header(fsync) {
+            if let Err(e) = file.sync_header(fsync, &cues) {
                 error = Some(e);
             }
         }
@@ -584,8 +640,9 @@ impl RecorderWorker {
             return;
         };
         let fsync = self.config.fsync != FsyncPolicy::Never;
+        let cues = cues(&set.gaps);
         for file in &mut set.files {
-            if let Err(e) = file.sync_header(fsync) {
+            if let Err(e) = file.close(fsync, &cues) {
                 warn!(recorder = %self.status.name, file = %file.path.display(), error = %e, "closing");
                 self.status.errors += 1;
             }
@@ -679,7 +736,7 @@ mod retention {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, SystemTime};
 
-    /// Deletes recordings (`.wav`, `.json`) under `dir` older than `keep_for`, then the oldest
+    /// Deletes recordings (`.wav`, `.flac`, `.json`) under `dir` older than `keep_for`, then the oldest
     /// while they total more than `keep_bytes`; never one in `open`. Returns how many.
     pub fn apply(
         dir: &Path,
@@ -716,13 +773,52 @@ mod retention {
             if meta.is_dir() && depth < 8 {
                 collect(&path, out, depth + 1);
             } else if meta.is_file()
-                && path.extension().is_some_and(|e| e == "wav" || e == "json")
+                && path
+                    .extension()
+                    .is_some_and(|e| e == "wav" || e == "flac" || e == "json")
                 && let Ok(modified) = meta.modified()
             {
                 out.push((path, modified, meta.len()));
             }
         }
     }
+}
+
+/// Gaps as WAV cue points with a region and a label (`gap: lost`), as far as the reserved
+/// room and 32-bit positions go.
+fn cues(gaps: &[GapRecord]) -> Vec<wav::Cue> {
+    gaps.iter()
+        .take(CUE_SLOTS)
+        .map_while(|g| {
+            Some(wav::Cue {
+                offset: u32::try_from(g.offset).ok()?,
+                frames: u32::try_from(g.frames).unwrap_or(u32::MAX),
+                label: format!("gap: {}", g.cause),
+            })
+        })
+        .collect()
+}
+
+/// The metadata a BWF file has in `bext`, as Vorbis comments (the names follow the BWF
+/// fields, as other tools that carry them to FLAC do).
+fn flac_comments(
+    description: &str,
+    reference: &str,
+    when: &Civil,
+    position: u64,
+    track: &Track,
+) -> Vec<String> {
+    vec![
+        format!("DESCRIPTION={description}"),
+        "ORIGINATOR=Estuary".to_owned(),
+        format!("ORIGINATOR_REFERENCE={reference}"),
+        format!(
+            "DATE={:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            when.0, when.1, when.2, when.3, when.4, when.5
+        ),
+        format!("TIME_REFERENCE={position}"),
+        format!("TRACKNAMES={}", track.channel_names.join(",")),
+    ]
 }
 
 #[derive(Serialize)]
