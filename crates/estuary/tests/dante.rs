@@ -186,13 +186,36 @@ fn a_bad_dante_name_is_refused_with_its_field_and_line() {
     let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
     assert_eq!(status.code(), Some(3), "{text}");
     assert!(text.contains("bad.toml:3: dante.name"), "{text}");
+
+    std::fs::write(
+        &path,
+        "[dante]\naddress = \"127.0.0.1\"\nname = \"A\"\ntx_channels = 4\n\n\
+         [[dante.multicast]]\nchannels = [1, 5]\n",
+    )
+    .expect("config");
+    let (status, stdout, stderr) = run_with_timeout(
+        Command::new(common::ESTUARY).arg("check-config").arg(&path),
+        Duration::from_secs(20),
+    );
+    let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("bad.toml:7: dante.multicast[0].channels") && text.contains("TX channel 5"),
+        "{text}"
+    );
 }
 
 /// Device A transmits `signal` (a generator input on its TX channels 1-2); device B receives
 /// its RX channels 1-2 as an input and serves them over SRT as 24-bit PCM (302M). Routes
 /// A → B with netaudio and returns FFmpeg's decoding of B's SRT output (s32, 2 channels)
-/// with B's input status.
-fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json::Value) {
+/// with B's input status. With `bundle`, A also sends TX 1-2 as a multicast bundle (the
+/// `[[dante.multicast]]` TOML), which B joins instead of asking for a unicast flow.
+fn dante_to_srt(
+    dir: &Path,
+    signal: &str,
+    seconds: u32,
+    bundle: Option<&str>,
+) -> (Vec<i32>, serde_json::Value) {
     let device = |name: &str, arc: u16, flow: u16| {
         format!(
             "[dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 4\n\
@@ -203,8 +226,9 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
     let quiet = "[discovery]\nsap = false\nravenna = false\n";
     let a = format!(
         "{quiet}[api]\nbind = \"127.0.0.1:18480\"\n\n[[inputs]]\nname = \"gen\"\nkind = \"generator\"\n\
-         channels = 2\n{signal}\n\n{}tx_input = \"gen\"\n",
-        device("Estuary-A", 4440, 4455)
+         channels = 2\n{signal}\n\n{}tx_input = \"gen\"\n{}",
+        device("Estuary-A", 4440, 4455),
+        bundle.unwrap_or("")
     );
     let b = format!(
         "{quiet}[api]\nbind = \"127.0.0.1:18481\"\n\n[[inputs]]\nname = \"from-dante\"\nkind = \"dante\"\n\
@@ -245,10 +269,22 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
             (format!("0{}", row.0).as_str(), "Estuary-A"),
             "{rows:?}"
         );
-        assert!(
-            row.4.contains("unicast") || row.4 == "connected" || row.4 == "subscribed",
-            "{rows:?}"
-        );
+        match bundle {
+            Some(_) => {
+                // netaudio reads status 0x0101_000A as "Subscribed (multicast)".
+                let list = netaudio(&["subscription", "list"]);
+                let row = list
+                    .as_array()
+                    .and_then(|a| a.iter().find(|s| s["rx_channel_number"] == row.0))
+                    .unwrap_or_else(|| panic!("{list:#}"));
+                assert_eq!(row["status"]["transport"], "multicast", "{list:#}");
+                assert_eq!(row["status"]["code"], 10, "{list:#}");
+            }
+            None => assert!(
+                row.4.contains("unicast") || row.4 == "connected" || row.4 == "subscribed",
+                "{rows:?}"
+            ),
+        }
     }
     procs[1].wait_for_stderr("Dante audio arriving", Duration::from_secs(10));
     let out = dir.join("decoded.s32");
@@ -263,10 +299,15 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
     let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
     let input = status["inputs"][0].clone();
 
-    // Unrouting stops A's flow: B tells A when no channel uses it any more.
+    // Unrouting stops A's flow: B tells A when no channel uses it any more (a bundle has
+    // no flow: B leaves the group).
     netaudio_ok(&["subscription", "remove", "--rx", "1@Estuary-B"]);
     netaudio_ok(&["subscription", "remove", "--rx", "2@Estuary-B"]);
-    procs[0].wait_for_stderr("flows=0", Duration::from_secs(15));
+    if bundle.is_none() {
+        procs[0].wait_for_stderr("flows=0", Duration::from_secs(15));
+    } else {
+        procs[1].wait_for_stderr("Dante flow closed", Duration::from_secs(15));
+    }
     (samples, input)
 }
 
@@ -274,7 +315,28 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
 fn dante_audio_between_two_estuary_devices_is_bit_exact_through_srt() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, input) = dante_to_srt(dir.path(), "signal = \"sequence\"", 4);
+    let (samples, input) = dante_to_srt(dir.path(), "signal = \"sequence\"", 4, None);
+    assert_sequence_received(&samples, &input);
+}
+
+#[test]
+fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = "\n[[dante.multicast]]\nchannels = [1, 2]\ngroup = \"239.255.7.1\"\n";
+    let (samples, input) = dante_to_srt(dir.path(), "signal = \"sequence\"", 4, Some(bundle));
+    let a = std::fs::read_to_string(dir.path().join("Estuary-A.stderr")).unwrap_or_default();
+    assert!(a.contains("Dante multicast bundle"), "{a}");
+    assert!(
+        !a.contains("Dante flow table changed"),
+        "B asked A for a unicast flow: {a}"
+    );
+    assert_sequence_received(&samples, &input);
+}
+
+/// B's SRT output carries A's counting sequence: checks it frame by frame against B's
+/// input counters.
+fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
     assert_eq!(input["kind"], "dante", "{input:#}");
     assert_eq!(input["state"], "receiving", "{input:#}");
     let counters = &input["counters"];
@@ -344,6 +406,7 @@ fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() 
         dir.path(),
         "signal = \"tone\"\nfrequency = 1000.0\nlevel = -12.0",
         3,
+        None,
     );
     assert_eq!(input["kind"], "dante", "{input:#}");
     let left = common::to_f64(&common::channel(&samples, 2, 0));

@@ -184,7 +184,13 @@ impl Receiver {
 
     /// Opens flow `id`'s socket and tells the buffer where its slots go.
     fn open(&mut self, id: FlowId) -> io::Result<SocketAddrV4> {
-        let socket = UdpSocket::bind((self.address, 0))?;
+        let socket = match self.subscriber.multicast_group(id) {
+            Some(group) => {
+                let iface = estuary_io::mcast::resolve_interface(&self.address.to_string()).ok();
+                estuary_io::mcast::open_receive_socket(SocketAddr::V4(group), None, iface.as_ref())?
+            }
+            None => UdpSocket::bind((self.address, 0))?,
+        };
         socket.set_nonblocking(true)?;
         let local = match socket.local_addr()? {
             SocketAddr::V4(v4) => v4,
