@@ -62,6 +62,18 @@ pub struct DanteConfig {
     /// Multicast bundles transmitted (`[[dante.multicast]]` or an inline array).
     #[serde(default)]
     pub multicast: Vec<MulticastBundleConfig>,
+    /// Bundles received from another group than the one their transmitter publishes (a
+    /// relay or a router re-mapping groups in between).
+    #[serde(default)]
+    pub rx_group_remap: Vec<GroupRemap>,
+}
+
+/// Receive what is published as sent to `from` by joining `to` instead.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRemap {
+    pub from: Spanned<std::net::SocketAddrV4>,
+    pub to: Spanned<std::net::SocketAddrV4>,
 }
 
 /// A multicast TX bundle: TX channels sent together to a group, for any number of
@@ -148,6 +160,17 @@ impl DanteConfig {
             ));
         }
         self.validate_multicast()?;
+        for (i, remap) in self.rx_group_remap.iter().enumerate() {
+            for (f, addr) in [("from", &remap.from), ("to", &remap.to)] {
+                if !addr.get_ref().ip().is_multicast() {
+                    return Err((
+                        addr.span(),
+                        format!("dante.rx_group_remap[{i}].{f}"),
+                        "must be an IPv4 multicast group and port (239.255.1.2:4321)".into(),
+                    ));
+                }
+            }
+        }
         match (&self.interface, &self.address) {
             (Some(i), _) => {
                 let iface = estuary_io::mcast::resolve_interface(i.get_ref())
@@ -436,7 +459,19 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
     let hub = Arc::new(Hub::default());
     let stop = crate::shutdown::Stop::default();
     let mut threads = Vec::new();
-    let receiver = rx::Receiver::new(&server, address, &spec, config.latency, Arc::clone(&hub))?;
+    let remap = config
+        .rx_group_remap
+        .iter()
+        .map(|r| (*r.from.get_ref(), *r.to.get_ref()))
+        .collect();
+    let receiver = rx::Receiver::new(
+        &server,
+        address,
+        &spec,
+        config.latency,
+        remap,
+        Arc::clone(&hub),
+    )?;
     let halt = stop.clone();
     threads.push(
         thread::Builder::new()
