@@ -358,8 +358,9 @@ mod tests {
         assert!(choice.observe([2; 6], rank(false, 2, 2), s));
         assert!(!choice.observe([1; 6], rank(false, 4, 1), 2 * s));
         assert!(choice.observe([3; 6], rank(true, 4, 3), 2 * s));
+        assert!(!choice.observe([2; 6], rank(false, 2, 2), 4 * s));
         // The preferred one stops; after the timeout the next best takes over.
-        assert_eq!(choice.best(6 * s), Some([2; 6]));
-        assert!(choice.observe([2; 6], rank(false, 2, 2), 6 * s));
+        assert_eq!(choice.best(8 * s), Some([2; 6]));
+        assert!(choice.observe([2; 6], rank(false, 2, 2), 8 * s));
     }
 }
