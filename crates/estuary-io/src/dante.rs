@@ -7,19 +7,20 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use estuary_engine::dante::subscriber::ChannelInfo;
+use estuary_engine::dante::subscriber::{BundleSlot, ChannelInfo};
 use estuary_engine::dante::{Device, DeviceState};
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 
 /// DNS-SD types of the records a device publishes.
 pub const ARC_SERVICE: &str = "_netaudio-arc._udp.local.";
 pub const CHAN_SERVICE: &str = "_netaudio-chan._udp.local.";
+pub const BUND_SERVICE: &str = "_netaudio-bund._udp.local.";
 
 /// The ARC dialect we speak: netaudio 0.4.2 picks the legacy messages for 2.7.41 and
 /// refuses routing for versions it does not know.
@@ -38,6 +39,20 @@ pub struct DanteOptions {
     pub interface: Option<String>,
     /// The device's TX latency, published for receivers.
     pub latency: Duration,
+    /// Multicast bundles the device transmits.
+    pub bundles: Vec<TxBundle>,
+}
+
+/// A multicast bundle: TX channels sent together to one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxBundle {
+    /// Its number (`<id>@<device>._netaudio-bund`, and `b.<id>` in the channel records).
+    pub id: u16,
+    /// TX channel per position of the frames, in order.
+    pub channels: Vec<u16>,
+    pub group: std::net::SocketAddrV4,
+    /// Frames per packet.
+    pub fpp: u16,
 }
 
 /// Why the device cannot run.
@@ -121,6 +136,7 @@ impl DanteServer {
     pub fn browse_channels(&self) -> Result<ChannelDirectory, DanteIoError> {
         let events = self.mdns.browse(CHAN_SERVICE).map_err(mdns_err)?;
         let channels: Arc<Mutex<HashMap<String, ChannelInfo>>> = Arc::default();
+        let bundles = self.browse_bundles()?;
         let map = Arc::clone(&channels);
         // Ends by itself when the responder shuts down and drops its sender.
         thread::Builder::new()
@@ -137,9 +153,13 @@ impl DanteServer {
                                 IpAddr::V6(_) => None,
                             });
                             let info = ipv4.and_then(|ip| {
-                                ChannelInfo::from_record(ip, r.port, |k| {
+                                let mut info = ChannelInfo::from_record(ip, r.port, |k| {
                                     r.txt_properties.get_property_val_str(k)
-                                })
+                                })?;
+                                info.bundle = BundleSlot::from_txt(
+                                    r.txt_properties.iter().map(|p| (p.key(), p.val_str())),
+                                );
+                                Some(info)
                             });
                             match info {
                                 Some(info) => {
@@ -155,7 +175,41 @@ impl DanteServer {
                     }
                 }
             })?;
-        Ok(ChannelDirectory { channels })
+        Ok(ChannelDirectory { channels, bundles })
+    }
+
+    /// Follows the multicast bundles other devices publish (`_netaudio-bund`): group, port
+    /// and channel count by `<id>@<device>`.
+    fn browse_bundles(&self) -> Result<Bundles, DanteIoError> {
+        let events = self.mdns.browse(BUND_SERVICE).map_err(mdns_err)?;
+        let bundles: Bundles = Arc::default();
+        let map = Arc::clone(&bundles);
+        thread::Builder::new()
+            .name("dante-bundles".into())
+            .spawn(move || {
+                while let Ok(event) = events.recv() {
+                    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                    match event {
+                        ServiceEvent::ServiceResolved(r) => {
+                            let name =
+                                crate::ravenna::mdns::instance_name(&r.fullname, &r.ty_domain);
+                            match BundleSlot::group_from_record(|k| {
+                                r.txt_properties.get_property_val_str(k)
+                            }) {
+                                Some(group) => {
+                                    map.insert(name, group);
+                                }
+                                None => tracing::debug!(%name, "Dante bundle record ignored"),
+                            }
+                        }
+                        ServiceEvent::ServiceRemoved(ty, fullname) => {
+                            map.remove(&crate::ravenna::mdns::instance_name(&fullname, &ty));
+                        }
+                        _ => {}
+                    }
+                }
+            })?;
+        Ok(bundles)
     }
 
     /// The device's current state (for the API).
@@ -222,16 +276,27 @@ fn serve(
     publisher.withdraw();
 }
 
+/// Multicast bundles found on the network: (group, channel count) by `<id>@<device>`.
+type Bundles = Arc<Mutex<HashMap<String, (SocketAddrV4, u16)>>>;
+
 /// TX channels found on the network, by `channel@device`.
 #[derive(Debug, Clone)]
 pub struct ChannelDirectory {
     channels: Arc<Mutex<HashMap<String, ChannelInfo>>>,
+    bundles: Bundles,
 }
 
 impl ChannelDirectory {
+    /// A TX channel's record; for a channel in a multicast bundle, only once the bundle's
+    /// record (its group) is known too.
     pub fn lookup(&self, channel: &str, device: &str) -> Option<ChannelInfo> {
         let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&format!("{channel}@{device}")).cloned()
+        let mut info = map.get(&format!("{channel}@{device}")).cloned()?;
+        if let Some(bundle) = info.bundle.as_mut() {
+            let bundles = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+            bundle.group = Some(*bundles.get(&format!("{}@{device}", bundle.id))?);
+        }
+        Some(info)
     }
 }
 
@@ -309,6 +374,11 @@ impl Publisher {
                 ("fpp", "32,2".into()),
                 ("nchan", nchan.to_string()),
             ]);
+            for bundle in &self.options.bundles {
+                if let Some(pos) = bundle.channels.iter().position(|&c| c == number) {
+                    record.insert(format!("b.{}", bundle.id), (pos + 1).to_string());
+                }
+            }
             let mut factory_record = record.clone();
             factory_record.insert("default".into(), String::new());
             let port = self.options.flow_port;
@@ -329,6 +399,26 @@ impl Publisher {
                     record,
                 )?;
             }
+        }
+        for bundle in self.options.bundles.clone() {
+            let record = txt(&[
+                ("txtvers", "1".into()),
+                ("id", bundle.id.to_string()),
+                ("nchan", bundle.channels.len().to_string()),
+                ("latency_ns", latency_ns.clone()),
+                ("fpp", bundle.fpp.to_string()),
+                ("rate", spec.format.sample_rate.to_string()),
+                ("enc", spec.format.bits.to_string()),
+                ("a.0", bundle.group.ip().to_string()),
+                ("p.0", bundle.group.port().to_string()),
+            ]);
+            self.register(
+                BUND_SERVICE,
+                &format!("{}@{name}", bundle.id),
+                &host,
+                self.options.flow_port,
+                record,
+            )?;
         }
         Ok(())
     }

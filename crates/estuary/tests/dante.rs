@@ -186,13 +186,40 @@ fn a_bad_dante_name_is_refused_with_its_field_and_line() {
     let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
     assert_eq!(status.code(), Some(3), "{text}");
     assert!(text.contains("bad.toml:3: dante.name"), "{text}");
+
+    std::fs::write(
+        &path,
+        "[dante]\naddress = \"127.0.0.1\"\nname = \"A\"\ntx_channels = 4\n\n\
+         [[dante.multicast]]\nchannels = [1, 5]\n",
+    )
+    .expect("config");
+    let (status, stdout, stderr) = run_with_timeout(
+        Command::new(common::ESTUARY).arg("check-config").arg(&path),
+        Duration::from_secs(20),
+    );
+    let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("bad.toml:7: dante.multicast[0].channels") && text.contains("TX channel 5"),
+        "{text}"
+    );
 }
 
 /// Device A transmits `signal` (a generator input on its TX channels 1-2); device B receives
 /// its RX channels 1-2 as an input and serves them over SRT as 24-bit PCM (302M). Routes
 /// A → B with netaudio and returns FFmpeg's decoding of B's SRT output (s32, 2 channels)
-/// with B's input status.
-fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json::Value) {
+/// with B's input status. With `bundle`, A also sends TX 1-2 as a multicast bundle (the
+/// `[[dante.multicast]]` TOML), which B joins instead of asking for a unicast flow.
+/// `b_dante` is more of B's `[dante]` section; `on_routed` runs once B reports the routes,
+/// before its audio is awaited.
+fn dante_to_srt(
+    dir: &Path,
+    signal: &str,
+    seconds: u32,
+    bundle: Option<&str>,
+    b_dante: &str,
+    on_routed: &mut dyn FnMut(),
+) -> (Vec<i32>, serde_json::Value) {
     let device = |name: &str, arc: u16, flow: u16| {
         format!(
             "[dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 4\n\
@@ -203,13 +230,14 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
     let quiet = "[discovery]\nsap = false\nravenna = false\n";
     let a = format!(
         "{quiet}[api]\nbind = \"127.0.0.1:18480\"\n\n[[inputs]]\nname = \"gen\"\nkind = \"generator\"\n\
-         channels = 2\n{signal}\n\n{}tx_input = \"gen\"\n",
-        device("Estuary-A", 4440, 4455)
+         channels = 2\n{signal}\n\n{}tx_input = \"gen\"\n{}",
+        device("Estuary-A", 4440, 4455),
+        bundle.unwrap_or("")
     );
     let b = format!(
         "{quiet}[api]\nbind = \"127.0.0.1:18481\"\n\n[[inputs]]\nname = \"from-dante\"\nkind = \"dante\"\n\
          channels = 2\n\n[[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"from-dante\"\n\
-         mode = \"listener\"\naddress = \"127.0.0.1:9100\"\ncodec = \"pcm\"\n\n{}",
+         mode = \"listener\"\naddress = \"127.0.0.1:9100\"\ncodec = \"pcm\"\n\n{}{b_dante}",
         device("Estuary-B", 4441, 4456)
     );
     let mut procs = Vec::new();
@@ -245,11 +273,24 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
             (format!("0{}", row.0).as_str(), "Estuary-A"),
             "{rows:?}"
         );
-        assert!(
-            row.4.contains("unicast") || row.4 == "connected" || row.4 == "subscribed",
-            "{rows:?}"
-        );
+        match bundle {
+            Some(_) => {
+                // netaudio reads status 0x0101_000A as "Subscribed (multicast)".
+                let list = netaudio(&["subscription", "list"]);
+                let row = list
+                    .as_array()
+                    .and_then(|a| a.iter().find(|s| s["rx_channel_number"] == row.0))
+                    .unwrap_or_else(|| panic!("{list:#}"));
+                assert_eq!(row["status"]["transport"], "multicast", "{list:#}");
+                assert_eq!(row["status"]["code"], 10, "{list:#}");
+            }
+            None => assert!(
+                row.4.contains("unicast") || row.4 == "connected" || row.4 == "subscribed",
+                "{rows:?}"
+            ),
+        }
     }
+    on_routed();
     procs[1].wait_for_stderr("Dante audio arriving", Duration::from_secs(10));
     let out = dir.join("decoded.s32");
     let mut decoder = ffmpeg_srt_decoder(dir, "srt://127.0.0.1:9100", seconds, &out);
@@ -263,10 +304,15 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
     let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
     let input = status["inputs"][0].clone();
 
-    // Unrouting stops A's flow: B tells A when no channel uses it any more.
+    // Unrouting stops A's flow: B tells A when no channel uses it any more (a bundle has
+    // no flow: B leaves the group).
     netaudio_ok(&["subscription", "remove", "--rx", "1@Estuary-B"]);
     netaudio_ok(&["subscription", "remove", "--rx", "2@Estuary-B"]);
-    procs[0].wait_for_stderr("flows=0", Duration::from_secs(15));
+    if bundle.is_none() {
+        procs[0].wait_for_stderr("flows=0", Duration::from_secs(15));
+    } else {
+        procs[1].wait_for_stderr("Dante flow closed", Duration::from_secs(15));
+    }
     (samples, input)
 }
 
@@ -274,7 +320,36 @@ fn dante_to_srt(dir: &Path, signal: &str, seconds: u32) -> (Vec<i32>, serde_json
 fn dante_audio_between_two_estuary_devices_is_bit_exact_through_srt() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, input) = dante_to_srt(dir.path(), "signal = \"sequence\"", 4);
+    let (samples, input) =
+        dante_to_srt(dir.path(), "signal = \"sequence\"", 4, None, "", &mut || {});
+    assert_sequence_received(&samples, &input);
+}
+
+#[test]
+fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = "\n[[dante.multicast]]\nchannels = [1, 2]\ngroup = \"239.255.7.1\"\n";
+    let (samples, input) = dante_to_srt(
+        dir.path(),
+        "signal = \"sequence\"",
+        4,
+        Some(bundle),
+        "",
+        &mut || {},
+    );
+    let a = std::fs::read_to_string(dir.path().join("Estuary-A.stderr")).unwrap_or_default();
+    assert!(a.contains("Dante multicast bundle"), "{a}");
+    assert!(
+        !a.contains("Dante flow table changed"),
+        "B asked A for a unicast flow: {a}"
+    );
+    assert_sequence_received(&samples, &input);
+}
+
+/// B's SRT output carries A's counting sequence: checks it frame by frame against B's
+/// input counters.
+fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
     assert_eq!(input["kind"], "dante", "{input:#}");
     assert_eq!(input["state"], "receiving", "{input:#}");
     let counters = &input["counters"];
@@ -344,6 +419,9 @@ fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() 
         dir.path(),
         "signal = \"tone\"\nfrequency = 1000.0\nlevel = -12.0",
         3,
+        None,
+        "",
+        &mut || {},
     );
     assert_eq!(input["kind"], "dante", "{input:#}");
     let left = common::to_f64(&common::channel(&samples, 2, 0));
@@ -355,4 +433,123 @@ fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() 
     let peak = steady.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let peak_db = 20.0 * peak.log10();
     assert!((peak_db + 12.0).abs() < 0.2, "peak {peak_db} dBFS");
+}
+
+/// A's bundle goes through `estuary impair` (2 % loss, seeded) from its group to a second
+/// group, which B joins instead (`rx_group_remap`): B's output is A's sequence bit-exact
+/// except silence of exactly the dropped packets' length, and B counts exactly the packets
+/// the relay dropped.
+#[test]
+fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_counted() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = "\n[[dante.multicast]]\nchannels = [1, 2]\ngroup = \"239.255.7.1\"\n";
+    let remap = "rx_group_remap = [{ from = \"239.255.7.1:4321\", to = \"239.255.7.2:4321\" }]\n";
+    let report = dir.path().join("impair.json");
+    let mut relay: Option<Proc> = None;
+    let (samples, input) = dante_to_srt(
+        dir.path(),
+        "signal = \"sequence\"",
+        4,
+        Some(bundle),
+        remap,
+        &mut || {
+            // 1500 packets/s: 0.3 s clean for B to lock, then 2 s of 2 % loss, all within
+            // the 4 s decoded.
+            let mut cmd = Command::new(common::ESTUARY);
+            cmd.args([
+                "impair",
+                "--listen",
+                "239.255.7.1:4321",
+                "--listen-interface",
+                "lo",
+                "--to",
+                "239.255.7.2:4321",
+                "--to-interface",
+                "lo",
+                "--loss",
+                "2%",
+                "--seed",
+                "8",
+                "--skip",
+                "500",
+                "--count",
+                "3000",
+                "--report",
+            ])
+            .arg(&report)
+            .stdout(std::process::Stdio::null());
+            relay = Some(Proc::spawn("impair", &mut cmd, dir.path()));
+        },
+    );
+    let mut relay = relay.expect("relay started");
+    relay.interrupt(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !report.exists() {
+        assert!(Instant::now() < deadline, "no report: {}", relay.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let counter = |name: &str| input["counters"][name].as_u64().unwrap_or(0);
+    let lost = report["lost"].as_u64().expect("lost");
+    eprintln!("relay: {report}\nB: {input:#}");
+    assert!(lost >= 30, "the seed should drop some packets: {report}");
+    // A packet held past its playout time (a loaded machine) is late and played as a loss:
+    // with none late, B's losses are exactly the relay's.
+    assert_eq!(
+        counter("packets_lost"),
+        lost + counter("packets_late"),
+        "relay {report}\nB {input:#}"
+    );
+    assert_eq!(
+        counter("frames_concealed"),
+        32 * counter("packets_lost"),
+        "{input:#}"
+    );
+
+    // In the decoded audio every silent run is whole packets, and the sequence resumes
+    // exactly where the dropped packets would have left it.
+    let frames: Vec<(i32, i32)> = samples.chunks_exact(2).map(|f| (f[0], f[1])).collect();
+    let advance =
+        |v: i32, n: u32| (((v as u32 >> 8).wrapping_add(64 * n) & 0x00ff_ffff) << 8) as i32;
+    let (mut gaps, mut exact) = (0usize, 0usize);
+    // Silences that are not whole packets (seen: a single zero frame, once in a run, not
+    // counted as concealed; cause not found yet, see docs/dante.md).
+    let mut odd = Vec::new();
+    let mut i = 1;
+    while i < frames.len() {
+        let prev = frames[i - 1].0;
+        if frames[i] == (0, 0) && prev != 0 {
+            let run = frames[i..].iter().take_while(|&&f| f == (0, 0)).count();
+            if i + run == frames.len() {
+                break;
+            }
+            if run % 32 != 0 {
+                odd.push((i, run));
+            }
+            assert_eq!(
+                frames[i + run].0,
+                advance(prev, run as u32 + 1),
+                "sequence after the gap at {i}"
+            );
+            gaps += 1;
+            i += run;
+            continue;
+        }
+        if prev != 0 {
+            assert_eq!(frames[i].0, advance(prev, 1), "frame {i}");
+            let next_unit = ((frames[i].0 as u32 >> 8).wrapping_add(1) & 0x00ff_ffff) << 8;
+            assert_eq!(frames[i].1 as u32, next_unit, "frame {i}: channel 2");
+            exact += 1;
+        }
+        i += 1;
+    }
+    assert!(gaps >= 10, "{gaps} gaps decoded; relay {report}");
+    eprintln!("silences that are not whole packets (at, frames): {odd:?}");
+    assert!(
+        odd.len() <= 2 && odd.iter().all(|&(_, n)| n < 32),
+        "{odd:?}"
+    );
+    assert!(exact >= 48_000 * 3, "{exact} exact frames");
 }

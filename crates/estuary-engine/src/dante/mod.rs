@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod flows;
+pub mod ptpv1;
 pub mod rx;
 pub mod subscriber;
 

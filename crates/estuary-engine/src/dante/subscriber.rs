@@ -40,6 +40,58 @@ pub struct ChannelInfo {
     pub max_channels: u16,
     /// Largest frames per packet (`fpp` maximum).
     pub max_fpp: u16,
+    /// The multicast bundle carrying the channel, when its record has `b.<id>=<pos>`.
+    pub bundle: Option<BundleSlot>,
+}
+
+/// A TX channel's place in a multicast bundle, and (once its `_netaudio-bund` record is
+/// resolved) where the bundle is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleSlot {
+    /// The bundle number (`<id>` of `<id>@<device>._netaudio-bund`).
+    pub id: u16,
+    /// 1-based position of the channel in the bundle's frames.
+    pub position: u16,
+    /// The bundle's group and port (`a.0`, `p.0`) and channel count (`nchan`).
+    pub group: Option<(SocketAddrV4, u16)>,
+}
+
+impl BundleSlot {
+    /// Reads `b.<id>=<pos>` among a channel record's TXT keys.
+    pub fn from_txt<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<BundleSlot> {
+        pairs.into_iter().find_map(|(k, v)| {
+            let id = k
+                .strip_prefix("b.")?
+                .parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0)?;
+            let position = v.trim().parse::<u16>().ok().filter(|&p| p > 0)?;
+            Some(BundleSlot {
+                id,
+                position,
+                group: None,
+            })
+        })
+    }
+
+    /// Reads a `_netaudio-bund` record's TXT: the group (`a.0`), port (`p.0`) and channel
+    /// count (`nchan`). `None` when one is missing or the group is not multicast.
+    pub fn group_from_record<'a>(
+        txt: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<(SocketAddrV4, u16)> {
+        let group = txt("a.0")?
+            .trim()
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .filter(std::net::Ipv4Addr::is_multicast)?;
+        let port = txt("p.0")?.trim().parse::<u16>().ok().filter(|&p| p > 0)?;
+        let nchan = txt("nchan")?
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n > 0)?;
+        Some((SocketAddrV4::new(group, port), nchan))
+    }
 }
 
 impl ChannelInfo {
@@ -72,6 +124,7 @@ impl ChannelInfo {
             bits,
             max_channels,
             max_fpp,
+            bundle: None,
         })
     }
 }
@@ -107,6 +160,8 @@ enum FlowState {
         handle: FlowHandle,
         last_audio: MonoTime,
     },
+    /// A multicast bundle's group joined: nothing to ask or keep alive.
+    Joined,
     /// Refused by the transmitter; asked again later.
     Refused {
         code: u16,
@@ -126,6 +181,8 @@ struct Flow {
     socket: Option<SocketAddrV4>,
     state: FlowState,
     last_keepalive: MonoTime,
+    /// The bundle's group for a multicast flow (its slots are the bundle's positions).
+    multicast: Option<SocketAddrV4>,
 }
 
 /// The receiver.
@@ -185,7 +242,11 @@ impl Subscriber {
     pub fn opened(&mut self, flow: FlowId, local: SocketAddrV4, now: MonoTime) {
         if let Some(f) = self.flows.get_mut(&flow) {
             f.socket = Some(local);
-            self.request(flow, now);
+            if f.multicast.is_some() {
+                f.state = FlowState::Joined;
+            } else {
+                self.request(flow, now);
+            }
         }
     }
 
@@ -273,6 +334,7 @@ impl Subscriber {
                 let status = match self.flow_of(rx) {
                     Some(f) => match &f.state {
                         FlowState::Running { .. } => SubscriptionStatus::Unicast,
+                        FlowState::Joined => SubscriptionStatus::Multicast,
                         FlowState::Refused { code, .. } => refusal_status(*code),
                         FlowState::Opening | FlowState::Requested { .. } => {
                             SubscriptionStatus::InProgress
@@ -302,6 +364,11 @@ impl Subscriber {
             .map(|f| (f.slots.len(), usize::from(f.info.bits / 8)))
     }
 
+    /// The group a multicast flow's socket joins (`None` for a unicast flow).
+    pub fn multicast_group(&self, flow: FlowId) -> Option<SocketAddrV4> {
+        self.flows.get(&flow).and_then(|f| f.multicast)
+    }
+
     fn flow_of(&self, rx: u16) -> Option<&Flow> {
         self.flows
             .values()
@@ -314,6 +381,8 @@ impl Subscriber {
     fn rebuild(&mut self, now: MonoTime) {
         // (device, control address) → slots, in RX channel order.
         let mut wanted: BTreeMap<(String, SocketAddrV4), (ChannelInfo, Slots)> = BTreeMap::new();
+        // (device, group) → one slot per bundle position.
+        let mut bundles: BTreeMap<(String, SocketAddrV4), (ChannelInfo, Slots)> = BTreeMap::new();
         for (&rx, source) in &self.wanted {
             let Some((Some(info), _)) = self.resolved.get(source) else {
                 continue;
@@ -321,25 +390,46 @@ impl Subscriber {
             if info.sample_rate != self.sample_rate {
                 continue;
             }
+            if let Some(BundleSlot {
+                position,
+                group: Some((group, nchan)),
+                ..
+            }) = info.bundle
+            {
+                let entry = bundles
+                    .entry((source.device.clone(), group))
+                    .or_insert_with(|| (info.clone(), vec![(0, 0); usize::from(nchan)]));
+                // One RX channel per position: a second subscriber of the same TX channel
+                // waits (the bundle's packet slot feeds one channel).
+                if let Some(slot) = entry.1.get_mut(usize::from(position) - 1)
+                    && slot.1 == 0
+                {
+                    *slot = (info.channel, rx);
+                }
+                continue;
+            }
             let entry = wanted
                 .entry((source.device.clone(), info.control))
                 .or_insert_with(|| (info.clone(), Vec::new()));
             entry.1.push((info.channel, rx));
         }
-        let mut desired: Vec<(String, ChannelInfo, Slots)> = Vec::new();
+        let mut desired: Vec<(String, ChannelInfo, Slots, Option<SocketAddrV4>)> = Vec::new();
         for ((device, _), (info, slots)) in wanted {
             let per_flow = usize::from(info.max_channels.max(1));
             for chunk in slots.chunks(per_flow) {
-                desired.push((device.clone(), info.clone(), chunk.to_vec()));
+                desired.push((device.clone(), info.clone(), chunk.to_vec(), None));
             }
+        }
+        for ((device, group), (info, slots)) in bundles {
+            desired.push((device, info, slots, Some(group)));
         }
         // Keep flows that are exactly wanted; close the rest.
         let mut keep = Vec::new();
         let ids: Vec<FlowId> = self.flows.keys().copied().collect();
         for id in ids {
             let f = &self.flows[&id];
-            match desired.iter().position(|(d, i, s)| {
-                *d == f.device && i.control == f.info.control && *s == f.slots
+            match desired.iter().position(|(d, i, s, m)| {
+                *d == f.device && i.control == f.info.control && *s == f.slots && *m == f.multicast
             }) {
                 Some(pos) => {
                     desired.remove(pos);
@@ -361,7 +451,7 @@ impl Subscriber {
                 }
             }
         }
-        for (device, info, slots) in desired {
+        for (device, info, slots, multicast) in desired {
             let id = self.next_flow;
             self.next_flow = self.next_flow.wrapping_add(1).max(1);
             self.flows.insert(
@@ -373,6 +463,7 @@ impl Subscriber {
                     socket: None,
                     state: FlowState::Opening,
                     last_keepalive: now,
+                    multicast,
                 },
             );
             self.actions.push(Action::Open(id));
@@ -472,6 +563,7 @@ mod tests {
             bits: 24,
             max_channels: 2,
             max_fpp: 32,
+            bundle: None,
         }
     }
 
@@ -611,5 +703,81 @@ mod tests {
         // The missing name is looked up again after the retry interval.
         let actions = drive(&mut s, &mut tx, at(5) + RESOLVE_RETRY);
         assert!(actions.contains(&Action::Resolve(source("gone"))));
+    }
+
+    #[test]
+    fn bundled_channels_join_the_group_without_asking_the_transmitter() {
+        let slot = BundleSlot::from_txt([("id", "3"), ("b.2", "2")]).expect("b.2");
+        assert_eq!((slot.id, slot.position), (2, 2));
+        assert_eq!(BundleSlot::from_txt([("b.x", "1"), ("b.1", "0")]), None);
+        let bund = |k: &str| match k {
+            "a.0" => Some("239.255.7.1"),
+            "p.0" => Some("4321"),
+            "nchan" => Some("2"),
+            _ => None,
+        };
+        let group = BundleSlot::group_from_record(bund).expect("bundle record");
+        assert_eq!(
+            group,
+            (SocketAddrV4::new(Ipv4Addr::new(239, 255, 7, 1), 4321), 2)
+        );
+        let unicast_group = |k: &str| {
+            if k == "a.0" {
+                Some("10.0.0.1")
+            } else {
+                bund(k)
+            }
+        };
+        assert_eq!(BundleSlot::group_from_record(unicast_group), None);
+
+        let mut s = Subscriber::new("stage", 48_000, 32);
+        let mut tx = TxFlows::new(
+            TxLimits {
+                sample_rate: 48_000,
+                tx_channels: 8,
+                max_channels_per_flow: 2,
+                max_fpp: 32,
+                max_flows: 4,
+            },
+            7,
+        );
+        // RX 5 ← TX 02 (bundle position 2), RX 6 ← TX 01 (position 1).
+        s.set_subscriptions(&[(5, source("02")), (6, source("01"))], at(0));
+        drive(&mut s, &mut tx, at(0));
+        for (name, position) in [("02", 2), ("01", 1)] {
+            let mut i = info(position);
+            i.bundle = Some(BundleSlot {
+                id: 1,
+                position,
+                group: Some(group),
+            });
+            s.resolved(&source(name), Some(i), at(5));
+        }
+        let actions = drive(&mut s, &mut tx, at(5));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Send { .. })),
+            "{actions:?}"
+        );
+        assert!(tx.flows().is_empty());
+        let id = (1..10)
+            .find(|&id| s.multicast_group(id).is_some())
+            .expect("a multicast flow");
+        assert_eq!(s.multicast_group(id), Some(group.0));
+        // Packet slots in bundle order: position 1 → RX 6, position 2 → RX 5.
+        assert_eq!(s.slot_channels(id), Some(vec![6, 5]));
+        assert_eq!(
+            s.statuses(),
+            [
+                (5, SubscriptionStatus::Multicast),
+                (6, SubscriptionStatus::Multicast)
+            ]
+        );
+        // No keepalives and no requests while it runs, audio or not.
+        let actions = drive(&mut s, &mut tx, at(5000));
+        assert!(actions.is_empty(), "{actions:?}");
+        // Unsubscribing closes the socket; there is no flow to stop at the transmitter.
+        s.set_subscriptions(&[], at(5100));
+        let actions = drive(&mut s, &mut tx, at(5100));
+        assert_eq!(actions, [Action::Close(id)]);
     }
 }

@@ -59,7 +59,45 @@ pub struct DanteConfig {
     /// `latency_ns`, which is used when larger).
     #[serde(default = "default_dante_latency", with = "humantime_serde")]
     pub latency: Duration,
+    /// Multicast bundles transmitted (`[[dante.multicast]]` or an inline array).
+    #[serde(default)]
+    pub multicast: Vec<MulticastBundleConfig>,
+    /// Bundles received from another group than the one their transmitter publishes (a
+    /// relay or a router re-mapping groups in between).
+    #[serde(default)]
+    pub rx_group_remap: Vec<GroupRemap>,
 }
+
+/// Receive what is published as sent to `from` by joining `to` instead.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRemap {
+    pub from: Spanned<std::net::SocketAddrV4>,
+    pub to: Spanned<std::net::SocketAddrV4>,
+}
+
+/// A multicast TX bundle: TX channels sent together to a group, for any number of
+/// receivers, without flow requests or keepalives.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MulticastBundleConfig {
+    /// TX channels, in the order of the bundle's positions.
+    pub channels: Spanned<Vec<u16>>,
+    /// The group (Dante uses 239.255.0.0/16); default derived from the device's factory
+    /// name and the bundle's number, so it stays the same across restarts.
+    pub group: Option<Spanned<std::net::Ipv4Addr>>,
+    #[serde(default = "default_bundle_port")]
+    pub port: u16,
+}
+
+fn default_bundle_port() -> u16 {
+    4321
+}
+
+/// Frames per packet of multicast bundles (what Dante devices send).
+const BUNDLE_FPP: u16 = 32;
+/// Most channels in a bundle (32 frames of 8 × 24-bit samples = 777 bytes).
+const MAX_BUNDLE_CHANNELS: usize = 8;
 
 fn default_dante_latency() -> Duration {
     Duration::from_millis(10)
@@ -121,6 +159,18 @@ impl DanteConfig {
                 "must be between 1ms and 500ms".into(),
             ));
         }
+        self.validate_multicast()?;
+        for (i, remap) in self.rx_group_remap.iter().enumerate() {
+            for (f, addr) in [("from", &remap.from), ("to", &remap.to)] {
+                if !addr.get_ref().ip().is_multicast() {
+                    return Err((
+                        addr.span(),
+                        format!("dante.rx_group_remap[{i}].{f}"),
+                        "must be an IPv4 multicast group and port (239.255.1.2:4321)".into(),
+                    ));
+                }
+            }
+        }
         match (&self.interface, &self.address) {
             (Some(i), _) => {
                 let iface = estuary_io::mcast::resolve_interface(i.get_ref())
@@ -146,6 +196,104 @@ impl DanteConfig {
             }
         }
         Ok(())
+    }
+
+    fn validate_multicast(&self) -> Result<(), (std::ops::Range<usize>, String, String)> {
+        let tx = *self.tx_channels.get_ref();
+        let mut groups = Vec::new();
+        for (i, bundle) in self.multicast.iter().enumerate() {
+            let field = |f: &str| format!("dante.multicast[{i}].{f}");
+            let channels = bundle.channels.get_ref();
+            if channels.is_empty() || channels.len() > MAX_BUNDLE_CHANNELS {
+                return Err((
+                    bundle.channels.span(),
+                    field("channels"),
+                    format!("must list 1 to {MAX_BUNDLE_CHANNELS} TX channels"),
+                ));
+            }
+            if let Some(c) = channels.iter().find(|&&c| c == 0 || c > tx) {
+                return Err((
+                    bundle.channels.span(),
+                    field("channels"),
+                    format!("TX channel {c} does not exist (the device has 1 to {tx})"),
+                ));
+            }
+            if let Some(c) = channels
+                .iter()
+                .enumerate()
+                .find_map(|(k, c)| channels[..k].contains(c).then_some(c))
+            {
+                return Err((
+                    bundle.channels.span(),
+                    field("channels"),
+                    format!("TX channel {c} is listed twice"),
+                ));
+            }
+            if let Some(g) = &bundle.group
+                && !g.get_ref().is_multicast()
+            {
+                return Err((
+                    g.span(),
+                    field("group"),
+                    "must be an IPv4 multicast address (Dante uses 239.255.0.0/16)".into(),
+                ));
+            }
+            if bundle.port == 0 {
+                return Err((self.name.span(), field("port"), "must not be 0".into()));
+            }
+            let group = self.bundle_group(i);
+            if groups.contains(&group) {
+                let span = bundle
+                    .group
+                    .as_ref()
+                    .map_or(bundle.channels.span(), Spanned::span);
+                return Err((
+                    span,
+                    field("group"),
+                    format!("{group} is used by another bundle"),
+                ));
+            }
+            groups.push(group);
+        }
+        Ok(())
+    }
+
+    /// Bundle `index`'s group and port: the configured group, or one in 239.255.0.0/16
+    /// derived from the factory name and the bundle number (FNV-1a), so devices differ
+    /// and a restart keeps it.
+    fn bundle_group(&self, index: usize) -> std::net::SocketAddrV4 {
+        let bundle = &self.multicast[index];
+        let ip = bundle.group.as_ref().map_or_else(
+            || {
+                let mut h: u32 = 0x811c_9dc5;
+                for b in self
+                    .name
+                    .get_ref()
+                    .bytes()
+                    .chain((index as u32 + 1).to_be_bytes())
+                {
+                    h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                }
+                // Not .0.0 nor .255.255 (reserved-looking); fold the hash into 1..=65534.
+                let low = (h % 65_534 + 1) as u16;
+                let [x, y] = low.to_be_bytes();
+                std::net::Ipv4Addr::new(239, 255, x, y)
+            },
+            |g| *g.get_ref(),
+        );
+        std::net::SocketAddrV4::new(ip, bundle.port)
+    }
+
+    /// The bundles as published and sent, numbered from 1.
+    fn tx_bundles(&self) -> Vec<estuary_io::dante::TxBundle> {
+        (0..self.multicast.len())
+            .map(|i| estuary_io::dante::TxBundle {
+                id: i as u16 + 1,
+                channels: self.multicast[i].channels.get_ref().clone(),
+                group: self.bundle_group(i),
+                fpp: BUNDLE_FPP,
+            })
+            .collect()
     }
 
     fn address(&self) -> anyhow::Result<IpAddr> {
@@ -293,6 +441,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
             .map(|i| estuary_io::mcast::resolve_interface(i.get_ref()).map(|i| i.name))
             .transpose()?,
         latency: config.latency,
+        bundles: config.tx_bundles(),
     };
     let address = match options.address {
         IpAddr::V4(v4) => v4,
@@ -310,14 +459,32 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
     let hub = Arc::new(Hub::default());
     let stop = crate::shutdown::Stop::default();
     let mut threads = Vec::new();
-    let receiver = rx::Receiver::new(&server, address, &spec, config.latency, Arc::clone(&hub))?;
+    let remap = config
+        .rx_group_remap
+        .iter()
+        .map(|r| (*r.from.get_ref(), *r.to.get_ref()))
+        .collect();
+    let receiver = rx::Receiver::new(
+        &server,
+        address,
+        &spec,
+        config.latency,
+        remap,
+        Arc::clone(&hub),
+    )?;
     let halt = stop.clone();
     threads.push(
         thread::Builder::new()
             .name("dante-rx".into())
             .spawn(move || receiver.run(&halt))?,
     );
-    let transmitter = tx::Transmitter::new(address, config.flow_port, &spec, Arc::clone(&hub))?;
+    let transmitter = tx::Transmitter::new(
+        address,
+        config.flow_port,
+        &spec,
+        &config.tx_bundles(),
+        Arc::clone(&hub),
+    )?;
     let halt = stop.clone();
     let tx_thread = thread::Builder::new()
         .name("dante-tx".into())

@@ -55,6 +55,8 @@ pub(super) struct Receiver {
     gaps: Vec<(u64, usize)>,
     packet: Vec<u8>,
     last_packet: Option<(MonoTime, u64)>,
+    /// Published bundle group → the group joined instead (`rx_group_remap`).
+    remap: Vec<(SocketAddrV4, SocketAddrV4)>,
 }
 
 impl Receiver {
@@ -63,6 +65,7 @@ impl Receiver {
         address: Ipv4Addr,
         spec: &DeviceSpec,
         latency: Duration,
+        remap: Vec<(SocketAddrV4, SocketAddrV4)>,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Receiver> {
         let control = UdpSocket::bind((address, 0))?;
@@ -95,6 +98,7 @@ impl Receiver {
             gaps: Vec::new(),
             packet: vec![0; 2048],
             last_packet: None,
+            remap,
         })
     }
 
@@ -184,7 +188,19 @@ impl Receiver {
 
     /// Opens flow `id`'s socket and tells the buffer where its slots go.
     fn open(&mut self, id: FlowId) -> io::Result<SocketAddrV4> {
-        let socket = UdpSocket::bind((self.address, 0))?;
+        let socket = match self.subscriber.multicast_group(id) {
+            Some(published) => {
+                let group = self
+                    .remap
+                    .iter()
+                    .find(|(from, _)| *from == published)
+                    .map_or(published, |&(_, to)| to);
+                info!(flow = id, %published, %group, "Dante bundle: joining");
+                let iface = estuary_io::mcast::resolve_interface(&self.address.to_string()).ok();
+                estuary_io::mcast::open_receive_socket(SocketAddr::V4(group), None, iface.as_ref())?
+            }
+            None => UdpSocket::bind((self.address, 0))?,
+        };
         socket.set_nonblocking(true)?;
         let local = match socket.local_addr()? {
             SocketAddr::V4(v4) => v4,

@@ -19,6 +19,7 @@ use estuary_engine::dante::DeviceSpec;
 use estuary_engine::dante::flows::{TxFlows, TxLimits};
 use estuary_engine::time::MonoTime;
 use estuary_io::clock::{monotonic_now, sleep_until};
+use estuary_io::dante::TxBundle;
 use estuary_wire::dante::audio::{AudioHeader, write};
 use estuary_wire::dante::flow::FlowHandle;
 
@@ -35,6 +36,12 @@ const PREFILL: Duration = Duration::from_millis(3);
 const SLACK: Duration = Duration::from_millis(5);
 /// Flows each transmitter serves.
 const MAX_FLOWS: usize = 32;
+/// Multicast audio stays within a site's routers.
+const MULTICAST_TTL: u32 = 32;
+/// AF41, the media class AES67 recommends.
+const MEDIA_DSCP: u8 = 34;
+/// Bundles are sent as 24-bit samples (the TX channels' `enc`).
+const BUNDLE_BYTES: usize = 3;
 
 pub(super) struct Transmitter {
     hub: Arc<Hub>,
@@ -54,6 +61,17 @@ pub(super) struct Transmitter {
     datagram: Vec<u8>,
     packet: Vec<u8>,
     counters: Counters,
+    bundles: Vec<Bundle>,
+}
+
+/// A multicast bundle being sent.
+struct Bundle {
+    /// Connected to the group.
+    socket: UdpSocket,
+    slots: Vec<u16>,
+    fpp: u16,
+    /// Media time of its next packet.
+    next: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -69,8 +87,31 @@ impl Transmitter {
         address: Ipv4Addr,
         flow_port: u16,
         spec: &DeviceSpec,
+        bundles: &[TxBundle],
         hub: Arc<Hub>,
     ) -> anyhow::Result<Transmitter> {
+        // The interface holding our address: the groups are sent there.
+        let iface = estuary_io::mcast::resolve_interface(&address.to_string()).ok();
+        let bundles = bundles
+            .iter()
+            .map(|b| {
+                let socket = estuary_io::mcast::open_send_socket(
+                    SocketAddr::V4(b.group),
+                    iface.as_ref(),
+                    MULTICAST_TTL,
+                    MEDIA_DSCP,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot send Dante bundle {} to {}: {e}", b.id, b.group))?;
+                socket.set_nonblocking(true)?;
+                info!(bundle = b.id, group = %b.group, channels = ?b.channels, "Dante multicast bundle");
+                Ok(Bundle {
+                    socket,
+                    slots: b.channels.clone(),
+                    fpp: b.fpp,
+                    next: None,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let control = UdpSocket::bind((address, flow_port)).map_err(|e| {
             anyhow::anyhow!("cannot bind the Dante flow-control port {address}:{flow_port}: {e}")
         })?;
@@ -103,6 +144,7 @@ impl Transmitter {
             datagram: Vec::new(),
             packet: vec![0; 2048],
             counters: Counters::default(),
+            bundles,
         })
     }
 
@@ -127,9 +169,10 @@ impl Transmitter {
             self.send_packets();
             if now.duration_since(last_report) >= Duration::from_secs(10) {
                 last_report = now;
-                if !self.flows.flows().is_empty() {
+                if !self.flows.flows().is_empty() || !self.bundles.is_empty() {
                     info!(
                         flows = self.flows.flows().len(),
+                        bundles = self.bundles.len(),
                         packets = self.counters.packets_sent,
                         send_errors = self.counters.send_errors,
                         underrun_frames = self.counters.underrun_frames,
@@ -241,10 +284,19 @@ impl Transmitter {
         self.staged_end = Some(media);
     }
 
-    /// Sends every flow the packets whose frames are all staged.
+    /// Sends every flow and bundle the packets whose frames are all staged.
     fn send_packets(&mut self) {
         let Some(end) = self.staged_end else {
             return;
+        };
+        let mut packer = Packer {
+            stage: &self.stage,
+            channels: self.channels,
+            sample_rate: self.sample_rate,
+            samples: &mut self.samples,
+            datagram: &mut self.datagram,
+            counters: &mut self.counters,
+            end,
         };
         for flow in self.flows.flows() {
             let fpp = u64::from(flow.fpp.max(1));
@@ -252,42 +304,72 @@ impl Transmitter {
                 .next
                 .entry(flow.handle)
                 .or_insert_with(|| end - end % fpp);
-            if *next + STAGE_FRAMES / 2 < end {
-                // Behind by more than the stage holds: skip to now.
-                *next = end - end % fpp;
+            packer.send(&flow.slots, fpp, flow.bytes_per_sample, next, |d| {
+                self.audio.send_to(d, flow.destination)
+            });
+        }
+        for bundle in &mut self.bundles {
+            let fpp = u64::from(bundle.fpp.max(1));
+            let next = bundle.next.get_or_insert(end - end % fpp);
+            packer.send(&bundle.slots, fpp, BUNDLE_BYTES, next, |d| {
+                bundle.socket.send(d)
+            });
+        }
+    }
+}
+
+/// Cuts staged audio into packets.
+struct Packer<'a> {
+    stage: &'a [i32],
+    channels: usize,
+    sample_rate: u32,
+    samples: &'a mut Vec<i32>,
+    datagram: &'a mut Vec<u8>,
+    counters: &'a mut Counters,
+    /// Media time after the last staged frame.
+    end: u64,
+}
+
+impl Packer<'_> {
+    /// Sends the packets from `*next` whose frames are staged, `slots` (TX channel per
+    /// slot, 0 silent) in each frame; advances `*next`.
+    fn send(
+        &mut self,
+        slots: &[u16],
+        fpp: u64,
+        bytes_per_sample: usize,
+        next: &mut u64,
+        mut send: impl FnMut(&[u8]) -> std::io::Result<usize>,
+    ) {
+        let end = self.end;
+        if *next + STAGE_FRAMES / 2 < end {
+            // Behind by more than the stage holds: skip to now.
+            *next = end - end % fpp;
+        }
+        while *next + fpp <= end {
+            self.samples.clear();
+            for t in *next..*next + fpp {
+                let row = (t % STAGE_FRAMES) as usize * self.channels;
+                let frame = &self.stage[row..row + self.channels];
+                self.samples.extend(slots.iter().map(|&c| match c {
+                    0 => 0,
+                    c => frame.get(usize::from(c) - 1).copied().unwrap_or(0),
+                }));
             }
-            while *next + fpp <= end {
-                self.samples.clear();
-                for t in *next..*next + fpp {
-                    let row = (t % STAGE_FRAMES) as usize * self.channels;
-                    let frame = &self.stage[row..row + self.channels];
-                    self.samples.extend(flow.slots.iter().map(|&c| match c {
-                        0 => 0,
-                        c => frame.get(usize::from(c) - 1).copied().unwrap_or(0),
-                    }));
-                }
-                self.datagram.clear();
-                let header = AudioHeader::from_media_time(*next, self.sample_rate);
-                if write(
-                    header,
-                    &self.samples,
-                    flow.bytes_per_sample,
-                    &mut self.datagram,
-                )
-                .is_ok()
-                {
-                    match self.audio.send_to(&self.datagram, flow.destination) {
-                        Ok(_) => self.counters.packets_sent += 1,
-                        Err(e) => {
-                            if self.counters.send_errors == 0 {
-                                warn!(to = %flow.destination, error = %e, "Dante audio not sent (further errors are counted)");
-                            }
-                            self.counters.send_errors += 1;
+            self.datagram.clear();
+            let header = AudioHeader::from_media_time(*next, self.sample_rate);
+            if write(header, self.samples, bytes_per_sample, self.datagram).is_ok() {
+                match send(self.datagram) {
+                    Ok(_) => self.counters.packets_sent += 1,
+                    Err(e) => {
+                        if self.counters.send_errors == 0 {
+                            warn!(error = %e, "Dante audio not sent (further errors are counted)");
                         }
+                        self.counters.send_errors += 1;
                     }
                 }
-                *next += fpp;
             }
+            *next += fpp;
         }
     }
 }
