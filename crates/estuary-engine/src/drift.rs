@@ -16,10 +16,15 @@
 //!   every sample passes unchanged (bit-exact). Only when drift has pushed the fill out of the
 //!   band does the controller steer it, and `Slip` then inserts or drops one frame at a time
 //!   under a short crossfade, as rarely as the drift requires (100 ppm: about 5 frames/s);
-//! - playback starts when the fill first reaches the target. Running dry plays silence and
-//!   counts an *underrun*; playback then waits for the target again. A fill above
-//!   [`OVERRUN_FACTOR`] × target (a sender burst, a stalled output) drops the oldest audio down
-//!   to the target and counts an *overrun*.
+//! - senders deliver in bursts: FFmpeg's MPEG-TS muxer packs about 2930 bytes of audio into
+//!   each PES (170 ms of 128 kb/s AAC). The buffer measures the largest burst (frames arriving
+//!   between two pulls, remembered for about [`BURST_MEMORY`]) and aims its *mean* fill at
+//!   `target + burst / 2`, so the fill's low point, just before a burst, stays near the
+//!   configured target;
+//! - playback starts when the fill reaches `target + burst`. Running dry plays silence and
+//!   counts an *underrun*; playback then waits for that fill again. A fill above
+//!   [`OVERRUN_FACTOR`] × the aim (a sender flood, a stalled output) drops the oldest audio
+//!   down to the aim and counts an *overrun*.
 //!
 //! Nothing here reads a clock: the caller says how many frames are due.
 
@@ -44,6 +49,8 @@ pub const MAX_CORRECTION: f64 = 0.005;
 pub const DEAD_BAND: f64 = 0.5;
 /// Fill, as a multiple of the target, above which the oldest audio is dropped.
 pub const OVERRUN_FACTOR: usize = 4;
+/// How long the largest burst is remembered (it decays over this time).
+pub const BURST_MEMORY: Duration = Duration::from_secs(20);
 /// Input frames per resampler call (10 ms at 48 kHz).
 const CHUNK: usize = 480;
 
@@ -73,8 +80,10 @@ pub struct DriftStats {
     pub correction_ppm: f64,
     /// Smoothed fill, frames.
     pub fill_frames: f64,
-    /// The target fill, frames.
+    /// The mean fill aimed at (the configured target plus half the largest burst), frames.
     pub target_frames: u64,
+    /// The largest burst of audio arriving at once, frames.
+    pub burst_frames: u64,
     /// Frames handed out with audio in them.
     pub frames_played: u64,
     /// Whether audio is playing (false before the buffer first fills, and after an underrun).
@@ -106,6 +115,10 @@ pub struct DriftBuffer {
     out_chunk: Vec<f64>,
     fifo: VecDeque<i32>,
     target: usize,
+    /// Input frames pushed since the last pull, and the largest such burst (output frames,
+    /// decaying).
+    inflow: usize,
+    burst: f64,
     smoothed: Option<f64>,
     correction: f64,
     stats: DriftStats,
@@ -187,6 +200,8 @@ impl DriftBuffer {
             fifo: VecDeque::with_capacity((target * (OVERRUN_FACTOR + 1) + out_max) * channels),
             resampler,
             target,
+            inflow: 0,
+            burst: 0.0,
             smoothed: None,
             correction: 0.0,
             stats: DriftStats {
@@ -215,6 +230,7 @@ impl DriftBuffer {
     /// Appends interleaved MSB-aligned input frames (`channels` per frame).
     pub fn push(&mut self, samples: &[i32]) {
         let channels = self.channels;
+        self.inflow += samples.len() / channels;
         let mut rest = samples;
         while !rest.is_empty() {
             let room = (CHUNK - self.staged_frames) * channels;
@@ -240,10 +256,11 @@ impl DriftBuffer {
     /// cannot supply are silence. Returns the frames that carried audio.
     pub fn pull(&mut self, out: &mut [i32]) -> usize {
         let frames = out.len() / self.channels;
+        self.track_bursts(frames);
         self.steer(frames);
         let buffered = self.fifo.len() / self.channels;
         if !self.stats.playing {
-            if buffered >= self.target {
+            if buffered as f64 >= self.target as f64 + self.burst {
                 self.stats.playing = true;
             } else {
                 out.fill(0);
@@ -264,6 +281,21 @@ impl DriftBuffer {
         give
     }
 
+    /// The mean fill aimed at, frames.
+    fn aim(&self) -> f64 {
+        self.target as f64 + self.burst / 2.0
+    }
+
+    /// Remembers the largest burst, forgetting it over [`BURST_MEMORY`].
+    fn track_bursts(&mut self, frames: usize) {
+        let inflow = self.inflow as f64 * self.resampler.resample_ratio();
+        self.inflow = 0;
+        let dt = frames as f64 / f64::from(self.out_rate);
+        self.burst = (self.burst * (1.0 - dt / BURST_MEMORY.as_secs_f64())).max(inflow);
+        self.stats.burst_frames = self.burst as u64;
+        self.stats.target_frames = self.aim() as u64;
+    }
+
     /// Buffered frames, counting input still waiting in the resampler's chunk.
     fn fill(&self) -> f64 {
         let staged = self.staged_frames as f64 * self.resampler.resample_ratio();
@@ -279,11 +311,11 @@ impl DriftBuffer {
             Some(s) if self.stats.playing => s + alpha * (fill - s),
             // Before playback (and after an underrun) the fill ramps up on purpose: start the
             // filter at the target so the ramp is not taken for drift.
-            _ => self.target as f64,
+            _ => self.aim(),
         };
         self.smoothed = Some(smoothed);
         self.stats.fill_frames = smoothed;
-        let target = self.target as f64;
+        let target = self.aim();
         let mut error = smoothed - target;
         if self.conversion == Conversion::Lossless {
             let band = DEAD_BAND * target;
@@ -341,8 +373,9 @@ impl DriftBuffer {
     /// Drops the oldest audio down to the target when the buffer overflows.
     fn limit(&mut self) {
         let buffered = self.fifo.len() / self.channels;
-        if buffered > self.target * OVERRUN_FACTOR {
-            let drop = buffered - self.target;
+        let aim = self.aim() as usize;
+        if buffered > aim * OVERRUN_FACTOR {
+            let drop = buffered - aim;
             self.fifo.drain(..drop * self.channels);
             self.stats.overruns += 1;
             self.stats.overrun_frames += drop as u64;
@@ -477,9 +510,13 @@ mod tests {
         )
         .expect("new");
         let mut out = vec![0; 48];
+        // One burst of 20 ms: playback waits for the target (10 ms) plus a burst.
+        buffer.push(&vec![1 << 8; 960]);
+        assert_eq!(buffer.pull(&mut out), 0);
+        assert_eq!(buffer.stats().burst_frames, 960);
         buffer.push(&vec![1 << 8; 960]);
         assert_eq!(buffer.pull(&mut out), 48);
-        for _ in 0..30 {
+        for _ in 0..45 {
             buffer.pull(&mut out);
         }
         let stats = buffer.stats();

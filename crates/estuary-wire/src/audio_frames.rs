@@ -230,10 +230,7 @@ impl FrameSplitter {
     pub fn push(&mut self, bytes: &[u8], mut frame: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        loop {
-            let Some(rest) = self.buf.get(start..) else {
-                break;
-            };
+        while let Some(rest) = self.buf.get(start..) {
             let Some(sync) = rest
                 .windows(2)
                 .position(|w| w[0] == 0xff && w[1] & 0xe0 == 0xe0)

@@ -107,6 +107,19 @@ pub enum InputKind {
     Aes67,
     /// A signal made inside Estuary: `tone`, `sweep` or `sequence` (see docs/config.md).
     Generator,
+    /// MPEG-TS over SRT (AAC, MP2, Opus or SMPTE 302M), decoded and re-clocked to ours.
+    Srt,
+}
+
+impl InputKind {
+    /// The name used in the config file and the status.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Aes67 => "aes67",
+            InputKind::Generator => "generator",
+            InputKind::Srt => "srt",
+        }
+    }
 }
 
 /// One AES67 / ST 2110-30 / RAVENNA stream to receive.
@@ -152,6 +165,20 @@ pub struct InputConfig {
     pub frequency: Option<Spanned<f64>>,
     /// Generator only: peak level in dBFS (default -18).
     pub level: Option<Spanned<f64>>,
+    /// SRT only: `caller` or `listener` (required).
+    pub mode: Option<Spanned<SrtModeConfig>>,
+    /// SRT only: AES passphrase, 10 to 79 characters.
+    pub passphrase: Option<Spanned<String>>,
+    /// SRT only: AES key length in bytes, 16, 24 or 32 (`pbkeylen`).
+    pub key_length: Option<Spanned<u8>>,
+    /// SRT only (caller): the stream id sent to the listener.
+    pub stream_id: Option<Spanned<String>>,
+    /// SRT only: the SRT receive latency (`SRTO_LATENCY`); default 120 ms.
+    #[serde(default, with = "humantime_serde::option")]
+    pub srt_latency: Option<Duration>,
+    /// SRT only: decoded audio held against bursts and clock drift; default 60 ms.
+    #[serde(default, with = "humantime_serde::option")]
+    pub buffer: Option<Duration>,
 }
 
 /// What an input's `source` says.
@@ -559,6 +586,10 @@ impl InputConfig {
 
     /// Works out how the stream is described: fixed by the config, or followed from discovery.
     pub fn plan(&self) -> Result<InputPlan, FieldError> {
+        if self.kind == InputKind::Srt {
+            return self.srt_stream().map(InputPlan::Fixed);
+        }
+        self.refuse_srt_fields()?;
         if self.kind == InputKind::Generator {
             return self.generator_stream().map(InputPlan::Fixed);
         }
@@ -594,7 +625,10 @@ impl InputConfig {
                 return Err((
                     span,
                     field.into(),
-                    format!("`{field}` is a generator setting; this input is kind = \"aes67\""),
+                    format!(
+                        "`{field}` is a generator setting; this input is kind = \"{}\"",
+                        self.kind.name()
+                    ),
                 ));
             }
             return Ok(None);
@@ -761,7 +795,10 @@ impl InputConfig {
         self.format_fields(destination)
     }
 
-    fn format_fields(&self, destination: SocketAddr) -> Result<ResolvedStream, FieldError> {
+    pub(crate) fn format_fields(
+        &self,
+        destination: SocketAddr,
+    ) -> Result<ResolvedStream, FieldError> {
         let name_span = self.name.span();
         let format = match &self.format {
             None => SampleFormat::L24,

@@ -23,6 +23,7 @@ mod meter;
 mod output;
 mod redundant;
 mod report;
+mod srt_in;
 mod view;
 
 use estuary_engine::monitor::MonitorConfig;
@@ -227,6 +228,8 @@ struct Route {
     halt: Stop,
     workers: Vec<JoinHandle<()>>,
     attached: bool,
+    /// SRT inputs: the connection and the decoder's counters, for the status.
+    srt: Option<Arc<srt_in::SrtInputShared>>,
 }
 
 /// The started threads of a configuration.
@@ -367,6 +370,7 @@ impl Running {
             halt: Stop::default(),
             workers: Vec::new(),
             attached: false,
+            srt: None,
         };
         match plan {
             InputPlan::Fixed(stream) => route.activate(stream, None, &self.commands)?,
@@ -577,14 +581,15 @@ impl Route {
             .config
             .signal()
             .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
+        let srt_input = self.config.kind == crate::config::InputKind::Srt;
         let input = match signal {
-            None => Some(open_input(
+            None if !srt_input => Some(open_input(
                 &self.config,
                 &stream,
                 sdp.as_deref(),
                 Arc::clone(&self.snapshot),
             )?),
-            Some(_) => {
+            _ => {
                 *lock(&self.snapshot) = InputSnapshot::default();
                 None
             }
@@ -728,6 +733,25 @@ impl Route {
                         })?;
                 self.workers.push(handle);
             }
+            (None, None) if srt_input => {
+                let (srt, shared) = srt_in::SrtInput::start(
+                    &self.config,
+                    &stream,
+                    rings,
+                    Arc::clone(&self.snapshot),
+                )?;
+                self.srt = Some(shared);
+                info!(input = %name, address = %stream.destination, channels = stream.channels, rate = stream.sample_rate, "SRT input starting");
+                let halt = self.halt.clone();
+                let handle =
+                    thread::Builder::new()
+                        .name(format!("srtin-{name}"))
+                        .spawn(move || {
+                            realtime(sched::OUTPUT_PRIORITY);
+                            srt.run(&halt);
+                        })?;
+                self.workers.push(handle);
+            }
             (None, None) => anyhow::bail!("input {name}: neither received nor generated"),
         }
         self.state = RouteState::Receiving {
@@ -790,6 +814,8 @@ impl Route {
             worker.thread().unpark();
             let _ = worker.join();
         }
+        // Closes an SRT input's connection (and its listening port) before a restart reopens it.
+        self.srt = None;
     }
 }
 
