@@ -17,14 +17,18 @@
 //!   band does the controller steer it, and `Slip` then inserts or drops one frame at a time
 //!   under a short crossfade, as rarely as the drift requires (100 ppm: about 5 frames/s);
 //! - senders deliver in bursts: FFmpeg's MPEG-TS muxer packs about 2930 bytes of audio into
-//!   each PES (170 ms of 128 kb/s AAC). The buffer measures the largest burst (frames arriving
-//!   between two pulls, remembered for about [`BURST_MEMORY`]) and aims its *mean* fill at
-//!   `target + burst / 2`, so the fill's low point, just before a burst, stays near the
+//!   each PES (170 ms of 128 kb/s AAC). The buffer measures the longest gap between two
+//!   deliveries (the *burst*, remembered for about [`BURST_MEMORY`]) and aims its *mean* fill
+//!   at `target + burst / 2`, so the fill's low point, just before a delivery, stays near the
 //!   configured target;
-//! - playback starts when the fill reaches `target + burst`. Running dry plays silence and
-//!   counts an *underrun*; playback then waits for that fill again. A fill above
-//!   [`OVERRUN_FACTOR`] × the aim (a sender flood, a stalled output) drops the oldest audio
-//!   down to the aim and counts an *overrun*.
+//! - playback starts after the input has been watched for [`OBSERVE`] (and at least two
+//!   bursts), when the fill reaches `target + burst`; audio beyond that (a sender flushing its
+//!   backlog on connect) is skipped, so playback starts at the live edge (counted as
+//!   `start_skipped_frames`). Running dry plays silence and counts an
+//!   *underrun*; playback then waits for the start fill again. A smoothed fill above twice the
+//!   aim (more than the loop could absorb without an audible pitch change), or an instant
+//!   fill above [`OVERRUN_FACTOR`] × the aim (a flood), drops the oldest audio down to the aim
+//!   and counts an *overrun*.
 //!
 //! Nothing here reads a clock: the caller says how many frames are due.
 
@@ -42,13 +46,18 @@ use rubato::{
 pub const FILL_SMOOTHING: Duration = Duration::from_millis(500);
 /// Settling time of the control loop (well above [`FILL_SMOOTHING`], so the loop is stable).
 pub const LOOP_TIME: Duration = Duration::from_secs(5);
-/// Largest correction the controller applies (±0.5 %): far beyond any crystal's drift, small
-/// enough to stay inaudible while it catches up after a disturbance.
-pub const MAX_CORRECTION: f64 = 0.005;
+/// Largest correction the controller applies (±0.2 %, 3.5 cents): twenty times any crystal's
+/// drift, small enough to stay inaudible while it catches up after a disturbance. A fill
+/// further off than the loop can absorb is re-centred at once instead (see [`DriftBuffer`]).
+pub const MAX_CORRECTION: f64 = 0.002;
 /// Lossless inputs: the fraction of the target inside which the ratio is exactly 1.
 pub const DEAD_BAND: f64 = 0.5;
 /// Fill, as a multiple of the target, above which the oldest audio is dropped.
 pub const OVERRUN_FACTOR: usize = 4;
+/// How long the input is watched before playback starts, to learn its delivery pattern.
+pub const OBSERVE: Duration = Duration::from_millis(200);
+/// Most audio held before playback starts, seconds (a sender's backlog on connect).
+const MAX_BACKLOG_S: usize = 10;
 /// How long the largest burst is remembered (it decays over this time).
 pub const BURST_MEMORY: Duration = Duration::from_secs(20);
 /// Input frames per resampler call (10 ms at 48 kHz).
@@ -82,7 +91,7 @@ pub struct DriftStats {
     pub fill_frames: f64,
     /// The mean fill aimed at (the configured target plus half the largest burst), frames.
     pub target_frames: u64,
-    /// The largest burst of audio arriving at once, frames.
+    /// The longest gap between two deliveries of audio (remembered for a while), frames.
     pub burst_frames: u64,
     /// Frames handed out with audio in them.
     pub frames_played: u64,
@@ -90,6 +99,8 @@ pub struct DriftStats {
     pub playing: bool,
     /// Lossless inputs: pulls during which the ratio was not exactly 1.
     pub steered_pulls: u64,
+    /// Frames skipped when playback started, to start at the live edge.
+    pub start_skipped_frames: u64,
 }
 
 /// Errors from building a [`DriftBuffer`].
@@ -119,6 +130,11 @@ pub struct DriftBuffer {
     /// decaying).
     inflow: usize,
     burst: f64,
+    /// Output frames pulled since the last delivery, and whether any came yet.
+    idle: usize,
+    seen_input: bool,
+    /// Output frames pulled since input started while not playing.
+    observed: usize,
     smoothed: Option<f64>,
     correction: f64,
     stats: DriftStats,
@@ -202,6 +218,9 @@ impl DriftBuffer {
             target,
             inflow: 0,
             burst: 0.0,
+            idle: 0,
+            seen_input: false,
+            observed: 0,
             smoothed: None,
             correction: 0.0,
             stats: DriftStats {
@@ -259,14 +278,32 @@ impl DriftBuffer {
         self.track_bursts(frames);
         self.steer(frames);
         let buffered = self.fifo.len() / self.channels;
+        let start_fill = (self.target as f64 + self.burst) as usize;
         if !self.stats.playing {
-            if buffered as f64 >= self.target as f64 + self.burst {
+            if self.seen_input {
+                self.observed += frames;
+            }
+            let observe = (OBSERVE.as_secs_f64() * f64::from(self.out_rate)) as usize;
+            let watched = self.observed >= observe.max(2 * self.burst as usize);
+            if watched && buffered >= start_fill {
+                self.observed = 0;
+                let skip = buffered - start_fill;
+                self.fifo.drain(..skip * self.channels);
+                self.stats.start_skipped_frames += skip as u64;
                 self.stats.playing = true;
+                self.smoothed = None;
             } else {
                 out.fill(0);
                 return 0;
             }
+        } else if self.smoothed.is_some_and(|s| s > 2.0 * self.aim()) {
+            let drop = buffered.saturating_sub(self.aim() as usize);
+            self.fifo.drain(..drop * self.channels);
+            self.stats.overruns += 1;
+            self.stats.overrun_frames += drop as u64;
+            self.smoothed = None;
         }
+        let buffered = self.fifo.len() / self.channels;
         let give = frames.min(buffered);
         for (dst, src) in out.iter_mut().zip(self.fifo.drain(..give * self.channels)) {
             *dst = src;
@@ -286,12 +323,20 @@ impl DriftBuffer {
         self.target as f64 + self.burst / 2.0
     }
 
-    /// Remembers the largest burst, forgetting it over [`BURST_MEMORY`].
+    /// Remembers the longest gap between deliveries, forgetting it over [`BURST_MEMORY`].
     fn track_bursts(&mut self, frames: usize) {
-        let inflow = self.inflow as f64 * self.resampler.resample_ratio();
-        self.inflow = 0;
         let dt = frames as f64 / f64::from(self.out_rate);
-        self.burst = (self.burst * (1.0 - dt / BURST_MEMORY.as_secs_f64())).max(inflow);
+        self.burst *= 1.0 - dt / BURST_MEMORY.as_secs_f64();
+        if self.inflow > 0 {
+            if self.seen_input {
+                self.burst = self.burst.max((self.idle + frames) as f64);
+            }
+            self.seen_input = true;
+            self.idle = 0;
+        } else if self.seen_input {
+            self.idle += frames;
+        }
+        self.inflow = 0;
         self.stats.burst_frames = self.burst as u64;
         self.stats.target_frames = self.aim() as u64;
     }
@@ -310,7 +355,7 @@ impl DriftBuffer {
         let smoothed = match self.smoothed {
             Some(s) if self.stats.playing => s + alpha * (fill - s),
             // Before playback (and after an underrun) the fill ramps up on purpose: start the
-            // filter at the target so the ramp is not taken for drift.
+            // filter at the aim so the ramp is not taken for drift.
             _ => self.aim(),
         };
         self.smoothed = Some(smoothed);
@@ -374,7 +419,14 @@ impl DriftBuffer {
     fn limit(&mut self) {
         let buffered = self.fifo.len() / self.channels;
         let aim = self.aim() as usize;
-        if buffered > aim * OVERRUN_FACTOR {
+        // Before playback the excess is skipped when playback starts (at the live edge); only
+        // a flood beyond any sane backlog is cut here.
+        let limit = if self.stats.playing {
+            aim * OVERRUN_FACTOR
+        } else {
+            (self.out_rate as usize * MAX_BACKLOG_S).max(aim * OVERRUN_FACTOR)
+        };
+        if buffered > limit {
             let drop = buffered - aim;
             self.fifo.drain(..drop * self.channels);
             self.stats.overruns += 1;
@@ -449,7 +501,11 @@ mod tests {
             .position(|f| f != [0, 0])
             .expect("audio played");
         let audio = &played[first * 2..];
-        let expected = signal(0, audio.len() / 2);
+        // Playback starts at the live edge: find where in the signal it starts.
+        let offset = (0..RATE as usize)
+            .find(|&i| signal(i, 1) == audio[..2])
+            .expect("first played frame is from the signal");
+        let expected = signal(offset, audio.len() / 2);
         let mismatch = audio.iter().zip(&expected).position(|(a, b)| a != b);
         assert_eq!(mismatch, None, "played {} samples", audio.len());
         assert!(audio.len() > 19 * 2 * RATE as usize);
@@ -510,22 +566,37 @@ mod tests {
         )
         .expect("new");
         let mut out = vec![0; 48];
-        // One burst of 20 ms: playback waits for the target (10 ms) plus a burst.
-        buffer.push(&vec![1 << 8; 960]);
-        assert_eq!(buffer.pull(&mut out), 0);
-        assert_eq!(buffer.stats().burst_frames, 960);
-        buffer.push(&vec![1 << 8; 960]);
-        assert_eq!(buffer.pull(&mut out), 48);
-        for _ in 0..45 {
+        // 1 ms deliveries: playback starts after the observation time.
+        let mut played = 0;
+        for _ in 0..300 {
+            buffer.push(&[1 << 8; 48]);
+            played += buffer.pull(&mut out);
+        }
+        let stats = buffer.stats();
+        assert!(stats.playing, "{stats:?}");
+        assert!(played > 48 * 50, "{stats:?}");
+        // The sender stops: the buffer runs dry.
+        for _ in 0..50 {
             buffer.pull(&mut out);
         }
         let stats = buffer.stats();
-        assert_eq!(stats.underruns, 1);
+        assert_eq!(stats.underruns, 1, "{stats:?}");
         assert!(!stats.playing);
+        // A backlog, then regular deliveries: playback restarts at the live edge.
         buffer.push(&vec![1 << 8; 48_000]);
+        for _ in 0..300 {
+            buffer.push(&[1 << 8; 48]);
+            buffer.pull(&mut out);
+        }
+        let stats = buffer.stats();
+        assert!(stats.playing, "{stats:?}");
+        assert_eq!(stats.overruns, 0, "{stats:?}");
+        assert!(stats.start_skipped_frames > 40_000, "{stats:?}");
+        // A flood while playing is cut to the aim.
+        buffer.push(&vec![1 << 8; 200_000]);
         let stats = buffer.stats();
         assert_eq!(stats.overruns, 1);
-        assert!(stats.overrun_frames > 40_000);
+        assert!(stats.overrun_frames > 100_000, "{stats:?}");
     }
 
     #[test]

@@ -224,7 +224,8 @@ pub struct SrtInputStatus {
     /// Smoothed buffer fill and its target, milliseconds.
     pub buffer_ms: f64,
     pub buffer_target_ms: f64,
-    /// The largest burst the sender delivers at once (the target grows by half of it), ms.
+    /// The longest gap between two deliveries from the sender (the target grows by half
+    /// of it), ms.
     pub burst_ms: f64,
     /// Times the buffer ran dry (silence played) and the frames of silence.
     pub underruns: u64,
@@ -232,6 +233,9 @@ pub struct SrtInputStatus {
     /// Times the buffer overflowed (oldest audio dropped) and the frames dropped.
     pub overruns: u64,
     pub overrun_frames: u64,
+    /// Frames skipped when playback (re)started, to start at the live edge (a sender
+    /// flushing a backlog on connect).
+    pub start_skipped_frames: u64,
     /// Lossless path: ticks during which the ratio was not exactly 1 (drift being absorbed).
     pub steered_ticks: u64,
     /// Audio frames handed to the outputs (silence while nothing plays is not counted).

@@ -46,19 +46,35 @@ fn gst_receiver(dir: &Path, seconds: u32, out: &Path) -> Proc {
 /// (FFmpeg arguments) in MPEG-TS to `url`, in real time.
 fn ffmpeg_tone(dir: &Path, codec: &[&str], seconds: u32, url: &str) -> Proc {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi"])
-        .arg("-i")
-        .arg(format!(
-            "aevalsrc=0.25*sin(2*PI*1000*t)|0.25*sin(2*PI*1000*t):s=48000:d={seconds}"
-        ))
-        .args(codec)
-        .args(["-f", "mpegts", url]);
+    cmd.args([
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+    ])
+    .arg("-i")
+    .arg(format!(
+        "aevalsrc=0.25*sin(2*PI*1000*t)|0.25*sin(2*PI*1000*t):s=48000:d={seconds}"
+    ))
+    .args(codec)
+    .args(["-f", "mpegts", url]);
     Proc::spawn("ffmpeg", &mut cmd, dir)
 }
 
 /// The daemon's status as JSON, straight from its API.
 fn status() -> serde_json::Value {
-    let mut stream = TcpStream::connect(API).expect("API");
+    // The API comes up a moment after the daemon starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(API) {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() > deadline => panic!("API: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -78,7 +94,11 @@ fn srt_status() -> serde_json::Value {
 }
 
 /// Waits until the SRT input's status satisfies `ok`; returns it.
-fn wait_for_srt(what: &str, timeout: Duration, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_for_srt(
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
         let srt = srt_status();
@@ -95,7 +115,11 @@ fn assert_tone(received: &Path, level_db: f64, tolerance_db: f64, estuary: &Proc
     let samples = s24be(&std::fs::read(received).expect("received"));
     let left = channel(&samples, 2, 0);
     let start = first_active(&left, 1 << 24).unwrap_or_else(|| {
-        panic!("received audio is silent ({} frames)\n{}", left.len(), estuary.stderr())
+        panic!(
+            "received audio is silent ({} frames)\n{}",
+            left.len(),
+            estuary.stderr()
+        )
     });
     // Skip the codec's fade-in, then measure one second.
     let from = start + RATE / 2;
@@ -114,9 +138,7 @@ fn assert_tone(received: &Path, level_db: f64, tolerance_db: f64, estuary: &Proc
         "level {level:.2} dBFS RMS, expected {level_db:.2}"
     );
     // No dropout: the tone never falls silent for 2 ms inside the measured second.
-    let quiet = tone
-        .windows(96)
-        .any(|w| w.iter().all(|s| s.abs() < 1e-3));
+    let quiet = tone.windows(96).any(|w| w.iter().all(|s| s.abs() < 1e-3));
     assert!(!quiet, "the tone has a dropout");
 }
 
@@ -130,7 +152,17 @@ fn s302m_from_ffmpeg_reaches_aes67_bit_exact() {
     let sent = dir.path().join("sent.raw");
     let (status, _, err) = run_with_timeout(
         Command::new("sox")
-            .args(["-n", "-r", "48000", "-c", "2", "-b", "24", "-e", "signed-integer"])
+            .args([
+                "-n",
+                "-r",
+                "48000",
+                "-c",
+                "2",
+                "-b",
+                "24",
+                "-e",
+                "signed-integer",
+            ])
             .arg(&noise)
             .args(["synth", "4", "whitenoise", "vol", "0.5"]),
         Duration::from_secs(20),
@@ -155,7 +187,14 @@ fn s302m_from_ffmpeg_reaches_aes67_bit_exact() {
     std::thread::sleep(Duration::from_millis(300));
     let mut ffmpeg = Command::new("ffmpeg");
     ffmpeg
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+        ])
         .arg(&noise)
         .args(["-c:a", "s302m", "-strict", "-2", "-f", "mpegts"])
         .arg("srt://127.0.0.1:9000?mode=caller");
@@ -172,15 +211,23 @@ fn s302m_from_ffmpeg_reaches_aes67_bit_exact() {
     let sent = s24be(&std::fs::read(&sent).expect("sent"));
     let start = first_active(&received, 1 << 12).expect("received audio is silent") / 2 * 2;
     let run = &received[start..];
-    let anchor = find_exact(&sent, &run[..960]).expect("the first received samples were never sent");
-    let len = (sent.len() - anchor).min(run.len());
+    let anchor =
+        find_exact(&sent, &run[..960]).expect("the first received samples were never sent");
+    // The sender's last few packets may be discarded when it closes (no linger in live mode).
+    let len = (sent.len() - anchor)
+        .min(run.len())
+        .saturating_sub(RATE / 5 * 2);
     assert!(
         len >= 3 * RATE * 2,
         "only {} frames compared\n{}",
         len / 2,
         estuary.stderr()
     );
-    if let Some(i) = run[..len].iter().zip(&sent[anchor..]).position(|(r, s)| r != s) {
+    if let Some(i) = run[..len]
+        .iter()
+        .zip(&sent[anchor..])
+        .position(|(r, s)| r != s)
+    {
         panic!(
             "received frame {} of {} differs from what sox wrote\nstatus: {srt:#}",
             i / 2,
@@ -258,10 +305,14 @@ fn mp2_from_srt_live_transmit_listener_with_estuary_calling() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut slt = Command::new("srt-live-transmit");
-    slt.args(["-q", "udp://127.0.0.1:5555", "srt://127.0.0.1:9001?mode=listener"]);
+    slt.args([
+        "-q",
+        "udp://127.0.0.1:5555",
+        "srt://127.0.0.1:9001?mode=listener",
+    ]);
     let _slt = Proc::spawn("srt-live-transmit", &mut slt, dir.path());
     std::thread::sleep(Duration::from_millis(300));
-    let mut estuary = start_estuary(
+    let estuary = start_estuary(
         dir.path(),
         &config("mode = \"caller\"\naddress = \"127.0.0.1:9001\"\nstream_id = \"studio-a\""),
     );
@@ -300,7 +351,9 @@ fn wrong_passphrase_shows_in_the_status() {
     std::thread::sleep(Duration::from_millis(300));
     let _estuary = start_estuary(
         dir.path(),
-        &config("mode = \"caller\"\naddress = \"127.0.0.1:9001\"\npassphrase = \"wrong-passphrase\""),
+        &config(
+            "mode = \"caller\"\naddress = \"127.0.0.1:9001\"\npassphrase = \"wrong-passphrase\"",
+        ),
     );
     let srt = wait_for_srt("a rejection", Duration::from_secs(15), |s| {
         s["connect_failures"].as_u64() > Some(0)

@@ -281,6 +281,7 @@ fn add_drift(total: &mut DriftStats, s: &DriftStats) {
     total.overrun_frames += s.overrun_frames;
     total.frames_played += s.frames_played;
     total.steered_pulls += s.steered_pulls;
+    total.start_skipped_frames += s.start_skipped_frames;
 }
 
 type UnitState<'a> = (
@@ -449,6 +450,7 @@ pub(super) fn status(shared: &SrtInputShared, rate: u32) -> SrtInputStatus {
         overruns: drift.overruns,
         overrun_frames: drift.overrun_frames,
         steered_ticks: drift.steered_pulls,
+        start_skipped_frames: drift.start_skipped_frames,
         frames_played: drift.frames_played,
     }
 }
