@@ -121,8 +121,8 @@ fn assert_tone(received: &Path, level_db: f64, tolerance_db: f64, estuary: &Proc
             estuary.stderr()
         )
     });
-    // Skip the codec's fade-in, then measure one second.
-    let from = start + RATE / 2;
+    // Skip the codec's fade-in and the buffer's start, then measure one second.
+    let from = start + RATE * 2;
     assert!(
         left.len() >= from + RATE,
         "only {} frames of tone received\n{}",
@@ -251,12 +251,12 @@ fn aac_44k1_from_ffmpeg_arrives_at_the_right_frequency_and_level() {
     );
     estuary.wait_for_stderr("SRT listener waiting", Duration::from_secs(10));
     let received = dir.path().join("received.raw");
-    let mut receiver = gst_receiver(dir.path(), 7, &received);
+    let mut receiver = gst_receiver(dir.path(), 9, &received);
     std::thread::sleep(Duration::from_millis(300));
     let mut ffmpeg = ffmpeg_tone(
         dir.path(),
         &["-c:a", "aac", "-b:a", "160k", "-ar", "44100"],
-        5,
+        6,
         "srt://127.0.0.1:9000?mode=caller",
     );
     ffmpeg.wait_exit(Duration::from_secs(20));
@@ -282,12 +282,12 @@ fn opus_from_ffmpeg_arrives_at_the_right_frequency_and_level() {
     );
     estuary.wait_for_stderr("SRT listener waiting", Duration::from_secs(10));
     let received = dir.path().join("received.raw");
-    let mut receiver = gst_receiver(dir.path(), 7, &received);
+    let mut receiver = gst_receiver(dir.path(), 9, &received);
     std::thread::sleep(Duration::from_millis(300));
     let mut ffmpeg = ffmpeg_tone(
         dir.path(),
         &["-c:a", "libopus", "-b:a", "128k"],
-        5,
+        6,
         "srt://127.0.0.1:9000?mode=caller",
     );
     ffmpeg.wait_exit(Duration::from_secs(20));
@@ -320,12 +320,12 @@ fn mp2_from_srt_live_transmit_listener_with_estuary_calling() {
         s["state"] == "connected"
     });
     let received = dir.path().join("received.raw");
-    let mut receiver = gst_receiver(dir.path(), 7, &received);
+    let mut receiver = gst_receiver(dir.path(), 9, &received);
     std::thread::sleep(Duration::from_millis(300));
     let mut ffmpeg = ffmpeg_tone(
         dir.path(),
         &["-c:a", "mp2", "-b:a", "256k"],
-        5,
+        6,
         "udp://127.0.0.1:5555?pkt_size=1316",
     );
     ffmpeg.wait_exit(Duration::from_secs(20));
