@@ -132,7 +132,8 @@ fn assert_tone(received: &Path, level_db: f64, tolerance_db: f64, estuary: &Proc
     let tone = to_f64(&left[from..from + RATE]);
     let f = frequency(&tone, RATE as f64);
     let level = rms_dbfs(&tone);
-    assert!((f - 1000.0).abs() < 1.0, "frequency {f} Hz, expected 1000");
+    // The drift loop may steer by up to its ±0.2 % clamp while it settles (3.5 cents).
+    assert!((f - 1000.0).abs() < 2.5, "frequency {f} Hz, expected 1000");
     assert!(
         (level - level_db).abs() < tolerance_db,
         "level {level:.2} dBFS RMS, expected {level_db:.2}"
