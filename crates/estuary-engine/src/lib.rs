@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod dante;
+pub mod drift;
 pub mod failover;
 pub mod impair;
 pub mod jitter;

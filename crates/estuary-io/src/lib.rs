@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod dante;
+pub mod decode;
 pub mod mcast;
 pub mod netns;
 pub mod opus;

@@ -13,6 +13,9 @@
 //! `send`.
 
 mod ffi;
+mod recv;
+
+pub use recv::{SrtReceived, SrtReceiver};
 
 use std::collections::hash_map::RandomState;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -45,8 +48,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 const POLL_TICK: Duration = Duration::from_millis(20);
 /// How often the connection thread checks a connected peer and refreshes the statistics.
 const CONNECTED_TICK: Duration = Duration::from_millis(100);
-/// A listener's peer that has sent no ACK for this long gives way to a new caller. A live
-/// receiver ACKs every 10 ms while data flows; while nothing is sent, ACKs may stop too, and
+/// A listener's peer that has sent no ACK (an SRT input's peer: no data) for this long gives
+/// way to a new caller. A live receiver ACKs every 10 ms while data flows; while nothing is sent, ACKs may stop too, and
 /// replacing the peer then costs nothing.
 const SILENT_PEER: Duration = Duration::from_millis(1500);
 
@@ -242,6 +245,18 @@ pub struct SrtStatus {
     pub send_loss_packets: u64,
     /// Current sending rate in Mb/s (`mbpsSendRate`).
     pub send_rate_mbps: f64,
+    /// Receiving side (SRT inputs): packets received (`pktRecvTotal`).
+    pub received_packets: u64,
+    /// Payload bytes received (`byteRecvTotal`).
+    pub received_bytes: u64,
+    /// Packets detected lost (`pktRcvLossTotal`); most are recovered by retransmission.
+    pub receive_loss_packets: u64,
+    /// Packets that arrived too late and were dropped, or never came (`pktRcvDropTotal`).
+    pub receive_dropped_packets: u64,
+    /// Retransmitted packets received (`pktRcvRetrans`).
+    pub received_retransmitted_packets: u64,
+    /// Packets that could not be decrypted (`pktRcvUndecryptTotal`).
+    pub undecrypted_packets: u64,
 }
 
 /// One SRT output: a connection thread plus a non-blocking [`send`](Self::send).
@@ -256,6 +271,11 @@ impl SrtSender {
     /// Validates `config`, initialises libsrt and spawns the connection thread. Returns at
     /// once; the connection comes up in the background (see [`status`](Self::status)).
     pub fn start(config: SrtConfig) -> Result<Self, SrtError> {
+        Self::start_named(config, "srt-out")
+    }
+
+    /// [`start`](Self::start) with the connection thread's name.
+    fn start_named(config: SrtConfig, thread_name: &str) -> Result<Self, SrtError> {
         config.validate()?;
         let lib = SrtLib::acquire()?;
         let initial = match config.mode {
@@ -266,7 +286,7 @@ impl SrtSender {
         let (stop_tx, stop_rx) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name("srt-out".into())
+            .name(thread_name.into())
             .spawn(move || {
                 let mut conn = Connection::new(config, thread_shared, stop_rx);
                 conn.run();
@@ -346,6 +366,12 @@ impl SrtSender {
             sender_dropped_packets: load(&shared.sender_dropped),
             send_loss_packets: load(&shared.send_loss),
             send_rate_mbps: f64::from_bits(load(&shared.send_rate_bits)),
+            received_packets: load(&shared.received),
+            received_bytes: load(&shared.received_bytes),
+            receive_loss_packets: load(&shared.receive_loss),
+            receive_dropped_packets: load(&shared.receive_dropped),
+            received_retransmitted_packets: load(&shared.received_retransmitted),
+            undecrypted_packets: load(&shared.undecrypted),
         }
     }
 
@@ -388,6 +414,12 @@ struct Shared {
     sender_dropped: AtomicU64,
     send_loss: AtomicU64,
     send_rate_bits: AtomicU64,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    receive_loss: AtomicU64,
+    receive_dropped: AtomicU64,
+    received_retransmitted: AtomicU64,
+    undecrypted: AtomicU64,
     info: Mutex<Info>,
 }
 
@@ -412,6 +444,12 @@ impl Shared {
             sender_dropped: AtomicU64::new(0),
             send_loss: AtomicU64::new(0),
             send_rate_bits: AtomicU64::new(0.0_f64.to_bits()),
+            received: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            receive_loss: AtomicU64::new(0),
+            receive_dropped: AtomicU64::new(0),
+            received_retransmitted: AtomicU64::new(0),
+            undecrypted: AtomicU64::new(0),
             info: Mutex::new(Info {
                 state,
                 last_error: None,
@@ -435,6 +473,12 @@ struct Totals {
     retransmitted: u64,
     sender_dropped: u64,
     send_loss: u64,
+    received: u64,
+    received_bytes: u64,
+    receive_loss: u64,
+    receive_dropped: u64,
+    received_retransmitted: u64,
+    undecrypted: u64,
 }
 
 impl Totals {
@@ -444,6 +488,13 @@ impl Totals {
             retransmitted: count(stats.pktRetransTotal),
             sender_dropped: count(stats.pktSndDropTotal),
             send_loss: count(stats.pktSndLossTotal),
+            received: u64::try_from(stats.pktRecvTotal).unwrap_or(0),
+            received_bytes: stats.byteRecvTotal,
+            receive_loss: count(stats.pktRcvLossTotal),
+            receive_dropped: count(stats.pktRcvDropTotal),
+            // A "local" figure, but statistics are never cleared, so it counts since connect.
+            received_retransmitted: count(stats.pktRcvRetrans),
+            undecrypted: count(stats.pktRcvUndecryptTotal),
         }
     }
 
@@ -452,6 +503,12 @@ impl Totals {
             retransmitted: self.retransmitted + other.retransmitted,
             sender_dropped: self.sender_dropped + other.sender_dropped,
             send_loss: self.send_loss + other.send_loss,
+            received: self.received + other.received,
+            received_bytes: self.received_bytes + other.received_bytes,
+            receive_loss: self.receive_loss + other.receive_loss,
+            receive_dropped: self.receive_dropped + other.receive_dropped,
+            received_retransmitted: self.received_retransmitted + other.received_retransmitted,
+            undecrypted: self.undecrypted + other.undecrypted,
         }
     }
 }
@@ -635,7 +692,7 @@ impl Connection {
                 if state == ffi::SRTS_CONNECTED {
                     let acks = self
                         .refresh_stats(&current.socket)
-                        .map_or(current.acks, |stats| stats.pktRecvACKTotal);
+                        .map_or(current.acks, peer_activity);
                     if acks != current.acks {
                         current.acks = acks;
                         current.last_ack = Instant::now();
@@ -736,6 +793,22 @@ impl Connection {
             .sender_dropped
             .store(total.sender_dropped, Ordering::Relaxed);
         shared.send_loss.store(total.send_loss, Ordering::Relaxed);
+        shared.received.store(total.received, Ordering::Relaxed);
+        shared
+            .received_bytes
+            .store(total.received_bytes, Ordering::Relaxed);
+        shared
+            .receive_loss
+            .store(total.receive_loss, Ordering::Relaxed);
+        shared
+            .receive_dropped
+            .store(total.receive_dropped, Ordering::Relaxed);
+        shared
+            .received_retransmitted
+            .store(total.received_retransmitted, Ordering::Relaxed);
+        shared
+            .undecrypted
+            .store(total.undecrypted, Ordering::Relaxed);
         shared
             .rtt_ms_bits
             .store(stats.msRTT.to_bits(), Ordering::Relaxed);
@@ -751,8 +824,8 @@ impl Connection {
 struct Peer {
     socket: Socket,
     addr: SocketAddr,
-    /// `pktRecvACKTotal` at the last look, and when it last changed.
-    acks: c_int,
+    /// [`peer_activity`] at the last look, and when it last changed.
+    acks: i64,
     last_ack: Instant,
 }
 
@@ -892,6 +965,11 @@ fn connect_failure(socket: &Socket, remote: SocketAddr) -> String {
             format!("peer rejected: {text} (reject reason {reason})")
         }
     }
+}
+
+/// What a live peer keeps sending: ACKs to a sender, data to a receiver.
+fn peer_activity(stats: ffi::SrtTraceBStats) -> i64 {
+    i64::from(stats.pktRecvACKTotal) + stats.pktRecvTotal
 }
 
 fn state_name(state: c_int) -> &'static str {

@@ -5,6 +5,7 @@
 //! with `get(..)`/`checked_sub` before use, so no accessor indexes out of bounds.
 #![forbid(unsafe_code)]
 
+pub mod audio_frames;
 pub mod dante;
 pub mod flac;
 pub mod payload;

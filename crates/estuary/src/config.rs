@@ -109,6 +109,20 @@ pub enum InputKind {
     Generator,
     /// The RX channels of Estuary's Dante device (`[dante]`), routed by a Dante controller.
     Dante,
+    /// MPEG-TS over SRT (AAC, MP2, Opus or SMPTE 302M), decoded and re-clocked to ours.
+    Srt,
+}
+
+impl InputKind {
+    /// The name used in the config file and the status.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Aes67 => "aes67",
+            InputKind::Generator => "generator",
+            InputKind::Srt => "srt",
+            InputKind::Dante => "dante",
+        }
+    }
 }
 
 /// One AES67 / ST 2110-30 / RAVENNA stream to receive.
@@ -154,6 +168,20 @@ pub struct InputConfig {
     pub frequency: Option<Spanned<f64>>,
     /// Generator only: peak level in dBFS (default -18).
     pub level: Option<Spanned<f64>>,
+    /// SRT only: `caller` or `listener` (required).
+    pub mode: Option<Spanned<SrtModeConfig>>,
+    /// SRT only: AES passphrase, 10 to 79 characters.
+    pub passphrase: Option<Spanned<String>>,
+    /// SRT only: AES key length in bytes, 16, 24 or 32 (`pbkeylen`).
+    pub key_length: Option<Spanned<u8>>,
+    /// SRT only (caller): the stream id sent to the listener.
+    pub stream_id: Option<Spanned<String>>,
+    /// SRT only: the SRT receive latency (`SRTO_LATENCY`); default 120 ms.
+    #[serde(default, with = "humantime_serde::option")]
+    pub srt_latency: Option<Duration>,
+    /// SRT only: decoded audio held against bursts and clock drift; default 60 ms.
+    #[serde(default, with = "humantime_serde::option")]
+    pub buffer: Option<Duration>,
 }
 
 /// What an input's `source` says.
@@ -562,9 +590,13 @@ impl InputConfig {
 
     /// Works out how the stream is described: fixed by the config, or followed from discovery.
     pub fn plan(&self) -> Result<InputPlan, FieldError> {
+        if self.kind != InputKind::Srt {
+            self.refuse_srt_fields()?;
+        }
         match self.kind {
             InputKind::Generator => return self.generator_stream().map(InputPlan::Fixed),
             InputKind::Dante => return self.dante_stream().map(InputPlan::Fixed),
+            InputKind::Srt => return self.srt_stream().map(InputPlan::Fixed),
             InputKind::Aes67 => {}
         }
         self.signal()?;
@@ -601,7 +633,7 @@ impl InputConfig {
                     field.into(),
                     format!(
                         "`{field}` is a generator setting; this input is kind = \"{}\"",
-                        self.kind_name()
+                        self.kind.name()
                     ),
                 ));
             }
@@ -624,14 +656,6 @@ impl InputConfig {
             }
         };
         Ok(Some(kind))
-    }
-
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            InputKind::Aes67 => "aes67",
-            InputKind::Generator => "generator",
-            InputKind::Dante => "dante",
-        }
     }
 
     /// Refuses the fields that describe a received RTP stream, for kinds that have none.

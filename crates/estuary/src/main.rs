@@ -34,6 +34,7 @@ mod send;
 mod setup;
 mod shutdown;
 mod soak;
+mod srt_input;
 mod status;
 mod sysinfo;
 mod systemd;

@@ -166,6 +166,80 @@ pub struct InputStatus {
     /// Failover inputs: the source on air.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverStatus>,
+    /// SRT inputs: the connection, the transport stream, the decoder and the drift buffer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srt: Option<SrtInputStatus>,
+}
+
+/// An SRT input (`kind = "srt"`): from the SRT connection down to the re-clocked audio.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SrtInputStatus {
+    /// `connecting`, `listening`, `connected`, `backoff` or `stopped`.
+    pub state: String,
+    /// The connected peer.
+    pub peer: Option<String>,
+    /// The latest connection failure, e.g. `peer rejected: bad passphrase`.
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    pub connect_failures: u64,
+    /// SRT packets received (libsrt `pktRecvTotal`) and their payload bytes.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets libsrt found missing (most are recovered by retransmission).
+    pub lost_packets: u64,
+    /// Retransmitted packets received.
+    pub retransmitted_packets: u64,
+    /// Packets dropped as too late, or never recovered: their audio is concealed.
+    pub dropped_packets: u64,
+    /// Packets that could not be decrypted (wrong passphrase on a listener).
+    pub undecrypted_packets: u64,
+    pub rtt_ms: f64,
+    /// Messages read from libsrt.
+    pub messages: u64,
+    /// Transport stream: packets, continuity errors, bytes skipped to resynchronise, malformed.
+    pub ts_packets: u64,
+    pub continuity_errors: u64,
+    pub ts_skipped_bytes: u64,
+    pub ts_malformed: u64,
+    /// The codec decoded: `aac`, `mp2`, `opus` or `s302m` (none before the PMT).
+    pub codec: Option<String>,
+    /// The decoded audio's rate and channels, before resampling and channel mapping.
+    pub codec_sample_rate: u32,
+    pub codec_channels: u32,
+    pub frames_decoded: u64,
+    pub decode_errors: u64,
+    /// Elementary streams of kinds that cannot be decoded (their audio is ignored).
+    pub unsupported_streams: u64,
+    /// Silence inserted for audio missing between access units (by PTS), in frames.
+    pub concealed_frames: u64,
+    /// PTS jumps too large to conceal (the sender restarted its clock).
+    pub pts_discontinuities: u64,
+    /// Drift buffer: `resample` (sinc, always steered) or `lossless` (bit-exact unless
+    /// steered, then frame slips).
+    pub conversion: Option<String>,
+    /// Output frames per input frame (rate conversion × drift correction).
+    pub ratio: f64,
+    /// The drift correction now, ppm (positive: the sender's clock is slow against ours).
+    pub correction_ppm: f64,
+    /// Smoothed buffer fill and its target, milliseconds.
+    pub buffer_ms: f64,
+    pub buffer_target_ms: f64,
+    /// The longest gap between two deliveries from the sender (the target grows by half
+    /// of it), ms.
+    pub burst_ms: f64,
+    /// Times the buffer ran dry (silence played) and the frames of silence.
+    pub underruns: u64,
+    pub underrun_frames: u64,
+    /// Times the buffer overflowed (oldest audio dropped) and the frames dropped.
+    pub overruns: u64,
+    pub overrun_frames: u64,
+    /// Frames skipped when playback (re)started, to start at the live edge (a sender
+    /// flushing a backlog on connect).
+    pub start_skipped_frames: u64,
+    /// Lossless path: ticks during which the ratio was not exactly 1 (drift being absorbed).
+    pub steered_ticks: u64,
+    /// Audio frames handed to the outputs (silence while nothing plays is not counted).
+    pub frames_played: u64,
 }
 
 /// ST 2022-7: the two paths of a redundant input, and their skew.

@@ -1,7 +1,7 @@
 //! Hand-written bindings to the parts of the system libsrt (1.5, gnutls build) that Estuary uses.
 //!
 //! Layouts and constants follow `/usr/include/srt/srt.h` and `logging_api.h` of libsrt 1.5.1.
-//! Only what the sender needs is declared; every function is thread-safe in libsrt (sockets are
+//! Only what the sender and receiver need is declared; every function is thread-safe in libsrt (sockets are
 //! integer ids looked up in a global table, so a stale id yields an error, never a dangling
 //! pointer).
 
@@ -171,6 +171,12 @@ unsafe extern "C" {
     pub(crate) fn srt_sendmsg2(
         u: SrtSocket,
         buf: *const c_char,
+        len: c_int,
+        mctrl: *mut c_void,
+    ) -> c_int;
+    pub(crate) fn srt_recvmsg2(
+        u: SrtSocket,
+        buf: *mut c_char,
         len: c_int,
         mctrl: *mut c_void,
     ) -> c_int;

@@ -24,6 +24,7 @@ mod meter;
 mod output;
 mod redundant;
 mod report;
+mod srt_in;
 mod view;
 
 use estuary_engine::monitor::MonitorConfig;
@@ -233,6 +234,8 @@ struct Route {
     dante_tx: bool,
     /// Attached to the Dante device (as its RX input or its TX source).
     dante_attached: bool,
+    /// SRT inputs: the connection and the decoder's counters, for the status.
+    srt: Option<Arc<srt_in::SrtInputShared>>,
 }
 
 /// The started threads of a configuration.
@@ -379,6 +382,7 @@ impl Running {
                 .and_then(|d| d.tx_input.as_ref())
                 .is_some_and(|t| t.get_ref() == &name),
             dante_attached: false,
+            srt: None,
         };
         match plan {
             InputPlan::Fixed(stream) => route.activate(stream, None, &self.commands)?,
@@ -589,8 +593,9 @@ impl Route {
             .config
             .signal()
             .map_err(|(_, field, msg)| anyhow::anyhow!("input {name}: {field}: {msg}"))?;
+        let srt_input = self.config.kind == crate::config::InputKind::Srt;
         let input = match signal {
-            None if self.config.kind != InputKind::Dante => Some(open_input(
+            None if !srt_input && self.config.kind != InputKind::Dante => Some(open_input(
                 &self.config,
                 &stream,
                 sdp.as_deref(),
@@ -772,6 +777,25 @@ impl Route {
                 self.dante_attached = true;
                 info!(input = %name, channels = stream.channels, "receiving the Dante device's RX channels");
             }
+            (None, None) if srt_input => {
+                let (srt, shared) = srt_in::SrtInput::start(
+                    &self.config,
+                    &stream,
+                    rings,
+                    Arc::clone(&self.snapshot),
+                )?;
+                self.srt = Some(shared);
+                info!(input = %name, address = %stream.destination, channels = stream.channels, rate = stream.sample_rate, "SRT input starting");
+                let halt = self.halt.clone();
+                let handle =
+                    thread::Builder::new()
+                        .name(format!("srtin-{name}"))
+                        .spawn(move || {
+                            realtime(sched::OUTPUT_PRIORITY);
+                            srt.run(&halt);
+                        })?;
+                self.workers.push(handle);
+            }
             (None, None) => anyhow::bail!("input {name}: neither received nor generated"),
         }
         self.state = RouteState::Receiving {
@@ -840,6 +864,8 @@ impl Route {
             worker.thread().unpark();
             let _ = worker.join();
         }
+        // Closes an SRT input's connection (and its listening port) before a restart reopens it.
+        self.srt = None;
     }
 }
 

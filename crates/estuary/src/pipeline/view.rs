@@ -213,7 +213,7 @@ fn input_status(route: &Route) -> InputStatus {
     };
     InputStatus {
         name: config.name.get_ref().clone(),
-        kind: config.kind_name().into(),
+        kind: config.kind.name().into(),
         source,
         state: state.into(),
         reason,
@@ -238,6 +238,10 @@ fn input_status(route: &Route) -> InputStatus {
             .collect(),
         redundancy: snap.redundancy.as_ref().map(super::redundant::status),
         failover: snap.failover.as_ref().map(super::failover::status),
+        srt: route
+            .srt
+            .as_deref()
+            .map(|shared| super::srt_in::status(shared, rate.max(1))),
     }
 }
 
