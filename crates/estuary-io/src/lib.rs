@@ -8,6 +8,8 @@ pub mod dante;
 pub mod mcast;
 pub mod netns;
 pub mod opus;
+pub mod ptp;
+pub mod ptp4l;
 pub mod ravenna;
 pub mod sap;
 pub mod sched;
