@@ -17,7 +17,8 @@ pub struct Ptp4l {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
-/// How to run `ptp4l`.
+/// How to run `ptp4l` (it prints every measurement: `summary_interval` is below any Sync
+/// interval).
 #[derive(Debug, Clone, Copy)]
 pub struct Ptp4lOptions {
     pub domain: u8,
@@ -63,7 +64,7 @@ impl Ptp4l {
                  logAnnounceInterval 0\n\
                  logMinDelayReqInterval -3\n\
                  free_running 1\n\
-                 summary_interval 0\n\
+                 summary_interval -4\n\
                  tx_timestamp_timeout 100\n",
                 options.domain, options.priority1, options.log_sync_interval
             ),
