@@ -9,6 +9,8 @@ pub mod decode;
 pub mod mcast;
 pub mod netns;
 pub mod opus;
+pub mod ptp;
+pub mod ptp4l;
 pub mod ravenna;
 pub mod sap;
 pub mod sched;

@@ -139,3 +139,73 @@ fn ip(args: &[&str]) -> io::Result<()> {
         )))
     }
 }
+
+/// A second, named network namespace joined to the calling thread's namespace by a veth
+/// pair: a separate "host" on a point-to-point Ethernet link, for peers that must not share
+/// our ports (a PTP daemon binds 319/320 like Estuary does).
+///
+/// Our end is [`PeerNamespace::LOCAL_INTERFACE`] (`10.233.0.1/24`), the peer's end
+/// [`PeerNamespace::PEER_INTERFACE`] (`10.233.0.2/24`), both with multicast routes. Call it
+/// after [`isolate_thread_network`]. Dropping it deletes the namespace (and the pair).
+#[derive(Debug)]
+pub struct PeerNamespace {
+    name: String,
+}
+
+impl PeerNamespace {
+    /// Our end of the veth pair.
+    pub const LOCAL_INTERFACE: &'static str = "esta";
+    /// The peer's end of the veth pair.
+    pub const PEER_INTERFACE: &'static str = "estb";
+    pub const LOCAL_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 233, 0, 1);
+    pub const PEER_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 233, 0, 2);
+
+    /// Creates the namespace `est-TAG-PID-N` and the veth pair.
+    ///
+    /// # Errors
+    /// Any failing `ip` command, with its message.
+    pub fn create(tag: &str) -> io::Result<Self> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("est-{tag}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        let (local, peer) = (Self::LOCAL_INTERFACE, Self::PEER_INTERFACE);
+        ip(&[
+            "link", "add", local, "type", "veth", "peer", "name", peer, "netns", &ns.name,
+        ])?;
+        ip(&["addr", "add", "10.233.0.1/24", "dev", local])?;
+        ip(&["link", "set", local, "up"])?;
+        ip(&["route", "replace", "224.0.0.0/4", "dev", local])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["-n", ns.name.as_str()];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["link", "set", "lo", "up"])?;
+        inside(&["addr", "add", "10.233.0.2/24", "dev", peer])?;
+        inside(&["link", "set", peer, "up"])?;
+        inside(&["route", "add", "224.0.0.0/4", "dev", peer])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name (for `ip netns exec`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec NAME program`: a command that runs inside the peer namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+}
+
+impl Drop for PeerNamespace {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            tracing::warn!("cannot delete network namespace {}: {e}", self.name);
+        }
+    }
+}

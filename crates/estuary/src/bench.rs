@@ -35,6 +35,9 @@ use crate::send;
 #[path = "bench_tx.rs"]
 mod transmit;
 
+#[path = "bench_ptp.rs"]
+mod ptp;
+
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -62,6 +65,8 @@ enum BenchWhat {
     /// (internal) Estuary's side of `bench transmit`, run as a child process.
     #[command(hide = true)]
     TransmitWorker(transmit::TransmitArgs),
+    /// PTP follower error to a ptp4l grandmaster on a veth pair, vs ptp4l's own follower.
+    Ptp(ptp::PtpBenchArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -141,6 +146,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
         BenchWhat::Transmit(a) => transmit::transmit(&a),
         BenchWhat::TransmitWorker(a) => transmit::transmit_worker(&a),
+        BenchWhat::Ptp(a) => ptp::ptp(&a),
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Config {
     /// Estuary as a Dante device (unofficial implementation).
     #[serde(default)]
     pub dante: Option<crate::dante::DanteConfig>,
+    /// The media clock: system, or PTP follower / grandmaster.
+    #[serde(default)]
+    pub clock: crate::clock::ClockConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -471,6 +474,9 @@ impl Config {
             dante.validate().map_err(|(span, f, m)| err(span, f, m))?;
         }
         crate::dante::validate_routes(self).map_err(|(span, f, m)| err(span, f, m))?;
+        self.clock
+            .validate()
+            .map_err(|(span, f, m)| err(span, f, m))?;
         let mut names = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let field = |f: &str| format!("inputs[{i}].{f}");

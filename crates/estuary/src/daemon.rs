@@ -26,6 +26,11 @@ pub fn run(
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let (gateway, inbox) = Gateway::new(config, path.map(|p| p.display().to_string()));
+    // The media clock first: outputs stamp RTP with it from their first packet.
+    let media_clock = crate::clock::start(&config.clock);
+    if let Some(reason) = media_clock.status().reason {
+        gateway.record("clock_failed", "critical", "clock", &reason);
+    }
     if let Some(path) = path {
         watch_reload(path.to_owned(), gateway.clone(), stop.clone())?;
     }
@@ -60,6 +65,7 @@ pub fn run(
         api.stop();
     }
     alarms.stop();
+    crate::clock::stop();
     result
 }
 

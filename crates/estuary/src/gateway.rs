@@ -33,6 +33,8 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum Scope {
     Input,
     Output,
+    /// The media clock (`[clock]`); its subject is `clock`.
+    Clock,
 }
 
 impl Scope {
@@ -40,6 +42,7 @@ impl Scope {
         match self {
             Scope::Input => "input",
             Scope::Output => "output",
+            Scope::Clock => "clock",
         }
     }
 }
@@ -67,10 +70,12 @@ pub enum Condition {
     RouteFailed,
     /// A recorder cannot write (disk full, I/O error); it retries.
     RecordFailed,
+    /// The PTP follower is not locked to a grandmaster.
+    ClockUnlocked,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 17] = [
+    pub const ALL: [Condition; 18] = [
         Condition::Silence,
         Condition::Clipping,
         Condition::Stuck,
@@ -88,6 +93,7 @@ impl Condition {
         Condition::Disconnected,
         Condition::RouteFailed,
         Condition::RecordFailed,
+        Condition::ClockUnlocked,
     ];
 
     /// The name used in config, the API and metrics.
@@ -110,6 +116,7 @@ impl Condition {
             Condition::Disconnected => "disconnected",
             Condition::RouteFailed => "route_failed",
             Condition::RecordFailed => "record_failed",
+            Condition::ClockUnlocked => "clock_unlocked",
         }
     }
 
@@ -371,6 +378,7 @@ pub fn supervise(
     };
     let mut next_report = Instant::now() + period;
     let mut next_publish = Instant::now();
+    let mut clock_watch = crate::clock::ClockWatch::default();
     let mut reporter = crate::pipeline::Reporter::default();
     while !stop.requested() {
         match inbox.requests.recv_timeout(Duration::from_millis(10)) {
@@ -400,6 +408,9 @@ pub fn supervise(
             next_publish = now + PUBLISH_PERIOD;
             reporter.watch_causes(&running);
             for signal in running.watch_outputs() {
+                gateway.signal(signal);
+            }
+            if let Some(signal) = clock_watch.poll() {
                 gateway.signal(signal);
             }
             let mut status = running.status();

@@ -12,6 +12,7 @@ mod alarm;
 mod announce;
 mod api;
 mod bench;
+mod clock;
 mod config;
 mod ctl;
 mod daemon;

@@ -19,7 +19,89 @@ pub fn render(status: &Status, meters: &[InputMeters]) -> String {
     levels(&mut w, meters);
     outputs(&mut w, status);
     alarms(&mut w, status);
+    ptp(&mut w, status);
     w.out
+}
+
+/// The PTP clock, when `[clock]` runs one.
+fn ptp(w: &mut Writer, status: &Status) {
+    let Some(p) = &status.clock.ptp else {
+        return;
+    };
+    let gm = p.grandmaster.as_deref().unwrap_or("");
+    let gauges: [(&str, &str, f64); 8] = [
+        (
+            "estuary_ptp_locked",
+            "1 while the PTP follower is locked or we are the grandmaster.",
+            f64::from(u8::from(p.state == "locked" || p.state == "grandmaster")),
+        ),
+        (
+            "estuary_ptp_offset_seconds",
+            "Offset from the PTP master (servo estimate).",
+            p.offset_ns.unwrap_or(f64::NAN) / 1e9,
+        ),
+        (
+            "estuary_ptp_mean_path_delay_seconds",
+            "Mean path delay to the PTP master.",
+            p.mean_path_delay_ns.unwrap_or(f64::NAN) / 1e9,
+        ),
+        (
+            "estuary_ptp_frequency_ppm",
+            "Frequency correction of the PTP overlay clock.",
+            p.frequency_ppm,
+        ),
+        (
+            "estuary_ptp_offset_rms_seconds",
+            "RMS of the last 128 PTP offsets.",
+            p.jitter.rms_ns / 1e9,
+        ),
+        (
+            "estuary_ptp_offset_abs_max_seconds",
+            "Largest |offset| of the last 128.",
+            p.jitter.max_abs_ns / 1e9,
+        ),
+        (
+            "estuary_ptp_steps_removed",
+            "Steps removed from the grandmaster.",
+            f64::from(p.steps_removed),
+        ),
+        ("estuary_ptp_domain", "PTP domain.", f64::from(p.domain)),
+    ];
+    for (name, help, value) in gauges {
+        w.family(name, "gauge", help);
+        w.sample(name, &[("grandmaster", gm)], value);
+    }
+    let counters: [(&str, &str, u64); 5] = [
+        (
+            "estuary_ptp_bmca_changes_total",
+            "Port state or grandmaster changes.",
+            p.bmca_changes,
+        ),
+        (
+            "estuary_ptp_lock_losses_total",
+            "Times the PTP follower lost its lock.",
+            p.lock_losses,
+        ),
+        (
+            "estuary_ptp_clock_steps_total",
+            "Steps of the PTP overlay clock.",
+            p.steps,
+        ),
+        (
+            "estuary_ptp_measurements_total",
+            "PTP offset measurements.",
+            p.measurements,
+        ),
+        (
+            "estuary_ptp_send_errors_total",
+            "PTP packets the kernel refused.",
+            p.send_errors,
+        ),
+    ];
+    for (name, help, value) in counters {
+        w.family(name, "counter", help);
+        w.sample(name, &[], value as f64);
+    }
 }
 
 #[derive(Default)]
@@ -436,7 +518,7 @@ fn alarms(w: &mut Writer, status: &Status) {
         "gauge",
         "Alarms raised now, by what is watched and condition.",
     );
-    for scope in [Scope::Input, Scope::Output] {
+    for scope in [Scope::Input, Scope::Output, Scope::Clock] {
         for condition in Condition::ALL {
             let n = status
                 .alarms

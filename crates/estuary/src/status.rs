@@ -132,6 +132,9 @@ pub struct ClockStatus {
     pub ptp_locked: bool,
     /// Grandmasters the received streams declare in their SDP (`ts-refclk`), by input.
     pub stream_references: Vec<StreamClockReference>,
+    /// The PTP clock (`[clock] mode = "follower"` or `"grandmaster"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptp: Option<crate::clock::PtpStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -139,6 +142,9 @@ pub struct StreamClockReference {
     pub input: String,
     /// e.g. `ptp=IEEE1588-2008:00-1D-C1-FF-FE-12-34-56:0`.
     pub reference: String,
+    /// The stream names a PTP grandmaster other than the one our clock follows.
+    #[serde(default)]
+    pub mismatch: bool,
 }
 
 /// One input (a route: the input and the outputs it feeds).
@@ -169,6 +175,10 @@ pub struct InputStatus {
     /// SRT inputs: the connection, the transport stream, the decoder and the drift buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srt: Option<SrtInputStatus>,
+    /// The stream's SDP `ts-refclk` names another PTP grandmaster than the one followed:
+    /// its sender is not synchronized with us (set only while our PTP clock is locked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_mismatch: Option<String>,
 }
 
 /// An SRT input (`kind = "srt"`): from the SRT connection down to the re-clocked audio.
@@ -410,6 +420,9 @@ pub struct OutputCounters {
     /// AES67: worst send time behind a packet's deadline, milliseconds.
     #[serde(default)]
     pub pacing_max_ms: f64,
+    /// AES67: RTP timeline restarts on a PTP lock, unlock or grandmaster change.
+    #[serde(default)]
+    pub clock_rebases: u64,
 }
 
 /// Stream discovery.

@@ -281,6 +281,15 @@ pub fn default_rules() -> Vec<RuleConfig> {
         rule("route-failed", Condition::RouteFailed, Severity::Critical),
         rule("disconnected", Condition::Disconnected, Severity::Warning),
         rule("record-failed", Condition::RecordFailed, Severity::Critical),
+        // A follower takes a few seconds to lock after a start or a grandmaster change.
+        RuleConfig {
+            raise_after: Some(Duration::from_secs(10)),
+            ..rule(
+                "clock-unlocked",
+                Condition::ClockUnlocked,
+                Severity::Critical,
+            )
+        },
     ]
 }
 
@@ -288,6 +297,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
 pub fn scope_of(condition: Condition) -> Scope {
     match condition {
         Condition::Disconnected | Condition::RecordFailed => Scope::Output,
+        Condition::ClockUnlocked => Scope::Clock,
         _ => Scope::Input,
     }
 }
@@ -311,7 +321,8 @@ pub fn threshold_unit(condition: Condition) -> Option<(&'static str, f64, f64)> 
         | Condition::StreamChanged
         | Condition::Disconnected
         | Condition::RouteFailed
-        | Condition::RecordFailed => None,
+        | Condition::RecordFailed
+        | Condition::ClockUnlocked => None,
     }
 }
 
@@ -481,7 +492,7 @@ fn validate_rule(
     let scope = scope_of(condition);
     let (wrong, right) = match scope {
         Scope::Input => (&rule.outputs, "inputs"),
-        Scope::Output => (&rule.inputs, "outputs"),
+        Scope::Output | Scope::Clock => (&rule.inputs, "outputs"),
     };
     if let Some(w) = wrong {
         return Err((
@@ -502,7 +513,7 @@ fn validate_rule(
             .map(|i| i.name.get_ref().as_str())
             .collect(),
         // Recorders are watched like outputs (`record_failed`).
-        Scope::Output => config
+        Scope::Output | Scope::Clock => config
             .outputs
             .iter()
             .map(|o| o.name.get_ref().as_str())
@@ -511,7 +522,7 @@ fn validate_rule(
     };
     let selector = match scope {
         Scope::Input => &rule.inputs,
-        Scope::Output => &rule.outputs,
+        Scope::Output | Scope::Clock => &rule.outputs,
     };
     if let Some(list) = selector
         && let Some(bad) = list

@@ -163,6 +163,8 @@ impl Engine {
             let found = Condition::from_name(&alarm.condition).and_then(|c| {
                 let scope = if alarm.scope == Scope::Output.name() {
                     Scope::Output
+                } else if alarm.scope == Scope::Clock.name() {
+                    Scope::Clock
                 } else {
                     Scope::Input
                 };
@@ -285,6 +287,7 @@ fn detail(condition: Condition, v: f64) -> String {
         Condition::Disconnected => "no peer connected".into(),
         Condition::RouteFailed => "the route cannot receive its stream".into(),
         Condition::RecordFailed => "the recorder cannot write its files".into(),
+        Condition::ClockUnlocked => "the PTP clock is not locked to a grandmaster".into(),
     }
 }
 

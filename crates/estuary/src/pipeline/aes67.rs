@@ -4,6 +4,13 @@
 //! clock: `CLOCK_TAI × rate` at the first packet, then exactly `frames_per_packet` per
 //! packet, so the SDP says `mediaclk:direct=0`.
 //!
+//! With a synchronized PTP clock (`[clock]`, see `crate::clock`) the media clock is PTP
+//! time instead: packet `k` carries RTP time `(F0 + k × frames) mod 2³²`, where `F0` is
+//! the PTP time of the first packet in frames, and leaves when PTP time reaches it, so
+//! the stream runs at the grandmaster's rate. The SDP then names the grandmaster
+//! (`a=ts-refclk:ptp=IEEE1588-2008:<gm>:<domain>`). When the clock locks, unlocks or
+//! changes grandmaster the timeline is rebased and the SDP re-announced.
+//!
 //! The ingest thread fills the ring at the input's playout times, in bursts of its 1 ms
 //! tick; the sender starts once a prefill of two ticks is buffered, so a burst arriving a
 //! little late never starves a packet. If it does (the ingest thread stalled), the slot is
@@ -29,6 +36,7 @@ use estuary_wire::units::{RtpTimestamp, SeqNum};
 
 use super::OutputSnapshot;
 use crate::announce::{self, Announcement, RavennaAnnouncement};
+use crate::clock::{MediaClock, MediaReference};
 use crate::config::{Aes67Plan, OutputConfig, ResolvedStream};
 use crate::shutdown::Stop;
 
@@ -177,6 +185,23 @@ pub(super) struct Aes67Worker {
     packet: Vec<u8>,
     shared: Arc<Mutex<OutputSnapshot>>,
     snapshot: OutputSnapshot,
+    /// For re-announcing when the media clock's reference changes.
+    sender: Arc<Aes67Sender>,
+    output: OutputConfig,
+    sdp_base: sdp::SenderSdp,
+    iface: Option<Interface>,
+    clock: Option<Arc<MediaClock>>,
+}
+
+/// What packet deadlines and RTP time follow.
+enum Timeline {
+    /// `start + k × ptime` on the monotonic clock; RTP time from `CLOCK_TAI` at the start.
+    System { start: MonoTime },
+    /// Packet `k` leaves when PTP time reaches frame `first_frame + k × frames`.
+    Ptp {
+        first_frame: u128,
+        reference: MediaReference,
+    },
 }
 
 impl Aes67Worker {
@@ -185,7 +210,7 @@ impl Aes67Worker {
         output: &OutputConfig,
         stream: &ResolvedStream,
         consumer: rtrb::Consumer<i32>,
-        sender: &Aes67Sender,
+        sender: &Arc<Aes67Sender>,
         shared: Arc<Mutex<OutputSnapshot>>,
     ) -> anyhow::Result<Self> {
         let map = output.channel_map(stream.channels);
@@ -200,7 +225,7 @@ impl Aes67Worker {
             .with_context(|| format!("cannot send to {}", output.address))?;
         let snapshot = super::lock(&shared).clone();
         let channels = u16::try_from(map.len())?;
-        let sdp = sdp::write_aes67_sdp(&sdp::SenderSdp {
+        let sdp_base = sdp::SenderSdp {
             session_id: u64::from(sender.ssrc),
             session_version: tai_now_ns() / 1_000_000_000,
             origin_address: origin_address(iface.as_ref(), output.address.ip()),
@@ -220,8 +245,14 @@ impl Aes67Worker {
             framecount: Some(plan.frames_per_packet),
             media_clock_offset: 0,
             ..sdp::SenderSdp::default()
-        });
-        sender.publish(output, sdp, iface.as_ref());
+        };
+        let clock = crate::clock::current();
+        let reference = clock.as_ref().and_then(|c| c.reference());
+        sender.publish(
+            output,
+            sdp_with_reference(&sdp_base, reference.as_ref()),
+            iface.as_ref(),
+        );
         let frame = plan.frames_per_packet as usize;
         let samples = frame * map.len();
         info!(
@@ -252,7 +283,76 @@ impl Aes67Worker {
             plan,
             shared,
             snapshot,
+            sender: Arc::clone(sender),
+            output: output.clone(),
+            sdp_base,
+            iface,
+            clock,
         })
+    }
+
+    /// A timeline starting now: PTP when the clock is synchronized, else the system clock.
+    /// Returns it with the RTP timestamp of its first packet.
+    fn timeline(&self) -> (Timeline, RtpTimestamp) {
+        let rate = u128::from(self.sample_rate);
+        let now = monotonic_now();
+        if let Some(clock) = &self.clock
+            && let Some(reference) = clock.reference()
+            && let Some(ptp_now) = clock.ptp_time_at(now)
+        {
+            // The next whole frame of PTP time, a little ahead so the first deadline is
+            // not already past.
+            let first_frame = (u128::from(ptp_now) + 1_000_000) * rate / 1_000_000_000 + 1;
+            let timeline = Timeline::Ptp {
+                first_frame,
+                reference,
+            };
+            return (timeline, RtpTimestamp(first_frame as u32));
+        }
+        // The media clock at the first packet: TAI seconds × rate, wrapped to 32 bits.
+        let first = (u128::from(tai_now_ns()) * rate / 1_000_000_000) as u32;
+        (Timeline::System { start: now }, RtpTimestamp(first))
+    }
+
+    /// Deadline of packet `k` of `timeline` (None: the PTP clock is gone).
+    fn due(&self, timeline: &Timeline, k: u64) -> Option<MonoTime> {
+        match timeline {
+            Timeline::System { start } => {
+                Some(MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k)))
+            }
+            Timeline::Ptp { first_frame, .. } => {
+                let frame = first_frame + u128::from(k) * u128::from(self.plan.frames_per_packet);
+                let ptp_ns = frame * 1_000_000_000 / u128::from(self.sample_rate);
+                self.clock.as_ref()?.mono_at(u64::try_from(ptp_ns).ok()?)
+            }
+        }
+    }
+
+    /// Whether the clock's reference differs from the one `timeline` follows.
+    fn reference_changed(&self, timeline: &Timeline) -> bool {
+        let now = self.clock.as_ref().and_then(|c| c.reference());
+        match timeline {
+            Timeline::System { .. } => now.is_some(),
+            Timeline::Ptp { reference, .. } => now.as_ref() != Some(reference),
+        }
+    }
+
+    /// Announces the SDP of `timeline`'s reference.
+    fn announce(&self, timeline: &Timeline) {
+        let reference = match timeline {
+            Timeline::System { .. } => None,
+            Timeline::Ptp { reference, .. } => Some(reference),
+        };
+        info!(
+            output = %self.name,
+            reference = reference.map_or("local", |r| r.ts_refclk.as_str()),
+            "AES67 media clock"
+        );
+        self.sender.publish(
+            &self.output,
+            sdp_with_reference(&self.sdp_base, reference),
+            self.iface.as_ref(),
+        );
     }
 
     fn frames_buffered(&self) -> usize {
@@ -279,21 +379,24 @@ impl Aes67Worker {
             thread::park_timeout(Duration::from_millis(5));
         }
         let start = monotonic_now();
-        let rate = u128::from(self.sample_rate);
-        // The media clock at the first packet: TAI seconds × rate, wrapped to 32 bits.
-        let first_timestamp = (u128::from(tai_now_ns()) * rate / 1_000_000_000) as u32;
-        let mut timestamp = RtpTimestamp(first_timestamp);
+        let (mut timeline, mut timestamp) = self.timeline();
+        self.announce(&timeline);
         let high_water = prefill + self.frames_in(SLACK);
         let mut k = 0u64;
         let mut last_publish = start;
         while !halt.requested() {
-            let deadline = MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k));
+            let Some(deadline) = self.due(&timeline, k) else {
+                // The PTP clock went away under us: continue on the system clock.
+                (timeline, timestamp) = self.timeline();
+                k = 0;
+                self.announce(&timeline);
+                continue;
+            };
             sleep_until(deadline);
             let now = monotonic_now();
             // Every packet already due goes now: a thread woken late catches up in a burst,
             // so the rate stays exact.
-            while MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k)) <= now {
-                let due = MonoTime::from_nanos(start.as_nanos() + self.offset_ns(k));
+            while let Some(due) = self.due(&timeline, k).filter(|&due| due <= now) {
                 // Frames owed to packets already due are not excess: a sender woken late
                 // must not drop the audio it is about to catch up with.
                 let owed = (now.duration_since(due).as_nanos() as u64 / self.offset_ns(1).max(1))
@@ -320,11 +423,19 @@ impl Aes67Worker {
                 timestamp = timestamp.wrapping_add(self.plan.frames_per_packet);
                 k += 1;
             }
-            if now.duration_since(last_publish) >= PUBLISH_EVERY
-                && let Ok(mut shared) = self.shared.try_lock()
-            {
-                *shared = self.snapshot.clone();
-                last_publish = now;
+            if now.duration_since(last_publish) >= PUBLISH_EVERY {
+                if self.reference_changed(&timeline) {
+                    // Locked, unlocked or a new grandmaster: RTP time jumps to the new
+                    // reference (the sequence continues), and receivers get the new SDP.
+                    (timeline, timestamp) = self.timeline();
+                    k = 0;
+                    self.snapshot.clock_rebases += 1;
+                    self.announce(&timeline);
+                }
+                if let Ok(mut shared) = self.shared.try_lock() {
+                    *shared = self.snapshot.clone();
+                    last_publish = now;
+                }
             }
         }
         *super::lock(&self.shared) = self.snapshot.clone();
@@ -394,4 +505,21 @@ impl Aes67Worker {
         }
         true
     }
+}
+
+/// The SDP for a media clock reference: PTP grandmaster and domain, or the local clock.
+fn sdp_with_reference(base: &sdp::SenderSdp, reference: Option<&MediaReference>) -> String {
+    let mut s = base.clone();
+    s.ptp = reference.and_then(|r| {
+        let (gm, domain) = crate::clock::refclk_grandmaster(&r.ts_refclk)?;
+        let mut gmid = [0u8; 8];
+        for (b, hex) in gmid.iter_mut().zip(gm.split('-')) {
+            *b = u8::from_str_radix(hex, 16).ok()?;
+        }
+        Some(sdp::PtpRef {
+            gmid,
+            domain: domain.unwrap_or(0),
+        })
+    });
+    sdp::write_aes67_sdp(&s)
 }

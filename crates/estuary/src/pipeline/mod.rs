@@ -122,6 +122,9 @@ pub struct OutputSnapshot {
     pub frames_dropped: u64,
     /// AES67: sends the kernel refused.
     pub send_errors: u64,
+    /// AES67: RTP timelines restarted because the PTP clock locked, unlocked or changed
+    /// grandmaster.
+    pub clock_rebases: u64,
 }
 
 /// Where a route stands.

@@ -10,8 +10,8 @@ use crate::config::{CodecConfig, InputPlan, SourceSpec, SrtModeConfig};
 use crate::discover;
 use crate::gateway::{Condition, Scope, Signal};
 use crate::status::{
-    ClockStatus, DiscoveryStatus, Health, InputCounters, InputMeters, InputStatus, OutputCounters,
-    OutputStatus, Status, StreamClockReference, StreamInfo,
+    DiscoveryStatus, Health, InputCounters, InputMeters, InputStatus, OutputCounters, OutputStatus,
+    Status, StreamClockReference, StreamInfo,
 };
 
 impl Running {
@@ -22,14 +22,11 @@ impl Running {
             outputs: self.routes.iter().flat_map(output_statuses).collect(),
             discovery: self.discovery_status(),
             recorders: self.recorder_status(),
-            clock: ClockStatus {
-                source: "system".into(),
-                ptp_locked: false,
-                stream_references: Vec::new(),
-            },
+            clock: crate::clock::clock_status(),
             ..Status::default()
         };
-        for input in &status.inputs {
+        let locked_gm = crate::clock::locked_grandmaster();
+        for input in &mut status.inputs {
             let reference = input
                 .stream
                 .as_ref()
@@ -39,9 +36,12 @@ impl Running {
                         .find_map(|l| l.trim().strip_prefix("a=ts-refclk:"))
                 });
             if let Some(reference) = reference {
+                let mismatch = crate::clock::grandmaster_mismatch(reference, locked_gm.as_ref());
+                input.clock_mismatch = mismatch.clone();
                 status.clock.stream_references.push(StreamClockReference {
                     input: input.name.clone(),
                     reference: reference.to_owned(),
+                    mismatch: mismatch.is_some(),
                 });
             }
         }
@@ -242,6 +242,7 @@ fn input_status(route: &Route) -> InputStatus {
             .srt
             .as_deref()
             .map(|shared| super::srt_in::status(shared, rate.max(1))),
+        clock_mismatch: None,
     }
 }
 
@@ -360,6 +361,7 @@ fn aes67_status(
             underrun_packets: snap.underrun_packets,
             frames_dropped: snap.frames_dropped,
             pacing_max_ms: snap.handoff.max().as_secs_f64() * 1000.0,
+            clock_rebases: snap.clock_rebases,
             ..OutputCounters::default()
         },
         health: Health {

@@ -1,0 +1,191 @@
+//! linuxptp's `ptp4l` as a peer: started with software timestamps for the interop tests and
+//! the PTP benchmark, its log read back ("master offset" lines, port states).
+//!
+//! `ptp4l` is always started with `free_running 1`: a network namespace does not isolate
+//! the system clock, so a following `ptp4l` must measure without steering the host's clock.
+
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// A running `ptp4l`, killed on drop.
+#[derive(Debug)]
+pub struct Ptp4l {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to run `ptp4l` (it prints every measurement: `summary_interval` is below any Sync
+/// interval).
+#[derive(Debug, Clone, Copy)]
+pub struct Ptp4lOptions {
+    pub domain: u8,
+    /// `-s`: slave only.
+    pub follower: bool,
+    pub priority1: u8,
+    /// logSyncInterval (−3: 8 Sync per second, as the AES67 profile).
+    pub log_sync_interval: i8,
+}
+
+impl Default for Ptp4lOptions {
+    fn default() -> Self {
+        Self {
+            domain: 0,
+            follower: false,
+            priority1: 128,
+            log_sync_interval: -3,
+        }
+    }
+}
+
+impl Ptp4l {
+    /// Starts `program` (a `ptp4l` command, e.g. from
+    /// [`crate::netns::PeerNamespace::command`]) on `interface` with software timestamps,
+    /// writing its configuration into `dir`.
+    ///
+    /// # Errors
+    /// The configuration cannot be written or `ptp4l` cannot be started.
+    pub fn spawn(
+        mut program: Command,
+        interface: &str,
+        options: Ptp4lOptions,
+        dir: &Path,
+    ) -> io::Result<Self> {
+        let conf = dir.join(format!("ptp4l-{interface}-{}.conf", options.domain));
+        std::fs::write(
+            &conf,
+            format!(
+                "[global]\n\
+                 domainNumber {}\n\
+                 priority1 {}\n\
+                 logSyncInterval {}\n\
+                 logAnnounceInterval 0\n\
+                 logMinDelayReqInterval -3\n\
+                 free_running 1\n\
+                 summary_interval -4\n\
+                 tx_timestamp_timeout 100\n",
+                options.domain, options.priority1, options.log_sync_interval
+            ),
+        )?;
+        program.args(["-i", interface, "-S", "-m", "-f"]).arg(&conf);
+        if options.follower {
+            program.arg("-s");
+        }
+        let mut child = program
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot run ptp4l (install linuxptp): {e}"),
+                )
+            })?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = Arc::clone(&lines);
+            thread::Builder::new()
+                .name("ptp4l-log".into())
+                .spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        lines
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(line);
+                    }
+                })?;
+        }
+        Ok(Self { child, lines })
+    }
+
+    /// Everything `ptp4l` printed so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The offsets `ptp4l` measured to its master, ns. (With `free_running` its servo never
+    /// leaves state `s0`; the offsets are raw measurements against the host clock.)
+    pub fn master_offsets_ns(&self) -> Vec<i64> {
+        self.log()
+            .iter()
+            .filter_map(|l| parse_master_offset(l))
+            .collect()
+    }
+
+    /// Stops `ptp4l`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Ptp4l {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `ptp4l[123.456]: master offset        -12 s0 freq  +3 path delay  4567`: the offset, ns.
+pub fn parse_master_offset(line: &str) -> Option<i64> {
+    let rest = line.split("master offset").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The clock identity `ptp4l` derives from a MAC (`aa:bb:cc:dd:ee:ff` →
+/// `aa bb cc ff fe dd ee ff`).
+pub fn identity_from_mac(mac: &str) -> Option<[u8; 8]> {
+    let bytes: Vec<u8> = mac
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    let m: [u8; 6] = bytes.try_into().ok()?;
+    Some([m[0], m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_master_offsets() {
+        assert_eq!(
+            parse_master_offset(
+                "ptp4l[5.1]: master offset        -12 s2 freq  +3 path delay  4567"
+            ),
+            Some(-12)
+        );
+        assert_eq!(
+            parse_master_offset("ptp4l[5.1]: master offset   99999 s0 freq  +0 path delay 1"),
+            Some(99999)
+        );
+        assert_eq!(parse_master_offset("ptp4l[5.1]: port 1: LISTENING"), None);
+    }
+
+    #[test]
+    fn identity_inserts_fffe() {
+        assert_eq!(
+            identity_from_mac("02:aa:bb:cc:dd:ee\n"),
+            Some([0x02, 0xaa, 0xbb, 0xff, 0xfe, 0xcc, 0xdd, 0xee])
+        );
+        assert_eq!(identity_from_mac("nonsense"), None);
+    }
+}
