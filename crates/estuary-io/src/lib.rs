@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod encode;
 pub mod dante;
 pub mod mcast;
 pub mod netns;
