@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod encode;
+pub mod http_listen;
 pub mod icecast;
 pub mod dante;
 pub mod mcast;
