@@ -241,7 +241,10 @@ impl StreamEncoder {
                 dst.copy_from_slice(&s.to_ne_bytes());
             }
         }
-        let pts = Timestamp::new(self.frames_in, TimeBase::new(1, self.config.input_rate as i32));
+        let pts = Timestamp::new(
+            self.frames_in,
+            TimeBase::new(1, self.config.input_rate as i32),
+        );
         let frame = frame
             .with_time_base(TimeBase::new(1, self.config.input_rate as i32))
             .with_pts(pts)

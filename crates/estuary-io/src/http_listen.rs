@@ -242,7 +242,11 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Request> {
 
 /// Constant-time comparison: the token is a secret.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn respond(stream: &mut TcpStream, status: &str) {

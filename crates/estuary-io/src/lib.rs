@@ -4,10 +4,10 @@
 
 pub mod batch;
 pub mod clock;
+pub mod dante;
 pub mod encode;
 pub mod http_listen;
 pub mod icecast;
-pub mod dante;
 pub mod mcast;
 pub mod netns;
 pub mod opus;

@@ -113,12 +113,16 @@ impl OutputConfig {
                 "title_file",
             ],
         };
-        let not_ours = foreign.iter().find(|(_, set)| *set).map(|(f, _)| *f).or_else(|| {
-            self.net_fields()
-                .into_iter()
-                .find(|(f, set)| *set && other_kind.contains(f))
-                .map(|(f, _)| f)
-        });
+        let not_ours = foreign
+            .iter()
+            .find(|(_, set)| *set)
+            .map(|(f, _)| *f)
+            .or_else(|| {
+                self.net_fields()
+                    .into_iter()
+                    .find(|(f, set)| *set && other_kind.contains(f))
+                    .map(|(f, _)| f)
+            });
         if let Some(f) = not_ours {
             return Err((
                 name,
@@ -142,8 +146,7 @@ impl OutputConfig {
                         "missing (http://host:8000/mount)".into(),
                     )
                 })?;
-                parse_icecast_url(url.get_ref())
-                    .map_err(|m| (url.span(), "url".into(), m))?;
+                parse_icecast_url(url.get_ref()).map_err(|m| (url.span(), "url".into(), m))?;
                 if self.password.is_none() {
                     return Err((name, "password".into(), "missing".into()));
                 }
@@ -161,7 +164,10 @@ impl OutputConfig {
                     .as_ref()
                     .ok_or_else(|| (name, "path".into(), "missing (e.g. /studio.mp3)".into()))?;
                 let p = path.get_ref();
-                if !p.starts_with('/') || p.len() > 200 || p.chars().any(|c| c.is_control() || c == ' ' || c == '?') {
+                if !p.starts_with('/')
+                    || p.len() > 200
+                    || p.chars().any(|c| c.is_control() || c == ' ' || c == '?')
+                {
                     return Err((
                         path.span(),
                         "path".into(),
@@ -187,10 +193,17 @@ impl OutputConfig {
         Ok(())
     }
 
-    pub(super) fn check_net(&self, stream: &ResolvedStream, carried: usize) -> Result<(), FieldError> {
+    pub(super) fn check_net(
+        &self,
+        stream: &ResolvedStream,
+        carried: usize,
+    ) -> Result<(), FieldError> {
         let plan = self.net_plan(stream)?;
         if !plan.mono && carried > 2 {
-            let span = self.channels.as_ref().map_or(self.name.span(), |c| c.span());
+            let span = self
+                .channels
+                .as_ref()
+                .map_or(self.name.span(), |c| c.span());
             return Err((
                 span,
                 "channels".into(),
@@ -248,7 +261,11 @@ impl OutputConfig {
             }
         };
         let carried = self.channel_map(stream.channels).len();
-        let channels = if mono { 1 } else { u16::try_from(carried).unwrap_or(u16::MAX) };
+        let channels = if mono {
+            1
+        } else {
+            u16::try_from(carried).unwrap_or(u16::MAX)
+        };
         Ok(NetPlan {
             codec,
             bitrate,
@@ -329,7 +346,11 @@ pub fn parse_icecast_url(text: &str) -> Result<IcecastUrl, String> {
         return Err(bad());
     };
     let (authority, mount) = rest.split_at(rest.find('/').ok_or_else(bad)?);
-    if mount.len() < 2 || mount.chars().any(|c| c.is_control() || c == ' ' || c == '?') {
+    if mount.len() < 2
+        || mount
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '?')
+    {
         return Err(format!("{text:?}: the mount must be a path like /live.mp3"));
     }
     if authority.contains('@') {

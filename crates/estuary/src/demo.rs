@@ -66,10 +66,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .replace("{name}", &tone.name)
         .replace("{srt_port}", &args.srt_port.to_string())
         .replace("{api_port}", &args.api_port.to_string())
-        .replace(
-            "{codec}",
-            codec.name(),
-        );
+        .replace("{codec}", codec.name());
     // The API and dashboard persist edits to a file: the filled-in demo config, rewritten at
     // each start so every demo begins from the same state.
     let path = demo_config_path();

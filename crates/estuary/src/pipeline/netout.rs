@@ -18,8 +18,8 @@ use estuary_io::icecast::IcecastSender;
 
 use super::{OutputSnapshot, lock};
 use crate::config::{CodecConfig, OutputConfig, OutputKind, ResolvedStream};
-use crate::status::{Health, OutputCounters, OutputStatus};
 use crate::shutdown::Stop;
+use crate::status::{Health, OutputCounters, OutputStatus};
 
 /// 20 ms at 48 kHz: small enough for low latency, large enough to keep per-chunk costs low.
 const BLOCK: Duration = Duration::from_millis(20);
@@ -50,17 +50,19 @@ impl NetSink {
                 let config = output.icecast_config().map_err(anyhow::Error::msg)?;
                 NetTarget::Icecast(IcecastSender::start(config, name)?)
             }
-            _ => NetTarget::Http(HttpListen::start(
-                HttpListenConfig {
-                    bind: output.address,
-                    path: output.path.as_ref().map_or("/", |p| p.get_ref()).to_owned(),
-                    content_type: codec.content_type(),
-                    max_listeners: output.max_listeners() as usize,
-                    token: output.token.as_ref().map(|t| t.get_ref().clone()),
-                },
-                name,
-            )
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", output.address))?),
+            _ => NetTarget::Http(
+                HttpListen::start(
+                    HttpListenConfig {
+                        bind: output.address,
+                        path: output.path.as_ref().map_or("/", |p| p.get_ref()).to_owned(),
+                        content_type: codec.content_type(),
+                        max_listeners: output.max_listeners() as usize,
+                        token: output.token.as_ref().map(|t| t.get_ref().clone()),
+                    },
+                    name,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", output.address))?,
+            ),
         };
         Ok(Self {
             target,
@@ -220,7 +222,10 @@ impl NetWorker {
             return true;
         }
         self.mix();
-        if self.live.as_ref().is_none_or(|l| l.generation != generation)
+        if self
+            .live
+            .as_ref()
+            .is_none_or(|l| l.generation != generation)
             && !self.start_stream(generation)
         {
             return true;
@@ -248,11 +253,10 @@ impl NetWorker {
 
     /// Channel selection, or their average for a mono downmix.
     fn mix(&mut self) {
-        for (frame_in, frame_out) in self
-            .input_block
-            .chunks_exact(self.in_channels)
-            .zip(self.out_block.chunks_exact_mut(if self.mono { 1 } else { self.map.len() }))
-        {
+        for (frame_in, frame_out) in self.input_block.chunks_exact(self.in_channels).zip(
+            self.out_block
+                .chunks_exact_mut(if self.mono { 1 } else { self.map.len() }),
+        ) {
             if self.mono {
                 let sum: i64 = self.map.iter().map(|&ch| i64::from(frame_in[ch])).sum();
                 frame_out[0] = (sum / self.map.len().max(1) as i64) as i32;
@@ -353,7 +357,10 @@ pub(super) fn status(
             counters.bitrate_bps = s.bitrate;
             counters.metadata_errors = s.metadata_errors;
             counters.send_rate_mbps = s.bitrate as f64 / 1e6;
-            let url = c.url.as_ref().map_or(String::new(), |u| u.get_ref().clone());
+            let url = c
+                .url
+                .as_ref()
+                .map_or(String::new(), |u| u.get_ref().clone());
             let peer = s.connected.then(|| url.clone());
             ("icecast", "source", url, s.state, peer, s.last_error)
         }
@@ -413,5 +420,43 @@ pub(super) fn status(
         },
         sdp: None,
         title: snap.title.clone().or_else(|| c.title.clone()),
+    }
+}
+
+impl super::Running {
+    /// Whether `name` is an Icecast or HTTP output.
+    pub(super) fn is_net_output(&self, name: &str) -> bool {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.outputs)
+            .any(|o| o.config.name.get_ref() == name && matches!(o.sink, super::Sink::Net(_)))
+    }
+
+    /// One periodic log line per Icecast or HTTP output.
+    pub(super) fn net_report_lines(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .flat_map(|route| route.outputs.iter().map(move |o| (route, o)))
+            .filter_map(|(route, o)| {
+                let super::Sink::Net(sink) = &o.sink else {
+                    return None;
+                };
+                let snap = lock(&o.snapshot).clone();
+                let s = status(route, &o.config, &snap, sink);
+                let c = &s.counters;
+                Some(format!(
+                    "output {}: {} {}, {} frames encoded, {} bytes sent, {} reconnects, {} listeners, {} chunks dropped{}",
+                    s.name,
+                    s.kind,
+                    s.state,
+                    c.frames_encoded,
+                    c.bytes_sent,
+                    c.reconnects,
+                    c.listeners,
+                    c.chunks_dropped,
+                    s.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
+                ))
+            })
+            .collect()
     }
 }
