@@ -1,11 +1,12 @@
-//! An Icecast 2 (and Shoutcast v2, which speaks the same) source connection on its own
-//! thread: connect, authenticate, stream, reconnect with exponential backoff and jitter.
+//! A publishing connection on its own thread: an Icecast 2 (and Shoutcast v2, which speaks
+//! the same) source, or an RTMP publisher ([`crate::rtmp`]). Connect, authenticate, stream,
+//! reconnect with exponential backoff and jitter.
 //!
 //! The source request is a plain HTTP/1.1 `PUT` with `Content-Type`, Basic auth and the
 //! `Ice-*` headers, and the body is the raw stream: never chunked, because Icecast 2.4 does not
 //! de-chunk a source body and chunk-size lines would reach the listeners.
 //!
-//! The encoder thread hands bytes over with [`IcecastSender::send`], which never blocks: a
+//! The encoder thread hands bytes over with [`Publisher::send`], which never blocks: a
 //! bounded queue sits between the two, and what does not fit is dropped and counted. Each
 //! connection has a generation number; the encoder starts a new stream (container header
 //! first) when it sees a new one, and the writer throws away bytes of older generations.
@@ -52,6 +53,13 @@ pub struct IcecastConfig {
     pub admin_metadata: bool,
 }
 
+/// Where a [`Publisher`] publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PublishTarget {
+    Icecast(IcecastConfig),
+    Rtmp(crate::rtmp::RtmpConfig),
+}
+
 /// What the connection thread reports.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IcecastStatus {
@@ -85,15 +93,15 @@ struct Shared {
 }
 
 /// A running source connection; dropping it disconnects and joins the thread.
-pub struct IcecastSender {
+pub struct Publisher {
     queue: SyncSender<(u64, Vec<u8>)>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for IcecastSender {
+impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IcecastSender").finish_non_exhaustive()
+        f.debug_struct("Publisher").finish_non_exhaustive()
     }
 }
 
@@ -101,8 +109,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl IcecastSender {
-    pub fn start(config: IcecastConfig, name: &str) -> io::Result<Self> {
+impl Publisher {
+    pub fn start(target: PublishTarget, name: &str) -> io::Result<Self> {
         let (queue, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
         let shared = Arc::new(Shared {
             status: Mutex::new(IcecastStatus {
@@ -119,7 +127,7 @@ impl IcecastSender {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("ice-{name}"))
-                .spawn(move || Connection::new(config, shared, rx).run())?
+                .spawn(move || Connection::new(target, shared, rx).run())?
         };
         Ok(Self {
             queue,
@@ -165,7 +173,7 @@ impl IcecastSender {
     }
 }
 
-impl Drop for IcecastSender {
+impl Drop for Publisher {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
@@ -204,8 +212,23 @@ impl Write for Stream {
     }
 }
 
+/// An open connection of either protocol.
+enum Session {
+    Icecast(Stream),
+    Rtmp(Box<crate::rtmp::RtmpConn>),
+}
+
+impl Session {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Session::Icecast(stream) => stream.write_all(bytes),
+            Session::Rtmp(rtmp) => rtmp.write_flv(bytes),
+        }
+    }
+}
+
 struct Connection {
-    config: IcecastConfig,
+    target: PublishTarget,
     shared: Arc<Shared>,
     rx: Receiver<(u64, Vec<u8>)>,
     /// Bytes sent in the current rate window.
@@ -213,9 +236,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(config: IcecastConfig, shared: Arc<Shared>, rx: Receiver<(u64, Vec<u8>)>) -> Self {
+    fn new(target: PublishTarget, shared: Arc<Shared>, rx: Receiver<(u64, Vec<u8>)>) -> Self {
         Self {
-            config,
+            target,
             shared,
             rx,
             window: (Instant::now(), 0),
@@ -258,8 +281,13 @@ impl Connection {
         self.status().state = "stopped";
     }
 
-    fn open(&mut self) -> io::Result<Stream> {
-        let c = &self.config;
+    fn open(&mut self) -> io::Result<Session> {
+        let c = match &self.target {
+            PublishTarget::Icecast(c) => c,
+            PublishTarget::Rtmp(r) => {
+                return crate::rtmp::RtmpConn::open(r).map(|conn| Session::Rtmp(Box::new(conn)));
+            }
+        };
         let addr = (c.host.as_str(), c.port)
             .to_socket_addrs()?
             .next()
@@ -283,11 +311,11 @@ impl Connection {
                 _ => format!("{code} {reason}"),
             }));
         }
-        Ok(stream)
+        Ok(Session::Icecast(stream))
     }
 
     /// Streams queued bytes until an error or the stop.
-    fn stream(&mut self, mut stream: Stream) -> io::Result<()> {
+    fn stream(&mut self, mut stream: Session) -> io::Result<()> {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         {
             let mut status = self.status();
@@ -312,7 +340,7 @@ impl Connection {
             }
             match received {
                 Ok((g, bytes)) if g == generation => {
-                    stream.write_all(&bytes)?;
+                    stream.write(&bytes)?;
                     self.count(bytes.len() as u64);
                 }
                 // Bytes of an earlier connection's stream: the encoder has started afresh.
@@ -338,13 +366,16 @@ impl Connection {
     }
 
     fn update_metadata(&mut self) {
-        if !self.config.admin_metadata {
+        let PublishTarget::Icecast(config) = &self.target else {
+            return;
+        };
+        if !config.admin_metadata {
             return;
         }
         let Some(title) = lock(&self.shared.title).clone() else {
             return;
         };
-        let result = admin_metadata(&self.config, &title);
+        let result = admin_metadata(config, &title);
         let mut status = self.status();
         match result {
             Ok(()) => status.metadata_updates += 1,

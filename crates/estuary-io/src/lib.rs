@@ -12,6 +12,7 @@ pub mod mcast;
 pub mod netns;
 pub mod opus;
 pub mod ravenna;
+pub mod rtmp;
 pub mod sap;
 pub mod sched;
 pub mod sd_notify;

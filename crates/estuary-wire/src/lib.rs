@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dante;
+pub mod flv;
 pub mod payload;
 pub mod rtp;
 pub mod rtsp;

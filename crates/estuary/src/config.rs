@@ -184,6 +184,8 @@ pub enum OutputKind {
     Icecast,
     /// HTTP listen-in served by Estuary itself (see docs/outputs.md).
     Http,
+    /// RTMP publishing, AAC-LC in FLV (see docs/outputs.md).
+    Rtmp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -265,7 +267,7 @@ pub struct OutputConfig {
     /// Serve the SDP over RTSP and publish it over mDNS (RAVENNA; default false).
     pub ravenna: Option<bool>,
     // Icecast and HTTP (checked in config_net.rs):
-    /// Icecast: `http://host:port/mount` or `https://...`.
+    /// Icecast: `http://host:port/mount` or `https://...`; RTMP: `rtmp://host/app/key`.
     pub url: Option<Spanned<String>>,
     /// Icecast source user (default `source`).
     pub user: Option<String>,
@@ -853,7 +855,9 @@ impl OutputConfig {
             None => {
                 let n = match (self.kind, self.codec) {
                     (OutputKind::Aes67, _) => input_channels.min(64),
-                    (OutputKind::Icecast | OutputKind::Http, _) => input_channels.min(2),
+                    (OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp, _) => {
+                        input_channels.min(2)
+                    }
                     (_, Some(CodecConfig::Opus)) => input_channels.min(2),
                     _ => input_channels.min(8),
                 };
@@ -899,7 +903,9 @@ impl OutputConfig {
         ];
         let (foreign, kind) = match self.kind {
             OutputKind::Srt => (aes67_only, "AES67"),
-            OutputKind::Icecast | OutputKind::Http => return self.check_net_fields(),
+            OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp => {
+                return self.check_net_fields();
+            }
             OutputKind::Aes67 => {
                 if let Some((f, _)) = srt_only.iter().find(|(_, set)| *set) {
                     return Err((

@@ -45,7 +45,10 @@ impl CodecConfig {
 impl OutputConfig {
     /// Icecast or HTTP: a compressed stream over TCP.
     pub fn is_network(&self) -> bool {
-        matches!(self.kind, OutputKind::Icecast | OutputKind::Http)
+        matches!(
+            self.kind,
+            OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp
+        )
     }
 
     /// The first Icecast/HTTP-only setting given, for the other kinds' checks.
@@ -81,6 +84,7 @@ impl OutputConfig {
         let name = self.name.span();
         let kind = match self.kind {
             OutputKind::Icecast => "icecast",
+            OutputKind::Rtmp => "rtmp",
             _ => "http",
         };
         let foreign = [
@@ -101,6 +105,20 @@ impl OutputConfig {
         ];
         let other_kind: &[&str] = match self.kind {
             OutputKind::Icecast => &["path", "max_listeners", "token"],
+            OutputKind::Rtmp => &[
+                "path",
+                "max_listeners",
+                "token",
+                "user",
+                "password",
+                "stream_name",
+                "description",
+                "genre",
+                "homepage",
+                "public",
+                "title",
+                "title_file",
+            ],
             _ => &[
                 "url",
                 "user",
@@ -131,6 +149,27 @@ impl OutputConfig {
             ));
         }
         match self.kind {
+            OutputKind::Rtmp => {
+                if self.address.port() != 0 {
+                    return Err((
+                        name,
+                        "address".into(),
+                        "an RTMP output is addressed by `url`".into(),
+                    ));
+                }
+                let url = self.url.as_ref().ok_or_else(|| {
+                    (
+                        name.clone(),
+                        "url".into(),
+                        "missing (rtmp://host/app/stream-key)".into(),
+                    )
+                })?;
+                estuary_io::rtmp::RtmpConfig::parse(url.get_ref())
+                    .map_err(|m| (url.span(), "url".into(), m))?;
+                if self.codec.is_some_and(|c| c != CodecConfig::Aac) {
+                    return Err((name, "codec".into(), "RTMP carries aac".into()));
+                }
+            }
             OutputKind::Icecast => {
                 if self.address.port() != 0 {
                     return Err((
@@ -277,6 +316,9 @@ impl OutputConfig {
 
     /// The codec of an Icecast or HTTP output (MP3 unless `codec` says otherwise).
     pub fn net_codec(&self) -> Result<Codec, FieldError> {
+        if self.kind == OutputKind::Rtmp {
+            return Ok(Codec::FlvAac);
+        }
         Ok(match self.codec.unwrap_or(CodecConfig::Mp3) {
             CodecConfig::Mp3 => Codec::Mp3,
             CodecConfig::Aac => Codec::Aac,
@@ -290,6 +332,11 @@ impl OutputConfig {
                 ));
             }
         })
+    }
+
+    /// The RTMP destination (after [`OutputConfig::check_kind_fields`] passed).
+    pub fn rtmp_config(&self) -> Result<estuary_io::rtmp::RtmpConfig, String> {
+        estuary_io::rtmp::RtmpConfig::parse(self.url.as_ref().map_or("", |u| u.get_ref()))
     }
 
     /// The Icecast source settings (after [`OutputConfig::check_kind_fields`] passed).
@@ -412,7 +459,7 @@ mod tests {
         );
         let e = load(&text).expect_err("bad url");
         assert_eq!(e.field, "outputs[0].url");
-        assert_eq!(e.line, Some(10));
+        assert_eq!(e.line, Some(9));
         let text = format!(
             "{INPUT}[[outputs]]\nname = \"ice\"\nkind = \"icecast\"\ninput = \"tone\"\nurl = \"http://h/m\"\ncodec = \"mp3\"\nbitrate = 1000\npassword = \"p\"\n"
         );

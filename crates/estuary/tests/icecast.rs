@@ -275,3 +275,207 @@ fn icecast_mp3_and_ogg_opus_decode_to_the_tone_and_follow_the_title_file() {
         heard.len()
     );
 }
+
+/// HTTP listen-in (MP3) read by FFmpeg (tone checked) and played by Debian's Chromium in an
+/// `<audio>` element (playwright-core, `tests/dashboard/listen.mjs`): `currentTime` passes 2 s.
+#[test]
+fn http_listen_in_decodes_in_ffmpeg_and_plays_in_chromium() {
+    for tool in ["node", "chromium"] {
+        assert!(
+            have(tool),
+            "{tool} is not installed: run scripts/deps.sh test"
+        );
+    }
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/deps.sh test"
+    );
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "{TONE_INPUT}[[outputs]]\nname = \"web\"\nkind = \"http\"\ninput = \"tone\"\n\
+         address = \"127.0.0.1:8001\"\npath = \"/live.mp3\"\ncodec = \"mp3\"\nmax_listeners = 4\n"
+    );
+    let mut estuary = start_estuary(dir.path(), &config);
+    estuary.wait_for_stderr("generating", Duration::from_secs(10));
+    let url = "http://127.0.0.1:8001/live.mp3";
+    let (mut reader, out) = ffmpeg_reader(dir.path(), "http-mp3", url, 2, 48_000);
+    let status = reader.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "ffmpeg failed:\n{}", reader.stderr());
+    assert_tone(
+        &s32le(&std::fs::read(&out).expect("mp3")),
+        2,
+        48_000.0,
+        "HTTP MP3",
+    );
+
+    let (status, stdout, stderr) = run_with_timeout(
+        Command::new("node").arg(e2e.join("listen.mjs")).arg(url),
+        Duration::from_secs(60),
+    );
+    assert!(
+        status.success(),
+        "Chromium did not play the stream:\n{}\n{stderr}\n{}",
+        String::from_utf8_lossy(&stdout),
+        estuary.stderr()
+    );
+}
+
+fn start_nginx_rtmp(dir: &Path) -> Proc {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off;\n\
+             master_process off;\nerror_log stderr info;\npid {}/nginx.pid;\n\
+             events {{ worker_connections 64; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:1935; application live {{ live on; record off; }} }} }}\n",
+            dir.display()
+        ),
+    )
+    .expect("nginx.conf");
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-c").arg(&conf).arg("-p").arg(dir);
+    let mut nginx = Proc::spawn("nginx", &mut cmd, dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect("127.0.0.1:1935").is_err() {
+        assert!(
+            nginx.child.try_wait().expect("try_wait").is_none(),
+            "nginx exited:\n{}",
+            nginx.stderr()
+        );
+        assert!(Instant::now() < deadline, "nginx did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nginx
+}
+
+/// RTMP (AAC-LC in FLV, 44.1 kHz) published to nginx-rtmp; FFmpeg plays it back from nginx
+/// and the tone is there at the right frequency and level.
+#[test]
+fn rtmp_to_nginx_plays_back_the_tone() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _nginx = start_nginx_rtmp(dir.path());
+    let config = format!(
+        "{TONE_INPUT}[[outputs]]\nname = \"rtmp\"\nkind = \"rtmp\"\ninput = \"tone\"\n\
+         url = \"rtmp://127.0.0.1/live/studio\"\nbitrate = 128000\nsample_rate = 44100\n"
+    );
+    let estuary = start_estuary(dir.path(), &config);
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut reader, out) = ffmpeg_reader(
+        dir.path(),
+        "rtmp",
+        "rtmp://127.0.0.1/live/studio",
+        2,
+        44_100,
+    );
+    let status = reader.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "ffmpeg failed:\n{}\n{}",
+        reader.stderr(),
+        estuary.stderr()
+    );
+    assert_tone(
+        &s32le(&std::fs::read(&out).expect("rtmp")),
+        2,
+        44_100.0,
+        "RTMP AAC",
+    );
+}
+
+/// One sequence input, three outputs: SRT 302M, Icecast (MP3) and HTTP listen-in (Ogg FLAC).
+/// Icecast is killed for two seconds: the SRT receiver's audio stays the exact sequence, the
+/// HTTP listener's stays the sequence to 16 bits, and the source is back on Icecast within
+/// two seconds of the server answering again.
+#[test]
+fn an_icecast_outage_touches_neither_srt_nor_http_and_the_source_comes_back() {
+    isolate_for_icecast();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut icecast = start_icecast(dir.path());
+    let config = "[api]\nenabled = false\n[discovery]\nsap = false\nravenna = false\n\n\
+         [[inputs]]\nname = \"seq\"\nkind = \"generator\"\nsignal = \"sequence\"\nmeters = false\n\n\
+         [[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"seq\"\nmode = \"listener\"\n\
+         address = \"127.0.0.1:9000\"\ncodec = \"pcm\"\n\n\
+         [[outputs]]\nname = \"ice\"\nkind = \"icecast\"\ninput = \"seq\"\n\
+         url = \"http://127.0.0.1:8000/seq.mp3\"\npassword = \"hackme\"\n\n\
+         [[outputs]]\nname = \"web\"\nkind = \"http\"\ninput = \"seq\"\n\
+         address = \"127.0.0.1:8081\"\npath = \"/seq.ogg\"\ncodec = \"flac\"\n";
+    let mut estuary = start_estuary(dir.path(), config);
+    estuary.wait_for_stderr("generating", Duration::from_secs(10));
+    assert!(
+        wait_for_source("/seq.mp3", Duration::from_secs(10), |_| true).is_some(),
+        "no source on Icecast:\n{}",
+        estuary.stderr()
+    );
+
+    let srt_out = dir.path().join("srt.raw");
+    let mut srt_reader = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 7, &srt_out);
+    let (mut http_reader, http_out) = ffmpeg_reader(
+        dir.path(),
+        "http",
+        "http://127.0.0.1:8081/seq.ogg",
+        7,
+        48_000,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    icecast.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let _icecast = start_icecast(dir.path());
+    let back = wait_for_source("/seq.mp3", Duration::from_secs(10), |_| true);
+    assert!(
+        back.is_some_and(|t| t <= Duration::from_secs(2)),
+        "the source came back after {back:?}:\n{}",
+        estuary.stderr()
+    );
+
+    for reader in [&mut srt_reader, &mut http_reader] {
+        let status = reader.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "ffmpeg failed:\n{}", reader.stderr());
+    }
+    let srt = s32le(&std::fs::read(&srt_out).expect("srt"));
+    assert!(
+        srt.len() >= 6 * 48_000 * 2,
+        "only {} SRT samples",
+        srt.len()
+    );
+    let first = (srt[0] as u32 >> 8) as u64 / 64;
+    for (i, frame) in srt.chunks_exact(2).enumerate() {
+        let want = [0, 1].map(|ch| estuary_io::tx::sequence_sample(first + i as u64, ch));
+        assert_eq!(frame, want, "SRT frame {i} is not the sequence's next");
+    }
+    // Ogg FLAC is 16-bit: the sequence's top 16 bits, a staircase one step per 4 frames
+    // (±1 for the conversion's rounding). A lost chunk would jump 240 steps or more.
+    let http = s32le(&std::fs::read(&http_out).expect("http"));
+    assert!(
+        http.len() >= 6 * 48_000 * 2,
+        "only {} HTTP samples",
+        http.len()
+    );
+    let left: Vec<i32> = channel(&http, 2, 0).iter().map(|s| s >> 16).collect();
+    let top = |n: u64| estuary_io::tx::sequence_sample(n, 0) >> 16;
+    let near = |a: i32, b: i32| (a - b).abs() <= 1 || (a - b).abs() >= 0xffff;
+    let base = u64::from(left[0] as u16) * 4;
+    let n0 = (base.saturating_sub(8)..base + 8)
+        .find(|&n| {
+            left.iter()
+                .take(64)
+                .enumerate()
+                .all(|(i, &v)| near(v, top(n + i as u64)))
+        })
+        .expect("the HTTP listener's audio is not the sequence");
+    for (i, &v) in left.iter().enumerate() {
+        let want = top(n0 + i as u64);
+        assert!(
+            near(v, want),
+            "HTTP frame {i}: {v:#x}, the sequence has {want:#x}"
+        );
+    }
+    assert!(
+        estuary.child.try_wait().expect("alive").is_none(),
+        "estuary died:\n{}",
+        estuary.stderr()
+    );
+}

@@ -330,7 +330,7 @@ impl Running {
                     Sink::Srt(Arc::new(srt))
                 }
                 OutputKind::Aes67 => Sink::Aes67(Arc::new(aes67::Aes67Sender::new(output))),
-                OutputKind::Icecast | OutputKind::Http => Sink::Net(Arc::new(
+                OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp => Sink::Net(Arc::new(
                     netout::NetSink::start(output)
                         .with_context(|| format!("output {}", output.name.get_ref()))?,
                 )),

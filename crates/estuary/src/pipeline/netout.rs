@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use estuary_io::encode::{EncoderConfig, StreamEncoder};
 use estuary_io::http_listen::{HttpListen, HttpListenConfig};
-use estuary_io::icecast::IcecastSender;
+use estuary_io::icecast::{PublishTarget, Publisher};
 
 use super::{OutputSnapshot, lock};
 use crate::config::{CodecConfig, OutputConfig, OutputKind, ResolvedStream};
@@ -35,7 +35,8 @@ pub(super) struct NetSink {
 }
 
 pub(super) enum NetTarget {
-    Icecast(IcecastSender),
+    /// An Icecast source or an RTMP publisher.
+    Icecast(Publisher),
     Http(HttpListen),
 }
 
@@ -48,7 +49,11 @@ impl NetSink {
         let target = match output.kind {
             OutputKind::Icecast => {
                 let config = output.icecast_config().map_err(anyhow::Error::msg)?;
-                NetTarget::Icecast(IcecastSender::start(config, name)?)
+                NetTarget::Icecast(Publisher::start(PublishTarget::Icecast(config), name)?)
+            }
+            OutputKind::Rtmp => {
+                let config = output.rtmp_config().map_err(anyhow::Error::msg)?;
+                NetTarget::Icecast(Publisher::start(PublishTarget::Rtmp(config), name)?)
             }
             _ => NetTarget::Http(
                 HttpListen::start(
@@ -362,7 +367,12 @@ pub(super) fn status(
                 .as_ref()
                 .map_or(String::new(), |u| u.get_ref().clone());
             let peer = s.connected.then(|| url.clone());
-            ("icecast", "source", url, s.state, peer, s.last_error)
+            let kind = if c.kind == OutputKind::Rtmp {
+                "rtmp"
+            } else {
+                "icecast"
+            };
+            (kind, "source", url, s.state, peer, s.last_error)
         }
         NetTarget::Http(http) => {
             let s = http.status();
@@ -408,7 +418,11 @@ pub(super) fn status(
         kind: kind.into(),
         mode: mode.into(),
         address,
-        codec: c.codec.map_or("mp3", CodecConfig::name).into(),
+        codec: match c.kind {
+            OutputKind::Rtmp => "aac",
+            _ => c.codec.map_or("mp3", CodecConfig::name),
+        }
+        .into(),
         state: state.into(),
         peer,
         last_error,
