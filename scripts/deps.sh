@@ -7,14 +7,16 @@
 set -euo pipefail
 
 profile=${1:-build}
-build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2)
+build_pkgs=(build-essential pkg-config libsrt-gnutls-dev libopus-dev iproute2
+            libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev)
 test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
            curl openssl python3-venv chromium nodejs
            sox flac mount linuxptp
            systemd tmux nftables debootstrap help2man
-           gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+           gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+           icecast2 nginx libnginx-mod-rtmp)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;

@@ -213,6 +213,12 @@ pub enum OutputKind {
     Srt,
     /// AES67 / ST 2110-30 RTP, paced by the media clock (see docs/config.md).
     Aes67,
+    /// An Icecast 2 / Shoutcast v2 source (see docs/outputs.md).
+    Icecast,
+    /// HTTP listen-in served by Estuary itself (see docs/outputs.md).
+    Http,
+    /// RTMP publishing, AAC-LC in FLV (see docs/outputs.md).
+    Rtmp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -231,6 +237,12 @@ pub enum CodecConfig {
     Opus,
     /// Uncompressed PCM as SMPTE 302M in MPEG-TS: bit-exact, for contribution links.
     Pcm,
+    /// MP3 (Icecast, HTTP).
+    Mp3,
+    /// AAC-LC in ADTS (Icecast, HTTP).
+    Aac,
+    /// FLAC in Ogg (Icecast, HTTP).
+    Flac,
 }
 
 /// One destination fed by one input: SRT (`mode`, `codec`, ...) or AES67 (`format`,
@@ -245,7 +257,8 @@ pub struct OutputConfig {
     /// SRT only (required there).
     pub mode: Option<SrtModeConfig>,
     /// SRT caller: the remote listener. SRT listener: the local address to bind. AES67: the
-    /// destination (multicast group or unicast host) and port.
+    /// destination (multicast group or unicast host) and port. HTTP: the listen address.
+    #[serde(default = "no_address")]
     pub address: SocketAddr,
     pub passphrase: Option<Spanned<String>>,
     /// AES key length in bytes: 16, 24 or 32 (SRT `pbkeylen`).
@@ -286,6 +299,37 @@ pub struct OutputConfig {
     pub sap: Option<bool>,
     /// Serve the SDP over RTSP and publish it over mDNS (RAVENNA; default false).
     pub ravenna: Option<bool>,
+    // Icecast and HTTP (checked in config_net.rs):
+    /// Icecast: `http://host:port/mount` or `https://...`; RTMP: `rtmp://host/app/key`.
+    pub url: Option<Spanned<String>>,
+    /// Icecast source user (default `source`).
+    pub user: Option<String>,
+    pub password: Option<Spanned<String>>,
+    /// `Ice-Name`, `Ice-Description`, `Ice-Genre`, `Ice-Url`, `Ice-Public`.
+    pub stream_name: Option<String>,
+    pub description: Option<String>,
+    pub genre: Option<String>,
+    pub homepage: Option<String>,
+    pub public: Option<bool>,
+    /// The title listeners see, until `title_file` (watched) says otherwise.
+    pub title: Option<String>,
+    pub title_file: Option<Spanned<PathBuf>>,
+    /// Encoded sample rate (default: the input's, or 44100 for MP3 from 48000... see docs).
+    pub sample_rate: Option<Spanned<u32>>,
+    /// `"mono"`: the carried channels are averaged into one.
+    pub downmix: Option<Spanned<String>>,
+    /// HTTP: the path listeners open, e.g. `/studio.mp3`.
+    pub path: Option<Spanned<String>>,
+    /// HTTP: listeners served at once (default 16).
+    pub max_listeners: Option<Spanned<u32>>,
+    /// HTTP: the token a non-loopback listener must give (`?token=` or `Authorization:
+    /// Bearer`); without it only loopback clients are served.
+    pub token: Option<Spanned<String>>,
+}
+
+/// `address` is optional for the kinds that do not use it.
+fn no_address() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
 /// The AES67 transmit settings of an output, checked.
@@ -865,6 +909,9 @@ impl OutputConfig {
             None => {
                 let n = match (self.kind, self.codec) {
                     (OutputKind::Aes67, _) => input_channels.min(64),
+                    (OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp, _) => {
+                        input_channels.min(2)
+                    }
                     (_, Some(CodecConfig::Opus)) => input_channels.min(2),
                     _ => input_channels.min(8),
                 };
@@ -876,6 +923,19 @@ impl OutputConfig {
     /// Whether the SRT-only or AES67-only settings are the ones given.
     pub fn check_kind_fields(&self) -> Result<(), FieldError> {
         let name = self.name.span();
+        if self.is_network() {
+            return self.check_net_fields();
+        }
+        if let Some(f) = self.net_field_set() {
+            return Err((
+                name,
+                f.into(),
+                format!("`{f}` is an Icecast/HTTP setting, not for this kind of output"),
+            ));
+        }
+        if self.address.port() == 0 {
+            return Err((name, "address".into(), "missing (ip:port)".into()));
+        }
         let srt_only = [
             ("mode", self.mode.is_some()),
             ("passphrase", self.passphrase.is_some()),
@@ -897,6 +957,9 @@ impl OutputConfig {
         ];
         let (foreign, kind) = match self.kind {
             OutputKind::Srt => (aes67_only, "AES67"),
+            OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp => {
+                return self.check_net_fields();
+            }
             OutputKind::Aes67 => {
                 if let Some((f, _)) = srt_only.iter().find(|(_, set)| *set) {
                     return Err((
@@ -1029,6 +1092,9 @@ impl OutputConfig {
             }
         }
         let carried = self.channel_map(stream.channels).len();
+        if self.is_network() {
+            return self.check_net(stream, carried);
+        }
         if self.kind == OutputKind::Aes67 {
             if let Some(iface) = &self.interface {
                 estuary_io::mcast::resolve_interface(iface.get_ref())
@@ -1038,6 +1104,13 @@ impl OutputConfig {
         }
         let channels_span = self.channels.as_ref().map_or(0..0, |c| c.span());
         match self.codec.unwrap_or(CodecConfig::Pcm) {
+            CodecConfig::Mp3 | CodecConfig::Aac | CodecConfig::Flac => {
+                return Err((
+                    self.name.span(),
+                    "codec".into(),
+                    "SRT carries opus or pcm".into(),
+                ));
+            }
             CodecConfig::Opus => {
                 if carried > 2 {
                     return Err((
@@ -1138,3 +1211,6 @@ pub fn parse_dscp(text: &str) -> Option<u8> {
 #[cfg(test)]
 #[path = "config_tx_tests.rs"]
 mod tx_tests;
+
+#[path = "config_net.rs"]
+mod net;

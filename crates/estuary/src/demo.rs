@@ -66,13 +66,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .replace("{name}", &tone.name)
         .replace("{srt_port}", &args.srt_port.to_string())
         .replace("{api_port}", &args.api_port.to_string())
-        .replace(
-            "{codec}",
-            match codec {
-                CodecConfig::Opus => "opus",
-                CodecConfig::Pcm => "pcm",
-            },
-        );
+        .replace("{codec}", codec.name());
     // The API and dashboard persist edits to a file: the filled-in demo config, rewritten at
     // each start so every demo begins from the same state.
     let path = demo_config_path();
@@ -98,7 +92,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.srt_port,
         match codec {
             CodecConfig::Opus => "Opus 128 kb/s in MPEG-TS",
-            CodecConfig::Pcm => "24-bit PCM, SMPTE 302M in MPEG-TS",
+            _ => "24-bit PCM, SMPTE 302M in MPEG-TS",
         }
     );
     println!();

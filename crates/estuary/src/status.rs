@@ -390,6 +390,9 @@ pub struct OutputStatus {
     /// AES67 outputs: the SDP announced for the stream.
     #[serde(default)]
     pub sdp: Option<String>,
+    /// Icecast / HTTP outputs: the title on air, when one was set.
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
@@ -423,6 +426,34 @@ pub struct OutputCounters {
     /// AES67: RTP timeline restarts on a PTP lock, unlock or grandmaster change.
     #[serde(default)]
     pub clock_rebases: u64,
+    /// Icecast / HTTP: chunks waiting for the network writer (Icecast queue; HTTP: none).
+    #[serde(default)]
+    pub queue_chunks: u64,
+    /// Icecast / HTTP: encoded chunks a full queue had no room for (a slow destination).
+    #[serde(default)]
+    pub chunks_dropped: u64,
+    #[serde(default)]
+    pub bytes_dropped: u64,
+    /// Icecast: bits per second sent over the last seconds.
+    #[serde(default)]
+    pub bitrate_bps: u64,
+    /// HTTP: listeners connected now.
+    #[serde(default)]
+    pub listeners: u64,
+    /// HTTP: listeners refused (wrong path, no token, full) and cut for falling behind.
+    #[serde(default)]
+    pub listeners_refused: u64,
+    #[serde(default)]
+    pub listeners_too_slow: u64,
+    /// Icecast / HTTP: streams started (connections, title changes on Ogg).
+    #[serde(default)]
+    pub streams_started: u64,
+    /// Icecast / HTTP: title changes taken (config file watch or API).
+    #[serde(default)]
+    pub title_updates: u64,
+    /// Icecast: failed `/admin/metadata` updates.
+    #[serde(default)]
+    pub metadata_errors: u64,
 }
 
 /// Stream discovery.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::config::{CodecConfig, InputConfig, OutputConfig, OutputKind, SrtModeConfig};
+use crate::config::{InputConfig, OutputConfig, OutputKind, SrtModeConfig};
 use crate::status::{InputStatus, OutputStatus};
 
 /// An `[[inputs]]` entry as JSON: the same fields as the config file (see docs/config.md).
@@ -117,13 +117,7 @@ impl OutputSpec {
             key_length: c.key_length.as_ref().map(|k| *k.get_ref()),
             latency: srt.then(|| humantime::format_duration(c.latency).to_string()),
             stream_id: c.stream_id.clone(),
-            codec: c.codec.map(|codec| {
-                match codec {
-                    CodecConfig::Opus => "opus",
-                    CodecConfig::Pcm => "pcm",
-                }
-                .into()
-            }),
+            codec: c.codec.map(|codec| codec.name().into()),
             bitrate: srt.then(|| *c.bitrate.get_ref()),
             channels: c.channels.as_ref().map(|ch| ch.get_ref().clone()),
             bits: srt.then(|| *c.bits.get_ref()),

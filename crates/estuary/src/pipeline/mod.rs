@@ -21,6 +21,7 @@ mod failover;
 mod generator;
 mod ingest;
 mod meter;
+mod netout;
 mod output;
 mod redundant;
 mod report;
@@ -125,6 +126,11 @@ pub struct OutputSnapshot {
     /// AES67: RTP timelines restarted because the PTP clock locked, unlocked or changed
     /// grandmaster.
     pub clock_rebases: u64,
+    /// Icecast/HTTP: streams started (container header sent): connections, title chains.
+    pub streams_started: u64,
+    /// Icecast/HTTP: the title on air, when one was set.
+    pub title: Option<String>,
+    pub title_updates: u64,
 }
 
 /// Where a route stands.
@@ -174,13 +180,15 @@ struct OutputSlot {
 enum Sink {
     Srt(Arc<SrtSender>),
     Aes67(Arc<aes67::Aes67Sender>),
+    /// Icecast source or HTTP listen-in.
+    Net(Arc<netout::NetSink>),
 }
 
 impl Sink {
     fn srt(&self) -> Option<&Arc<SrtSender>> {
         match self {
             Sink::Srt(srt) => Some(srt),
-            Sink::Aes67(_) => None,
+            Sink::Aes67(_) | Sink::Net(_) => None,
         }
     }
 }
@@ -334,6 +342,10 @@ impl Running {
                     Sink::Srt(Arc::new(srt))
                 }
                 OutputKind::Aes67 => Sink::Aes67(Arc::new(aes67::Aes67Sender::new(output))),
+                OutputKind::Icecast | OutputKind::Http | OutputKind::Rtmp => Sink::Net(Arc::new(
+                    netout::NetSink::start(output)
+                        .with_context(|| format!("output {}", output.name.get_ref()))?,
+                )),
             };
             info!(output = %output.name.get_ref(), kind = ?output.kind, mode = ?output.mode, address = %output.address, codec = ?output.codec, "starting");
             outputs.push(OutputSlot {
@@ -631,6 +643,22 @@ impl Route {
                     let frame = worker.frame as u64;
                     (
                         format!("aes67-{}", worker.name),
+                        frame,
+                        Box::new(move |halt| worker.run(halt)),
+                    )
+                }
+                Sink::Net(sink) => {
+                    let worker = netout::NetWorker::new(
+                        &slot.config,
+                        &stream,
+                        consumer,
+                        Arc::clone(sink),
+                        Arc::clone(&slot.snapshot),
+                    )
+                    .with_context(|| format!("output {name}"))?;
+                    let frame = worker.frame as u64;
+                    (
+                        format!("net-{}", worker.name),
                         frame,
                         Box::new(move |halt| worker.run(halt)),
                     )

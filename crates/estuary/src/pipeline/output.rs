@@ -80,7 +80,8 @@ impl OutputWorker {
                     },
                 )
             }
-            CodecConfig::Pcm => {
+            // `check` allows only Opus and PCM on SRT.
+            _ => {
                 let channels = map.len().next_multiple_of(2);
                 let format = S302mFormat {
                     channels: u8::try_from(channels)?,

@@ -116,7 +116,13 @@ impl Reporter {
             );
             reporting.emit(&line);
         }
+        for line in running.net_report_lines() {
+            reporting.emit(&line);
+        }
         for (name, snap, srt) in running.output_status() {
+            if running.is_net_output(&name) {
+                continue;
+            }
             let Some(srt) = srt else {
                 reporting.emit(&format!(
                     "output {name}: AES67, {} packets sent, {} underruns, {} frames dropped, {} send errors, pacing p99 {:.3} ms",

@@ -253,6 +253,7 @@ fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
         let srt = match &slot.sink {
             super::Sink::Srt(srt) => srt.status(),
             super::Sink::Aes67(sender) => return aes67_status(route, c, &snap, sender),
+            super::Sink::Net(sink) => return super::netout::status(route, c, &snap, sink),
         };
         let (state, peer) = match &srt.state {
             SrtState::Connecting => ("connecting", None),
@@ -310,6 +311,7 @@ fn output_statuses(route: &Route) -> impl Iterator<Item = OutputStatus> + '_ {
                 drift_ppm: None,
             },
             sdp: None,
+            title: None,
         }
     })
 }
@@ -370,5 +372,6 @@ fn aes67_status(
             drift_ppm: None,
         },
         sdp: sender.sdp(),
+        title: None,
     }
 }
