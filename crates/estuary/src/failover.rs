@@ -204,3 +204,98 @@ mod tests {
         assert!(e.to_string().contains("failover.switch_after"), "{e}");
     }
 }
+
+/// One change of the source on air, seen in the published status: an event for the history
+/// and the live feed, and the `failover_active` signal (raised off main, cleared back on it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchEvent {
+    pub input: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// Switches since the last look (more than 1: intermediate sources were on air for less
+    /// than a status period, 50 ms).
+    pub switches: u64,
+}
+
+impl SwitchEvent {
+    /// `info` back on main, `warning` off it.
+    pub fn severity(&self) -> &'static str {
+        if self.to == "main" { "info" } else { "warning" }
+    }
+
+    pub fn message(&self) -> String {
+        let mut m = format!(
+            "input {}: {} -> {} ({})",
+            self.input, self.from, self.to, self.reason
+        );
+        if self.switches > 1 {
+            m.push_str(&format!(
+                ", {} switches in one status period",
+                self.switches
+            ));
+        }
+        m
+    }
+
+    pub fn signal(&self) -> crate::gateway::Signal {
+        use crate::gateway::{Condition, Scope, Signal};
+        Signal {
+            scope: Scope::Input,
+            subject: self.input.clone(),
+            channel: None,
+            condition: Condition::FailoverActive,
+            raised: self.to != "main",
+            value: match self.to.as_str() {
+                "main" => 0.0,
+                "backup" => 1.0,
+                _ => 2.0,
+            },
+            at: std::time::SystemTime::now(),
+        }
+    }
+}
+
+/// Follows each failover input's source on air across status snapshots.
+#[derive(Debug, Default)]
+pub struct SwitchWatch {
+    /// Input name → (switch count, source on air) last seen.
+    seen: std::collections::HashMap<String, (u64, String)>,
+}
+
+impl SwitchWatch {
+    /// The switches since the previous call. An input seen for the first time reports a
+    /// switch only if it is not on its main source (e.g. the fallback while no stream has
+    /// arrived yet).
+    pub fn watch(&mut self, inputs: &[crate::status::InputStatus]) -> Vec<SwitchEvent> {
+        let mut events = Vec::new();
+        self.seen.retain(|name, _| {
+            inputs
+                .iter()
+                .any(|i| &i.name == name && i.failover.is_some())
+        });
+        for input in inputs {
+            let Some(f) = &input.failover else { continue };
+            let reason = f.last_reason.clone().unwrap_or_else(|| "start".into());
+            let previous = self
+                .seen
+                .insert(input.name.clone(), (f.switches, f.active.clone()));
+            let (from, switches) = match previous {
+                Some((count, active)) if count != f.switches => {
+                    (active, f.switches.saturating_sub(count).max(1))
+                }
+                Some(_) => continue,
+                None if f.active != "main" => ("main".to_owned(), f.switches.max(1)),
+                None => continue,
+            };
+            events.push(SwitchEvent {
+                input: input.name.clone(),
+                from,
+                to: f.active.clone(),
+                reason,
+                switches,
+            });
+        }
+        events
+    }
+}

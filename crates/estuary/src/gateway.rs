@@ -67,10 +67,12 @@ pub enum Condition {
     RouteFailed,
     /// A recorder cannot write (disk full, I/O error); it retries.
     RecordFailed,
+    /// A failover input is off its main source (on its backup or fallback).
+    FailoverActive,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 17] = [
+    pub const ALL: [Condition; 18] = [
         Condition::Silence,
         Condition::Clipping,
         Condition::Stuck,
@@ -88,6 +90,7 @@ impl Condition {
         Condition::Disconnected,
         Condition::RouteFailed,
         Condition::RecordFailed,
+        Condition::FailoverActive,
     ];
 
     /// The name used in config, the API and metrics.
@@ -110,6 +113,7 @@ impl Condition {
             Condition::Disconnected => "disconnected",
             Condition::RouteFailed => "route_failed",
             Condition::RecordFailed => "record_failed",
+            Condition::FailoverActive => "failover_active",
         }
     }
 
@@ -372,6 +376,7 @@ pub fn supervise(
     let mut next_report = Instant::now() + period;
     let mut next_publish = Instant::now();
     let mut reporter = crate::pipeline::Reporter::default();
+    let mut switches = crate::failover::SwitchWatch::default();
     while !stop.requested() {
         match inbox.requests.recv_timeout(Duration::from_millis(10)) {
             Ok(Request::Apply { config, reply }) => {
@@ -403,6 +408,11 @@ pub fn supervise(
                 gateway.signal(signal);
             }
             let mut status = running.status();
+            for switch in switches.watch(&status.inputs) {
+                let subject = format!("input/{}", switch.input);
+                gateway.record("failover", switch.severity(), &subject, &switch.message());
+                gateway.signal(switch.signal());
+            }
             status.system = sampler.sample();
             gateway.publish(status, running.meters());
         }

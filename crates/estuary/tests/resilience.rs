@@ -414,6 +414,15 @@ fn failover_to_backup_when_main_stops_and_back_after_stable_period() {
     );
     let mut estuary = start_estuary(dir.path(), &config);
     estuary.wait_for_stderr("failover chain", Duration::from_secs(10));
+    // The live feed (SSE), as the dashboard reads it.
+    let live_path = dir.path().join("live.txt");
+    let mut live = Proc::spawn(
+        "curl-live",
+        Command::new("curl")
+            .args(["-sN", &format!("{API}/api/live")])
+            .stdout(std::fs::File::create(&live_path).expect("live file")),
+        dir.path(),
+    );
     let out = dir.path().join("out.raw");
     let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 8, &out);
     std::thread::sleep(Duration::from_millis(300));
@@ -517,6 +526,52 @@ fn failover_to_backup_when_main_stops_and_back_after_stable_period() {
             .find(|l| l.contains("failover: switched"))
             .is_some_and(|l| l.contains("to=main reason=restored")),
         "{log}"
+    );
+    // Every switch is an event (history and live feed) and drives the `failover` alarm.
+    let events = curl_json("/api/events?limit=1000");
+    let events = events.as_array().expect("events");
+    let failover_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "failover" && e["subject"] == "input/main")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    eprintln!("failover events: {failover_events:?}");
+    let to_backup = failover_events
+        .iter()
+        .position(|m| m.ends_with("-> backup (no_packets)"))
+        .unwrap_or_else(|| panic!("no switch to backup: {failover_events:?}"));
+    assert!(
+        failover_events[to_backup].contains("main -> backup"),
+        "{failover_events:?}"
+    );
+    assert_eq!(
+        failover_events.last().copied(),
+        Some("input main: backup -> main (restored)"),
+        "{failover_events:?}"
+    );
+    assert_eq!(
+        failover_events.len() as u64,
+        switches + u64::from(!failover_events[0].starts_with("input main: main ->")),
+        "one event per switch: {failover_events:?}"
+    );
+    let alarm = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind && e["subject"] == "input/main/failover_active")
+            .count()
+    };
+    assert!(alarm("alarm_raised") >= 1, "{events:?}");
+    assert_eq!(alarm("alarm_raised"), alarm("alarm_cleared"), "{events:?}");
+    let raised_now = curl_json("/api/alarms");
+    assert!(
+        !raised_now.to_string().contains("failover_active"),
+        "the failover alarm cleared once main was back: {raised_now}"
+    );
+    live.kill();
+    let live = std::fs::read_to_string(&live_path).expect("live feed");
+    assert!(
+        live.contains("main -> backup (no_packets)") && live.contains("backup -> main (restored)"),
+        "the live feed carries the switches"
     );
     assert!(estuary.terminate(Duration::from_secs(5)).success());
 }

@@ -281,6 +281,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
         rule("route-failed", Condition::RouteFailed, Severity::Critical),
         rule("disconnected", Condition::Disconnected, Severity::Warning),
         rule("record-failed", Condition::RecordFailed, Severity::Critical),
+        rule("failover", Condition::FailoverActive, Severity::Warning),
     ]
 }
 
@@ -311,7 +312,8 @@ pub fn threshold_unit(condition: Condition) -> Option<(&'static str, f64, f64)> 
         | Condition::StreamChanged
         | Condition::Disconnected
         | Condition::RouteFailed
-        | Condition::RecordFailed => None,
+        | Condition::RecordFailed
+        | Condition::FailoverActive => None,
     }
 }
 

@@ -75,6 +75,7 @@ impl Rule {
                 | Condition::Disconnected
                 | Condition::RouteFailed
                 | Condition::RecordFailed
+                | Condition::FailoverActive
         )
     }
 }
@@ -213,7 +214,10 @@ fn enable(rule: &Rule, m: &mut MonitorConfig, h: &mut HealthConfig) {
             h.drift_hysteresis_ppm = d.drift_hysteresis_ppm.min(h.drift_threshold_ppm / 4.0);
             h.drift = timing(rule, d.drift);
         }
-        Condition::Disconnected | Condition::RouteFailed | Condition::RecordFailed => {}
+        Condition::Disconnected
+        | Condition::RouteFailed
+        | Condition::RecordFailed
+        | Condition::FailoverActive => {}
     }
 }
 
