@@ -37,7 +37,7 @@ pub struct FailoverSnapshot {
 
 pub(in crate::pipeline) struct FailoverRuntime {
     backup: Option<(UdpSocket, JitterBuffer)>,
-    tone: Option<ToneGenerator>,
+    tone: Option<Local>,
     /// When the tone's clock started and the frames it produced since.
     tone_clock: Option<(MonoTime, u64)>,
     sample_rate: u32,
@@ -89,15 +89,21 @@ pub(super) fn open(
         }
         None => None,
     };
-    let tone = config.tone().then(|| {
-        ToneGenerator::new(
-            stream.sample_rate,
-            stream.channels,
-            TONE_HZ,
-            0.0,
-            TONE_LEVEL_DBFS,
-        )
-    });
+    let tone = if let Some(path) = config.fallback_file() {
+        let samples = crate::failover::load_fallback(path, stream.channels, stream.sample_rate)
+            .map_err(|m| anyhow::anyhow!("input {name}: failover.fallback.file: {m}"))?;
+        Some(Local::File { samples, next: 0 })
+    } else {
+        config.tone().then(|| {
+            Local::Tone(ToneGenerator::new(
+                stream.sample_rate,
+                stream.channels,
+                TONE_HZ,
+                0.0,
+                TONE_LEVEL_DBFS,
+            ))
+        })
+    };
     let network = 1 + usize::from(backup.is_some());
     let switcher = Switcher::new(
         config.policy(stream.sample_rate),
@@ -150,6 +156,35 @@ impl FailoverRuntime {
 }
 
 /// Reads the backup's socket (the main one is read by the ingest loop as for any input).
+/// The fallback, produced locally on the local clock.
+enum Local {
+    Tone(ToneGenerator),
+    /// A file looped: interleaved with the stream's channels; `next` is the next sample.
+    File {
+        samples: Vec<i32>,
+        next: usize,
+    },
+}
+
+impl Local {
+    fn fill(&mut self, out: &mut [i32]) {
+        match self {
+            Local::Tone(tone) => {
+                tone.fill(out);
+            }
+            Local::File { samples, next } => {
+                let mut done = 0;
+                while done < out.len() && !samples.is_empty() {
+                    let n = (samples.len() - *next).min(out.len() - done);
+                    out[done..done + n].copy_from_slice(&samples[*next..*next + n]);
+                    done += n;
+                    *next = (*next + n) % samples.len();
+                }
+            }
+        }
+    }
+}
+
 pub(super) fn drain_backup(rx: &mut BatchReceiver, input: &mut InputRuntime) {
     let Some(f) = input.failover.as_mut() else {
         return;

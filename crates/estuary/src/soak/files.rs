@@ -26,6 +26,8 @@ pub struct FilesCheck {
     pub sidecar_lost_frames: u64,
     pub sidecar_late_frames: u64,
     pub sidecar_dropped_frames: u64,
+    /// Frames the recorder dropped (merged ranges): silent, counted, not judged as packets.
+    pub dropped: Vec<Range<u64>>,
     pub faults: Faults,
 }
 
@@ -60,9 +62,11 @@ pub fn check_dir(
         sidecar_lost_frames: 0,
         sidecar_late_frames: 0,
         sidecar_dropped_frames: 0,
+        dropped: Vec::new(),
         faults: Faults::default(),
     };
     let mut sidecar_frames: Vec<Range<u64>> = Vec::new();
+    let mut dropped_frames: Vec<Range<u64>> = Vec::new();
     for path in &sidecars {
         let text = std::fs::read_to_string(path)?;
         let json: serde_json::Value =
@@ -82,20 +86,27 @@ pub fn check_dir(
             match gap["cause"].as_str() {
                 Some("lost") => out.sidecar_lost_frames += end - start,
                 Some("late") => out.sidecar_late_frames += end - start,
-                _ => out.sidecar_dropped_frames += end - start,
+                _ => {
+                    out.sidecar_dropped_frames += end - start;
+                    dropped_frames.push(start..end);
+                }
             }
             sidecar_frames.push(start..end);
         }
     }
-    sidecar_frames.sort_by_key(|r| r.start);
+    // A recorder that could not keep up writes silence of what it dropped (cause `dropped`):
+    // counted, but not whole packets, so kept apart from the network's gaps.
+    let sidecar_frames = merge(sidecar_frames);
+    let dropped_frames = merge(dropped_frames);
     let mut sidecar = GapTracker::new(fpp);
     for r in &sidecar_frames {
-        for n in r.clone() {
+        for n in r.clone().filter(|&n| !in_ranges(&dropped_frames, n)) {
             sidecar.silent(n);
         }
     }
     sidecar.close();
     out.sidecar_packets = sidecar.packets;
+    out.dropped = dropped_frames.clone();
     out.sidecar_packets.dedup();
     for f in sidecar.faults.first {
         out.faults.add(|| format!("sidecar: {f}"));
@@ -109,6 +120,7 @@ pub fn check_dir(
             first_timestamp,
             sent_frames,
             &sidecar_frames,
+            &dropped_frames,
             &mut gaps,
             &mut out,
         )
@@ -124,7 +136,21 @@ pub fn check_dir(
     Ok(out)
 }
 
-fn in_ranges(ranges: &[Range<u64>], n: u64) -> bool {
+/// Sorted, overlapping or touching ranges joined.
+fn merge(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Whether `n` is in one of `ranges` (merged, sorted).
+pub fn in_ranges(ranges: &[Range<u64>], n: u64) -> bool {
     let i = ranges.partition_point(|r| r.start <= n);
     i > 0 && ranges[i - 1].contains(&n)
 }
@@ -135,6 +161,7 @@ fn check_file(
     first_timestamp: u64,
     sent_frames: u64,
     sidecar: &[Range<u64>],
+    dropped: &[Range<u64>],
     gaps: &mut GapTracker,
     out: &mut FilesCheck,
 ) -> anyhow::Result<()> {
@@ -173,6 +200,7 @@ fn check_file(
                                 .add(|| format!("frame {n} is audio inside a gap of the sidecar"));
                         }
                     }
+                    Frame::Silent if in_ranges(dropped, n) => {}
                     Frame::Silent => {
                         gaps.silent(n);
                         if !in_ranges(sidecar, n) {

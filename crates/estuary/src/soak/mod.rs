@@ -459,7 +459,14 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     // Content: the files first (they carry positions), then the stream against them.
     let covered = recorded.covered.clone().unwrap_or(0..0);
     let packets = covered.start.div_ceil(u64::from(fpp))..covered.end / u64::from(fpp);
-    let not_silent = missing_in(&drops, &recorded.gap_packets, packets.clone());
+    // Packets the recorder dropped (counted in its sidecar) are not judged against the relay.
+    let fpp64 = u64::from(fpp);
+    let judged = |k: &u64| {
+        !files::in_ranges(&recorded.dropped, k * fpp64)
+            && !files::in_ranges(&recorded.dropped, k * fpp64 + fpp64 - 1)
+    };
+    let drops_judged: Vec<u64> = drops.iter().copied().filter(judged).collect();
+    let not_silent = missing_in(&drops_judged, &recorded.gap_packets, packets.clone());
     let extra = missing_in(&recorded.gap_packets, &drops, packets.clone());
     check(
         &mut checks,
@@ -489,7 +496,8 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     );
     let common = s_first.max(covered.start).div_ceil(u64::from(fpp))
         ..s_last.min(covered.end) / u64::from(fpp);
-    let differ = missing_in(&stream.gaps.packets, &recorded.gap_packets, common.clone()).len()
+    let stream_judged: Vec<u64> = stream.gaps.packets.iter().copied().filter(judged).collect();
+    let differ = missing_in(&stream_judged, &recorded.gap_packets, common.clone()).len()
         + missing_in(&recorded.gap_packets, &stream.gaps.packets, common.clone()).len();
     check(
         &mut checks,
@@ -506,11 +514,13 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     check(
         &mut checks,
         format!(
-            "recorder: nothing dropped, no error ({} / {})",
+            "recorder: nothing dropped, no error (sidecars: {} frames dropped; API: {} / {})",
+            recorded.sidecar_dropped_frames,
             counter(&recorder, "frames_dropped"),
             counter(&recorder, "errors")
         ),
         recorder.is_object()
+            && recorded.sidecar_dropped_frames == 0
             && counter(&recorder, "frames_dropped") == 0
             && counter(&recorder, "errors") == 0,
     );
