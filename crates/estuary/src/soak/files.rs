@@ -119,8 +119,7 @@ pub fn check_dir(
             sources,
             first_timestamp,
             sent_frames,
-            &sidecar_frames,
-            &dropped_frames,
+            (&sidecar_frames, &dropped_frames),
             &mut gaps,
             &mut out,
         )
@@ -160,8 +159,7 @@ fn check_file(
     sources: &[usize],
     first_timestamp: u64,
     sent_frames: u64,
-    sidecar: &[Range<u64>],
-    dropped: &[Range<u64>],
+    (sidecar, dropped): (&[Range<u64>], &[Range<u64>]),
     gaps: &mut GapTracker,
     out: &mut FilesCheck,
 ) -> anyhow::Result<()> {
