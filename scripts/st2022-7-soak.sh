@@ -4,7 +4,8 @@
 # Prints each path's loss, the packets lost on both paths (expected: about p² = 0.25 % of
 # them) and the daemon's merged `packets_lost`, which must equal the latter.
 #
-#   sudo scripts/st2022-7-soak.sh [SECONDS] [ESTUARY]      # default 600 s, `estuary` on PATH
+#   sudo [LATENCY=20ms] [MAX_SKEW=20ms] scripts/st2022-7-soak.sh [SECONDS] [ESTUARY]
+#   (default 600 s, `estuary` on PATH)
 #
 # Runs in a private network namespace (loopback only), so it needs root.
 set -eu
@@ -35,11 +36,13 @@ interface = "lo"
 format = "L24"
 channels = 2
 payload_type = 98
-latency = "20ms"
+latency = "${LATENCY:-20ms}"
 redundant = { address = "239.69.13.1:5004", interface = "lo" }
-max_skew = "20ms"
+max_skew = "${MAX_SKEW:-20ms}"
 TOML
 "$estuary" run --config "$dir/st2022-7.toml" 2> "$dir/daemon.log" &
+daemon=$!
+trap 'kill "$daemon" $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 sleep 2
 for p in 0 1; do
     "$estuary" impair --listen 239.69.11.1:6000 --listen-interface lo \
