@@ -575,3 +575,98 @@ fn failover_to_backup_when_main_stops_and_back_after_stable_period() {
     );
     assert!(estuary.terminate(Duration::from_secs(5)).success());
 }
+
+/// A WAV file as the fallback: when the main stream stops, the file plays in a loop, sample
+/// for sample (24-bit PCM out), and the switch is an event.
+#[test]
+fn failover_to_a_wav_file_plays_it_bit_exact_in_a_loop() {
+    use estuary_wire::wav;
+    let _serial = serial();
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 0.5 s of 440 Hz (left) and 660 Hz (right) at −12 dBFS, 24-bit: a loop point every 0.5 s.
+    let frames = SECOND / 2;
+    let amplitude = f64::from(1 << 23) * 10f64.powf(-12.0 / 20.0);
+    let file_samples: Vec<i32> = (0..frames)
+        .flat_map(|n| {
+            [440.0, 660.0].map(|f: f64| {
+                let v = amplitude * (std::f64::consts::TAU * f * n as f64 / SECOND as f64).sin();
+                (v.round() as i32) << 8
+            })
+        })
+        .collect();
+    let header = wav::Header {
+        spec: wav::Spec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits: 24,
+        },
+        bext: None,
+        ixml: None,
+    };
+    let mut data = Vec::new();
+    wav::pack(&file_samples, 24, &mut data);
+    let mut bytes = header.encode(data.len() as u64);
+    bytes.extend_from_slice(&data);
+    let file = dir.path().join("fallback.wav");
+    std::fs::write(&file, bytes).expect("write the fallback");
+
+    let config = config("239.69.18.1:5004")
+        .replace(
+            "latency = \"10ms\"\n",
+            &format!(
+                "latency = \"10ms\"\nfailover = {{ fallback = {{ file = \"{}\" }}, \
+                 switch_after = \"250ms\", return_after = \"200ms\", crossfade = \"10ms\" }}\n",
+                file.display()
+            ),
+        )
+        .replace("codec = \"pcm\"\n", "codec = \"pcm\"\nbits = 24\n");
+    let mut estuary = start_estuary(dir.path(), &config);
+    estuary.wait_for_stderr("failover chain", Duration::from_secs(10));
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 5, &out);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut main = gst_l24_sender(
+        dir.path(),
+        &GstTone::stereo("239.69.18.1", 0.5, 2),
+        &dir.path().join("main.raw"),
+    );
+    assert!(main.wait_exit(Duration::from_secs(20)).success());
+    let status = decoder.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
+    let input = curl_json("/api/inputs/main");
+    let events = curl_json("/api/events?limit=1000");
+    assert!(estuary.terminate(Duration::from_secs(5)).success());
+
+    let decoded = s32le(&std::fs::read(&out).expect("decoded"));
+    let total = decoded.len() / 2;
+    assert!(total > SECOND * 4, "{total} frames decoded");
+    // The main tone played, then the file: 100 ms windows of the last second are each found,
+    // sample for sample, in the file looped twice (a window may straddle the loop point).
+    let left = channel(&decoded, 2, 0);
+    assert!(
+        left.chunks_exact(SECOND / 10)
+            .any(|w| (frequency(&to_f64(w), 48_000.0) - 997.0).abs() < 5.0),
+        "the main stream never played"
+    );
+    let looped: Vec<i32> = file_samples.iter().chain(&file_samples).copied().collect();
+    for k in 1..=10 {
+        let start = total - k * SECOND / 10;
+        let window = &decoded[start * 2..(start + SECOND / 10) * 2];
+        assert!(
+            find_exact(&looped, window).is_some_and(|i| i % 2 == 0),
+            "window {k} of the last second is not the file's audio"
+        );
+    }
+    assert_eq!(input["status"]["failover"]["active"], "fallback", "{input}");
+    assert_eq!(input["status"]["failover"]["last_reason"], "no_packets");
+    assert!(
+        events
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["kind"] == "failover"
+                && e["message"] == "input main: main -> fallback (no_packets)"),
+        "{events}"
+    );
+}
