@@ -33,8 +33,14 @@ use self::daemon::{Daemon, usage};
 use self::sequence::{StreamCheck, missing_in};
 use crate::impair;
 
-/// Time after the start before the first memory sample (buffers, threads and SRT settle).
-const WARM_UP: Duration = Duration::from_secs(10);
+/// Time after the start before the first memory sample (buffers, threads and SRT settle;
+/// the bounded histories of events and log lines, and the allocator's arenas, fill during the
+/// first minutes): a tenth of the run, from 10 s to 5 minutes.
+fn warm_up(duration: Duration) -> Duration {
+    (duration / 10)
+        .clamp(Duration::from_secs(10), Duration::from_secs(300))
+        .min(duration / 5)
+}
 /// Largest RSS growth accepted between the first sample and the end.
 const MAX_RSS_GROWTH: f64 = 0.01;
 /// Channels of the SRT output (302M carries up to 8) and of the recorder.
@@ -290,7 +296,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     );
 
     let start = Instant::now();
-    let warm_up = WARM_UP.min(args.duration / 5);
+    let warm_up = warm_up(args.duration);
     std::thread::sleep(warm_up);
     let (first, self_first) = (usage(Some(daemon.pid())), usage(None));
     let mut rss_peak = first.rss_kib;
