@@ -18,8 +18,9 @@ use crate::config::{FieldError, InputConfig};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverConfig {
-    /// The backup stream's destination (same format as the main stream).
-    pub backup: Option<Spanned<SocketAddr>>,
+    /// The backup stream's destination (same format as the main stream), or a list of them
+    /// in priority order.
+    pub backup: Option<Spanned<Backups>>,
     /// Interface for the backup stream; default: the input's.
     pub backup_interface: Option<Spanned<String>>,
     /// Source-specific multicast sender of the backup.
@@ -42,6 +43,14 @@ pub struct FailoverConfig {
     /// Crossfade at a switch.
     #[serde(default = "default_crossfade", with = "humantime_serde")]
     pub crossfade: Duration,
+}
+
+/// `backup = "ip:port"` or `backup = ["ip:port", "ip:port"]` (priority order).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Backups {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
 }
 
 /// `fallback = "tone" | "none" | { file = "..." }`.
@@ -165,6 +174,15 @@ impl FailoverConfig {
         matches!(self.fallback.get_ref(), Fallback::Named(n) if n == "tone")
     }
 
+    /// The backup streams, in priority order.
+    pub fn backups(&self) -> Vec<SocketAddr> {
+        match self.backup.as_ref().map(Spanned::get_ref) {
+            None => Vec::new(),
+            Some(Backups::One(a)) => vec![*a],
+            Some(Backups::Many(list)) => list.clone(),
+        }
+    }
+
     /// The fallback file, if the fallback is one.
     pub fn fallback_file(&self) -> Option<&Path> {
         match self.fallback.get_ref() {
@@ -217,6 +235,20 @@ impl InputConfig {
                     .map_err(|m| (f.fallback.span(), "failover.fallback.file".into(), m))?;
             }
             Fallback::Named(_) => {}
+        }
+        if let Some(backup) = &f.backup {
+            let list = f.backups();
+            let max = crate::pipeline::MAX_BACKUPS;
+            let mut unique = list.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if list.is_empty() || list.len() > max || unique.len() != list.len() {
+                return Err((
+                    backup.span(),
+                    "failover.backup".into(),
+                    format!("give 1 to {max} different backup addresses"),
+                ));
+            }
         }
         if f.backup.is_none() && !f.tone() && f.fallback_file().is_none() {
             return Err((

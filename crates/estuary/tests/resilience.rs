@@ -670,3 +670,102 @@ fn failover_to_a_wav_file_plays_it_bit_exact_in_a_loop() {
         "{events}"
     );
 }
+
+/// A chain of two backups: the main stops → the first backup; it stops too → the second.
+#[test]
+fn failover_chain_of_two_backups_in_priority_order() {
+    let _serial = serial();
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config("239.69.19.1:5004").replace(
+        "latency = \"10ms\"\n",
+        "latency = \"10ms\"\nfailover = { backup = [\"239.69.20.1:5004\", \"239.69.21.1:5004\"], \
+         switch_after = \"250ms\", return_after = \"1s\", crossfade = \"10ms\" }\n",
+    );
+    let mut estuary = start_estuary(dir.path(), &config);
+    estuary.wait_for_stderr("failover chain", Duration::from_secs(10));
+    let out = dir.path().join("out.raw");
+    let mut decoder = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 8, &out);
+    std::thread::sleep(Duration::from_millis(300));
+    let tone = |host: &'static str, freq: f64, seconds: u32| GstTone {
+        freq,
+        ..GstTone::stereo(host, 0.5, seconds)
+    };
+    let _backup2 = gst_l24_sender(
+        dir.path(),
+        &tone("239.69.21.1", 2500.0, 12),
+        &dir.path().join("b2.raw"),
+    );
+    let _backup = gst_l24_sender(
+        dir.path(),
+        &tone("239.69.20.1", 1500.0, 5),
+        &dir.path().join("b1.raw"),
+    );
+    let _main = gst_l24_sender(
+        dir.path(),
+        &tone("239.69.19.1", 997.0, 2),
+        &dir.path().join("main.raw"),
+    );
+    let status = decoder.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
+    let input = curl_json("/api/inputs/main");
+    let events = curl_json("/api/events?limit=1000");
+    assert!(estuary.terminate(Duration::from_secs(5)).success());
+
+    let left = channel(&s32le(&std::fs::read(&out).expect("decoded")), 2, 0);
+    // 20 ms windows: which tone (by frequency), or silence.
+    let mut runs: Vec<(u32, usize)> = Vec::new();
+    for w in left.chunks_exact(960) {
+        let kind = if w.iter().all(|&s| s == 0) {
+            0
+        } else {
+            let f = frequency(&to_f64(w), 48_000.0);
+            [997, 1500, 2500]
+                .into_iter()
+                .find(|&t| (f - f64::from(t)).abs() < 30.0)
+                .unwrap_or(1)
+        };
+        match runs.last_mut() {
+            Some((k, n)) if *k == kind => *n += 1,
+            _ => runs.push((kind, 1)),
+        }
+    }
+    eprintln!("runs of 20 ms windows (Hz, count): {runs:?}\n{input}");
+    let mut on_air: Vec<u32> = runs
+        .iter()
+        .filter(|(k, n)| *k > 1 && *n > 2)
+        .map(|(k, _)| *k)
+        .collect();
+    on_air.dedup();
+    // Whatever played while the senders started up, the chain ends main, backup, backup2.
+    assert!(on_air.ends_with(&[997, 1500, 2500]), "{runs:?}");
+    let first = runs.iter().position(|(k, _)| *k == 997).expect("main");
+    let longest_gap = runs[first..]
+        .iter()
+        .filter(|(k, _)| *k <= 1)
+        .map(|(_, n)| n * 20)
+        .max()
+        .unwrap_or(0);
+    assert!(longest_gap < 500, "a {longest_gap} ms gap: {runs:?}");
+    let failover = &input["status"]["failover"];
+    assert_eq!(failover["active"], "backup2", "{input}");
+    assert_eq!(
+        failover["backups"].as_array().map(Vec::len),
+        Some(2),
+        "{input}"
+    );
+    let messages: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "failover")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        messages.ends_with(&[
+            "input main: main -> backup (no_packets)",
+            "input main: backup -> backup2 (no_packets)"
+        ]),
+        "{messages:?}"
+    );
+}

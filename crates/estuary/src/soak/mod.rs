@@ -35,11 +35,11 @@ use crate::impair;
 
 /// Time after the start before the first memory sample (buffers, threads and SRT settle;
 /// the bounded histories of events and log lines, and the allocator's arenas, fill during the
-/// first minutes): a tenth of the run, from 10 s to 5 minutes.
+/// first minutes): a quarter of the run, from 10 s to 5 minutes.
 fn warm_up(duration: Duration) -> Duration {
-    (duration / 10)
+    (duration / 4)
         .clamp(Duration::from_secs(10), Duration::from_secs(300))
-        .min(duration / 5)
+        .min(duration / 2)
 }
 /// Largest RSS growth accepted between the first sample and the end.
 const MAX_RSS_GROWTH: f64 = 0.01;
