@@ -510,6 +510,7 @@ mod tests {
                 switches,
                 last_reason: reason.map(Into::into),
                 backup: None,
+                backups: Vec::new(),
             }),
             ..InputStatus::default()
         };
