@@ -377,6 +377,8 @@ impl RecorderWorker {
 
     /// Silence for frames the recorder never got, so the file does not shift.
     fn fill(&mut self, position: u64, frames: u64) {
+        // Counted as well as listed: the soak saw a full ring leave the API at 0.
+        self.status.frames_dropped += frames;
         self.pending_gaps.push(GapRecord {
             position,
             offset: 0,

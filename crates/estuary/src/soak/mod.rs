@@ -219,16 +219,22 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         "--channels must be at least {}",
         2 * OUT_CHANNELS
     );
+    let fpp = frames_per_packet(args.channels);
+    // Clean first half second (the receiver locks on) and last second: a packet held back
+    // for reordering when the flow stops would leave after its playout time, an artifact of
+    // the end of the run, not of the gateway.
+    let per_second = 48_000 / u64::from(fpp);
     let config = ImpairConfig {
         loss: probability(&args.loss, "loss")?,
         reorder: probability(&args.reorder, "reorder")?,
         reorder_depth: 3,
         duplicate: probability(&args.duplicate, "duplicate")?,
+        impair_from: per_second / 2,
+        impair_until: Some((args.duration.as_secs().saturating_sub(1)) * per_second),
         ..ImpairConfig::default()
     };
     let mut impairer = Impairer::new(config, args.seed)?;
     impairer.record_drops();
-    let fpp = frames_per_packet(args.channels);
     let localhost = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (rtp_in, rtp_out, srt_port) = (
         localhost(args.base_port),
