@@ -417,6 +417,9 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
             *file = Spanned::new(span, base_dir.join(file.get_ref()));
         }
     }
+    for input in &mut config.inputs {
+        crate::failover::resolve_paths(input, base_dir);
+    }
     for output in &mut config.outputs {
         if let Some(file) = &mut output.sdp_file
             && file.get_ref().is_relative()

@@ -72,10 +72,12 @@ pub enum Condition {
     RecordFailed,
     /// The PTP follower is not locked to a grandmaster.
     ClockUnlocked,
+    /// A failover input is off its main source (on its backup or fallback).
+    FailoverActive,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 18] = [
+    pub const ALL: [Condition; 19] = [
         Condition::Silence,
         Condition::Clipping,
         Condition::Stuck,
@@ -94,6 +96,7 @@ impl Condition {
         Condition::RouteFailed,
         Condition::RecordFailed,
         Condition::ClockUnlocked,
+        Condition::FailoverActive,
     ];
 
     /// The name used in config, the API and metrics.
@@ -117,6 +120,7 @@ impl Condition {
             Condition::RouteFailed => "route_failed",
             Condition::RecordFailed => "record_failed",
             Condition::ClockUnlocked => "clock_unlocked",
+            Condition::FailoverActive => "failover_active",
         }
     }
 
@@ -380,6 +384,7 @@ pub fn supervise(
     let mut next_publish = Instant::now();
     let mut clock_watch = crate::clock::ClockWatch::default();
     let mut reporter = crate::pipeline::Reporter::default();
+    let mut switches = crate::failover::SwitchWatch::default();
     while !stop.requested() {
         match inbox.requests.recv_timeout(Duration::from_millis(10)) {
             Ok(Request::Apply { config, reply }) => {
@@ -414,6 +419,11 @@ pub fn supervise(
                 gateway.signal(signal);
             }
             let mut status = running.status();
+            for switch in switches.watch(&status.inputs) {
+                let subject = format!("input/{}", switch.input);
+                gateway.record("failover", switch.severity(), &subject, &switch.message());
+                gateway.signal(switch.signal());
+            }
             status.system = sampler.sample();
             gateway.publish(status, running.meters());
         }

@@ -268,7 +268,7 @@ pub struct RedundancyStatus {
 /// A failover input: which source is on air.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct FailoverStatus {
-    /// `main`, `backup` or `fallback`.
+    /// `main`, `backup`, `backup2` or `fallback`.
     pub active: String,
     /// Switches since the input started.
     pub switches: u64,
@@ -276,6 +276,9 @@ pub struct FailoverStatus {
     pub last_reason: Option<String>,
     /// The backup stream's counters (the main stream's are the input's `counters`).
     pub backup: Option<InputCounters>,
+    /// Every backup's counters, in priority order (`backup`, `backup2`).
+    #[serde(default)]
+    pub backups: Vec<InputCounters>,
 }
 
 /// Counters of one ST 2022-7 path.

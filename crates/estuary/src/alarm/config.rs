@@ -290,6 +290,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
                 Severity::Critical,
             )
         },
+        rule("failover", Condition::FailoverActive, Severity::Warning),
     ]
 }
 
@@ -322,7 +323,8 @@ pub fn threshold_unit(condition: Condition) -> Option<(&'static str, f64, f64)> 
         | Condition::Disconnected
         | Condition::RouteFailed
         | Condition::RecordFailed
-        | Condition::ClockUnlocked => None,
+        | Condition::ClockUnlocked
+        | Condition::FailoverActive => None,
     }
 }
 

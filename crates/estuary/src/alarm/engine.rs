@@ -288,6 +288,8 @@ fn detail(condition: Condition, v: f64) -> String {
         Condition::RouteFailed => "the route cannot receive its stream".into(),
         Condition::RecordFailed => "the recorder cannot write its files".into(),
         Condition::ClockUnlocked => "the PTP clock is not locked to a grandmaster".into(),
+        Condition::FailoverActive if v >= 2.0 => "the fallback is on air".into(),
+        Condition::FailoverActive => "the backup is on air".into(),
     }
 }
 

@@ -76,6 +76,7 @@ impl Rule {
                 | Condition::RouteFailed
                 | Condition::RecordFailed
                 | Condition::ClockUnlocked
+                | Condition::FailoverActive
         )
     }
 }
@@ -217,7 +218,8 @@ fn enable(rule: &Rule, m: &mut MonitorConfig, h: &mut HealthConfig) {
         Condition::Disconnected
         | Condition::RouteFailed
         | Condition::RecordFailed
-        | Condition::ClockUnlocked => {}
+        | Condition::ClockUnlocked
+        | Condition::FailoverActive => {}
     }
 }
 

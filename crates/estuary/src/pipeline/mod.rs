@@ -54,6 +54,7 @@ use crate::gateway::Signal;
 use crate::latency::LatencyHistogram;
 use crate::shutdown::Stop;
 pub use apply::ApplyReport;
+pub use failover::MAX_BACKUPS;
 use ingest::{Command, InputRuntime, OutputFeed};
 use meter::{MeterShared, MeterWorker};
 use output::OutputWorker;

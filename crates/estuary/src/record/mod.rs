@@ -416,6 +416,9 @@ impl RecorderWorker {
 
     /// Silence for frames the recorder never got, so the file does not shift.
     fn fill(&mut self, position: u64, frames: u64) {
+        // Counted as well as listed (the soak saw a full ring leave the API at 0), once: a
+        // write that fails counts its frames itself.
+        let counted = self.status.frames_dropped;
         self.pending_gaps.push(GapRecord {
             position,
             offset: 0,
@@ -429,6 +432,9 @@ impl RecorderWorker {
             let n = (frames - done).min(block as u64) as usize;
             self.write(position + done, &zeros[..n * self.channels], n);
             done += n as u64;
+        }
+        if self.status.frames_dropped == counted {
+            self.status.frames_dropped += frames;
         }
     }
 
