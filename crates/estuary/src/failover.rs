@@ -460,6 +460,7 @@ mod tests {
             },
             bext: None,
             ixml: None,
+            cue_slots: 0,
         };
         let mut data = Vec::new();
         estuary_wire::wav::pack(samples, 24, &mut data);

@@ -603,6 +603,7 @@ fn failover_to_a_wav_file_plays_it_bit_exact_in_a_loop() {
         },
         bext: None,
         ixml: None,
+        cue_slots: 0,
     };
     let mut data = Vec::new();
     wav::pack(&file_samples, 24, &mut data);
