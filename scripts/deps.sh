@@ -96,14 +96,18 @@ fi
 # The package test (tests/inst.rs) installs the .deb into a clean Debian bookworm root, built
 # once with debootstrap from this machine's mirror and kept under the cargo target directory.
 debroot="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/deb-root/bookworm"
-if [ "$profile" = test ] && [ ! -x "$debroot/usr/bin/setpriv" ]; then
+# Rebuilt when it lacks a library the package depends on (FFmpeg's, since the Icecast outputs).
+if [ "$profile" = test ] && { [ ! -x "$debroot/usr/bin/setpriv" ] ||
+    ! ls "$debroot"/usr/lib/*/libavformat.so.59* >/dev/null 2>&1; }; then
   mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
   mirror=${mirror:-http://deb.debian.org/debian}
   echo "==> building a clean bookworm root for the package test (once, ~2 min): $debroot"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo rm -rf "$debroot.tmp"
-  $sudo debootstrap --variant=minbase --include=libsrt1.5-gnutls,libopus0,util-linux,adduser \
+  $sudo rm -rf "$debroot"
+  $sudo debootstrap --variant=minbase \
+    --include=libsrt1.5-gnutls,libopus0,libavcodec59,libavformat59,libavutil57,libswresample4,util-linux,adduser \
     bookworm "$debroot.tmp" "$mirror" >/dev/null
   $sudo mv "$debroot.tmp" "$debroot"
 fi

@@ -144,14 +144,14 @@ fn invalid_inline_sdp_is_rejected_with_the_sdp_error() {
 fn run_refuses_a_bad_config_with_exit_code_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[[inputs]]\nname = \"a\"\nkind = \"dante\"\n").expect("write");
+    std::fs::write(&path, "[[inputs]]\nname = \"a\"\nkind = \"madi\"\n").expect("write");
     let (status, _, stderr) = run_with_timeout(
         Command::new(ESTUARY).arg("run").arg("-c").arg(&path),
         Duration::from_secs(20),
     );
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("kind") || stderr.contains("dante"),
+        stderr.contains("kind") || stderr.contains("madi"),
         "{stderr}"
     );
     assert!(stderr.contains(":3"), "{stderr}");
