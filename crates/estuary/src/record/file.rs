@@ -52,7 +52,12 @@ impl TrackFile {
             std::fs::create_dir_all(dir)?;
         }
         let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        file.write_all(header)?;
+        if let Err(e) = file.write_all(header) {
+            // A file whose header did not fit (disk full) is not a recording: leave none.
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         Ok(file)
     }
 
