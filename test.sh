@@ -37,4 +37,7 @@ echo "==> cargo test (workspace)"
 cargo test --workspace --no-fail-fast
 
 echo "==> aarch64: the sans-IO and engine unit tests, cross-compiled, under qemu-user"
-scripts/cross-aarch64.sh test -p estuary-wire -p estuary-engine --lib --quiet
+# The drift resampler's test is pure arithmetic that takes over 2 minutes under emulation; it
+# runs natively above, and every other engine and wire test runs here.
+scripts/cross-aarch64.sh test -p estuary-wire -p estuary-engine --lib --quiet -- \
+  --skip drift::tests::resampler_tracks_drift_and_rate

@@ -13,6 +13,7 @@ pub mod failover;
 pub mod impair;
 pub mod jitter;
 pub mod monitor;
+pub mod rate;
 pub mod redundancy;
 pub mod stats;
 pub mod time;

@@ -134,58 +134,39 @@ impl DanteServer {
     /// # Errors
     /// The mDNS browse cannot start.
     pub fn browse_channels(&self) -> Result<ChannelDirectory, DanteIoError> {
-        let events = self.mdns.browse(CHAN_SERVICE).map_err(mdns_err)?;
-        let channels: Arc<Mutex<HashMap<String, ChannelInfo>>> = Arc::default();
-        let bundles = self.browse_bundles()?;
-        let map = Arc::clone(&channels);
-        // Ends by itself when the responder shuts down and drops its sender.
-        thread::Builder::new()
-            .name("dante-browse".into())
-            .spawn(move || {
-                while let Ok(event) = events.recv() {
-                    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                    match event {
-                        ServiceEvent::ServiceResolved(r) => {
-                            let name =
-                                crate::ravenna::mdns::instance_name(&r.fullname, &r.ty_domain);
-                            let ipv4 = r.addresses.iter().find_map(|a| match a.to_ip_addr() {
-                                IpAddr::V4(v4) => Some(v4),
-                                IpAddr::V6(_) => None,
-                            });
-                            let info = ipv4.and_then(|ip| {
-                                let mut info = ChannelInfo::from_record(ip, r.port, |k| {
-                                    r.txt_properties.get_property_val_str(k)
-                                })?;
-                                info.bundle = BundleSlot::from_txt(
-                                    r.txt_properties.iter().map(|p| (p.key(), p.val_str())),
-                                );
-                                Some(info)
-                            });
-                            match info {
-                                Some(info) => {
-                                    map.insert(name, info);
-                                }
-                                None => tracing::debug!(%name, "Dante channel record ignored"),
-                            }
-                        }
-                        ServiceEvent::ServiceRemoved(ty, fullname) => {
-                            map.remove(&crate::ravenna::mdns::instance_name(&fullname, &ty));
-                        }
-                        _ => {}
-                    }
-                }
+        let channels = self.follow(CHAN_SERVICE, "dante-browse", |r| {
+            let ipv4 = r.addresses.iter().find_map(|a| match a.to_ip_addr() {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
             })?;
+            let mut info = ChannelInfo::from_record(ipv4, r.port, |k| {
+                r.txt_properties.get_property_val_str(k)
+            })?;
+            info.bundle =
+                BundleSlot::from_txt(r.txt_properties.iter().map(|p| (p.key(), p.val_str())));
+            Some(info)
+        })?;
+        // Multicast bundles: group, port and channel count by `<id>@<device>`.
+        let bundles = self.follow(BUND_SERVICE, "dante-bundles", |r| {
+            BundleSlot::group_from_record(|k| r.txt_properties.get_property_val_str(k))
+        })?;
         Ok(ChannelDirectory { channels, bundles })
     }
 
-    /// Follows the multicast bundles other devices publish (`_netaudio-bund`): group, port
-    /// and channel count by `<id>@<device>`.
-    fn browse_bundles(&self) -> Result<Bundles, DanteIoError> {
-        let events = self.mdns.browse(BUND_SERVICE).map_err(mdns_err)?;
-        let bundles: Bundles = Arc::default();
-        let map = Arc::clone(&bundles);
+    /// Keeps a map of one service's records by instance name, parsed by `parse` (records it
+    /// rejects are skipped), while the responder runs: its browse thread ends by itself when
+    /// the responder shuts down and drops its sender.
+    fn follow<T: Send + 'static>(
+        &self,
+        service: &str,
+        thread_name: &str,
+        parse: impl Fn(&mdns_sd::ResolvedService) -> Option<T> + Send + 'static,
+    ) -> Result<Records<T>, DanteIoError> {
+        let events = self.mdns.browse(service).map_err(mdns_err)?;
+        let records: Records<T> = Arc::default();
+        let map = Arc::clone(&records);
         thread::Builder::new()
-            .name("dante-bundles".into())
+            .name(thread_name.into())
             .spawn(move || {
                 while let Ok(event) = events.recv() {
                     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,13 +174,11 @@ impl DanteServer {
                         ServiceEvent::ServiceResolved(r) => {
                             let name =
                                 crate::ravenna::mdns::instance_name(&r.fullname, &r.ty_domain);
-                            match BundleSlot::group_from_record(|k| {
-                                r.txt_properties.get_property_val_str(k)
-                            }) {
-                                Some(group) => {
-                                    map.insert(name, group);
+                            match parse(&r) {
+                                Some(record) => {
+                                    map.insert(name, record);
                                 }
-                                None => tracing::debug!(%name, "Dante bundle record ignored"),
+                                None => tracing::debug!(%name, %r.ty_domain, "record ignored"),
                             }
                         }
                         ServiceEvent::ServiceRemoved(ty, fullname) => {
@@ -209,7 +188,7 @@ impl DanteServer {
                     }
                 }
             })?;
-        Ok(bundles)
+        Ok(records)
     }
 
     /// The device's current state (for the API).
@@ -277,13 +256,14 @@ fn serve(
 }
 
 /// Multicast bundles found on the network: (group, channel count) by `<id>@<device>`.
-type Bundles = Arc<Mutex<HashMap<String, (SocketAddrV4, u16)>>>;
+/// Records of one mDNS service by instance name.
+type Records<T> = Arc<Mutex<HashMap<String, T>>>;
 
 /// TX channels found on the network, by `channel@device`.
 #[derive(Debug, Clone)]
 pub struct ChannelDirectory {
-    channels: Arc<Mutex<HashMap<String, ChannelInfo>>>,
-    bundles: Bundles,
+    channels: Records<ChannelInfo>,
+    bundles: Records<(SocketAddrV4, u16)>,
 }
 
 impl ChannelDirectory {

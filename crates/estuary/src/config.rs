@@ -1148,40 +1148,51 @@ impl OutputConfig {
                 }
             }
         }
-        if stream.sample_rate != 48_000 {
+        // Opus and 302M run at 48 kHz; other input rates are converted in 20 ms blocks.
+        if !stream.sample_rate.is_multiple_of(50) {
             return Err((
                 self.input.span(),
                 "input".into(),
                 format!(
-                    "the input runs at {} Hz; SRT outputs need 48000 Hz (sample-rate conversion is not built yet)",
+                    "the input runs at {} Hz; SRT outputs convert rates that are multiples of 50 Hz",
                     stream.sample_rate
                 ),
             ));
         }
-        if let Some(p) = &self.passphrase {
-            let len = p.get_ref().chars().count();
-            if !(10..=79).contains(&len) {
-                return Err((
-                    p.span(),
-                    "passphrase".into(),
-                    format!("must be 10 to 79 characters (SRT), got {len}"),
-                ));
-            }
-        }
-        if let Some(k) = &self.key_length {
-            if ![16, 24, 32].contains(k.get_ref()) {
-                return Err((
-                    k.span(),
-                    "key_length".into(),
-                    "must be 16, 24 or 32 (bytes)".into(),
-                ));
-            }
-            if self.passphrase.is_none() {
-                return Err((k.span(), "key_length".into(), "needs a passphrase".into()));
-            }
-        }
-        Ok(())
+        check_srt_encryption(&self.passphrase, &self.key_length)
     }
+}
+
+/// SRT's encryption settings, shared by SRT outputs and SRT inputs: libsrt takes a
+/// passphrase of 10 to 79 characters (no NUL: it is passed as a C string) and AES keys of
+/// 16, 24 or 32 bytes, and a key length means nothing without a passphrase.
+pub fn check_srt_encryption(
+    passphrase: &Option<Spanned<String>>,
+    key_length: &Option<Spanned<u8>>,
+) -> Result<(), FieldError> {
+    if let Some(p) = passphrase {
+        let len = p.get_ref().chars().count();
+        if !(10..=79).contains(&len) || p.get_ref().contains('\0') {
+            return Err((
+                p.span(),
+                "passphrase".into(),
+                format!("must be 10 to 79 characters (SRT), got {len}"),
+            ));
+        }
+    }
+    if let Some(k) = key_length {
+        if ![16, 24, 32].contains(k.get_ref()) {
+            return Err((
+                k.span(),
+                "key_length".into(),
+                "must be 16, 24 or 32 (bytes)".into(),
+            ));
+        }
+        if passphrase.is_none() {
+            return Err((k.span(), "key_length".into(), "needs a passphrase".into()));
+        }
+    }
+    Ok(())
 }
 
 /// `AF41`, `EF`, `CS5` or a number → the 6-bit DSCP code point.

@@ -50,28 +50,7 @@ impl InputConfig {
         let Some(mode) = &self.mode else {
             return Err((name, "mode".into(), "missing (caller or listener)".into()));
         };
-        if let Some(p) = &self.passphrase {
-            let len = p.get_ref().chars().count();
-            if !(10..=79).contains(&len) || p.get_ref().contains('\0') {
-                return Err((
-                    p.span(),
-                    "passphrase".into(),
-                    format!("must be 10 to 79 characters (SRT), got {len}"),
-                ));
-            }
-        }
-        if let Some(k) = &self.key_length {
-            if ![16, 24, 32].contains(k.get_ref()) {
-                return Err((
-                    k.span(),
-                    "key_length".into(),
-                    "must be 16, 24 or 32 (bytes)".into(),
-                ));
-            }
-            if self.passphrase.is_none() {
-                return Err((k.span(), "key_length".into(), "needs a passphrase".into()));
-            }
-        }
+        crate::config::check_srt_encryption(&self.passphrase, &self.key_length)?;
         if let Some(id) = &self.stream_id {
             if *mode.get_ref() == SrtModeConfig::Listener {
                 return Err((

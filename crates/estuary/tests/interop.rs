@@ -347,3 +347,65 @@ fn demo_serves_its_tone_over_srt() {
     );
     assert!(demo.terminate(Duration::from_secs(5)).success());
 }
+
+/// A 96 kHz stream (as ST 2110-30 and RAVENNA devices send) on an SRT output, whose codecs
+/// run at 48 kHz: the output converts the rate, and FFmpeg decodes the tone at its frequency
+/// and level, on both codecs.
+#[test]
+fn gstreamer_l24_at_96khz_to_srt_is_converted_to_48khz() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = "[[inputs]]\nname = \"hd\"\nkind = \"aes67\"\naddress = \"239.69.1.3:5004\"\n\
+                 format = \"L24\"\nchannels = 2\nsample_rate = 96000\npayload_type = 98\n\
+                 interface = \"lo\"\nlatency = \"10ms\"\n\n";
+    let mut opus = srt_listener("hd", 9001, "opus");
+    opus = opus.replace("name = \"srt\"", "name = \"srt-opus\"");
+    let config = input.to_string() + &srt_listener("hd", 9000, "pcm") + "\n" + &opus;
+    let mut estuary = start_estuary(dir.path(), &config);
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+
+    let (pcm_out, opus_out) = (dir.path().join("pcm.raw"), dir.path().join("opus.raw"));
+    let mut pcm = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9000", 3, &pcm_out);
+    let mut opus = ffmpeg_srt_decoder(dir.path(), "srt://127.0.0.1:9001", 3, &opus_out);
+    std::thread::sleep(Duration::from_millis(300));
+    // 0.5 of full scale, sine: −9.03 dBFS RMS.
+    let pipeline = "audiotestsrc wave=sine freq=997 volume=0.5 samplesperbuffer=96 num-buffers=6000 is-live=true \
+         ! audio/x-raw,format=S32LE,rate=96000,channels=2 \
+         ! audioconvert dithering=none noise-shaping=none ! audio/x-raw,format=S24BE,rate=96000,channels=2 \
+         ! rtpL24pay pt=98 mtu=1500 min-ptime=1000000 max-ptime=1000000 \
+         ! udpsink host=239.69.1.3 port=5004 auto-multicast=true multicast-iface=lo ttl-mc=1 sync=false async=false";
+    let _sender = Proc::spawn(
+        "gst-96k",
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec gst-launch-1.0 -q {pipeline}")),
+        dir.path(),
+    );
+    for (decoder, out) in [(&mut pcm, &pcm_out), (&mut opus, &opus_out)] {
+        let status = decoder.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "ffmpeg failed:\n{}", decoder.stderr());
+        let decoded = s32le(&std::fs::read(out).expect("decoded"));
+        for ch in 0..2 {
+            let samples = channel(&decoded, 2, ch);
+            let start = first_active(&samples, 1 << 20).expect("silent") + SECOND / 2;
+            assert!(samples.len() >= start + SECOND, "too little audio decoded");
+            let window = to_f64(&samples[start..start + SECOND]);
+            let f = frequency(&window, 48_000.0);
+            assert!(
+                (f - 997.0).abs() < 1.0,
+                "{}: tone at {f:.2} Hz, sent 997 Hz",
+                out.display()
+            );
+            let level = rms_dbfs(&window);
+            assert!(
+                (level - (-9.03)).abs() < 0.3,
+                "{}: level {level:.2} dBFS, sent −9.03 dBFS",
+                out.display()
+            );
+        }
+    }
+    assert!(
+        estuary.child.try_wait().expect("alive").is_none(),
+        "estuary died"
+    );
+}

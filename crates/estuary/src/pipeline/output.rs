@@ -1,10 +1,12 @@
-//! One thread per output: encodes (Opus or SMPTE 302M), muxes MPEG-TS and hands 1316-byte
-//! messages to the output's SRT sender, whose own thread connects, listens and reconnects.
+//! One thread per output: converts the rate to 48 kHz when the input runs at another rate,
+//! encodes (Opus or SMPTE 302M), muxes MPEG-TS and hands 1316-byte messages to the output's
+//! SRT sender, whose own thread connects, listens and reconnects.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use estuary_engine::rate::RateConverter;
 use estuary_engine::time::MonoTime;
 use estuary_io::clock::monotonic_now;
 use estuary_io::opus::OpusEncoder;
@@ -18,6 +20,8 @@ use crate::shutdown::Stop;
 
 /// 302M access units: 5 ms keeps the added latency small at 0.6 % TS overhead per PES.
 const PCM_FRAME: usize = 240;
+/// Both codecs on SRT (Opus and SMPTE 302M) run at 48 kHz.
+const CODEC_RATE: u32 = 48_000;
 
 enum Encoder {
     Opus(OpusEncoder),
@@ -32,7 +36,16 @@ pub(super) struct OutputWorker {
     map: Vec<usize>,
     /// Channels sent (302M needs an even count: a silent channel pads an odd map).
     out_channels: usize,
+    /// Input frames the ingest hands over at a time: one codec frame, or one conversion block.
     pub frame: usize,
+    /// Frames per codec frame, at 48 kHz.
+    codec_frame: usize,
+    /// From the input's rate to 48 kHz, when they differ.
+    converter: Option<RateConverter>,
+    /// Converted frames not yet encoded (interleaved, the input's channels).
+    converted: Vec<i32>,
+    /// Input frames consumed, for matching the ingest's marks.
+    in_frames_done: u64,
     encoder: Encoder,
     muxer: TsMuxer,
     input_block: Vec<i32>,
@@ -66,7 +79,7 @@ impl OutputWorker {
             CodecConfig::Opus => {
                 let channels = map.len();
                 let enc = OpusEncoder::new(
-                    stream.sample_rate,
+                    CODEC_RATE,
                     u16::try_from(channels)?,
                     *output.bitrate.get_ref(),
                 )?;
@@ -99,17 +112,32 @@ impl OutputWorker {
             Encoder::Opus(_) => 4_000,
             Encoder::Pcm(format) => s302m::packed_len(*format, frame),
         };
+        let in_channels = usize::from(stream.channels);
+        let converter = (stream.sample_rate != CODEC_RATE)
+            .then(|| RateConverter::new(stream.sample_rate, CODEC_RATE, in_channels))
+            .transpose()?;
+        let (block, converted) = match &converter {
+            Some(c) => (
+                c.in_frames(),
+                Vec::with_capacity((c.out_frames() + 1 + frame) * in_channels),
+            ),
+            None => (frame, Vec::new()),
+        };
         Ok(Self {
             name: output.name.get_ref().clone(),
             consumer,
             marks,
-            in_channels: usize::from(stream.channels),
+            in_channels,
             map,
             out_channels,
-            frame,
+            frame: block,
+            codec_frame: frame,
+            converter,
+            converted,
+            in_frames_done: 0,
             encoder,
             muxer: TsMuxer::new(TsConfig::new(audio))?,
-            input_block: vec![0; frame * usize::from(stream.channels)],
+            input_block: vec![0; block.max(frame) * in_channels],
             frame_block: vec![0; frame * out_channels],
             access_unit: vec![0; max_au],
             ts_out: Vec::with_capacity(64 * 188),
@@ -136,19 +164,50 @@ impl OutputWorker {
         }
     }
 
-    /// Encodes one frame if the ring holds one; returns whether it did.
-    fn encode_one(&mut self) -> bool {
-        let need = self.frame * self.in_channels;
+    /// Takes the next block of input from the ring into `input_block`; returns whether the
+    /// ring held one.
+    fn take_block(&mut self, frames: usize) -> bool {
+        let need = frames * self.in_channels;
         let Ok(chunk) = self.consumer.read_chunk(need) else {
             return false;
         };
         let (a, b) = chunk.as_slices();
         self.input_block[..a.len()].copy_from_slice(a);
-        self.input_block[a.len()..].copy_from_slice(b);
+        self.input_block[a.len()..need].copy_from_slice(b);
         chunk.commit_all();
+        self.in_frames_done += frames as u64;
+        true
+    }
 
-        for (frame_in, frame_out) in self
-            .input_block
+    /// Puts the next codec frame of 48 kHz audio in `input_block`; returns whether there was
+    /// one.
+    fn next_codec_frame(&mut self) -> bool {
+        let need = self.codec_frame * self.in_channels;
+        let Some(block) = self.converter.as_ref().map(RateConverter::in_frames) else {
+            return self.take_block(self.codec_frame);
+        };
+        while self.converted.len() < need {
+            if !self.take_block(block) {
+                return false;
+            }
+            let samples = block * self.in_channels;
+            if let Some(converter) = self.converter.as_mut() {
+                self.converted
+                    .extend_from_slice(converter.process(&self.input_block[..samples]));
+            }
+        }
+        self.input_block[..need].copy_from_slice(&self.converted[..need]);
+        self.converted.drain(..need);
+        true
+    }
+
+    /// Encodes one frame if the ring holds one; returns whether it did.
+    fn encode_one(&mut self) -> bool {
+        if !self.next_codec_frame() {
+            return false;
+        }
+        let need = self.codec_frame * self.in_channels;
+        for (frame_in, frame_out) in self.input_block[..need]
             .chunks_exact(self.in_channels)
             .zip(self.frame_block.chunks_exact_mut(self.out_channels))
         {
@@ -178,7 +237,7 @@ impl OutputWorker {
         };
         // PTS in 90 kHz units from the output's own sample count: concealment keeps the
         // input continuous, so the count is the media time.
-        let pts = (self.pts_base + self.frames_done) * 90_000 / 48_000;
+        let pts = (self.pts_base + self.frames_done) * 90_000 / u64::from(CODEC_RATE);
         if self
             .muxer
             .write_access_unit(pts, &self.access_unit[..len], &mut self.ts_out)
@@ -188,7 +247,7 @@ impl OutputWorker {
         }
         let srt = &self.srt;
         ts::drain_messages(&mut self.ts_out, |message| srt.send(message));
-        self.frames_done += self.frame as u64;
+        self.frames_done += self.codec_frame as u64;
         if let Some(completed) = self.frame_completed_at() {
             self.snapshot
                 .handoff
@@ -201,9 +260,9 @@ impl OutputWorker {
 }
 
 impl OutputWorker {
-    /// When the ingest thread pushed the last sample of the frame just encoded.
+    /// When the ingest thread pushed the last input sample of the frame just encoded.
     fn frame_completed_at(&mut self) -> Option<MonoTime> {
-        let done = self.frames_done;
+        let done = self.in_frames_done;
         while let Ok(&(pushed, at)) = self.marks.peek() {
             if pushed >= done {
                 return Some(at);
