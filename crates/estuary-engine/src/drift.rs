@@ -36,10 +36,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{
-    Adjustable, Async, FixedAsync, SincInterpolationParameters, SincInterpolationType, Slip,
-    WindowFunction,
-};
+use rubato::{Adjustable, Async, FixedAsync, Slip};
 
 /// Time constant of the fill low-pass filter: long against the burst pattern of the input
 /// (AAC frames of 21 ms, SRT packets, scheduler jitter), short against clock drift.
@@ -185,26 +182,17 @@ impl DriftBuffer {
                 Slip::<f64>::new(CHUNK, channels, FixedAsync::Input)
                     .map_err(|e| DriftError::Resampler(e.to_string()))?,
             ),
-            Conversion::Resample => {
-                let params = SincInterpolationParameters {
-                    sinc_len: 128,
-                    f_cutoff: None,
-                    oversampling_factor: 128,
-                    interpolation: SincInterpolationType::Linear,
-                    window: WindowFunction::BlackmanHarris2,
-                };
-                Box::new(
-                    Async::<f64>::new_sinc(
-                        nominal,
-                        1.0 + 2.0 * MAX_CORRECTION,
-                        &params,
-                        CHUNK,
-                        channels,
-                        FixedAsync::Input,
-                    )
-                    .map_err(|e| DriftError::Resampler(e.to_string()))?,
+            Conversion::Resample => Box::new(
+                Async::<f64>::new_sinc(
+                    nominal,
+                    1.0 + 2.0 * MAX_CORRECTION,
+                    &crate::rate::sinc_parameters(),
+                    CHUNK,
+                    channels,
+                    FixedAsync::Input,
                 )
-            }
+                .map_err(|e| DriftError::Resampler(e.to_string()))?,
+            ),
         };
         let out_max = resampler.output_frames_max();
         Ok(Self {

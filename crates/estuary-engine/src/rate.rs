@@ -66,17 +66,10 @@ impl RateConverter {
         if channels == 0 {
             return Err(RateError::NoChannels);
         }
-        let params = SincInterpolationParameters {
-            sinc_len: 128,
-            f_cutoff: None,
-            oversampling_factor: 128,
-            interpolation: SincInterpolationType::Linear,
-            window: WindowFunction::BlackmanHarris2,
-        };
         let resampler = Async::<f32>::new_sinc(
             f64::from(to) / f64::from(from),
             1.0,
-            &params,
+            &sinc_parameters(),
             in_frames,
             channels,
             FixedAsync::Input,
@@ -139,6 +132,18 @@ impl RateConverter {
                 .map(|&f| (f * FULL_SCALE) as i32),
         );
         &self.converted
+    }
+}
+
+/// The sinc filter of every rate conversion in the engine: 128 taps (64 frames of delay),
+/// stop band well below 24-bit noise at the output's Nyquist for audio-band content.
+pub(crate) fn sinc_parameters() -> SincInterpolationParameters {
+    SincInterpolationParameters {
+        sinc_len: 128,
+        f_cutoff: None,
+        oversampling_factor: 128,
+        interpolation: SincInterpolationType::Linear,
+        window: WindowFunction::BlackmanHarris2,
     }
 }
 
