@@ -17,6 +17,9 @@ pub struct Ptp4l {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     uds: std::path::PathBuf,
+    /// The host clock's frequency before a `declare_slave` ptp4l touched it, restored when
+    /// it stops (ptp4l leaves its last correction in place).
+    host_frequency: Option<libc::c_long>,
 }
 
 /// How to run `ptp4l` (it prints every measurement: `summary_interval` is below any Sync
@@ -33,7 +36,8 @@ pub struct Ptp4lOptions {
     /// external mode). ptp4l only declares SLAVE once its servo locks, and its servo steers
     /// the host clock; so this one runs a PI servo whose corrections are capped at 1 ppb
     /// (`max_frequency 1`, never stepping). Both ptp4l timestamp from the same host clock,
-    /// so the offsets stay what they are, and the host clock moves by at most 1 ns/s.
+    /// so the offsets stay what they are, and the host clock moves by at most 1 ns/s; its
+    /// frequency is restored when this ptp4l stops.
     /// Without it a follower is `free_running` and stays UNCALIBRATED.
     pub declare_slave: bool,
 }
@@ -137,7 +141,15 @@ impl Ptp4l {
                     }
                 })?;
         }
-        Ok(Self { child, lines, uds })
+        Ok(Self {
+            child,
+            lines,
+            uds,
+            host_frequency: options
+                .declare_slave
+                .then(|| host_frequency(None))
+                .flatten(),
+        })
     }
 
     /// Its management socket (`uds_address`), as `pmc -s` or Estuary's external mode use it.
@@ -166,6 +178,9 @@ impl Ptp4l {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(freq) = self.host_frequency.take() {
+            host_frequency(Some(freq));
+        }
     }
 }
 
@@ -173,6 +188,21 @@ impl Drop for Ptp4l {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Reads (`None`) or sets the system clock's frequency correction (`adjtimex` `freq`,
+/// ppm × 2¹⁶); returns the value read or set.
+fn host_frequency(set: Option<libc::c_long>) -> Option<libc::c_long> {
+    // SAFETY: an all-zero timex is valid (modes = 0: read only).
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    if let Some(freq) = set {
+        tx.modes = libc::ADJ_FREQUENCY;
+        tx.freq = freq;
+    }
+    // SAFETY: `tx` is a valid, writable timex; only the frequency is set, and only to the
+    // value read before ptp4l started.
+    let rc = unsafe { libc::adjtimex(&mut tx) };
+    (rc >= 0).then_some(tx.freq)
 }
 
 /// `ptp4l[123.456]: master offset        -12 s0 freq  +3 path delay  4567`: the offset, ns.

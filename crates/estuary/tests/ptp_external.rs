@@ -2,7 +2,8 @@
 //! veth pair, a `ptp4l -s` follower on the other end with its management socket, and the
 //! `estuary` daemon reading that follower's state. Checked: the lock, the grandmaster's
 //! identity (API and AES67 SDP), offsets that are ptp4l's own (found in its log), and the
-//! unlock plus `clock_unlocked` alarm when the grandmaster is killed.
+//! unlock plus `clock_unlocked` alarm when the grandmaster is killed; and an input whose SDP
+//! `ts-refclk` names another grandmaster is flagged, one naming ptp4l's is not.
 
 mod common;
 
@@ -79,6 +80,16 @@ fn follows_the_hosts_ptp4l_and_alarms_when_its_grandmaster_goes() {
         &identity_from_mac(&String::from_utf8_lossy(&mac.stdout)).expect("MAC"),
     );
     let sdp = dir.path().join("tx.sdp");
+    let input_sdp = |name: &str, port: u16, gm: &str| {
+        format!(
+            "[[inputs]]\nname = \"{name}\"\nkind = \"aes67\"\nmeters = false\nsdp = '''\n\
+             v=0\no=- {port} 1 IN IP4 127.0.0.1\ns={name}\nc=IN IP4 127.0.0.1\nt=0 0\n\
+             m=audio {port} RTP/AVP 96\na=rtpmap:96 L24/48000/2\na=ptime:1\n\
+             a=ts-refclk:ptp=IEEE1588-2008:{gm}:0\na=mediaclk:direct=0\n'''\n\n"
+        )
+    };
+    let inputs =
+        input_sdp("foreign", 5020, "00-1D-C1-FF-FE-99-99-99") + &input_sdp("ours", 5022, &gm_id);
     let estuary = start_estuary(
         dir.path(),
         &format!(
@@ -87,7 +98,7 @@ fn follows_the_hosts_ptp4l_and_alarms_when_its_grandmaster_goes() {
              [alarms]\n[[alarms.rules]]\nname = \"clock\"\ncondition = \"clock_unlocked\"\n\
              raise_after = \"1s\"\nseverity = \"critical\"\nnotify = []\n\n\
              [[inputs]]\nname = \"gen\"\nkind = \"generator\"\nsignal = \"sequence\"\n\
-             channels = 2\nmeters = false\n\n\
+             channels = 2\nmeters = false\n\n{inputs}\
              [[outputs]]\nname = \"tx\"\nkind = \"aes67\"\ninput = \"gen\"\n\
              address = \"127.0.0.1:5010\"\nsap = false\nsdp_file = \"{}\"\n",
             follower.uds_path().display(),
@@ -141,6 +152,40 @@ fn follows_the_hosts_ptp4l_and_alarms_when_its_grandmaster_goes() {
     println!(
         "external mode: {} offsets, all in ptp4l's log; jitter {jitter}; path delay {delay} ns",
         reported.len()
+    );
+
+    // Inputs timed by another grandmaster are flagged; the one on ptp4l's is not.
+    let status = get_json("/api/status");
+    let input = |name: &str| {
+        status["inputs"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("input {name}: {status}"))
+    };
+    assert!(
+        input("foreign")["clock_mismatch"]
+            .as_str()
+            .is_some_and(|m| m.contains("00-1D-C1-FF-FE-99-99-99") && m.contains(&gm_id)),
+        "{}",
+        input("foreign")
+    );
+    assert!(
+        input("ours")["clock_mismatch"].is_null(),
+        "{}",
+        input("ours")
+    );
+    let refs = &status["clock"]["stream_references"];
+    assert_eq!(
+        refs.as_array().map(|r| r
+            .iter()
+            .map(|x| (x["input"].as_str(), x["mismatch"].as_bool()))
+            .collect::<Vec<_>>()),
+        Some(vec![
+            (Some("foreign"), Some(true)),
+            (Some("ours"), Some(false))
+        ]),
+        "{refs}"
     );
 
     // PTP-timed AES67 output: the SDP names ptp4l's grandmaster.
