@@ -9,6 +9,7 @@ pub mod decode;
 pub mod encode;
 pub mod http_listen;
 pub mod icecast;
+pub mod linuxptp;
 pub mod mcast;
 pub mod netns;
 pub mod opus;

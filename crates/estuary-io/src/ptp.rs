@@ -153,6 +153,10 @@ pub struct PtpSnapshot {
     pub utc_offset_s: Option<i16>,
     /// The grandmaster's time is PTP (TAI) time.
     pub ptp_timescale: bool,
+    /// Why the clock is not usable, when known (external mode: ptp4l does not answer).
+    pub reason: Option<String>,
+    /// External mode: polls of ptp4l's management socket that got no answer.
+    pub management_no_answer: u64,
 }
 
 impl PtpSnapshot {

@@ -1,8 +1,9 @@
 //! linuxptp's `ptp4l` as a peer: started with software timestamps for the interop tests and
 //! the PTP benchmark, its log read back ("master offset" lines, port states).
 //!
-//! `ptp4l` is always started with `free_running 1`: a network namespace does not isolate
-//! the system clock, so a following `ptp4l` must measure without steering the host's clock.
+//! `ptp4l` is started with `free_running 1`: a network namespace does not isolate the
+//! system clock, so a following `ptp4l` must measure without steering the host's clock
+//! (except [`Ptp4lOptions::declare_slave`], capped at 1 ppb).
 
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
@@ -15,6 +16,10 @@ use std::thread;
 pub struct Ptp4l {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    uds: std::path::PathBuf,
+    /// The host clock's frequency before a `declare_slave` ptp4l touched it, restored when
+    /// it stops (ptp4l leaves its last correction in place).
+    host_frequency: Option<libc::c_long>,
 }
 
 /// How to run `ptp4l` (it prints every measurement: `summary_interval` is below any Sync
@@ -27,6 +32,14 @@ pub struct Ptp4lOptions {
     pub priority1: u8,
     /// logSyncInterval (−3: 8 Sync per second, as the AES67 profile).
     pub log_sync_interval: i8,
+    /// A follower that reaches the SLAVE state, as a host's linuxptp does (for Estuary's
+    /// external mode). ptp4l only declares SLAVE once its servo locks, and its servo steers
+    /// the host clock; so this one runs a PI servo whose corrections are capped at 1 ppb
+    /// (`max_frequency 1`, never stepping). Both ptp4l timestamp from the same host clock,
+    /// so the offsets stay what they are, and the host clock moves by at most 1 ns/s; its
+    /// frequency is restored when this ptp4l stops.
+    /// Without it a follower is `free_running` and stays UNCALIBRATED.
+    pub declare_slave: bool,
 }
 
 impl Default for Ptp4lOptions {
@@ -36,6 +49,7 @@ impl Default for Ptp4lOptions {
             follower: false,
             priority1: 128,
             log_sync_interval: -3,
+            declare_slave: false,
         }
     }
 }
@@ -54,6 +68,19 @@ impl Ptp4l {
         dir: &Path,
     ) -> io::Result<Self> {
         let conf = dir.join(format!("ptp4l-{interface}-{}.conf", options.domain));
+        // Its own management socket: the default (/var/run/ptp4l) is shared by every
+        // namespace, and tests run side by side.
+        let uds = dir.join(format!("ptp4l-{interface}-{}.sock", options.domain));
+        let servo = if options.declare_slave {
+            "free_running 0\n\
+             first_step_threshold 0\n\
+             step_threshold 0\n\
+             max_frequency 1\n\
+             pi_proportional_const 0.000000001\n\
+             pi_integral_const 0.02\n"
+        } else {
+            "free_running 1\n"
+        };
         std::fs::write(
             &conf,
             format!(
@@ -63,10 +90,14 @@ impl Ptp4l {
                  logSyncInterval {}\n\
                  logAnnounceInterval 0\n\
                  logMinDelayReqInterval -3\n\
-                 free_running 1\n\
+                 {servo}\
                  summary_interval -4\n\
-                 tx_timestamp_timeout 100\n",
-                options.domain, options.priority1, options.log_sync_interval
+                 tx_timestamp_timeout 100\n\
+                 uds_address {}\n",
+                options.domain,
+                options.priority1,
+                options.log_sync_interval,
+                uds.display()
             ),
         )?;
         program.args(["-i", interface, "-S", "-m", "-f"]).arg(&conf);
@@ -110,7 +141,20 @@ impl Ptp4l {
                     }
                 })?;
         }
-        Ok(Self { child, lines })
+        Ok(Self {
+            child,
+            lines,
+            uds,
+            host_frequency: options
+                .declare_slave
+                .then(|| host_frequency(None))
+                .flatten(),
+        })
+    }
+
+    /// Its management socket (`uds_address`), as `pmc -s` or Estuary's external mode use it.
+    pub fn uds_path(&self) -> &Path {
+        &self.uds
     }
 
     /// Everything `ptp4l` printed so far.
@@ -134,6 +178,9 @@ impl Ptp4l {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(freq) = self.host_frequency.take() {
+            host_frequency(Some(freq));
+        }
     }
 }
 
@@ -141,6 +188,21 @@ impl Drop for Ptp4l {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Reads (`None`) or sets the system clock's frequency correction (`adjtimex` `freq`,
+/// ppm × 2¹⁶); returns the value read or set.
+fn host_frequency(set: Option<libc::c_long>) -> Option<libc::c_long> {
+    // SAFETY: an all-zero timex is valid (modes = 0: read only).
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    if let Some(freq) = set {
+        tx.modes = libc::ADJ_FREQUENCY;
+        tx.freq = freq;
+    }
+    // SAFETY: `tx` is a valid, writable timex; only the frequency is set, and only to the
+    // value read before ptp4l started.
+    let rc = unsafe { libc::adjtimex(&mut tx) };
+    (rc >= 0).then_some(tx.freq)
 }
 
 /// `ptp4l[123.456]: master offset        -12 s0 freq  +3 path delay  4567`: the offset, ns.

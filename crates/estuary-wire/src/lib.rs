@@ -10,6 +10,7 @@ pub mod dante;
 pub mod flac;
 pub mod flv;
 pub mod payload;
+pub mod ptp_mgmt;
 pub mod rtp;
 pub mod rtsp;
 pub mod s302m;

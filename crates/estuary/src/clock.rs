@@ -1,5 +1,6 @@
-//! The `[clock]` section and the media clock service: the system clock (default), or the
-//! embedded PTP follower / grandmaster (`estuary_io::ptp`).
+//! The `[clock]` section and the media clock service: the system clock (default), the
+//! embedded PTP follower / grandmaster (`estuary_io::ptp`), or the host's linuxptp
+//! (`estuary_io::linuxptp`, mode `external`).
 //!
 //! One clock serves the whole process. The daemon starts it before the pipeline; AES67
 //! outputs take their RTP timestamps and SDP `ts-refclk` from it, and the status views read
@@ -12,6 +13,7 @@ use toml::Spanned;
 use utoipa::ToSchema;
 
 use estuary_engine::time::MonoTime;
+use estuary_io::linuxptp::{DEFAULT_PTP4L_SOCKET, ExternalService, ExternalSettings};
 use estuary_io::ptp::{PtpProfile, PtpRole, PtpService, PtpSettings, PtpSnapshot, format_identity};
 
 use crate::config::FieldError;
@@ -35,6 +37,11 @@ pub struct ClockConfig {
     pub dscp: Option<Spanned<String>>,
     /// `aes67` (media profile: 8 Sync/s; default) or `default` (1588 default profile).
     pub profile: Option<Spanned<String>>,
+    /// External mode: ptp4l's management socket (its `uds_address`; default
+    /// `/var/run/ptp4l`).
+    pub ptp4l_socket: Option<Spanned<String>>,
+    /// External mode: read PTP time from this PHC (`/dev/ptp0`) instead of `CLOCK_TAI`.
+    pub phc: Option<Spanned<String>>,
 }
 
 /// What times the media.
@@ -48,6 +55,8 @@ pub enum ClockMode {
     Follower,
     /// Offer to be the grandmaster; a better grandmaster (by BMCA) is followed instead.
     Grandmaster,
+    /// The host's linuxptp (`ptp4l` + `phc2sys`) disciplines the clock; Estuary reads it.
+    External,
 }
 
 impl ClockMode {
@@ -56,6 +65,7 @@ impl ClockMode {
             ClockMode::System => "system",
             ClockMode::Follower => "follower",
             ClockMode::Grandmaster => "grandmaster",
+            ClockMode::External => "external",
         }
     }
 }
@@ -63,7 +73,9 @@ impl ClockMode {
 impl ClockConfig {
     /// Checks what serde cannot; errors name the field (`clock.domain`...).
     pub fn validate(&self) -> Result<(), FieldError> {
-        let ptp = self.mode != ClockMode::System;
+        self.validate_external()?;
+        // The embedded clock's own fields (external mode: ptp4l's configuration has them).
+        let ptp = matches!(self.mode, ClockMode::Follower | ClockMode::Grandmaster);
         let only_ptp = |span: std::ops::Range<usize>, f: &str| {
             Err((
                 span,
@@ -72,8 +84,12 @@ impl ClockConfig {
             ))
         };
         if let Some(d) = &self.domain {
-            if !ptp {
-                return only_ptp(d.span(), "domain");
+            if !ptp && self.mode != ClockMode::External {
+                return Err((
+                    d.span(),
+                    "clock.domain".into(),
+                    "only used with mode = \"follower\", \"grandmaster\" or \"external\"".into(),
+                ));
             }
             if *d.get_ref() > 127 {
                 return Err((
@@ -135,10 +151,53 @@ impl ClockConfig {
         Ok(())
     }
 
+    /// `ptp4l_socket` and `phc` belong to external mode; a PHC must exist.
+    fn validate_external(&self) -> Result<(), FieldError> {
+        for (field, value) in [("ptp4l_socket", &self.ptp4l_socket), ("phc", &self.phc)] {
+            let Some(v) = value else { continue };
+            if self.mode != ClockMode::External {
+                return Err((
+                    v.span(),
+                    format!("clock.{field}"),
+                    "only used with mode = \"external\"".into(),
+                ));
+            }
+            if v.get_ref().trim().is_empty() {
+                return Err((v.span(), format!("clock.{field}"), "is empty".into()));
+            }
+        }
+        if let Some(phc) = &self.phc
+            && !std::path::Path::new(phc.get_ref()).exists()
+        {
+            return Err((
+                phc.span(),
+                "clock.phc".into(),
+                format!(
+                    "{:?} does not exist (the PHC of the NIC ptp4l runs on: `ethtool -T <interface>` names it)",
+                    phc.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The settings of external mode.
+    pub fn external_settings(&self) -> Option<ExternalSettings> {
+        (self.mode == ClockMode::External).then(|| ExternalSettings {
+            socket: self
+                .ptp4l_socket
+                .as_ref()
+                .map_or(DEFAULT_PTP4L_SOCKET, |s| s.get_ref().as_str())
+                .into(),
+            domain: self.domain.as_ref().map_or(0, |d| *d.get_ref()),
+            phc: self.phc.as_ref().map(|p| p.get_ref().into()),
+        })
+    }
+
     /// The PTP settings, for the follower and grandmaster modes.
     pub fn ptp_settings(&self) -> Option<PtpSettings> {
         let role = match self.mode {
-            ClockMode::System => return None,
+            ClockMode::System | ClockMode::External => return None,
             ClockMode::Follower => PtpRole::Follower,
             ClockMode::Grandmaster => PtpRole::Grandmaster,
         };
@@ -170,12 +229,47 @@ fn parse_profile(text: &str) -> Option<PtpProfile> {
     }
 }
 
+/// Where PTP time comes from.
+#[derive(Debug)]
+enum PtpSource {
+    Embedded(PtpService),
+    External(ExternalService),
+}
+
+impl PtpSource {
+    fn snapshot(&self) -> PtpSnapshot {
+        match self {
+            PtpSource::Embedded(p) => p.snapshot(),
+            PtpSource::External(e) => e.snapshot(),
+        }
+    }
+    fn synchronized(&self) -> bool {
+        match self {
+            PtpSource::Embedded(p) => p.snapshot().synchronized(),
+            PtpSource::External(e) => e.synchronized(),
+        }
+    }
+    fn ptp_time_at(&self, t: MonoTime) -> u64 {
+        match self {
+            PtpSource::Embedded(p) => p.ptp_time_at(t),
+            PtpSource::External(e) => e.ptp_time_at(t),
+        }
+    }
+    fn now_ns(&self) -> u64 {
+        match self {
+            PtpSource::Embedded(p) => p.now_ns(),
+            PtpSource::External(e) => e.now_ns(),
+        }
+    }
+}
+
 /// The running media clock.
 #[derive(Debug)]
 pub struct MediaClock {
     mode: ClockMode,
     settings: Option<PtpSettings>,
-    ptp: Option<PtpService>,
+    external: Option<ExternalSettings>,
+    ptp: Option<PtpSource>,
     /// Why PTP is not running, when it should be.
     failure: Option<String>,
 }
@@ -195,7 +289,13 @@ pub fn current() -> Option<Arc<MediaClock>> {
 /// media runs on the system clock: audio stays on air.
 pub fn start(config: &ClockConfig) -> Arc<MediaClock> {
     let settings = config.ptp_settings();
-    let (ptp, failure) = match settings.clone().map(PtpService::start) {
+    let external = config.external_settings();
+    let started = match (settings.clone(), external.clone()) {
+        (Some(s), _) => Some(PtpService::start(s).map(PtpSource::Embedded)),
+        (None, Some(e)) => Some(ExternalService::start(e).map(PtpSource::External)),
+        (None, None) => None,
+    };
+    let (ptp, failure) = match started {
         None => (None, None),
         Some(Ok(service)) => {
             tracing::info!(mode = config.mode.name(), "PTP clock started");
@@ -209,6 +309,7 @@ pub fn start(config: &ClockConfig) -> Arc<MediaClock> {
     let clock = Arc::new(MediaClock {
         mode: config.mode,
         settings,
+        external,
         ptp,
         failure,
     });
@@ -239,7 +340,7 @@ impl MediaClock {
     /// PTP time (ns, TAI) at monotonic instant `t`, when synchronized to (or serving) PTP.
     pub fn ptp_time_at(&self, t: MonoTime) -> Option<u64> {
         let ptp = self.ptp.as_ref()?;
-        ptp.snapshot().synchronized().then(|| ptp.ptp_time_at(t))
+        ptp.synchronized().then(|| ptp.ptp_time_at(t))
     }
 
     /// The monotonic instant at which PTP time reaches `ptp_ns` (ignoring the frequency
@@ -279,6 +380,11 @@ impl MediaClock {
                 PtpProfile::Default => "default",
             }
             .into();
+        }
+        if let Some(external) = &self.external {
+            s.domain = external.domain;
+            s.ptp4l_socket = Some(external.socket.display().to_string());
+            s.phc = external.phc.as_ref().map(|p| p.display().to_string());
         }
         if let Some(reason) = &self.failure {
             s.state = "failed".into();
@@ -327,12 +433,14 @@ fn fill_from_snapshot(s: &mut PtpStatus, snap: &PtpSnapshot) {
     s.send_errors = snap.send_errors;
     s.tx_timestamps_missed = snap.tx_timestamps_missed;
     s.utc_offset_s = snap.utc_offset_s;
+    s.reason.clone_from(&snap.reason);
+    s.management_no_answer = snap.management_no_answer;
 }
 
 /// The PTP clock, for `/api/clock`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PtpStatus {
-    /// `follower` or `grandmaster` (configured).
+    /// `follower`, `grandmaster` or `external` (configured).
     pub mode: String,
     /// `locked`, `unlocked`, `listening` (no master heard yet), `grandmaster` (we are the
     /// master), `failed` (see `reason`), or `system`.
@@ -376,6 +484,15 @@ pub struct PtpStatus {
     pub utc_offset_s: Option<i16>,
     /// PTP time − the host's UTC clock, ns (TAI − UTC plus the host clock's error).
     pub ptp_minus_utc_ns: Option<f64>,
+    /// External mode: ptp4l's management socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptp4l_socket: Option<String>,
+    /// External mode: the PHC time is read from (none: `CLOCK_TAI`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phc: Option<String>,
+    /// External mode: polls of ptp4l's socket that got no answer.
+    #[serde(default)]
+    pub management_no_answer: u64,
 }
 
 /// Offset statistics over a window of measurements.
@@ -464,6 +581,32 @@ mod tests {
     }
 
     #[test]
+    fn external_mode_settings_and_errors() {
+        let c = parse("[clock]\nmode = \"external\"\n").expect("valid");
+        let e = c.clock.external_settings().expect("external");
+        assert_eq!(e.socket, std::path::PathBuf::from("/var/run/ptp4l"));
+        assert_eq!((e.domain, e.phc), (0, None));
+        assert!(c.clock.ptp_settings().is_none());
+        let c =
+            parse("[clock]\nmode = \"external\"\ndomain = 5\nptp4l_socket = \"/run/ptp4l-eth1\"\n")
+                .expect("valid");
+        let e = c.clock.external_settings().expect("external");
+        assert_eq!((e.domain, e.socket.to_str()), (5, Some("/run/ptp4l-eth1")));
+        let e = parse("[clock]\nmode = \"external\"\nphc = \"/dev/ptp-none\"\n")
+            .expect_err("no such PHC");
+        assert_eq!((e.field.as_str(), e.line), ("clock.phc", Some(3)));
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let e =
+            parse("[clock]\nmode = \"follower\"\nptp4l_socket = \"/x\"\n").expect_err("follower");
+        assert_eq!((e.field.as_str(), e.line), ("clock.ptp4l_socket", Some(3)));
+        let e = parse("[clock]\nmode = \"external\"\n\ninterface = \"lo\"\n")
+            .expect_err("ptp4l's own setting");
+        assert_eq!((e.field.as_str(), e.line), ("clock.interface", Some(4)));
+        let e = parse("[clock]\nmode = \"external\"\npriority1 = 1\n").expect_err("prio");
+        assert_eq!(e.field, "clock.priority1");
+    }
+
+    #[test]
     fn jitter_statistics() {
         let j = JitterStats::of(&[-3.0, 1.0, 2.0, -4.0]);
         assert_eq!(j.samples, 4);
@@ -514,7 +657,12 @@ pub fn clock_status() -> crate::status::ClockStatus {
 pub fn locked_grandmaster() -> Option<(String, u8)> {
     let clock = current()?;
     let reference = clock.reference()?;
-    let domain = clock.settings.as_ref().map_or(0, |s| s.domain);
+    let domain = clock
+        .settings
+        .as_ref()
+        .map(|s| s.domain)
+        .or_else(|| clock.external.as_ref().map(|e| e.domain))
+        .unwrap_or(0);
     Some((reference.grandmaster, domain))
 }
 
