@@ -147,11 +147,7 @@ impl SendBatch {
     /// kernel allows) and empties the batch. A datagram the kernel refuses is counted and
     /// skipped, so one unreachable destination does not hold up the others; `refused`
     /// hears of each (its slot index and the error number).
-    pub fn flush(
-        &mut self,
-        socket: &impl AsRawFd,
-        mut refused: impl FnMut(usize, i32),
-    ) -> Flushed {
+    pub fn flush(&mut self, socket: &impl AsRawFd, mut refused: impl FnMut(usize, i32)) -> Flushed {
         let mut done = Flushed::default();
         let total = self.count;
         for i in 0..total {
@@ -220,7 +216,8 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
         for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
         }
         let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mut batch = SendBatch::new(4, 64);

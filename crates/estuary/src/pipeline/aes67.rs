@@ -28,8 +28,8 @@ use tracing::{info, warn};
 
 use estuary_engine::time::MonoTime;
 use estuary_io::clock::{monotonic_now, tai_now_ns};
-use estuary_io::sendbatch::SockAddr;
 use estuary_io::mcast::{self, Interface};
+use estuary_io::sendbatch::SockAddr;
 use estuary_wire::payload::encode_into;
 use estuary_wire::rtp::RtpPacketBuilder;
 use estuary_wire::sdp;
@@ -185,6 +185,8 @@ pub(super) struct Aes67Worker {
     sample_rate: u32,
     /// Where each packet goes: one leg, or two for ST 2022-7.
     legs: Vec<Leg>,
+    /// ST 2022-7: the second leg's destination, for the SDP.
+    second: Option<SocketAddr>,
     ssrc: u32,
     sequence: SeqNum,
     input_block: Vec<i32>,
@@ -243,7 +245,19 @@ impl Aes67Worker {
             Some(spec) => Some(mcast::resolve_interface(spec.get_ref()).context("interface")?),
             None => None,
         };
-        let legs = vec![open_leg(output.address, iface.as_ref(), &plan)?];
+        let mut legs = vec![open_leg(output.address, iface.as_ref(), &plan)?];
+        let second = output
+            .redundant_leg()
+            .map_err(|(_, field, message)| anyhow::anyhow!("{field}: {message}"))?;
+        if let Some(leg) = &second {
+            // The second path's interface defaults to the first's, like an input's.
+            let iface2 = match &leg.interface {
+                Some(spec) => Some(mcast::resolve_interface(spec).context("redundant.interface")?),
+                None => iface.clone(),
+            };
+            legs.push(open_leg(leg.address, iface2.as_ref(), &plan)?);
+        }
+        let second = second.map(|leg| leg.address);
         let snapshot = super::lock(&shared).clone();
         let channels = u16::try_from(map.len())?;
         let sdp_base = sdp::SenderSdp {
@@ -271,7 +285,7 @@ impl Aes67Worker {
         let reference = clock.as_ref().and_then(|c| c.reference());
         sender.publish(
             output,
-            sdp_with_reference(&sdp_base, reference.as_ref()),
+            sdp_with_reference(&sdp_base, reference.as_ref(), second),
             iface.as_ref(),
         );
         let frame = plan.frames_per_packet as usize;
@@ -293,6 +307,7 @@ impl Aes67Worker {
             in_channels: usize::from(stream.channels),
             sample_rate: stream.sample_rate,
             legs,
+            second,
             ssrc: sender.ssrc,
             // A restarted route continues the sequence, so receivers count no loss for it.
             sequence: SeqNum(sender.initial_sequence).wrapping_add(snapshot.access_units as u16),
@@ -374,7 +389,9 @@ impl Aes67Worker {
             timeline,
             timestamp,
             k: 0,
-            high_water: self.prefill() + self.frames_in(SLACK),
+            // A feed that comes in bursts (a generator's ticks) starts with more than the
+            // prefill; the slack counts from whichever is larger.
+            high_water: self.prefill().max(self.frames_buffered()) + self.frames_in(SLACK),
             last_publish: now,
         }
     }
@@ -491,7 +508,7 @@ impl Aes67Worker {
         );
         self.sender.publish(
             &self.output,
-            sdp_with_reference(&self.sdp_base, reference),
+            sdp_with_reference(&self.sdp_base, reference, self.second),
             self.iface.as_ref(),
         );
     }
@@ -606,7 +623,13 @@ fn after(t: MonoTime, d: Duration) -> MonoTime {
 }
 
 /// The SDP for a media clock reference: PTP grandmaster and domain, or the local clock.
-fn sdp_with_reference(base: &sdp::SenderSdp, reference: Option<&MediaReference>) -> String {
+/// With a second path (ST 2022-7) it describes both streams, grouped as duplicates
+/// (`a=group:DUP 1 2`, RFC 7104).
+fn sdp_with_reference(
+    base: &sdp::SenderSdp,
+    reference: Option<&MediaReference>,
+    second: Option<SocketAddr>,
+) -> String {
     let mut s = base.clone();
     s.ptp = reference.and_then(|r| {
         let (gm, domain) = crate::clock::refclk_grandmaster(&r.ts_refclk)?;
@@ -619,5 +642,58 @@ fn sdp_with_reference(base: &sdp::SenderSdp, reference: Option<&MediaReference>)
             domain: domain.unwrap_or(0),
         })
     });
-    sdp::write_aes67_sdp(&s)
+    let Some(second) = second else {
+        return sdp::write_aes67_sdp(&s);
+    };
+    let mut session = s.to_session();
+    let Some(mut other) = session.streams.first().cloned() else {
+        return sdp::write_aes67_sdp(&s);
+    };
+    other.port = second.port();
+    other.connection = Some(sdp::Connection {
+        address: second.ip(),
+        ttl: matches!(second.ip(), IpAddr::V4(a) if a.is_multicast()).then_some(s.ttl),
+        count: None,
+    });
+    other.mid = Some("2".into());
+    session.streams[0].mid = Some("1".into());
+    session.streams.push(other);
+    session.groups.push(sdp::Group {
+        semantics: "DUP".into(),
+        mids: vec!["1".into(), "2".into()],
+    });
+    sdp::write(&session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redundant_output_announces_both_paths_as_duplicates() {
+        let base = sdp::SenderSdp {
+            destination: IpAddr::from([239, 69, 1, 1]),
+            port: 5004,
+            ..sdp::SenderSdp::default()
+        };
+        let text = sdp_with_reference(&base, None, "239.69.2.1:5006".parse().ok());
+        assert!(text.contains("a=group:DUP 1 2\r\n"), "{text}");
+        let parsed = sdp::parse(&text).expect("our SDP parses");
+        assert_eq!(parsed.dup_pairs(), [(0, 1)]);
+        let [a, b] = parsed.streams.as_slice() else {
+            panic!("two media sections: {text}");
+        };
+        assert_eq!(
+            a.connection.as_ref().map(|c| c.address),
+            Some(base.destination)
+        );
+        assert_eq!(
+            b.connection.as_ref().map(|c| c.address),
+            Some(IpAddr::from([239, 69, 2, 1]))
+        );
+        assert_eq!((a.port, b.port), (5004, 5006));
+        assert_eq!((a.format, a.channels), (b.format, b.channels));
+        let single = sdp::parse(&sdp_with_reference(&base, None, None)).expect("parses");
+        assert!(single.groups.is_empty() && single.streams.len() == 1);
+    }
 }

@@ -56,7 +56,12 @@ impl Batch {
     }
 
     /// Queues `datagram` to `dest` for output `owner`; a full batch goes out first.
-    pub fn push(&mut self, owner: usize, dest: &estuary_io::sendbatch::SockAddr, datagram: &[u8]) -> bool {
+    pub fn push(
+        &mut self,
+        owner: usize,
+        dest: &estuary_io::sendbatch::SockAddr,
+        datagram: &[u8],
+    ) -> bool {
         if self.send.is_full() {
             self.flush();
         }
