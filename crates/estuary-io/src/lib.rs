@@ -20,5 +20,6 @@ pub mod rtmp;
 pub mod sap;
 pub mod sched;
 pub mod sd_notify;
+pub mod sendbatch;
 pub mod srt;
 pub mod tx;

@@ -302,6 +302,36 @@ pub fn open_send_socket(
     Ok(socket.into())
 }
 
+/// A send socket like [`open_send_socket`] but not connected: datagrams name their own
+/// destination (any of `dest`'s address family), so one socket serves every stream that
+/// shares the interface, TTL and DSCP (see [`crate::sendbatch`]).
+pub fn open_shared_send_socket(
+    dest: SocketAddr,
+    iface: Option<&Interface>,
+    ttl: u32,
+    dscp: u8,
+) -> io::Result<UdpSocket> {
+    let connected = open_send_socket(dest, iface, ttl, dscp)?;
+    // Dissolve the association (connect to AF_UNSPEC), keeping every option and the bound
+    // source address.
+    let unspec = libc::sockaddr {
+        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+        sa_data: [0; 14],
+    };
+    // SAFETY: `unspec` is a valid sockaddr of the stated length that outlives the call.
+    let rc = unsafe {
+        libc::connect(
+            std::os::fd::AsRawFd::as_raw_fd(&connected),
+            &unspec,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(connected)
+}
+
 /// Receive buffer of `socket` in bytes, as the kernel reports it (twice the usable
 /// payload size, as `SO_RCVBUF` counts bookkeeping).
 pub fn receive_buffer_size(socket: &UdpSocket) -> io::Result<usize> {

@@ -291,6 +291,8 @@ pub struct OutputConfig {
     pub payload_type: Option<Spanned<u8>>,
     /// Sending interface (name or address).
     pub interface: Option<Spanned<String>>,
+    /// ST 2022-7: send every packet again on a second path (see `docs/redundancy.md`).
+    pub redundant: Option<Spanned<crate::redundant::RedundantConfig>>,
     /// Session name in the SDP (`s=`); default: the output's name.
     pub session_name: Option<String>,
     /// Write the stream's SDP to this file.
@@ -957,6 +959,7 @@ impl OutputConfig {
             ("sdp_file", self.sdp_file.is_some()),
             ("sap", self.sap.is_some()),
             ("ravenna", self.ravenna.is_some()),
+            ("redundant", self.redundant.is_some()),
         ];
         let (foreign, kind) = match self.kind {
             OutputKind::Srt => (aes67_only, "AES67"),
@@ -971,7 +974,7 @@ impl OutputConfig {
                         format!("`{f}` is an SRT setting; this output is kind = \"aes67\""),
                     ));
                 }
-                return Ok(());
+                return self.redundant_leg().map(drop);
             }
         };
         if let Some((f, _)) = foreign.iter().find(|(_, set)| *set) {
@@ -1228,3 +1231,6 @@ mod tx_tests;
 
 #[path = "config_net.rs"]
 mod net;
+
+#[path = "config_dup.rs"]
+mod dup;

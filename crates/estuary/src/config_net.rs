@@ -102,6 +102,7 @@ impl OutputConfig {
             ("sdp_file", self.sdp_file.is_some()),
             ("sap", self.sap.is_some()),
             ("ravenna", self.ravenna.is_some()),
+            ("redundant", self.redundant.is_some()),
         ];
         let other_kind: &[&str] = match self.kind {
             OutputKind::Icecast => &["path", "max_listeners", "token"],

@@ -1,5 +1,6 @@
-//! AES67 transmit outputs: one thread per output takes the routed input's frames from its
-//! ring and sends packet `k` at `start + k × ptime` (an absolute `clock_nanosleep`, so
+//! AES67 transmit outputs: each takes the routed input's frames from its ring and sends
+//! packet `k` at `start + k × ptime`; one thread serves every output (`aes67_tx`: absolute
+//! `clock_nanosleep` to the earliest deadline, then one `sendmmsg` per socket, so
 //! scheduling jitter never accumulates into rate error). RTP timestamps count the media
 //! clock: `CLOCK_TAI × rate` at the first packet, then exactly `frames_per_packet` per
 //! packet, so the SDP says `mediaclk:direct=0`.
@@ -18,23 +19,24 @@
 //! few milliseconds (the input's clock runs faster than ours), the oldest frames are
 //! dropped and counted, so latency stays bounded.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tracing::{info, warn};
 
 use estuary_engine::time::MonoTime;
-use estuary_io::clock::{monotonic_now, sleep_until, tai_now_ns};
+use estuary_io::clock::{monotonic_now, tai_now_ns};
 use estuary_io::mcast::{self, Interface};
+use estuary_io::sendbatch::SockAddr;
 use estuary_wire::payload::encode_into;
 use estuary_wire::rtp::RtpPacketBuilder;
 use estuary_wire::sdp;
 use estuary_wire::units::{RtpTimestamp, SeqNum};
 
 use super::OutputSnapshot;
+use super::aes67_tx::{Batch, Leg};
 use crate::announce::{self, Announcement, RavennaAnnouncement};
 use crate::clock::{MediaClock, MediaReference};
 use crate::config::{Aes67Plan, OutputConfig, ResolvedStream};
@@ -50,6 +52,11 @@ const UNDERRUN_GRACE: Duration = Duration::from_millis(5);
 const RETRY: Duration = Duration::from_micros(100);
 /// How often the counters are published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+/// Packets due this soon after a wake-up go with it: a few µs early costs nothing, a
+/// separate wake-up costs a context switch.
+const COALESCE: Duration = Duration::from_micros(20);
+/// How often an output waiting for its prefill is looked at.
+const PREFILL_POLL: Duration = Duration::from_millis(1);
 
 /// What an AES67 output keeps across route restarts: its RTP identity and the SDP it
 /// announces (re-announced only when it changes).
@@ -167,7 +174,7 @@ fn origin_address(iface: Option<&Interface>, destination: IpAddr) -> IpAddr {
         .map_or(IpAddr::from([127, 0, 0, 1]), IpAddr::V4)
 }
 
-/// The thread of one AES67 output.
+/// One AES67 output, stepped by the transmit thread ([`super::aes67_tx`]).
 pub(super) struct Aes67Worker {
     pub name: String,
     pub frame: usize,
@@ -176,7 +183,10 @@ pub(super) struct Aes67Worker {
     map: Vec<usize>,
     plan: Aes67Plan,
     sample_rate: u32,
-    socket: UdpSocket,
+    /// Where each packet goes: one leg, or two for ST 2022-7.
+    legs: Vec<Leg>,
+    /// ST 2022-7: the second leg's destination, for the SDP.
+    second: Option<SocketAddr>,
     ssrc: u32,
     sequence: SeqNum,
     input_block: Vec<i32>,
@@ -191,6 +201,19 @@ pub(super) struct Aes67Worker {
     sdp_base: sdp::SenderSdp,
     iface: Option<Interface>,
     clock: Option<Arc<MediaClock>>,
+    halt: Stop,
+    /// `None` until the prefill is buffered.
+    live: Option<Live>,
+}
+
+/// A started output's place on its timeline.
+struct Live {
+    timeline: Timeline,
+    /// RTP time of packet `k`.
+    timestamp: RtpTimestamp,
+    k: u64,
+    high_water: usize,
+    last_publish: MonoTime,
 }
 
 /// What packet deadlines and RTP time follow.
@@ -205,13 +228,14 @@ enum Timeline {
 }
 
 impl Aes67Worker {
-    /// Opens the socket, writes and announces the SDP.
+    /// Opens (or shares) the sockets, writes and announces the SDP. The worker stops when
+    /// `halt` is requested.
     pub fn new(
         output: &OutputConfig,
         stream: &ResolvedStream,
         consumer: rtrb::Consumer<i32>,
         sender: &Arc<Aes67Sender>,
-        shared: Arc<Mutex<OutputSnapshot>>,
+        (shared, halt): (Arc<Mutex<OutputSnapshot>>, Stop),
     ) -> anyhow::Result<Self> {
         let map = output.channel_map(stream.channels);
         let plan = output
@@ -221,8 +245,19 @@ impl Aes67Worker {
             Some(spec) => Some(mcast::resolve_interface(spec.get_ref()).context("interface")?),
             None => None,
         };
-        let socket = mcast::open_send_socket(output.address, iface.as_ref(), plan.ttl, plan.dscp)
-            .with_context(|| format!("cannot send to {}", output.address))?;
+        let mut legs = vec![open_leg(output.address, iface.as_ref(), &plan)?];
+        let second = output
+            .redundant_leg()
+            .map_err(|(_, field, message)| anyhow::anyhow!("{field}: {message}"))?;
+        if let Some(leg) = &second {
+            // The second path's interface defaults to the first's, like an input's.
+            let iface2 = match &leg.interface {
+                Some(spec) => Some(mcast::resolve_interface(spec).context("redundant.interface")?),
+                None => iface.clone(),
+            };
+            legs.push(open_leg(leg.address, iface2.as_ref(), &plan)?);
+        }
+        let second = second.map(|leg| leg.address);
         let snapshot = super::lock(&shared).clone();
         let channels = u16::try_from(map.len())?;
         let sdp_base = sdp::SenderSdp {
@@ -250,7 +285,7 @@ impl Aes67Worker {
         let reference = clock.as_ref().and_then(|c| c.reference());
         sender.publish(
             output,
-            sdp_with_reference(&sdp_base, reference.as_ref()),
+            sdp_with_reference(&sdp_base, reference.as_ref(), second),
             iface.as_ref(),
         );
         let frame = plan.frames_per_packet as usize;
@@ -271,7 +306,8 @@ impl Aes67Worker {
             consumer,
             in_channels: usize::from(stream.channels),
             sample_rate: stream.sample_rate,
-            socket,
+            legs,
+            second,
             ssrc: sender.ssrc,
             // A restarted route continues the sequence, so receivers count no loss for it.
             sequence: SeqNum(sender.initial_sequence).wrapping_add(snapshot.access_units as u16),
@@ -288,30 +324,152 @@ impl Aes67Worker {
             sdp_base,
             iface,
             clock,
+            halt,
+            live: None,
         })
     }
 
-    /// A timeline starting now: PTP when the clock is synchronized, else the system clock.
-    /// Returns it with the RTP timestamp of its first packet.
-    fn timeline(&self) -> (Timeline, RtpTimestamp) {
+    /// Whether the route asked this output to stop.
+    pub fn halted(&self) -> bool {
+        self.halt.requested()
+    }
+
+    pub fn legs_mut(&mut self) -> &mut [Leg] {
+        &mut self.legs
+    }
+
+    /// The kernel refused one of this output's datagrams.
+    pub fn count_send_error(&mut self) {
+        self.snapshot.send_errors += 1;
+    }
+
+    /// Publishes the final counters; the transmit thread is letting go.
+    pub fn finish(&mut self) {
+        *super::lock(&self.shared) = self.snapshot.clone();
+    }
+
+    /// Queues every packet due by `now` (output `me` of the transmit thread) into
+    /// `batches`; returns when this output next needs the thread.
+    pub fn step(&mut self, now: MonoTime, me: usize, batches: &mut [Batch]) -> MonoTime {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None if self.frames_buffered() < self.prefill() => return after(now, PREFILL_POLL),
+            None => self.begin(now),
+        };
+        let next = self.queue_due(&mut live, now, me, batches);
+        if now.duration_since(live.last_publish) >= PUBLISH_EVERY {
+            if self.reference_changed(&live.timeline) {
+                // Locked, unlocked or a new grandmaster: RTP time jumps to the new
+                // reference (the sequence continues), and receivers get the new SDP.
+                self.snapshot.clock_rebases += 1;
+                live = Live {
+                    last_publish: live.last_publish,
+                    ..self.begin(now)
+                };
+            }
+            if let Ok(mut shared) = self.shared.try_lock() {
+                *shared = self.snapshot.clone();
+                live.last_publish = now;
+            }
+        }
+        self.live = Some(live);
+        next
+    }
+
+    /// Frames buffered before the first packet: one packet and two ingest ticks.
+    fn prefill(&self) -> usize {
+        self.frame + self.frames_in(PREFILL)
+    }
+
+    /// Starts a timeline at the next packet-time boundary after `now`, and announces it.
+    fn begin(&self, now: MonoTime) -> Live {
+        let (timeline, timestamp) = self.timeline(now);
+        self.announce(&timeline);
+        Live {
+            timeline,
+            timestamp,
+            k: 0,
+            // A feed that comes in bursts (a generator's ticks) starts with more than the
+            // prefill; the slack counts from whichever is larger.
+            high_water: self.prefill().max(self.frames_buffered()) + self.frames_in(SLACK),
+            last_publish: now,
+        }
+    }
+
+    /// Queues the packets due by `now`; returns the next deadline.
+    fn queue_due(
+        &mut self,
+        live: &mut Live,
+        now: MonoTime,
+        me: usize,
+        batches: &mut [Batch],
+    ) -> MonoTime {
+        let horizon = after(now, COALESCE);
+        let period = self.offset_ns(1).max(1);
+        loop {
+            let Some(due) = self.due(&live.timeline, live.k) else {
+                // The PTP clock went away under us: continue on the system clock.
+                *live = self.begin(now);
+                if self.due(&live.timeline, 0).is_none() {
+                    return after(now, PREFILL_POLL);
+                }
+                continue;
+            };
+            if due > horizon {
+                return due;
+            }
+            let late = Duration::from_nanos(now.as_nanos().saturating_sub(due.as_nanos()));
+            // Frames owed to packets already due are not excess: a sender woken late must
+            // not drop the audio it is about to catch up with.
+            let owed = (late.as_nanos() as u64 / period) as usize * self.frame;
+            self.trim(live.high_water + owed);
+            if self.queue_one(live.timestamp, live.k == 0, me, batches) {
+                self.snapshot.handoff.record(late);
+            } else if late < UNDERRUN_GRACE {
+                // The feeding thread was held up (a stalled machine): look again shortly
+                // rather than leave a hole in the stream.
+                return after(now, RETRY);
+            } else {
+                if self.snapshot.underrun_packets == 0 {
+                    warn!(output = %self.name, "no audio for a packet slot (underrun; further ones are counted)");
+                }
+                self.snapshot.underrun_packets += 1;
+            }
+            live.timestamp = live.timestamp.wrapping_add(self.plan.frames_per_packet);
+            live.k += 1;
+        }
+    }
+
+    /// A timeline whose first packet is due at the next packet-time boundary after `now`
+    /// (of PTP time, or of the monotonic clock), so outputs of one packet time share their
+    /// deadlines. Returns it with the RTP timestamp of its first packet.
+    fn timeline(&self, now: MonoTime) -> (Timeline, RtpTimestamp) {
         let rate = u128::from(self.sample_rate);
-        let now = monotonic_now();
+        let frames = u128::from(self.plan.frames_per_packet).max(1);
         if let Some(clock) = &self.clock
             && let Some(reference) = clock.reference()
             && let Some(ptp_now) = clock.ptp_time_at(now)
         {
-            // The next whole frame of PTP time, a little ahead so the first deadline is
-            // not already past.
-            let first_frame = (u128::from(ptp_now) + 1_000_000) * rate / 1_000_000_000 + 1;
+            // A little ahead, so the first deadline is not already past.
+            let ahead = (u128::from(ptp_now) + 1_000_000) * rate / 1_000_000_000 + 1;
+            let first_frame = ahead.div_ceil(frames) * frames;
             let timeline = Timeline::Ptp {
                 first_frame,
                 reference,
             };
             return (timeline, RtpTimestamp(first_frame as u32));
         }
+        let period = self.offset_ns(1).max(1);
+        let start = (now.as_nanos() / period + 1) * period;
         // The media clock at the first packet: TAI seconds × rate, wrapped to 32 bits.
-        let first = (u128::from(tai_now_ns()) * rate / 1_000_000_000) as u32;
-        (Timeline::System { start: now }, RtpTimestamp(first))
+        let tai = u128::from(tai_now_ns()) + u128::from(start - now.as_nanos());
+        let first = (tai * rate / 1_000_000_000) as u32;
+        (
+            Timeline::System {
+                start: MonoTime::from_nanos(start),
+            },
+            RtpTimestamp(first),
+        )
     }
 
     /// Deadline of packet `k` of `timeline` (None: the PTP clock is gone).
@@ -350,7 +508,7 @@ impl Aes67Worker {
         );
         self.sender.publish(
             &self.output,
-            sdp_with_reference(&self.sdp_base, reference),
+            sdp_with_reference(&self.sdp_base, reference, self.second),
             self.iface.as_ref(),
         );
     }
@@ -370,77 +528,6 @@ impl Aes67Worker {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
-    pub fn run(mut self, halt: &Stop) {
-        let prefill = self.frame + self.frames_in(PREFILL);
-        while self.frames_buffered() < prefill {
-            if halt.requested() {
-                return;
-            }
-            thread::park_timeout(Duration::from_millis(5));
-        }
-        let start = monotonic_now();
-        let (mut timeline, mut timestamp) = self.timeline();
-        self.announce(&timeline);
-        let high_water = prefill + self.frames_in(SLACK);
-        let mut k = 0u64;
-        let mut last_publish = start;
-        while !halt.requested() {
-            let Some(deadline) = self.due(&timeline, k) else {
-                // The PTP clock went away under us: continue on the system clock.
-                (timeline, timestamp) = self.timeline();
-                k = 0;
-                self.announce(&timeline);
-                continue;
-            };
-            sleep_until(deadline);
-            let now = monotonic_now();
-            // Every packet already due goes now: a thread woken late catches up in a burst,
-            // so the rate stays exact.
-            while let Some(due) = self.due(&timeline, k).filter(|&due| due <= now) {
-                // Frames owed to packets already due are not excess: a sender woken late
-                // must not drop the audio it is about to catch up with.
-                let owed = (now.duration_since(due).as_nanos() as u64 / self.offset_ns(1).max(1))
-                    as usize
-                    * self.frame;
-                self.trim(high_water + owed);
-                if self.send_one(timestamp, k == 0) {
-                    self.snapshot
-                        .handoff
-                        .record(monotonic_now().duration_since(due));
-                } else if now.duration_since(due) < UNDERRUN_GRACE {
-                    // The feeding thread was held up too (a stalled machine): wait for it
-                    // a little rather than leave a hole in the stream.
-                    sleep_until(MonoTime::from_nanos(
-                        now.as_nanos() + RETRY.as_nanos() as u64,
-                    ));
-                    break;
-                } else {
-                    if self.snapshot.underrun_packets == 0 {
-                        warn!(output = %self.name, "no audio for a packet slot (underrun; further ones are counted)");
-                    }
-                    self.snapshot.underrun_packets += 1;
-                }
-                timestamp = timestamp.wrapping_add(self.plan.frames_per_packet);
-                k += 1;
-            }
-            if now.duration_since(last_publish) >= PUBLISH_EVERY {
-                if self.reference_changed(&timeline) {
-                    // Locked, unlocked or a new grandmaster: RTP time jumps to the new
-                    // reference (the sequence continues), and receivers get the new SDP.
-                    (timeline, timestamp) = self.timeline();
-                    k = 0;
-                    self.snapshot.clock_rebases += 1;
-                    self.announce(&timeline);
-                }
-                if let Ok(mut shared) = self.shared.try_lock() {
-                    *shared = self.snapshot.clone();
-                    last_publish = now;
-                }
-            }
-        }
-        *super::lock(&self.shared) = self.snapshot.clone();
-    }
-
     /// Drops the oldest frames beyond `high_water`.
     fn trim(&mut self, high_water: usize) {
         let buffered = self.frames_buffered();
@@ -457,8 +544,15 @@ impl Aes67Worker {
         }
     }
 
-    /// Sends the next packet from the ring; false when it does not hold one.
-    fn send_one(&mut self, timestamp: RtpTimestamp, first: bool) -> bool {
+    /// Queues the next packet from the ring on every leg; false when the ring does not
+    /// hold one.
+    fn queue_one(
+        &mut self,
+        timestamp: RtpTimestamp,
+        first: bool,
+        me: usize,
+        batches: &mut [Batch],
+    ) -> bool {
         let Ok(chunk) = self.consumer.read_chunk(self.frame * self.in_channels) else {
             return false;
         };
@@ -476,7 +570,7 @@ impl Aes67Worker {
                 *slot = frame_in[ch];
             }
         }
-        let sent = encode_into(self.plan.format, &self.frame_block, &mut self.payload)
+        let built = encode_into(self.plan.format, &self.frame_block, &mut self.payload)
             .ok()
             .and_then(|len| {
                 RtpPacketBuilder {
@@ -493,22 +587,49 @@ impl Aes67Worker {
                 .write_into(&mut self.packet)
                 .ok()
             });
-        let Some(n) = sent else {
+        let Some(n) = built else {
             self.snapshot.encode_errors += 1;
             return true;
         };
         self.sequence = self.sequence.wrapping_add(1);
         self.snapshot.access_units += 1;
         self.snapshot.frames_encoded += self.frame as u64;
-        if self.socket.send(&self.packet[..n]).is_err() {
+        // ST 2022-7: the same datagram, byte for byte, on every leg.
+        for leg in &self.legs {
+            if let Some(batch) = batches.get_mut(leg.batch)
+                && batch.push(me, &leg.dest, &self.packet[..n])
+            {
+                continue;
+            }
             self.snapshot.send_errors += 1;
         }
         true
     }
 }
 
+/// One leg of an output: a shared socket with `plan`'s TTL and DSCP, to `dest`.
+fn open_leg(dest: SocketAddr, iface: Option<&Interface>, plan: &Aes67Plan) -> anyhow::Result<Leg> {
+    let socket = super::aes67_tx::shared_socket(dest, iface, plan.ttl, plan.dscp)
+        .with_context(|| format!("cannot send to {dest}"))?;
+    Ok(Leg {
+        socket,
+        dest: SockAddr::from(dest),
+        batch: 0,
+    })
+}
+
+fn after(t: MonoTime, d: Duration) -> MonoTime {
+    MonoTime::from_nanos(t.as_nanos().saturating_add(d.as_nanos() as u64))
+}
+
 /// The SDP for a media clock reference: PTP grandmaster and domain, or the local clock.
-fn sdp_with_reference(base: &sdp::SenderSdp, reference: Option<&MediaReference>) -> String {
+/// With a second path (ST 2022-7) it describes both streams, grouped as duplicates
+/// (`a=group:DUP 1 2`, RFC 7104).
+fn sdp_with_reference(
+    base: &sdp::SenderSdp,
+    reference: Option<&MediaReference>,
+    second: Option<SocketAddr>,
+) -> String {
     let mut s = base.clone();
     s.ptp = reference.and_then(|r| {
         let (gm, domain) = crate::clock::refclk_grandmaster(&r.ts_refclk)?;
@@ -521,5 +642,58 @@ fn sdp_with_reference(base: &sdp::SenderSdp, reference: Option<&MediaReference>)
             domain: domain.unwrap_or(0),
         })
     });
-    sdp::write_aes67_sdp(&s)
+    let Some(second) = second else {
+        return sdp::write_aes67_sdp(&s);
+    };
+    let mut session = s.to_session();
+    let Some(mut other) = session.streams.first().cloned() else {
+        return sdp::write_aes67_sdp(&s);
+    };
+    other.port = second.port();
+    other.connection = Some(sdp::Connection {
+        address: second.ip(),
+        ttl: matches!(second.ip(), IpAddr::V4(a) if a.is_multicast()).then_some(s.ttl),
+        count: None,
+    });
+    other.mid = Some("2".into());
+    session.streams[0].mid = Some("1".into());
+    session.streams.push(other);
+    session.groups.push(sdp::Group {
+        semantics: "DUP".into(),
+        mids: vec!["1".into(), "2".into()],
+    });
+    sdp::write(&session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redundant_output_announces_both_paths_as_duplicates() {
+        let base = sdp::SenderSdp {
+            destination: IpAddr::from([239, 69, 1, 1]),
+            port: 5004,
+            ..sdp::SenderSdp::default()
+        };
+        let text = sdp_with_reference(&base, None, "239.69.2.1:5006".parse().ok());
+        assert!(text.contains("a=group:DUP 1 2\r\n"), "{text}");
+        let parsed = sdp::parse(&text).expect("our SDP parses");
+        assert_eq!(parsed.dup_pairs(), [(0, 1)]);
+        let [a, b] = parsed.streams.as_slice() else {
+            panic!("two media sections: {text}");
+        };
+        assert_eq!(
+            a.connection.as_ref().map(|c| c.address),
+            Some(base.destination)
+        );
+        assert_eq!(
+            b.connection.as_ref().map(|c| c.address),
+            Some(IpAddr::from([239, 69, 2, 1]))
+        );
+        assert_eq!((a.port, b.port), (5004, 5006));
+        assert_eq!((a.format, a.channels), (b.format, b.channels));
+        let single = sdp::parse(&sdp_with_reference(&base, None, None)).expect("parses");
+        assert!(single.groups.is_empty() && single.streams.len() == 1);
+    }
 }

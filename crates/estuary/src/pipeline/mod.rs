@@ -15,6 +15,7 @@
 //! while the route behind it restarts.
 
 mod aes67;
+mod aes67_tx;
 mod apply;
 mod dante_in;
 mod failover;
@@ -241,6 +242,8 @@ struct Route {
     /// Stops this route's output and meter threads (not the daemon's).
     halt: Stop,
     workers: Vec<JoinHandle<()>>,
+    /// AES67 outputs handed to the transmit thread.
+    transmitting: Vec<aes67_tx::Registration>,
     attached: bool,
     /// This input feeds the Dante device's TX channels (`dante.tx_input`).
     dante_tx: bool,
@@ -391,6 +394,7 @@ impl Running {
             retune: None,
             halt: Stop::default(),
             workers: Vec::new(),
+            transmitting: Vec::new(),
             attached: false,
             dante_tx: config
                 .dante
@@ -631,23 +635,31 @@ impl Route {
             let (marks, mark_consumer) = rtrb::RingBuffer::new(1024);
             let name = slot.config.name.get_ref();
             // Each kind of output is one real-time thread fed by its ring.
+            if let Sink::Aes67(sender) = &slot.sink {
+                // Every AES67 output is served by the one transmit thread.
+                let worker = aes67::Aes67Worker::new(
+                    &slot.config,
+                    &stream,
+                    consumer,
+                    sender,
+                    (Arc::clone(&slot.snapshot), self.halt.clone()),
+                )
+                .with_context(|| format!("output {name}"))?;
+                let frame = worker.frame as u64;
+                let (registration, thread) = aes67_tx::register(worker);
+                self.transmitting.push(registration);
+                rings.push(OutputFeed {
+                    samples,
+                    marks,
+                    frames_pushed: 0,
+                    frame,
+                    thread,
+                    events: None,
+                });
+                continue;
+            }
             let (thread, frame, run): (String, u64, WorkerRun) = match &slot.sink {
-                Sink::Aes67(sender) => {
-                    let worker = aes67::Aes67Worker::new(
-                        &slot.config,
-                        &stream,
-                        consumer,
-                        sender,
-                        Arc::clone(&slot.snapshot),
-                    )
-                    .with_context(|| format!("output {name}"))?;
-                    let frame = worker.frame as u64;
-                    (
-                        format!("aes67-{}", worker.name),
-                        frame,
-                        Box::new(move |halt| worker.run(halt)),
-                    )
-                }
+                Sink::Aes67(_) => continue,
                 Sink::Net(sink) => {
                     let worker = netout::NetWorker::new(
                         &slot.config,
@@ -895,6 +907,9 @@ impl Route {
         for worker in self.workers.drain(..) {
             worker.thread().unpark();
             let _ = worker.join();
+        }
+        for output in self.transmitting.drain(..) {
+            output.wait();
         }
         // Closes an SRT input's connection (and its listening port) before a restart reopens it.
         self.srt = None;
