@@ -18,6 +18,8 @@
 
 use std::sync::OnceLock;
 
+use super::true_peak::LANES;
+
 /// Histogram bins (0.1 LU from −70 LUFS).
 const BINS: usize = 1000;
 
@@ -110,47 +112,26 @@ fn k_coefficients(rate: f64) -> ([f64; 5], [f64; 5]) {
     (conv(pb, rb), conv(pa, ra))
 }
 
-/// K-weighting state of every channel of an input, laid out per state variable so the
-/// per-frame loop over channels vectorises.
+/// K-weighting state of every channel of an input, in lane groups (see
+/// [`super::true_peak::LANES`]) so the per-frame loop runs on whole vectors of channels.
 #[derive(Debug, Clone)]
 pub(crate) struct KWeighting {
-    b: [f64; 5],
-    a: [f64; 5],
-    /// Direct-form II state `w[n−1] … w[n−4]` per channel.
-    w: [Vec<f64>; 4],
-    /// Σ (K-weighted sample)² of the current window, per channel.
+    pub(crate) b: [f64; 5],
+    pub(crate) a: [f64; 5],
+    /// Direct-form II state `w[n−1] … w[n−4]` per lane group.
+    pub(crate) w: Vec<[[f64; LANES]; 4]>,
+    /// Σ (K-weighted sample)² of the current window, per channel (padded to whole groups).
     pub(crate) energy: Vec<f64>,
 }
 
 impl KWeighting {
-    pub(crate) fn new(channels: usize, sample_rate: u32) -> Self {
+    pub(crate) fn new(groups: usize, sample_rate: u32) -> Self {
         let (b, a) = k_coefficients(f64::from(sample_rate));
         KWeighting {
             b,
             a,
-            w: core::array::from_fn(|_| vec![0.0; channels]),
-            energy: vec![0.0; channels],
-        }
-    }
-
-    /// Filters one frame (normalised samples, one per channel) and accumulates its energy.
-    #[inline(always)]
-    pub(crate) fn frame(&mut self, frame: &[i32], scale: f64) {
-        let [b0, b1, b2, b3, b4] = self.b;
-        let [_, a1, a2, a3, a4] = self.a;
-        let n = frame.len();
-        let [w1, w2, w3, w4] = &mut self.w;
-        let (w1, w2, w3, w4) = (&mut w1[..n], &mut w2[..n], &mut w3[..n], &mut w4[..n]);
-        let energy = &mut self.energy[..n];
-        for c in 0..n {
-            let x = f64::from(frame[c]) * scale;
-            let w0 = x - a1 * w1[c] - a2 * w2[c] - a3 * w3[c] - a4 * w4[c];
-            let y = b0 * w0 + b1 * w1[c] + b2 * w2[c] + b3 * w3[c] + b4 * w4[c];
-            w4[c] = w3[c];
-            w3[c] = w2[c];
-            w2[c] = w1[c];
-            w1[c] = w0;
-            energy[c] += y * y;
+            w: vec![[[0.0; LANES]; 4]; groups],
+            energy: vec![0.0; groups * LANES],
         }
     }
 
@@ -159,11 +140,9 @@ impl KWeighting {
     /// on them; they are far below anything the meter can show.
     pub(crate) fn end_window(&mut self) {
         self.energy.fill(0.0);
-        for w in &mut self.w {
-            for v in w.iter_mut() {
-                if v.abs() < 1e-20 {
-                    *v = 0.0;
-                }
+        for v in self.w.iter_mut().flatten().flatten() {
+            if v.abs() < 1e-20 {
+                *v = 0.0;
             }
         }
     }
