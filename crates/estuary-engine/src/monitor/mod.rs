@@ -36,7 +36,7 @@ use core::time::Duration;
 use crate::time::MonoTime;
 use detect::{Change, Debounce, Timing, duration_to_ticks};
 use loudness::{KWeighting, LoudnessLevels, LoudnessMeter};
-use true_peak::{LANES, Lane, Oversampling, madd64};
+use true_peak::{LANES, Lane, Oversampling, madd};
 
 /// Length of an analysis window.
 pub const WINDOW: Duration = Duration::from_millis(10);
@@ -496,7 +496,9 @@ struct Lanes {
     // Window accumulators.
     /// Largest |x| (full scale 1.0), per group.
     peak: Vec<Lane>,
-    sum_sq: Vec<[f64; LANES]>,
+    /// Σx², per group (`f32` in sample order: about 1e-4 dB over a window, and how blocks are
+    /// cut changes nothing).
+    sum_sq: Vec<Lane>,
     sum: Vec<f64>,
     min: Vec<i32>,
     max: Vec<i32>,
@@ -840,6 +842,7 @@ impl Monitor {
             at,
         };
         let l = &mut self.lanes;
+        l.k_weighting.close_window();
         for group in &mut self.groups {
             group.push_window(&l.k_weighting.energy);
         }
@@ -849,7 +852,7 @@ impl Monitor {
             let peak = f64::from(peaks[ch]);
             let peak_db = amplitude_db(peak);
             let true_peak_db = amplitude_db((f64::from(true_peaks2[ch]) / 2.0).max(peak));
-            let (sum_sq, sum) = (sums_sq[ch], l.sum[ch]);
+            let (sum_sq, sum) = (f64::from(sums_sq[ch]), l.sum[ch]);
             let (min, max) = (l.min[ch], l.max[ch]);
             let longest_clip_run = runs[ch];
             let clicks_in_window = l.clicks_in_window[ch];
@@ -926,7 +929,7 @@ impl Monitor {
             for p in &mut self.pairs {
                 let sums_sq = l.sum_sq.as_flattened();
                 let (x, y) = match (sums_sq.get(p.first), sums_sq.get(p.first + 1)) {
-                    (Some(&x), Some(&y)) => (x, y),
+                    (Some(&x), Some(&y)) => (f64::from(x), f64::from(y)),
                     _ => continue,
                 };
                 let xy = l.sum_xy.get(p.first / 2).copied().unwrap_or(0.0);
@@ -1169,71 +1172,84 @@ fn levels<const FMA: bool, const CLIP: bool, const LOUD: bool>(
 ) {
     let groups = l.groups;
     let kw = &mut l.k_weighting;
-    let [b0, b1, b2, b3, b4] = kw.b;
-    let [_, a1, a2, a3, a4] = kw.a;
+    let [b0, b1, b2, a1, a2] = kw.shelf;
+    let [h1, h2] = kw.high_pass;
     for g in 0..groups {
-        let mut peak = l.peak[g];
-        // Sums continue from the window's so far, in sample order: how blocks are cut does
-        // not change a bit of the result.
+        // Peak of this chunk alone: clip runs need a second look only if it reaches the level.
+        let mut peak = [0.0f32; LANES];
+        // Sums continue from the window's so far, in sample order.
         let mut sq = l.sum_sq[g];
-        let mut run = l.clip_run[g];
-        let mut longest = l.longest_clip_run[g];
-        let [mut w1, mut w2, mut w3, mut w4] = kw.w[g];
-        let energy_out = &mut kw.energy[g * LANES..][..LANES];
-        let mut energy: [f64; LANES] = core::array::from_fn(|c| energy_out[c]);
+        let [mut x1, mut x2, mut y1, mut y2, mut z1, mut z2] = kw.state[g];
+        let mut energy = kw.sum[g];
         for x in frames.iter().skip(g).step_by(groups) {
             for c in 0..LANES {
                 let v = x[c];
-                let a = v.abs();
-                peak[c] = true_peak::max(peak[c], a);
-                let vd = f64::from(v);
-                sq[c] = madd64::<FMA>(vd, vd, sq[c]);
-                if CLIP {
-                    run[c] = if a >= clip_level {
-                        run[c].saturating_add(1)
-                    } else {
-                        0
-                    };
-                    longest[c] = longest[c].max(run[c]);
-                }
+                peak[c] = true_peak::max(peak[c], v.abs());
+                sq[c] = madd::<FMA>(v, v, sq[c]);
                 if LOUD {
-                    // BS.1770 K-weighting, direct form II in `f64` (as `ebur128`).
-                    let input = vd;
-                    let w0 = madd64::<FMA>(
-                        -a4,
-                        w4[c],
-                        madd64::<FMA>(
-                            -a3,
-                            w3[c],
-                            madd64::<FMA>(-a2, w2[c], madd64::<FMA>(-a1, w1[c], input)),
+                    // BS.1770 K-weighting: shelf, then the RLB high-pass (numerator 1, −2, 1).
+                    let y = madd::<FMA>(
+                        -a2,
+                        y2[c],
+                        madd::<FMA>(
+                            -a1,
+                            y1[c],
+                            madd::<FMA>(b2, x2[c], madd::<FMA>(b1, x1[c], b0 * v)),
                         ),
                     );
-                    let y = madd64::<FMA>(
-                        b4,
-                        w4[c],
-                        madd64::<FMA>(
-                            b3,
-                            w3[c],
-                            madd64::<FMA>(b2, w2[c], madd64::<FMA>(b1, w1[c], b0 * w0)),
-                        ),
-                    );
-                    w4[c] = w3[c];
-                    w3[c] = w2[c];
-                    w2[c] = w1[c];
-                    w1[c] = w0;
-                    energy[c] = madd64::<FMA>(y, y, energy[c]);
+                    let u = (y - y1[c]) - (y1[c] - y2[c]);
+                    let z = madd::<FMA>(-h2, z2[c], madd::<FMA>(-h1, z1[c], u));
+                    (x2[c], x1[c]) = (x1[c], v);
+                    (y2[c], y1[c]) = (y1[c], y);
+                    (z2[c], z1[c]) = (z1[c], z);
+                    energy[c] = madd::<FMA>(z, z, energy[c]);
                 }
             }
         }
-        l.peak[g] = peak;
-        l.sum_sq[g] = sq;
-        if CLIP {
-            l.clip_run[g] = run;
-            l.longest_clip_run[g] = longest;
+        let window_peak = &mut l.peak[g];
+        for c in 0..LANES {
+            window_peak[c] = true_peak::max(window_peak[c], peak[c]);
         }
+        l.sum_sq[g] = sq;
         if LOUD {
-            kw.w[g] = [w1, w2, w3, w4];
-            energy_out.copy_from_slice(&energy);
+            kw.state[g] = [x1, x2, y1, y2, z1, z2];
+            kw.sum[g] = energy;
+        }
+        if CLIP {
+            clip_runs(
+                frames,
+                (g, groups),
+                &peak,
+                clip_level,
+                (&mut l.clip_run[g], &mut l.longest_clip_run[g]),
+            );
+        }
+    }
+}
+
+/// Runs of samples at or above `clip_level` in lane group `g` of `frames`, carried across
+/// chunks, and the longest of the window. Exact, but walks the samples only for a group where
+/// some sample reached the level (`peak` is the chunk's): otherwise every run ends here.
+#[inline(always)]
+fn clip_runs(
+    frames: &[Lane],
+    (g, groups): (usize, usize),
+    peak: &Lane,
+    clip_level: f32,
+    (run, longest): (&mut [u32; LANES], &mut [u32; LANES]),
+) {
+    if peak.iter().all(|&p| p < clip_level) {
+        *run = [0; LANES];
+        return;
+    }
+    for x in frames.iter().skip(g).step_by(groups) {
+        for c in 0..LANES {
+            run[c] = if x[c].abs() >= clip_level {
+                run[c].saturating_add(1)
+            } else {
+                0
+            };
+            longest[c] = longest[c].max(run[c]);
         }
     }
 }

@@ -91,12 +91,6 @@ pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// [`madd`] in `f64`.
-#[inline(always)]
-pub(crate) fn madd64<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
 /// Channels per lane group: every per-sample quantity is computed on groups of this many
 /// channels at once (8 × `f32` is one AVX2 register, two NEON registers), the channels of an
 /// input padded with silent lanes to a multiple of it.
@@ -126,19 +120,20 @@ pub(crate) fn measure<const FMA: bool>(
         // Kept in a local so that it stays in a register across frames.
         let mut m = *out;
         for n in 0..frames {
-            // rows[k] = x[n − k] of this group.
-            let rows: [Lane; TAPS] = core::array::from_fn(|k| {
+            // x[n − k] of this group (frame n + HISTORY of `buf` is the output's own).
+            let row = |k: usize| {
                 buf.get((n + HISTORY - k) * groups + g)
                     .copied()
                     .unwrap_or_default()
-            });
+            };
             match oversampling {
                 Oversampling::Four => {
                     let ((g0, e0), (g1, e1)) = (HALVES_0, HALVES_1);
-                    let (mut a0, mut b0, mut a1, mut b1) =
-                        ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+                    let mut a0 = [0.0f32; LANES];
+                    let (mut b0, mut a1, mut b1) = (a0, a0, a0);
+                    // Rows are read as needed, not gathered first: fewer live registers.
                     for k in 0..6 {
-                        let (x, y) = (&rows[k], &rows[TAPS - 1 - k]);
+                        let (x, y) = (row(k), row(TAPS - 1 - k));
                         for c in 0..LANES {
                             let (s, d) = (x[c] + y[c], x[c] - y[c]);
                             a0[c] = madd::<FMA>(g0[k], s, a0[c]);
@@ -148,16 +143,16 @@ pub(crate) fn measure<const FMA: bool>(
                         }
                     }
                     for c in 0..LANES {
-                        m[c] = max(
-                            m[c],
-                            max(a0[c].abs() + b0[c].abs(), a1[c].abs() + b1[c].abs()),
-                        );
+                        let p0 = a0[c].abs() + b0[c].abs();
+                        let p1 = a1[c].abs() + b1[c].abs();
+                        m[c] = max(m[c], max(p0, p1));
                     }
                 }
                 // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
                 Oversampling::Two => {
                     let (mut y0, mut y2) = ([0.0f32; LANES], [0.0f32; LANES]);
-                    for (k, x) in rows.iter().enumerate() {
+                    for k in 0..TAPS {
+                        let x = row(k);
                         for c in 0..LANES {
                             y0[c] = madd::<FMA>(PHASE_0[k] as f32, x[c], y0[c]);
                             y2[c] = madd::<FMA>(PHASE_1[TAPS - 1 - k] as f32, x[c], y2[c]);
