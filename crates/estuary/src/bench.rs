@@ -111,7 +111,7 @@ struct MetersArgs {
     /// Seconds of audio per stream in each measurement.
     #[arg(long, default_value_t = 2)]
     seconds: u64,
-    /// Rounds (each measures ingest, meters, meters-only once); medians are reported.
+    /// Rounds (each measures ingest and each meter configuration once); medians are reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
 }
@@ -482,6 +482,12 @@ fn meters(args: &MetersArgs) -> anyhow::Result<()> {
     };
     let mut full = monitors(MonitorConfig::default())?;
     let mut bare = monitors(MonitorConfig::meters_only())?;
+    // What `estuary run` measures under the default alarm rules.
+    let mut daemon = monitors(MonitorConfig {
+        silence: MonitorConfig::default().silence,
+        clipping: MonitorConfig::default().clipping,
+        ..MonitorConfig::meters_only()
+    })?;
     let mut packets = source.packets.clone();
     let mut out = vec![0i32; FRAMES_PER_PACKET as usize * ch];
     let ms = args.seconds * 1000;
@@ -524,22 +530,24 @@ fn meters(args: &MetersArgs) -> anyhow::Result<()> {
     let channel_seconds = (args.streams * ch) as f64 * args.seconds as f64;
     let per = |d: Duration| d.as_secs_f64() / channel_seconds;
     println!(
-        "bench meters: {} streams x {} ch L24/48000, 1 ms packets; {} s of audio per measurement, {} rounds (ingest, meters, meters-only, interleaved), thread CPU",
+        "bench meters: {} streams x {} ch L24/48000, 1 ms packets; {} s of audio per measurement, {} rounds (ingest, meters: default, meters-only, daemon rules; interleaved), thread CPU",
         args.streams, args.channels, args.seconds, args.rounds
     );
     // Warm-up: fills the jitter buffers and brings every meter past its first windows.
     ingest(&mut buffers);
-    let mut bare_at = 0u64;
+    let (mut bare_at, mut daemon_at) = (0u64, 0u64);
     meter(&mut full, &mut metered);
     meter(&mut bare, &mut bare_at);
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    meter(&mut daemon, &mut daemon_at);
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         a.push(per(ingest(&mut buffers)));
         b.push(per(meter(&mut full, &mut metered)));
         c.push(per(meter(&mut bare, &mut bare_at)));
+        d.push(per(meter(&mut daemon, &mut daemon_at)));
     }
     let lost: u64 = buffers.iter().map(|jb| jb.stats().packets_lost).sum();
-    let (a, b, c) = (median(a), median(b), median(c));
+    let (a, b, c, d) = (median(a), median(b), median(c), median(d));
     println!();
     println!(
         "{:<28} {:>16} {:>14} {:>10}",
@@ -549,6 +557,7 @@ fn meters(args: &MetersArgs) -> anyhow::Result<()> {
         ("ingest (push + pull)", a),
         ("meters, default config", b),
         ("meters, meters_only()", c),
+        ("meters, daemon default rules", d),
     ] {
         println!(
             "{:<28} {:>16.2} {:>14.2} {:>9.1}%",

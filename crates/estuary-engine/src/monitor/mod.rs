@@ -36,7 +36,7 @@ use core::time::Duration;
 use crate::time::MonoTime;
 use detect::{Change, Debounce, Timing, duration_to_ticks};
 use loudness::{KWeighting, LoudnessLevels, LoudnessMeter};
-use true_peak::Oversampling;
+use true_peak::{LANES, Lane, Oversampling, madd};
 
 /// Length of an analysis window.
 pub const WINDOW: Duration = Duration::from_millis(10);
@@ -483,26 +483,33 @@ struct ChannelState {
     discontinuity: Debounce,
 }
 
-/// Per-sample accumulators of every channel, one vector per quantity (indexed by channel), so
-/// that the per-frame loops run across channels and vectorise. Window accumulators are reset
-/// at each window end.
+/// Per-sample accumulators of every channel. The level quantities (peak, Σx², clip runs,
+/// true peak, K-weighting) are kept per lane group of [`LANES`] channels, the input padded
+/// with silent lanes, so the per-frame loops run on whole vectors; the detector inputs that
+/// need exact integers or `f64` are kept per channel. Window accumulators are reset at each
+/// window end.
 #[derive(Debug, Clone)]
 struct Lanes {
     channels: usize,
+    /// Lane groups: `channels` rounded up to whole [`LANES`].
+    groups: usize,
     // Window accumulators.
-    peak: Vec<u32>,
-    sum_sq: Vec<f64>,
+    /// Largest |x| (full scale 1.0), per group.
+    peak: Vec<Lane>,
+    /// Σx², per group (`f32` in sample order: about 1e-4 dB over a window, and how blocks are
+    /// cut changes nothing).
+    sum_sq: Vec<Lane>,
     sum: Vec<f64>,
     min: Vec<i32>,
     max: Vec<i32>,
-    /// Twice the largest oversampled |value| (see [`true_peak::measure`]).
-    true_peak2: Vec<f32>,
-    longest_clip_run: Vec<u32>,
+    /// Twice the largest oversampled |value| (see [`true_peak::measure`]), per group.
+    true_peak2: Vec<Lane>,
+    longest_clip_run: Vec<[u32; LANES]>,
     clicks_in_window: Vec<u32>,
     /// Largest non-click |second difference| in the current window.
     d2_current: Vec<f64>,
     // Running state.
-    clip_run: Vec<u32>,
+    clip_run: Vec<[u32; LANES]>,
     /// Last two samples (normalised).
     previous: Vec<f64>,
     previous2: Vec<f64>,
@@ -515,46 +522,49 @@ struct Lanes {
     /// Σxy of the current window, per pair (2k, 2k+1).
     sum_xy: Vec<f64>,
     k_weighting: KWeighting,
-    /// True-peak input: [`true_peak::HISTORY`] frames of history, then up to [`TP_FRAMES`].
-    tp_buf: Vec<f32>,
+    /// The frames in `f32` (full scale 1.0), `groups` lanes per frame: [`true_peak::HISTORY`]
+    /// frames of history (for the true-peak filter), then up to [`TP_FRAMES`].
+    tp_buf: Vec<Lane>,
 }
 
-/// Frames converted for the true-peak filter at a time (bounds its scratch buffer).
+/// Frames converted to `f32` at a time (bounds the scratch buffer).
 const TP_FRAMES: usize = 64;
 
 impl Lanes {
     fn new(channels: usize, sample_rate: u32, pairs: usize) -> Self {
+        let groups = channels.div_ceil(LANES);
         Lanes {
             channels,
-            peak: vec![0; channels],
-            sum_sq: vec![0.0; channels],
+            groups,
+            peak: vec![[0.0; LANES]; groups],
+            sum_sq: vec![[0.0; LANES]; groups],
             sum: vec![0.0; channels],
             min: vec![i32::MAX; channels],
             max: vec![i32::MIN; channels],
-            true_peak2: vec![0.0; channels],
-            longest_clip_run: vec![0; channels],
+            true_peak2: vec![[0.0; LANES]; groups],
+            longest_clip_run: vec![[0; LANES]; groups],
             clicks_in_window: vec![0; channels],
             d2_current: vec![0.0; channels],
-            clip_run: vec![0; channels],
+            clip_run: vec![[0; LANES]; groups],
             previous: vec![0.0; channels],
             previous2: vec![0.0; channels],
             d2_previous: vec![0.0; channels],
             since_anomaly: vec![u32::MAX; channels],
             clicks: vec![0; channels],
             sum_xy: vec![0.0; pairs],
-            k_weighting: KWeighting::new(channels, sample_rate),
-            tp_buf: vec![0.0; (true_peak::HISTORY + TP_FRAMES) * channels],
+            k_weighting: KWeighting::new(groups, sample_rate),
+            tp_buf: vec![[0.0; LANES]; (true_peak::HISTORY + TP_FRAMES) * groups],
         }
     }
 
     fn reset_window(&mut self) {
-        self.peak.fill(0);
-        self.sum_sq.fill(0.0);
+        self.peak.fill([0.0; LANES]);
+        self.sum_sq.fill([0.0; LANES]);
         self.sum.fill(0.0);
         self.min.fill(i32::MAX);
         self.max.fill(i32::MIN);
-        self.true_peak2.fill(0.0);
-        self.longest_clip_run.fill(0);
+        self.true_peak2.fill([0.0; LANES]);
+        self.longest_clip_run.fill([0; LANES]);
         self.clicks_in_window.fill(0);
         self.d2_current.fill(0.0);
         self.sum_xy.fill(0.0);
@@ -567,9 +577,15 @@ impl Lanes {
 struct Kernel {
     oversampling: Oversampling,
     loudness: bool,
-    /// DC, stuck and clipping inputs (Σx, min, max, runs).
-    detectors: bool,
-    clip_level: u32,
+    /// Clipping input: runs of samples at or above `clip_level` (full scale 1.0).
+    clip: bool,
+    /// DC input: Σx.
+    dc: bool,
+    /// Stuck input: min and max.
+    stuck: bool,
+    clip_level: f32,
+    /// Fused multiply-adds are used (the CPU has them: x86-64 with AVX2 and FMA, aarch64).
+    fma: bool,
     /// Discontinuity `(ratio, floor)`.
     click: Option<(f64, f64)>,
     phase: bool,
@@ -590,7 +606,7 @@ struct PairState {
 struct Derived {
     hold_frames: u64,
     decay_per_frame: f64,
-    clip_level: u32,
+    clip_level: f32,
     click_floor: f64,
 }
 
@@ -611,6 +627,8 @@ pub struct Monitor {
     kernel: Kernel,
     /// The previous window's second differences are known (after the first window).
     d2_ready: bool,
+    /// The widest vector instructions of this CPU (run-time dispatch).
+    arch: pulp::Arch,
     pairs: Vec<PairState>,
     groups: Vec<LoudnessMeter>,
     events: Vec<MonitorEvent>,
@@ -660,12 +678,13 @@ impl Monitor {
         let groups: Vec<_> = loudness_groups(channels, config.loudness)
             .map(|(first, count)| LoudnessMeter::new(first, count, window_frames))
             .collect();
+        let arch = pulp::Arch::new();
         let derived = Derived {
             hold_frames: duration_to_ticks(config.peak_hold, rate),
             decay_per_frame: config.peak_decay_db_per_s / sample_rate as f64,
-            clip_level: config.clipping.map_or(u32::MAX, |c| {
-                (db_to_linear(c.level_dbfs) * FULL_SCALE) as u32
-            }),
+            clip_level: config
+                .clipping
+                .map_or(f32::INFINITY, |c| db_to_linear(c.level_dbfs) as f32),
             click_floor: config
                 .discontinuity
                 .map_or(0.0, |c| db_to_linear(c.floor_dbfs)),
@@ -683,14 +702,16 @@ impl Monitor {
             kernel: Kernel {
                 oversampling: Oversampling::of(sample_rate),
                 loudness: !groups.is_empty(),
-                detectors: config.dc_offset.is_some()
-                    || config.stuck.is_some()
-                    || config.clipping.is_some(),
+                clip: config.clipping.is_some(),
+                dc: config.dc_offset.is_some(),
+                stuck: config.stuck.is_some(),
                 clip_level: derived.clip_level,
+                fma: has_fma(arch),
                 click: config.discontinuity.map(|c| (c.ratio, derived.click_floor)),
                 phase: !pairs.is_empty(),
             },
             d2_ready: false,
+            arch,
             pairs,
             groups,
             events: Vec::with_capacity(usize::from(channels) * EVENTS_PER_CHANNEL),
@@ -796,15 +817,13 @@ impl Monitor {
     fn accumulate(&mut self, chunk: &[i32]) {
         // Frames before the third ever have no second difference.
         let unprimed = (2u64.saturating_sub(self.frames) as usize).min(chunk.len() / self.channels);
-        // Fused multiply-adds only where the build targets a CPU that has them (e.g.
-        // `-C target-cpu=x86-64-v3`); elsewhere `mul_add` would be a slow library call.
-        accumulate_lanes::<{ cfg!(target_feature = "fma") }>(
-            &mut self.lanes,
-            &self.kernel,
-            self.d2_ready,
+        self.arch.dispatch(Accumulate {
+            lanes: &mut self.lanes,
+            kernel: &self.kernel,
+            d2_ready: self.d2_ready,
             unprimed,
             chunk,
-        );
+        });
     }
 
     /// Folds the window that ends at `self.frames` into meters and detectors.
@@ -823,16 +842,19 @@ impl Monitor {
             at,
         };
         let l = &mut self.lanes;
+        l.k_weighting.close_window();
         for group in &mut self.groups {
             group.push_window(&l.k_weighting.energy);
         }
+        let (peaks, true_peaks2) = (l.peak.as_flattened(), l.true_peak2.as_flattened());
+        let (sums_sq, runs) = (l.sum_sq.as_flattened(), l.longest_clip_run.as_flattened());
         for (ch, s) in self.state.iter_mut().enumerate() {
-            let peak = f64::from(l.peak[ch]) / FULL_SCALE;
+            let peak = f64::from(peaks[ch]);
             let peak_db = amplitude_db(peak);
-            let true_peak_db = amplitude_db((f64::from(l.true_peak2[ch]) / 2.0).max(peak));
-            let (sum_sq, sum) = (l.sum_sq[ch], l.sum[ch]);
+            let true_peak_db = amplitude_db((f64::from(true_peaks2[ch]) / 2.0).max(peak));
+            let (sum_sq, sum) = (f64::from(sums_sq[ch]), l.sum[ch]);
             let (min, max) = (l.min[ch], l.max[ch]);
-            let longest_clip_run = l.longest_clip_run[ch];
+            let longest_clip_run = runs[ch];
             let clicks_in_window = l.clicks_in_window[ch];
             s.peak_hold
                 .update(end, peak_db, d.hold_frames, d.decay_per_frame);
@@ -905,8 +927,9 @@ impl Monitor {
         if let Some(c) = config.phase {
             let min_energy = db_to_linear(c.min_level_dbfs).powi(2);
             for p in &mut self.pairs {
-                let (x, y) = match (l.sum_sq.get(p.first), l.sum_sq.get(p.first + 1)) {
-                    (Some(&x), Some(&y)) => (x, y),
+                let sums_sq = l.sum_sq.as_flattened();
+                let (x, y) = match (sums_sq.get(p.first), sums_sq.get(p.first + 1)) {
+                    (Some(&x), Some(&y)) => (f64::from(x), f64::from(y)),
                     _ => continue,
                 };
                 let xy = l.sum_xy.get(p.first / 2).copied().unwrap_or(0.0);
@@ -963,9 +986,62 @@ impl EventSink<'_> {
     }
 }
 
-/// The per-sample pass over frames of one window. Each quantity is a loop over the frames
-/// with an inner loop across channels, branch-free so that it vectorises; quantities nothing
-/// reads (a detector that is off) are skipped.
+/// [`accumulate_lanes`] compiled for the CPU's widest vector instructions (AVX2 and FMA on
+/// x86-64 when present, else the build's baseline; NEON on aarch64), chosen at run time.
+struct Accumulate<'a> {
+    lanes: &'a mut Lanes,
+    kernel: &'a Kernel,
+    d2_ready: bool,
+    unprimed: usize,
+    chunk: &'a [i32],
+}
+
+impl pulp::WithSimd for Accumulate<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        // The body is plain Rust on fixed-size lane arrays: inlined here, it is compiled
+        // with `S`'s target features and vectorised by the compiler.
+        let Accumulate {
+            lanes,
+            kernel,
+            d2_ready,
+            unprimed,
+            chunk,
+        } = self;
+        if kernel.fma {
+            accumulate_lanes::<true>(lanes, kernel, d2_ready, unprimed, chunk);
+        } else {
+            accumulate_lanes::<false>(lanes, kernel, d2_ready, unprimed, chunk);
+        }
+    }
+}
+
+/// Whether the code `arch` dispatches to has fused multiply-adds (elsewhere `mul_add` would
+/// be a slow library call).
+fn has_fma(arch: pulp::Arch) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(arch, pulp::Arch::V3(_)) || cfg!(target_feature = "fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let _ = arch;
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = arch;
+        cfg!(target_feature = "fma")
+    }
+}
+
+/// The per-sample pass over frames of one window. The level quantities run on the frames
+/// converted to `f32` lane groups, in one pass per group whose state stays in registers;
+/// the detector inputs are loops over the frames with an inner loop across channels,
+/// branch-free so that they vectorise. Quantities nothing reads (a detector that is off) are
+/// skipped.
 #[inline(always)]
 fn accumulate_lanes<const FMA: bool>(
     l: &mut Lanes,
@@ -975,36 +1051,44 @@ fn accumulate_lanes<const FMA: bool>(
     chunk: &[i32],
 ) {
     let n = l.channels;
+    let groups = l.groups;
+    let history = true_peak::HISTORY * groups;
+    // Taken out for the loop so the level state can be borrowed beside it (no allocation).
+    let mut tp_buf = core::mem::take(&mut l.tp_buf);
+    for part in chunk.chunks(TP_FRAMES * n) {
+        let used = history + part.len() / n * groups;
+        let Some(buf) = tp_buf.get_mut(..used) else {
+            break;
+        };
+        to_lanes(&mut buf[history..], part, n);
+        let frames = &buf[history..];
+        match (k.clip, k.loudness) {
+            (true, true) => levels::<FMA, true, true>(l, frames, k.clip_level),
+            (true, false) => levels::<FMA, true, false>(l, frames, k.clip_level),
+            (false, true) => levels::<FMA, false, true>(l, frames, k.clip_level),
+            (false, false) => levels::<FMA, false, false>(l, frames, k.clip_level),
+        }
+        if k.oversampling != Oversampling::None {
+            true_peak::measure::<FMA>(k.oversampling, buf, groups, &mut l.true_peak2);
+        }
+        buf.copy_within(used - history.., 0);
+    }
+    l.tp_buf = tp_buf;
     let scale = 1.0 / FULL_SCALE;
-    let (peak, sum_sq) = (&mut l.peak[..n], &mut l.sum_sq[..n]);
-    for frame in chunk.chunks_exact(n) {
-        for c in 0..n {
-            let x = frame[c];
-            peak[c] = peak[c].max(x.unsigned_abs());
-            let v = f64::from(x) * scale;
-            sum_sq[c] += v * v;
-        }
-    }
-    if k.loudness {
-        for frame in chunk.chunks_exact(n) {
-            l.k_weighting.frame(frame, scale);
-        }
-    }
-    if k.detectors {
-        let (sum, min, max) = (&mut l.sum[..n], &mut l.min[..n], &mut l.max[..n]);
-        let (run, longest) = (&mut l.clip_run[..n], &mut l.longest_clip_run[..n]);
+    if k.dc {
+        let sum = &mut l.sum[..n];
         for frame in chunk.chunks_exact(n) {
             for c in 0..n {
-                let x = frame[c];
-                sum[c] += f64::from(x) * scale;
-                min[c] = min[c].min(x);
-                max[c] = max[c].max(x);
-                run[c] = if x.unsigned_abs() >= k.clip_level {
-                    run[c].saturating_add(1)
-                } else {
-                    0
-                };
-                longest[c] = longest[c].max(run[c]);
+                sum[c] += f64::from(frame[c]) * scale;
+            }
+        }
+    }
+    if k.stuck {
+        let (min, max) = (&mut l.min[..n], &mut l.max[..n]);
+        for frame in chunk.chunks_exact(n) {
+            for c in 0..n {
+                min[c] = min[c].min(frame[c]);
+                max[c] = max[c].max(frame[c]);
             }
         }
     }
@@ -1053,19 +1137,119 @@ fn accumulate_lanes<const FMA: bool>(
             }
         }
     }
-    if k.oversampling != Oversampling::None {
-        let history = true_peak::HISTORY * n;
-        let scale = 1.0 / FULL_SCALE as f32;
-        for part in chunk.chunks(TP_FRAMES * n) {
-            let used = history + part.len();
-            let Some(buf) = l.tp_buf.get_mut(..used) else {
-                return;
-            };
-            for (o, &x) in buf[history..].iter_mut().zip(part) {
+}
+
+/// Interleaved `i32` frames of `channels` samples into `f32` lane groups (full scale 1.0);
+/// the padding lanes are never written, so they stay silent.
+#[inline(always)]
+fn to_lanes(out: &mut [Lane], frames: &[i32], channels: usize) {
+    // 2^-31 exactly in `f32`, so 24-bit samples convert without rounding.
+    let scale = 1.0 / FULL_SCALE as f32;
+    if channels.is_multiple_of(LANES) {
+        for (o, &x) in out.as_flattened_mut().iter_mut().zip(frames) {
+            *o = x as f32 * scale;
+        }
+    } else {
+        let groups = channels.div_ceil(LANES);
+        for (o, frame) in out
+            .chunks_exact_mut(groups)
+            .zip(frames.chunks_exact(channels))
+        {
+            for (o, &x) in o.as_flattened_mut().iter_mut().zip(frame) {
                 *o = x as f32 * scale;
             }
-            true_peak::measure::<FMA>(k.oversampling, buf, n, &mut l.true_peak2);
-            buf.copy_within(used - history.., 0);
+        }
+    }
+}
+
+/// Sample peak, Σx², clip runs (`CLIP`) and the K-weighting with its energy (`LOUD`) of
+/// `frames` (`l.groups` lane groups each), one lane group at a time with its state in locals.
+#[inline(always)]
+fn levels<const FMA: bool, const CLIP: bool, const LOUD: bool>(
+    l: &mut Lanes,
+    frames: &[Lane],
+    clip_level: f32,
+) {
+    let groups = l.groups;
+    let kw = &mut l.k_weighting;
+    let [b0, b1, b2, a1, a2] = kw.shelf;
+    let [h1, h2] = kw.high_pass;
+    for g in 0..groups {
+        // Peak of this chunk alone: clip runs need a second look only if it reaches the level.
+        let mut peak = [0.0f32; LANES];
+        // Sums continue from the window's so far, in sample order.
+        let mut sq = l.sum_sq[g];
+        let [mut x1, mut x2, mut y1, mut y2, mut z1, mut z2] = kw.state[g];
+        let mut energy = kw.sum[g];
+        for x in frames.iter().skip(g).step_by(groups) {
+            for c in 0..LANES {
+                let v = x[c];
+                peak[c] = true_peak::max(peak[c], v.abs());
+                sq[c] = madd::<FMA>(v, v, sq[c]);
+                if LOUD {
+                    // BS.1770 K-weighting: shelf, then the RLB high-pass (numerator 1, −2, 1).
+                    let y = madd::<FMA>(
+                        -a2,
+                        y2[c],
+                        madd::<FMA>(
+                            -a1,
+                            y1[c],
+                            madd::<FMA>(b2, x2[c], madd::<FMA>(b1, x1[c], b0 * v)),
+                        ),
+                    );
+                    let u = (y - y1[c]) - (y1[c] - y2[c]);
+                    let z = madd::<FMA>(-h2, z2[c], madd::<FMA>(-h1, z1[c], u));
+                    (x2[c], x1[c]) = (x1[c], v);
+                    (y2[c], y1[c]) = (y1[c], y);
+                    (z2[c], z1[c]) = (z1[c], z);
+                    energy[c] = madd::<FMA>(z, z, energy[c]);
+                }
+            }
+        }
+        let window_peak = &mut l.peak[g];
+        for c in 0..LANES {
+            window_peak[c] = true_peak::max(window_peak[c], peak[c]);
+        }
+        l.sum_sq[g] = sq;
+        if LOUD {
+            kw.state[g] = [x1, x2, y1, y2, z1, z2];
+            kw.sum[g] = energy;
+        }
+        if CLIP {
+            clip_runs(
+                frames,
+                (g, groups),
+                &peak,
+                clip_level,
+                (&mut l.clip_run[g], &mut l.longest_clip_run[g]),
+            );
+        }
+    }
+}
+
+/// Runs of samples at or above `clip_level` in lane group `g` of `frames`, carried across
+/// chunks, and the longest of the window. Exact, but walks the samples only for a group where
+/// some sample reached the level (`peak` is the chunk's): otherwise every run ends here.
+#[inline(always)]
+fn clip_runs(
+    frames: &[Lane],
+    (g, groups): (usize, usize),
+    peak: &Lane,
+    clip_level: f32,
+    (run, longest): (&mut [u32; LANES], &mut [u32; LANES]),
+) {
+    if peak.iter().all(|&p| p < clip_level) {
+        *run = [0; LANES];
+        return;
+    }
+    for x in frames.iter().skip(g).step_by(groups) {
+        for c in 0..LANES {
+            run[c] = if x[c].abs() >= clip_level {
+                run[c].saturating_add(1)
+            } else {
+                0
+            };
+            longest[c] = longest[c].max(run[c]);
         }
     }
 }

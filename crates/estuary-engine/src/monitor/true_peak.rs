@@ -85,16 +85,24 @@ const fn halves(h: &[f64; TAPS]) -> ([f32; 6], [f32; 6]) {
 const HALVES_0: ([f32; 6], [f32; 6]) = halves(&PHASE_0);
 const HALVES_1: ([f32; 6], [f32; 6]) = halves(&PHASE_1);
 
+/// `a·b + c`, fused where the code runs with FMA (a library call elsewhere, so not there).
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// Folds the true peak of frames into `peak2` (per channel, **twice** the largest absolute
+/// Channels per lane group: every per-sample quantity is computed on groups of this many
+/// channels at once (8 × `f32` is one AVX2 register, two NEON registers), the channels of an
+/// input padded with silent lanes to a multiple of it.
+pub(crate) const LANES: usize = 8;
+/// One frame of one lane group.
+pub(crate) type Lane = [f32; LANES];
+
+/// Folds the true peak of frames into `peak2` (per lane, **twice** the largest absolute
 /// oversampled value, see below).
 ///
-/// `buf` holds interleaved frames of `channels` samples (full scale 1.0): [`HISTORY`] frames of
-/// history, then the frames to measure. The loop runs across channels so that it vectorises.
+/// `buf` holds frames of `groups` lane groups each (full scale 1.0): [`HISTORY`] frames of
+/// history, then the frames to measure; `peak2` has one [`Lane`] per group.
 ///
 /// A phase `h` and its reverse (phases 0 and 3, 1 and 2) give `y = Σ h[k]·x[n−k]` and
 /// `y' = Σ h[11−k]·x[n−k]`; with `s[k] = x[n−k] + x[n−11+k]` and `d[k] = x[n−k] − x[n−11+k]`,
@@ -103,51 +111,69 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn measure<const FMA: bool>(
     oversampling: Oversampling,
-    buf: &[f32],
-    channels: usize,
-    peak2: &mut [f32],
+    buf: &[Lane],
+    groups: usize,
+    peak2: &mut [Lane],
 ) {
-    let frames = (buf.len() / channels).saturating_sub(HISTORY);
-    let peak2 = &mut peak2[..channels];
-    for n in 0..frames {
-        // rows[k] = x[n − k], for this output frame.
-        let rows: [&[f32]; TAPS] = core::array::from_fn(|k| {
-            let at = (n + HISTORY - k) * channels;
-            &buf[at..at + channels]
-        });
-        match oversampling {
-            Oversampling::Four => {
-                let ((g0, e0), (g1, e1)) = (HALVES_0, HALVES_1);
-                for c in 0..channels {
-                    let (mut a0, mut b0, mut a1, mut b1) = (0.0, 0.0, 0.0, 0.0);
+    let frames = (buf.len() / groups.max(1)).saturating_sub(HISTORY);
+    for (g, out) in peak2.iter_mut().enumerate().take(groups) {
+        // Kept in a local so that it stays in a register across frames.
+        let mut m = *out;
+        for n in 0..frames {
+            // x[n − k] of this group (frame n + HISTORY of `buf` is the output's own).
+            let row = |k: usize| {
+                buf.get((n + HISTORY - k) * groups + g)
+                    .copied()
+                    .unwrap_or_default()
+            };
+            match oversampling {
+                Oversampling::Four => {
+                    let ((g0, e0), (g1, e1)) = (HALVES_0, HALVES_1);
+                    let mut a0 = [0.0f32; LANES];
+                    let (mut b0, mut a1, mut b1) = (a0, a0, a0);
+                    // Rows are read as needed, not gathered first: fewer live registers.
                     for k in 0..6 {
-                        let (x, y) = (rows[k][c], rows[TAPS - 1 - k][c]);
-                        let (s, d) = (x + y, x - y);
-                        a0 = madd::<FMA>(g0[k], s, a0);
-                        b0 = madd::<FMA>(e0[k], d, b0);
-                        a1 = madd::<FMA>(g1[k], s, a1);
-                        b1 = madd::<FMA>(e1[k], d, b1);
+                        let (x, y) = (row(k), row(TAPS - 1 - k));
+                        for c in 0..LANES {
+                            let (s, d) = (x[c] + y[c], x[c] - y[c]);
+                            a0[c] = madd::<FMA>(g0[k], s, a0[c]);
+                            b0[c] = madd::<FMA>(e0[k], d, b0[c]);
+                            a1[c] = madd::<FMA>(g1[k], s, a1[c]);
+                            b1[c] = madd::<FMA>(e1[k], d, b1[c]);
+                        }
                     }
-                    let m = (a0.abs() + b0.abs()).max(a1.abs() + b1.abs());
-                    peak2[c] = peak2[c].max(m);
+                    for c in 0..LANES {
+                        let p0 = a0[c].abs() + b0[c].abs();
+                        let p1 = a1[c].abs() + b1[c].abs();
+                        m[c] = max(m[c], max(p0, p1));
+                    }
                 }
-            }
-            // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
-            Oversampling::Two => {
-                for c in 0..channels {
-                    let (mut y0, mut y2) = (0.0f32, 0.0f32);
+                // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
+                Oversampling::Two => {
+                    let (mut y0, mut y2) = ([0.0f32; LANES], [0.0f32; LANES]);
                     for k in 0..TAPS {
-                        let x = rows[k][c];
-                        y0 = madd::<FMA>(PHASE_0[k] as f32, x, y0);
-                        y2 = madd::<FMA>(PHASE_1[TAPS - 1 - k] as f32, x, y2);
+                        let x = row(k);
+                        for c in 0..LANES {
+                            y0[c] = madd::<FMA>(PHASE_0[k] as f32, x[c], y0[c]);
+                            y2[c] = madd::<FMA>(PHASE_1[TAPS - 1 - k] as f32, x[c], y2[c]);
+                        }
                     }
-                    peak2[c] = peak2[c].max(2.0 * y0.abs().max(y2.abs()));
+                    for c in 0..LANES {
+                        m[c] = max(m[c], 2.0 * max(y0[c].abs(), y2[c].abs()));
+                    }
                 }
+                // Dense enough: the sample peak is the true peak (the monitor takes the max).
+                Oversampling::None => return,
             }
-            // Dense enough: the sample peak is the true peak (the monitor takes the max).
-            Oversampling::None => return,
         }
+        *out = m;
     }
+}
+
+/// The larger of two values, as one `maxps` (no NaN handling: the inputs are finite).
+#[inline(always)]
+pub(crate) fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
 }
 
 #[cfg(test)]
@@ -164,9 +190,9 @@ mod tests {
 
     #[test]
     fn settles_on_a_constant() {
-        let buf = vec![0.5f32; 2 * (HISTORY + 4)];
-        let mut peak2 = [0.0f32; 2];
-        measure::<false>(Oversampling::Four, &buf, 2, &mut peak2);
-        assert!((peak2[0] / 2.0 - 0.5).abs() < 0.01, "{peak2:?}");
+        let buf = vec![[0.5f32; LANES]; HISTORY + 4];
+        let mut peak2 = [[0.0f32; LANES]];
+        measure::<false>(Oversampling::Four, &buf, 1, &mut peak2);
+        assert!((peak2[0][0] / 2.0 - 0.5).abs() < 0.01, "{peak2:?}");
     }
 }

@@ -45,6 +45,8 @@ pub(super) struct OutputFeed {
     pub thread: thread::Thread,
     /// A recorder's: where each block starts and where audio was concealed.
     pub events: Option<rtrb::Producer<FeedEvent>>,
+    /// The input's meters, run here on each block instead of copying it to a ring.
+    pub meter: Option<Box<super::meter::InlineMeter>>,
 }
 
 /// One receiving input, owned by the ingest thread while attached.
@@ -176,6 +178,7 @@ impl InputRuntime {
         let last_needed = self
             .rings
             .iter()
+            .filter(|f| f.meter.is_none())
             .map(|f| next + (f.frame - f.frames_pushed % f.frame) - 1)
             .min()?;
         self.jitter.clock().due_time(last_needed)
@@ -317,6 +320,10 @@ pub(super) fn feed_rings(
     let frames = samples.len() / channels;
     let mut overruns = 0;
     for feed in rings {
+        if let Some(meter) = &mut feed.meter {
+            meter.process(samples, now);
+            continue;
+        }
         let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
         if feed.samples.slots() < samples.len() || no_event {
             // A recorder fills what it missed with counted silence, from the positions.

@@ -1,7 +1,13 @@
-//! One metering thread per receiving input: meters, loudness, signal detectors and stream
-//! health, fed by its own ring exactly like an output, so the ingest thread pays one copy and
-//! metering can never delay audio.
+//! Metering of a receiving input. The audio meters ([`InlineMeter`]) run in the thread that
+//! feeds the input's rings (the ingest thread, or the generator / SRT / Dante input's thread),
+//! on each block right after it was pulled: no copy, no ring, no wake-up, and the block is
+//! still in cache. That thread never waits for anyone: alarm changes go out through a
+//! lock-free ring, the snapshot is published with a `try_lock`. A thread per input
+//! ([`MeterWorker`]) wakes every 50 ms to judge stream health, turn alarm changes into signals
+//! (which allocate) and publish; it also builds the `Monitor` of new detector settings, which
+//! the feeding thread swaps in without allocating or freeing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -9,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use estuary_engine::monitor::detect::Change;
 use estuary_engine::monitor::health::{HealthConfig, HealthKind, HealthMonitor, HealthSnapshot};
-use estuary_engine::monitor::{AlarmKind, MeterSnapshot, Monitor, MonitorConfig};
+use estuary_engine::monitor::{AlarmKind, MeterSnapshot, Monitor, MonitorConfig, MonitorEvent};
 use estuary_engine::time::MonoTime;
 use estuary_io::clock::monotonic_now;
 
@@ -17,12 +23,13 @@ use super::InputSnapshot;
 use crate::gateway::{Condition, Scope, Signal};
 use crate::shutdown::Stop;
 
-/// Blocks measured per second: 10 ms, the detectors' window.
-const BLOCKS_PER_SECOND: u32 = 100;
-/// How often health is judged and the snapshot published.
+/// How often health is judged and the snapshots published.
 const PUBLISH_PERIOD: Duration = Duration::from_millis(50);
+/// Alarm changes in flight from the feeding thread to the worker (a 50 ms period rarely has
+/// more than a few; a full ring drops and counts them in `events_dropped`).
+const EVENT_RING: usize = 1024;
 
-/// What the metering thread publishes.
+/// What the metering publishes: `meters` by the feeding thread, the rest by the worker.
 #[derive(Debug, Clone, Default)]
 pub struct MeterShared {
     pub meters: MeterSnapshot,
@@ -31,17 +38,119 @@ pub struct MeterShared {
     pub raised: Vec<(Condition, Option<u16>)>,
 }
 
+/// A `Monitor` built by the worker for new detector settings, waiting for the feeding thread
+/// (which leaves its old one in the slot for the worker to free).
+#[derive(Default)]
+struct Mailbox {
+    pending: AtomicBool,
+    slot: Mutex<Option<(u32, Box<Monitor>)>>,
+}
+
+/// The audio meters of an input, run by the thread that feeds its rings (see the module doc).
+pub(super) struct InlineMeter {
+    monitor: Box<Monitor>,
+    /// Which settings `monitor` has: the worker ignores changes from older ones.
+    generation: u32,
+    events: rtrb::Producer<(u32, MonitorEvent)>,
+    events_dropped: u64,
+    mailbox: Arc<Mailbox>,
+    shared: Arc<Mutex<MeterShared>>,
+    since_publish: u64,
+    publish_frames: u64,
+}
+
+impl InlineMeter {
+    /// Measures a block of interleaved frames whose first frame is due at `now`.
+    pub fn process(&mut self, samples: &[i32], now: MonoTime) {
+        if self.mailbox.pending.load(Ordering::Acquire) {
+            self.swap_in_retuned();
+        }
+        for event in self.monitor.process(now, samples) {
+            if self.events.push((self.generation, *event)).is_err() {
+                self.events_dropped += 1;
+            }
+        }
+        self.since_publish += (samples.len() / usize::from(self.monitor.channels())) as u64;
+        if self.since_publish >= self.publish_frames
+            && let Ok(mut shared) = self.shared.try_lock()
+        {
+            // A busy reader only delays this to the next block.
+            self.monitor.snapshot_into(&mut shared.meters);
+            shared.meters.events_dropped += self.events_dropped;
+            self.since_publish = 0;
+        }
+    }
+
+    fn swap_in_retuned(&mut self) {
+        // Never wait: the worker holds this lock only to post or to free.
+        let Ok(mut slot) = self.mailbox.slot.try_lock() else {
+            return;
+        };
+        if let Some((generation, monitor)) = slot.as_mut() {
+            std::mem::swap(&mut self.monitor, monitor);
+            self.generation = *generation;
+            self.since_publish = self.publish_frames;
+            self.mailbox.pending.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The metering of one input: the audio meters for the feeding thread, and the worker.
+pub(super) fn start(
+    input: &str,
+    (channels, sample_rate): (u16, u32),
+    (monitor, health): (MonitorConfig, HealthConfig),
+    stats: Arc<Mutex<InputSnapshot>>,
+    shared: Arc<Mutex<MeterShared>>,
+    (signals, retune): (
+        Option<Sender<Signal>>,
+        Receiver<(MonitorConfig, HealthConfig)>,
+    ),
+) -> anyhow::Result<(InlineMeter, MeterWorker)> {
+    let monitor = Box::new(Monitor::new(channels, sample_rate, monitor)?);
+    let (events, events_rx) = rtrb::RingBuffer::new(EVENT_RING);
+    let mailbox = Arc::new(Mailbox::default());
+    let inline = InlineMeter {
+        monitor,
+        generation: 0,
+        events,
+        events_dropped: 0,
+        mailbox: Arc::clone(&mailbox),
+        shared: Arc::clone(&shared),
+        since_publish: 0,
+        publish_frames: (PUBLISH_PERIOD.as_secs_f64() * f64::from(sample_rate)) as u64,
+    };
+    let worker = MeterWorker {
+        input: input.to_owned(),
+        channels,
+        events: events_rx,
+        generation: 0,
+        mailbox,
+        health: HealthMonitor::new(sample_rate, health),
+        stats,
+        shared,
+        signals,
+        raised: Vec::new(),
+        last_packet: None,
+        retune,
+        sample_rate,
+    };
+    Ok((inline, worker))
+}
+
+/// The per-input metering thread (see the module doc).
 pub(super) struct MeterWorker {
     input: String,
-    samples: rtrb::Consumer<i32>,
-    channels: usize,
-    monitor: Monitor,
+    channels: u16,
+    events: rtrb::Consumer<(u32, MonitorEvent)>,
+    /// The settings whose changes count (see [`InlineMeter::generation`]).
+    generation: u32,
+    mailbox: Arc<Mailbox>,
     health: HealthMonitor,
     stats: Arc<Mutex<InputSnapshot>>,
     shared: Arc<Mutex<MeterShared>>,
     signals: Option<Sender<Signal>>,
-    block: Vec<i32>,
-    published: MeterShared,
+    raised: Vec<(Condition, Option<u16>)>,
     last_packet: Option<(MonoTime, u64)>,
     /// New detector settings from a live config change, applied without touching audio.
     retune: Receiver<(MonitorConfig, HealthConfig)>,
@@ -49,60 +158,17 @@ pub(super) struct MeterWorker {
 }
 
 impl MeterWorker {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        input: &str,
-        samples: rtrb::Consumer<i32>,
-        (channels, sample_rate): (u16, u32),
-        (monitor, health): (MonitorConfig, HealthConfig),
-        stats: Arc<Mutex<InputSnapshot>>,
-        shared: Arc<Mutex<MeterShared>>,
-        (signals, retune): (
-            Option<Sender<Signal>>,
-            Receiver<(MonitorConfig, HealthConfig)>,
-        ),
-    ) -> anyhow::Result<Self> {
-        let monitor = Monitor::new(channels, sample_rate, monitor)?;
-        Ok(MeterWorker {
-            input: input.to_owned(),
-            samples,
-            channels: usize::from(channels),
-            monitor,
-            health: HealthMonitor::new(sample_rate, health),
-            stats,
-            shared,
-            signals,
-            block: vec![
-                0;
-                (sample_rate / BLOCKS_PER_SECOND).max(1) as usize * usize::from(channels)
-            ],
-            published: MeterShared::default(),
-            last_packet: None,
-            retune,
-            sample_rate,
-        })
-    }
-
-    /// Frames per measured block; the ingest thread wakes the worker when one is complete.
-    pub fn block_frames(&self) -> usize {
-        self.block.len() / self.channels
-    }
-
-    /// Measures until `halt`. The ingest thread unparks it when a block is ready.
+    /// Judges and publishes every [`PUBLISH_PERIOD`] until `halt`.
     pub fn run(mut self, halt: &Stop) {
-        let mut next_publish = monotonic_now();
         while !halt.requested() {
-            thread::park_timeout(Duration::from_millis(10));
+            thread::park_timeout(PUBLISH_PERIOD);
             if let Ok(settings) = self.retune.try_recv() {
                 self.apply_settings(settings);
             }
-            self.measure();
-            let now = monotonic_now();
-            if now >= next_publish {
-                next_publish = now.saturating_add(PUBLISH_PERIOD);
-                self.judge_health(now);
-                self.publish();
-            }
+            self.free_replaced();
+            self.forward_audio_events();
+            self.judge_health(monotonic_now());
+            self.publish();
         }
         self.clear_all();
         self.publish();
@@ -111,18 +177,19 @@ impl MeterWorker {
     /// Whatever was raised is over (route stopped, detectors replaced): say so, so no alarm
     /// stays stuck.
     fn clear_all(&mut self) {
-        for (condition, channel) in std::mem::take(&mut self.published.raised) {
+        for (condition, channel) in std::mem::take(&mut self.raised) {
             self.send(condition, channel, false, 0.0);
         }
     }
 
     /// Replaces the detectors; the meters start over with them.
     fn apply_settings(&mut self, (monitor, health): (MonitorConfig, HealthConfig)) {
-        let channels = self.monitor.channels();
-        match Monitor::new(channels, self.sample_rate, monitor) {
+        match Monitor::new(self.channels, self.sample_rate, monitor) {
             Ok(new) => {
                 self.clear_all();
-                self.monitor = new;
+                self.generation = self.generation.wrapping_add(1);
+                *super::lock(&self.mailbox.slot) = Some((self.generation, Box::new(new)));
+                self.mailbox.pending.store(true, Ordering::Release);
                 self.health = HealthMonitor::new(self.sample_rate, health);
                 self.last_packet = None;
             }
@@ -131,42 +198,30 @@ impl MeterWorker {
         }
     }
 
-    fn measure(&mut self) {
-        let block = self.block.len();
-        while self.samples.slots() >= block {
-            let Ok(chunk) = self.samples.read_chunk(block) else {
-                break;
-            };
-            let (a, b) = chunk.as_slices();
-            self.block[..a.len()].copy_from_slice(a);
-            self.block[a.len()..].copy_from_slice(b);
-            chunk.commit_all();
-            let events = self.monitor.process(monotonic_now(), &self.block);
-            for e in events {
-                let condition = match e.kind {
-                    AlarmKind::Silence => Condition::Silence,
-                    AlarmKind::Clipping => Condition::Clipping,
-                    AlarmKind::Stuck => Condition::Stuck,
-                    AlarmKind::DcOffset => Condition::DcOffset,
-                    AlarmKind::Discontinuity => Condition::Discontinuity,
-                    AlarmKind::PhaseInverted => Condition::PhaseInverted,
-                };
-                let raised = e.change == Change::Raised;
-                let channel = Some(e.channel + 1);
-                let signal = Signal {
-                    scope: Scope::Input,
-                    subject: self.input.clone(),
-                    channel,
-                    condition,
-                    raised,
-                    value: e.detail,
-                    at: SystemTime::now(),
-                };
-                track(&mut self.published.raised, condition, channel, raised);
-                if let Some(sink) = &self.signals {
-                    let _ = sink.send(signal);
-                }
+    /// Frees the `Monitor` the feeding thread swapped out (here, not on the audio path).
+    fn free_replaced(&mut self) {
+        if !self.mailbox.pending.load(Ordering::Acquire) {
+            drop(super::lock(&self.mailbox.slot).take());
+        }
+    }
+
+    fn forward_audio_events(&mut self) {
+        while let Ok((generation, e)) = self.events.pop() {
+            if generation != self.generation {
+                continue;
             }
+            let condition = match e.kind {
+                AlarmKind::Silence => Condition::Silence,
+                AlarmKind::Clipping => Condition::Clipping,
+                AlarmKind::Stuck => Condition::Stuck,
+                AlarmKind::DcOffset => Condition::DcOffset,
+                AlarmKind::Discontinuity => Condition::Discontinuity,
+                AlarmKind::PhaseInverted => Condition::PhaseInverted,
+            };
+            let raised = e.change == Change::Raised;
+            let channel = Some(e.channel + 1);
+            track(&mut self.raised, condition, channel, raised);
+            self.send(condition, channel, raised, e.detail);
         }
     }
 
@@ -194,7 +249,7 @@ impl MeterWorker {
                 HealthKind::Drift => Condition::Drift,
             };
             let raised = e.change == Change::Raised;
-            track(&mut self.published.raised, condition, None, raised);
+            track(&mut self.raised, condition, None, raised);
             self.send(condition, None, raised, e.detail);
         }
     }
@@ -214,11 +269,11 @@ impl MeterWorker {
     }
 
     fn publish(&mut self) {
-        self.monitor.snapshot_into(&mut self.published.meters);
-        self.published.health = self.health.snapshot();
+        let health = self.health.snapshot();
         // The reader copies under the lock; skip a round rather than wait for it.
         if let Ok(mut shared) = self.shared.try_lock() {
-            shared.clone_from(&self.published);
+            shared.health = health;
+            shared.raised.clone_from(&self.raised);
         }
     }
 }

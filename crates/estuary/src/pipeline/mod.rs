@@ -57,7 +57,7 @@ use crate::shutdown::Stop;
 pub use apply::ApplyReport;
 pub use failover::MAX_BACKUPS;
 use ingest::{Command, InputRuntime, OutputFeed};
-use meter::{MeterShared, MeterWorker};
+use meter::MeterShared;
 use output::OutputWorker;
 pub use report::Reporter;
 
@@ -737,12 +737,8 @@ impl Route {
         if let Some(detectors) = self.detectors {
             let (retune, retune_rx) = mpsc::channel();
             self.retune = Some(retune);
-            let (samples, consumer) = rtrb::RingBuffer::new(ring_samples);
-            // The meter does not time its blocks from the marks; a full ring of them is fine.
-            let (marks, _) = rtrb::RingBuffer::new(1);
-            let worker = MeterWorker::new(
+            let (inline, worker) = meter::start(
                 &name,
-                consumer,
                 (stream.channels, stream.sample_rate),
                 detectors,
                 Arc::clone(&self.snapshot),
@@ -750,16 +746,18 @@ impl Route {
                 (self.signals.clone(), retune_rx),
             )
             .with_context(|| format!("input {name}: meters"))?;
-            let frame = worker.block_frames() as u64;
             let halt = self.halt.clone();
             let thread = format!("meter-{name}");
-            let feed = Self::spawn_fed(
+            // The feeding thread meters each block itself (see `meter.rs`): this feed has
+            // no ring and never wakes the worker, which runs on its own period.
+            let mut feed = Self::spawn_fed(
                 &mut self.workers,
                 thread,
-                (samples, marks),
-                frame,
+                (rtrb::RingBuffer::new(1).0, rtrb::RingBuffer::new(1).0),
+                u64::MAX,
                 move || worker.run(&halt),
             )?;
+            feed.meter = Some(Box::new(inline));
             rings.push(feed);
         }
         if self.dante_tx {
@@ -781,6 +779,7 @@ impl Route {
                 frame: u64::from(stream.sample_rate / 1000).max(1),
                 thread,
                 events: None,
+                meter: None,
             });
         }
         match (input, signal) {
@@ -866,6 +865,7 @@ impl Route {
             frame,
             thread: handle.thread().clone(),
             events: None,
+            meter: None,
         };
         workers.push(handle);
         Ok(feed)
