@@ -20,4 +20,5 @@ pub mod sap;
 pub mod sched;
 pub mod sd_notify;
 pub mod srt;
+pub mod tls;
 pub mod tx;
