@@ -476,6 +476,8 @@ fn an_icecast_outage_touches_neither_srt_nor_http_and_the_source_comes_back() {
 }
 
 /// A self-signed certificate for 127.0.0.1 (P-256, one day), made with Debian's `openssl`.
+/// Not a CA certificate (`openssl req -x509`'s default): WebPKI refuses a CA certificate as
+/// a server's own.
 fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let (status, _, stderr) = run_with_timeout(
@@ -488,6 +490,7 @@ fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
                 "-addext",
                 "subjectAltName=IP:127.0.0.1",
             ])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -512,7 +515,7 @@ fn rtmps_through_a_tls_proxy_plays_back_the_tone() {
         cert.display(),
         key.display()
     );
-    let _nginx = start_nginx_rtmp(dir.path(), &["ngx_stream_module"], &proxy);
+    let mut nginx = start_nginx_rtmp(dir.path(), &["ngx_stream_module"], &proxy);
     let config = format!(
         "{TONE_INPUT}[[outputs]]\nname = \"rtmps\"\nkind = \"rtmp\"\ninput = \"tone\"\n\
          url = \"rtmps://127.0.0.1:1936/live/studio\"\ntls_ca_file = \"{}\"\n\
@@ -520,7 +523,8 @@ fn rtmps_through_a_tls_proxy_plays_back_the_tone() {
         cert.display()
     );
     let estuary = start_estuary(dir.path(), &config);
-    std::thread::sleep(Duration::from_secs(1));
+    // A player that arrives before the publisher may wait for ever: start it after.
+    nginx.wait_for_stderr("publish: name='studio'", Duration::from_secs(15));
     let (mut reader, out) = ffmpeg_reader(
         dir.path(),
         "rtmps",
