@@ -192,14 +192,14 @@ mod tests {
                 b"HTTP/1.0 200 OK\r\nServer: Icecast 2.4.4\r\n\r\nbody",
                 200,
                 "OK",
-                46,
+                42,
             ),
             (b"HTTP/1.1 100 Continue\r\n\r\n", 100, "Continue", 25),
             (
                 b"ICE/1.0 401 Authentication Required\r\n\r\n",
                 401,
                 "Authentication Required",
-                40,
+                39,
             ),
             (b"ICY 200 OK\r\n\r\n", 200, "OK", 14),
         ];
