@@ -16,7 +16,7 @@ test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            sox flac mount linuxptp
            systemd tmux nftables debootstrap help2man
            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-           icecast2 nginx libnginx-mod-rtmp)
+           icecast2 nginx libnginx-mod-rtmp libnginx-mod-stream)
 
 case "$profile" in
   build) wanted=("${build_pkgs[@]}") ;;

@@ -68,6 +68,22 @@ pub fn process_cpu_time() -> Duration {
     Duration::from_nanos(clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID))
 }
 
+/// CPU time (user + system) of the calling process's children that have exited and been
+/// waited for (`getrusage(RUSAGE_CHILDREN)`), for benchmarks against peer processes.
+pub fn children_cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage; RUSAGE_CHILDREN is a valid `who`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// Clock ticks per second of the `utime`/`stime` fields in `/proc/<pid>/stat`.
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions and only reads a constant.

@@ -30,7 +30,7 @@ pub enum Codec {
     Aac,
     /// Opus in Ogg (`audio/ogg`), always at 48 kHz.
     Opus,
-    /// FLAC in Ogg (`audio/ogg`), 16-bit.
+    /// FLAC in Ogg (`audio/ogg`), 16-bit, or 24-bit when the input carries more than 16.
     Flac,
     /// AAC-LC in FLV, for RTMP publishing.
     FlvAac,
@@ -74,10 +74,13 @@ impl Codec {
         }
     }
 
-    fn sample_format(self) -> &'static str {
+    /// The encoder's sample format; FLAC's follows the input's bits (FFmpeg 5.1 encodes
+    /// `s32` as 24-bit FLAC, the most it writes).
+    fn sample_format(self, input_bits: u8) -> &'static str {
         match self {
             Codec::Mp3 | Codec::Aac | Codec::FlvAac => "fltp",
             Codec::Opus => "flt",
+            Codec::Flac if input_bits > 16 => "s32",
             Codec::Flac => "s16",
         }
     }
@@ -101,6 +104,8 @@ pub struct EncoderConfig {
     pub input_rate: u32,
     pub output_rate: u32,
     pub channels: u16,
+    /// Significant bits of the input (L16: 16, L24 and AM824: 24); lossless FLAC keeps them.
+    pub input_bits: u8,
     /// The stream title written into Ogg comments (ignored by the other containers).
     pub title: Option<String>,
 }
@@ -155,7 +160,7 @@ impl StreamEncoder {
         }
         let layout = ChannelLayout::from_channels(u32::from(config.channels))
             .ok_or_else(|| EncodeError(format!("no layout for {} channels", config.channels)))?;
-        let target_format = audio::frame::get_sample_format(codec.sample_format());
+        let target_format = audio::frame::get_sample_format(codec.sample_format(config.input_bits));
         let mut builder = AudioEncoder::builder(codec.encoder_name())
             .map_err(ff("encoder"))?
             .sample_format(target_format)
@@ -164,6 +169,8 @@ impl StreamEncoder {
             .time_base(TimeBase::new(1, config.output_rate as i32));
         if codec != Codec::Flac {
             builder = builder.bit_rate(u64::from(config.bitrate));
+        } else if config.input_bits > 16 {
+            builder = builder.set_option("bits_per_raw_sample", "24");
         }
         let encoder = builder.build().map_err(ff("encoder"))?;
         let in_format = audio::frame::get_sample_format("s32");
@@ -312,6 +319,7 @@ mod tests {
                 input_rate: 48_000,
                 output_rate,
                 channels: 2,
+                input_bits: 24,
                 title: Some("Test".into()),
             },
             &mut out,

@@ -10,13 +10,15 @@
 //! Access: loopback clients are always served; others only with the output's token
 //! (`?token=` or `Authorization: Bearer`), and never when there is no token.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use estuary_wire::http::{self, ListenRequest, Parsed};
 
 /// Chunks queued per listener (each ~20-100 ms of audio).
 const LISTENER_QUEUE: usize = 64;
@@ -47,6 +49,9 @@ pub struct HttpListenStatus {
     /// Listeners disconnected for falling behind.
     pub slow_disconnects: u64,
     pub last_error: Option<String>,
+    /// When `last_error` happened, and how many errors there were.
+    pub last_error_at: Option<SystemTime>,
+    pub errors: u64,
 }
 
 struct Listener {
@@ -187,57 +192,42 @@ fn accept_loop(socket: &TcpListener, shared: &Arc<Shared>) {
                     .name("http-listener".into())
                     .spawn(move || serve(stream, peer, &for_thread));
                 if let Err(e) = spawned {
-                    lock(&shared.status).last_error = Some(format!("listener thread: {e}"));
+                    failed(shared, format!("listener thread: {e}"));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 thread::sleep(Duration::from_millis(50));
             }
             Err(e) => {
-                lock(&shared.status).last_error = Some(format!("accept: {e}"));
+                failed(shared, format!("accept: {e}"));
                 thread::sleep(Duration::from_millis(200));
             }
         }
     }
 }
 
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-struct Request {
-    path: String,
-    token: Option<String>,
-    head_only: bool,
+fn failed(shared: &Shared, error: String) {
+    let mut status = lock(&shared.status);
+    status.last_error = Some(error);
+    status.last_error_at = Some(SystemTime::now());
+    status.errors += 1;
 }
 
-fn read_request(stream: &mut TcpStream) -> io::Result<Request> {
-    let mut reader = BufReader::new(stream.take(16 * 1024));
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("");
-    let target = parts.next().unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut token = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_owned);
+/// Reads the request head (bounded; parsed by `estuary_wire::http`).
+fn read_request(stream: &mut TcpStream) -> io::Result<ListenRequest> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0; 1024];
     loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
-            break;
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("authorization")
-            && let Some(t) = value.trim().strip_prefix("Bearer ")
-        {
-            token = Some(t.trim().to_owned());
+        head.extend_from_slice(&buf[..n]);
+        match http::parse_request(&head).map_err(io::Error::other)? {
+            Parsed::Complete { head, .. } => return Ok(head),
+            Parsed::Partial => {}
         }
     }
-    Ok(Request {
-        path: path.to_owned(),
-        token,
-        head_only: method == "HEAD",
-    })
 }
 
 /// Constant-time comparison: the token is a secret.
@@ -289,7 +279,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             drop(listeners);
             return refuse(&mut stream, "503 Service Unavailable");
         }
-        if !request.head_only {
+        if !request.head_only() {
             listeners.push(Listener {
                 queue,
                 missed: 0,
@@ -299,7 +289,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         // Taken under the listeners' lock: a new stream's header cannot slip between.
         Arc::clone(&lock(&shared.header))
     };
-    if stream.write_all(head.as_bytes()).is_err() || request.head_only {
+    if stream.write_all(head.as_bytes()).is_err() || request.head_only() {
         return;
     }
     lock(&shared.status).served += 1;

@@ -11,15 +11,18 @@
 //! connection has a generation number; the encoder starts a new stream (container header
 //! first) when it sees a new one, and the writer throws away bytes of older generations.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
+use estuary_wire::http::{self, Parsed};
+
+use crate::tls::{Stream, TlsTrust};
 
 /// Chunks the queue holds; with the encoder's ~20-100 ms chunks, a few seconds of audio.
 pub const QUEUE_CHUNKS: usize = 64;
@@ -38,6 +41,8 @@ pub struct IcecastConfig {
     /// Starts with `/`.
     pub mount: String,
     pub tls: bool,
+    /// Whom TLS trusts (`https://`).
+    pub trust: TlsTrust,
     pub user: String,
     pub password: String,
     pub content_type: &'static str,
@@ -71,6 +76,9 @@ pub struct IcecastStatus {
     /// Connections after the first.
     pub reconnects: u64,
     pub last_error: Option<String>,
+    /// When `last_error` happened, and how many errors there were.
+    pub last_error_at: Option<SystemTime>,
+    pub errors: u64,
     /// Chunks the queue had no room for.
     pub chunks_dropped: u64,
     pub bytes_dropped: u64,
@@ -182,36 +190,6 @@ impl Drop for Publisher {
     }
 }
 
-/// A source stream: plain TCP or TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
 /// An open connection of either protocol.
 enum Session {
     Icecast(Stream),
@@ -267,6 +245,8 @@ impl Connection {
             status.bitrate = 0;
             if let Err(e) = result {
                 status.last_error = Some(e.to_string());
+                status.last_error_at = Some(SystemTime::now());
+                status.errors += 1;
             }
             if self.shared.stop.load(Ordering::Acquire) {
                 break;
@@ -296,11 +276,7 @@ impl Connection {
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
         tcp.set_write_timeout(Some(WRITE_TIMEOUT))?;
-        let mut stream = if c.tls {
-            Stream::Tls(Box::new(tls_wrap(&c.host, tcp)?))
-        } else {
-            Stream::Plain(tcp)
-        };
+        let mut stream = Stream::open(tcp, c.tls, &c.host, &c.trust)?;
         stream.write_all(source_request(c).as_bytes())?;
         stream.flush()?;
         let (code, reason) = read_response_head(&mut stream)?;
@@ -382,6 +358,8 @@ impl Connection {
             Err(e) => {
                 status.metadata_errors += 1;
                 status.last_error = Some(format!("metadata update: {e}"));
+                status.last_error_at = Some(SystemTime::now());
+                status.errors += 1;
             }
         }
     }
@@ -436,51 +414,29 @@ pub fn source_request(c: &IcecastConfig) -> String {
     head
 }
 
-/// Reads a response head; skips a `100 Continue`. (No `Expect` is sent: Icecast 2.4 answers
-/// it with `100 Continue` only, never the final status.)
-fn read_response_head(stream: &mut Stream) -> io::Result<(u16, String)> {
-    let mut reader = BufReader::with_capacity(1, stream);
+/// Reads a response head (parsed by `estuary_wire::http`); skips interim `1xx` answers. (No
+/// `Expect` is sent: Icecast 2.4 answers it with `100 Continue` only, never the final status.)
+fn read_response_head(stream: &mut impl Read) -> io::Result<(u16, String)> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0; 512];
     loop {
-        let mut status_line = String::new();
-        read_line_bounded(&mut reader, &mut status_line)?;
-        let mut parts = status_line.trim_end().splitn(3, ' ');
-        let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-            return Err(io::Error::other(format!(
-                "not an HTTP response: {status_line:?}"
-            )));
-        };
-        if !version.starts_with("HTTP/") && !version.starts_with("ICE/") {
-            return Err(io::Error::other(format!(
-                "not an HTTP response: {status_line:?}"
-            )));
-        }
-        let code: u16 = code
-            .parse()
-            .map_err(|_| io::Error::other(format!("bad status line {status_line:?}")))?;
-        let reason = parts.next().unwrap_or("").to_owned();
-        // Headers up to the empty line.
-        loop {
-            let mut line = String::new();
-            read_line_bounded(&mut reader, &mut line)?;
-            if line.trim_end().is_empty() {
-                break;
+        match http::parse_response(&head).map_err(io::Error::other)? {
+            Parsed::Complete { head: r, len } if r.is_interim() => {
+                head.drain(..len);
+                continue;
             }
+            Parsed::Complete { head: r, .. } => return Ok((r.code, r.reason)),
+            Parsed::Partial => {}
         }
-        if code != 100 {
-            return Ok((code, reason));
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
         }
+        head.extend_from_slice(&buf[..n]);
     }
-}
-
-fn read_line_bounded(reader: &mut impl BufRead, line: &mut String) -> io::Result<()> {
-    let n = reader.take(8192).read_line(line)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        ));
-    }
-    Ok(())
 }
 
 /// `GET /admin/metadata?mode=updinfo`: Icecast's title update for MP3 and AAC mounts, with the
@@ -493,11 +449,7 @@ fn admin_metadata(c: &IcecastConfig, title: &str) -> io::Result<()> {
     let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
     tcp.set_write_timeout(Some(CONNECT_TIMEOUT))?;
-    let mut stream = if c.tls {
-        Stream::Tls(Box::new(tls_wrap(&c.host, tcp)?))
-    } else {
-        Stream::Plain(tcp)
-    };
+    let mut stream = Stream::open(tcp, c.tls, &c.host, &c.trust)?;
     let request = format!(
         "GET /admin/metadata?mount={mount}&mode=updinfo&song={song}&charset=UTF-8 HTTP/1.0\r\n\
          Host: {host}:{port}\r\nAuthorization: Basic {auth}\r\nUser-Agent: Estuary/{version}\r\n\r\n",
@@ -530,26 +482,6 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
-fn tls_wrap(
-    host: &str,
-    tcp: TcpStream,
-) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(io::Error::other)?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| io::Error::other(format!("{host}: {e}")))?;
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(io::Error::other)?;
-    Ok(rustls::StreamOwned::new(conn, tcp))
-}
-
 /// A small xorshift for backoff jitter, seeded from the clock: nothing here needs quality.
 struct Jitter(u64);
 
@@ -580,6 +512,7 @@ mod tests {
             port: 8000,
             mount: "/live".into(),
             tls: false,
+            trust: TlsTrust::default(),
             user: "source".into(),
             password: "hackme".into(),
             content_type: "audio/mpeg",

@@ -22,4 +22,5 @@ pub mod sched;
 pub mod sd_notify;
 pub mod sendbatch;
 pub mod srt;
+pub mod tls;
 pub mod tx;

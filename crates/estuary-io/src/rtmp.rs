@@ -1,4 +1,5 @@
 //! RTMP publishing (AAC-LC in FLV) to any RTMP server: nginx-rtmp, SRS, YouTube, Twitch...
+//! `rtmps://` runs the same session over TLS (rustls, see [`crate::tls`]).
 //!
 //! `rml_rtmp` (sans-IO) does the handshake and the chunk stream; this module runs it over a
 //! blocking `TcpStream` on the publisher's thread (see [`crate::icecast`], which owns the
@@ -18,23 +19,33 @@ use rml_rtmp::time::RtmpTimestamp;
 
 use estuary_wire::flv::{FlvReader, TAG_AUDIO};
 
+use crate::tls::{Stream, TlsTrust};
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where to publish: `rtmp://host[:port]/app/key`.
+/// Where to publish: `rtmp://host[:port]/app/key` or `rtmps://...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmpConfig {
     pub host: String,
     pub port: u16,
     pub app: String,
     pub key: String,
+    /// `rtmps://`: the session runs over TLS.
+    pub tls: bool,
+    pub trust: TlsTrust,
 }
 
 impl RtmpConfig {
-    /// `rtmp://host[:1935]/app/stream-key` (the key may hold further `/`).
+    /// `rtmp://host[:1935]/app/stream-key` or `rtmps://host[:443]/...` (the key may hold
+    /// further `/`).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let bad = || format!("{url:?} is not rtmp://host[:port]/app/stream-key");
-        let rest = url.strip_prefix("rtmp://").ok_or_else(bad)?;
+        let bad = || format!("{url:?} is not rtmp://host[:port]/app/stream-key (or rtmps://)");
+        let (tls, rest) = match (url.strip_prefix("rtmp://"), url.strip_prefix("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(bad()),
+        };
         let (authority, path) = rest.split_once('/').ok_or_else(bad)?;
         let (app, key) = path.split_once('/').ok_or_else(bad)?;
         if app.is_empty() || key.is_empty() || url.chars().any(|c| c.is_control() || c == ' ') {
@@ -42,7 +53,7 @@ impl RtmpConfig {
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
-            None => (authority, 1935),
+            None => (authority, if tls { 443 } else { 1935 }),
         };
         if host.is_empty() || port == 0 {
             return Err(bad());
@@ -52,17 +63,20 @@ impl RtmpConfig {
             port,
             app: app.to_owned(),
             key: key.to_owned(),
+            tls,
+            trust: TlsTrust::default(),
         })
     }
 
     fn tc_url(&self) -> String {
-        format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
     }
 }
 
 /// A publishing RTMP connection.
 pub(crate) struct RtmpConn {
-    tcp: TcpStream,
+    tcp: Stream,
     session: ClientSession,
     flv: FlvReader,
 }
@@ -78,10 +92,11 @@ impl RtmpConn {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::other(format!("{} does not resolve", c.host)))?;
-        let mut tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+        let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
         tcp.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let mut tcp = Stream::open(tcp, c.tls, &c.host, &c.trust)?;
 
         let mut handshake = Handshake::new(PeerType::Client);
         let c0c1 = handshake
@@ -145,7 +160,7 @@ impl RtmpConn {
             ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
             _ => None,
         })?;
-        conn.tcp.set_read_timeout(None)?;
+        conn.tcp.tcp().set_read_timeout(None)?;
         Ok(conn)
     }
 
@@ -220,15 +235,15 @@ impl RtmpConn {
 
     fn poll_input(&mut self) -> io::Result<()> {
         let mut buf = [0; 4096];
-        self.tcp.set_nonblocking(true)?;
+        self.tcp.tcp().set_nonblocking(true)?;
         let result = loop {
             match self.tcp.read(&mut buf) {
                 Ok(0) => break Err(io::Error::other("RTMP: the server closed the connection")),
                 Ok(n) => {
                     let bytes = buf[..n].to_vec();
-                    self.tcp.set_nonblocking(false)?;
+                    self.tcp.tcp().set_nonblocking(false)?;
                     let answered = self.input(&bytes);
-                    self.tcp.set_nonblocking(true)?;
+                    self.tcp.tcp().set_nonblocking(true)?;
                     if let Err(e) = answered {
                         break Err(e);
                     }
@@ -237,7 +252,7 @@ impl RtmpConn {
                 Err(e) => break Err(e),
             }
         };
-        self.tcp.set_nonblocking(false)?;
+        self.tcp.tcp().set_nonblocking(false)?;
         result
     }
 }
@@ -258,5 +273,8 @@ mod tests {
         assert_eq!(c.key, "key/with/slash");
         assert!(RtmpConfig::parse("rtmp://host/app").is_err());
         assert!(RtmpConfig::parse("http://host/app/key").is_err());
+        let c = RtmpConfig::parse("rtmps://live.example/app/key").expect("url");
+        assert_eq!((c.tls, c.port), (true, 443));
+        assert_eq!(c.tc_url(), "rtmps://live.example:443/app");
     }
 }

@@ -9,6 +9,7 @@ pub mod audio_frames;
 pub mod dante;
 pub mod flac;
 pub mod flv;
+pub mod http;
 pub mod payload;
 pub mod ptp_mgmt;
 pub mod rtp;

@@ -12,6 +12,8 @@
 //!   srt-live-transmit pulling it. It compares CPU and memory with GStreamer and FFmpeg doing
 //!   the same job, and reports Estuary's added latency: the playout lag of the 1 ms tick, plus
 //!   the hand-off from the completed codec frame to the SRT send.
+//! - `bench encode`: the network outputs' encoders (MP3, AAC-LC, Opus, FLAC) against the
+//!   `ffmpeg` command line on the same program (bench_encode.rs).
 //! - `bench meters`: in one thread of one process, the engine's ingest path (jitter-buffer push
 //!   of L24 packets and pull) against `Monitor::process` (meters, loudness, detectors) on the
 //!   same audio, in alternating rounds, as thread CPU per channel-second, so the metering cost
@@ -37,6 +39,9 @@ mod transmit;
 
 #[path = "bench_ptp.rs"]
 mod ptp;
+
+#[path = "bench_encode.rs"]
+mod encode;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -67,6 +72,8 @@ enum BenchWhat {
     TransmitWorker(transmit::TransmitArgs),
     /// PTP follower error to a ptp4l grandmaster on a veth pair, vs ptp4l's own follower.
     Ptp(ptp::PtpBenchArgs),
+    /// MP3, AAC, Opus and FLAC encoding of one stereo program: CPU vs FFmpeg, same run.
+    Encode(encode::EncodeArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -147,6 +154,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Transmit(a) => transmit::transmit(&a),
         BenchWhat::TransmitWorker(a) => transmit::transmit_worker(&a),
         BenchWhat::Ptp(a) => ptp::ptp(&a),
+        BenchWhat::Encode(a) => encode::encode(&a),
     }
 }
 

@@ -327,6 +327,11 @@ pub struct OutputConfig {
     /// HTTP: the token a non-loopback listener must give (`?token=` or `Authorization:
     /// Bearer`); without it only loopback clients are served.
     pub token: Option<Spanned<String>>,
+    /// Icecast `https://`, RTMP `rtmps://`: a PEM file of the CA certificates trusted instead
+    /// of Mozilla's roots (a private CA, a self-signed server).
+    pub tls_ca_file: Option<Spanned<PathBuf>>,
+    /// Icecast `https://`, RTMP `rtmps://`: accept any server certificate (a lab only).
+    pub tls_insecure: Option<Spanned<bool>>,
 }
 
 /// `address` is optional for the kinds that do not use it.

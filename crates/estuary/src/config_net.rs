@@ -4,6 +4,7 @@
 
 use estuary_io::encode::Codec;
 use estuary_io::icecast::IcecastConfig;
+use toml::Spanned;
 
 use super::{CodecConfig, FieldError, OutputConfig, OutputKind, ResolvedStream};
 
@@ -59,7 +60,7 @@ impl OutputConfig {
             .map(|(f, _)| f)
     }
 
-    fn net_fields(&self) -> [(&'static str, bool); 15] {
+    fn net_fields(&self) -> [(&'static str, bool); 17] {
         [
             ("url", self.url.is_some()),
             ("user", self.user.is_some()),
@@ -76,6 +77,8 @@ impl OutputConfig {
             ("path", self.path.is_some()),
             ("max_listeners", self.max_listeners.is_some()),
             ("token", self.token.is_some()),
+            ("tls_ca_file", self.tls_ca_file.is_some()),
+            ("tls_insecure", self.tls_insecure.is_some()),
         ]
     }
 
@@ -130,6 +133,8 @@ impl OutputConfig {
                 "homepage",
                 "public",
                 "title_file",
+                "tls_ca_file",
+                "tls_insecure",
             ],
         };
         let not_ours = foreign
@@ -165,8 +170,10 @@ impl OutputConfig {
                         "missing (rtmp://host/app/stream-key)".into(),
                     )
                 })?;
-                estuary_io::rtmp::RtmpConfig::parse(url.get_ref())
-                    .map_err(|m| (url.span(), "url".into(), m))?;
+                let tls = estuary_io::rtmp::RtmpConfig::parse(url.get_ref())
+                    .map_err(|m| (url.span(), "url".into(), m))?
+                    .tls;
+                self.check_tls_fields(tls, "rtmps://")?;
                 if self.codec.is_some_and(|c| c != CodecConfig::Aac) {
                     return Err((name, "codec".into(), "RTMP carries aac".into()));
                 }
@@ -186,7 +193,10 @@ impl OutputConfig {
                         "missing (http://host:8000/mount)".into(),
                     )
                 })?;
-                parse_icecast_url(url.get_ref()).map_err(|m| (url.span(), "url".into(), m))?;
+                let tls = parse_icecast_url(url.get_ref())
+                    .map_err(|m| (url.span(), "url".into(), m))?
+                    .tls;
+                self.check_tls_fields(tls, "https://")?;
                 if self.password.is_none() {
                     return Err((name, "password".into(), "missing".into()));
                 }
@@ -315,6 +325,42 @@ impl OutputConfig {
         })
     }
 
+    /// `tls_ca_file` and `tls_insecure` only with a TLS URL, and not both.
+    fn check_tls_fields(&self, tls: bool, scheme: &str) -> Result<(), FieldError> {
+        let ca = self.tls_ca_file.as_ref().map(Spanned::span);
+        let insecure = self.tls_insecure.as_ref().map(Spanned::span);
+        if let Some((span, field)) = ca
+            .clone()
+            .map(|s| (s, "tls_ca_file"))
+            .or(insecure.clone().map(|s| (s, "tls_insecure")))
+            && !tls
+        {
+            return Err((
+                span,
+                field.into(),
+                format!("only for a TLS destination (a {scheme} url)"),
+            ));
+        }
+        if let (Some(span), Some(flag)) = (insecure, &self.tls_insecure)
+            && *flag.get_ref()
+            && ca.is_some()
+        {
+            return Err((
+                span,
+                "tls_insecure".into(),
+                "give tls_ca_file or tls_insecure, not both".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tls_trust(&self) -> estuary_io::tls::TlsTrust {
+        estuary_io::tls::TlsTrust {
+            ca_file: self.tls_ca_file.as_ref().map(|p| p.get_ref().clone()),
+            insecure: self.tls_insecure.as_ref().is_some_and(|f| *f.get_ref()),
+        }
+    }
+
     /// The codec of an Icecast or HTTP output (MP3 unless `codec` says otherwise).
     pub fn net_codec(&self) -> Result<Codec, FieldError> {
         if self.kind == OutputKind::Rtmp {
@@ -337,7 +383,10 @@ impl OutputConfig {
 
     /// The RTMP destination (after [`OutputConfig::check_kind_fields`] passed).
     pub fn rtmp_config(&self) -> Result<estuary_io::rtmp::RtmpConfig, String> {
-        estuary_io::rtmp::RtmpConfig::parse(self.url.as_ref().map_or("", |u| u.get_ref()))
+        let mut config =
+            estuary_io::rtmp::RtmpConfig::parse(self.url.as_ref().map_or("", |u| u.get_ref()))?;
+        config.trust = self.tls_trust();
+        Ok(config)
     }
 
     /// The Icecast source settings (after [`OutputConfig::check_kind_fields`] passed).
@@ -349,6 +398,7 @@ impl OutputConfig {
             port: url.port,
             mount: url.mount,
             tls: url.tls,
+            trust: self.tls_trust(),
             user: self.user.clone().unwrap_or_else(|| "source".into()),
             password: self
                 .password
@@ -470,6 +520,24 @@ mod tests {
             "{INPUT}[[outputs]]\nname = \"ice\"\nkind = \"icecast\"\ninput = \"tone\"\nurl = \"http://h/m\"\nmode = \"caller\"\npassword = \"p\"\n"
         );
         assert_eq!(load(&text).expect_err("mode").field, "outputs[0].mode");
+    }
+
+    #[test]
+    fn tls_trust_settings_need_a_tls_url() {
+        let rtmp = |url: &str, extra: &str| {
+            format!(
+                "{INPUT}[[outputs]]\nname = \"r\"\nkind = \"rtmp\"\ninput = \"tone\"\nurl = \"{url}\"\n{extra}"
+            )
+        };
+        let e = load(&rtmp("rtmp://h/live/k", "tls_insecure = true\n")).expect_err("plain");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("outputs[0].tls_insecure", Some(10))
+        );
+        let both = "tls_ca_file = \"/x.pem\"\ntls_insecure = true\n";
+        let e = load(&rtmp("rtmps://h/live/k", both)).expect_err("both");
+        assert_eq!(e.field, "outputs[0].tls_insecure");
+        load(&rtmp("rtmps://h/live/k", "tls_ca_file = \"/x.pem\"\n")).expect("valid");
     }
 
     #[test]

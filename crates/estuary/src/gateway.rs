@@ -154,9 +154,27 @@ pub struct ApplyError {
     pub message: String,
 }
 
+/// Why a title was not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TitleError {
+    #[error("no running output of that name")]
+    NoSuchOutput,
+    /// The output's kind carries no title.
+    #[error("a {0} output carries no title")]
+    NoTitles(&'static str),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// What the supervisor is asked to do.
 #[derive(Debug)]
 pub enum Request {
+    /// Set the title of an Icecast or HTTP output (until the next title from its config).
+    SetTitle {
+        output: String,
+        title: String,
+        reply: Sender<Result<(), TitleError>>,
+    },
     /// Make the running state match this configuration, changing only what differs.
     Apply {
         config: Box<Config>,
@@ -268,6 +286,27 @@ impl Gateway {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => Err(unavailable("timed out applying the change")),
             Err(RecvTimeoutError::Disconnected) => Err(unavailable("the daemon is stopping")),
+        }
+    }
+
+    /// Asks the supervisor to put `title` on the air of output `output`. Blocking, briefly.
+    pub fn set_title(&self, output: &str, title: &str) -> Result<(), TitleError> {
+        let (reply, answer) = mpsc::channel();
+        let sent = lock(&self.shared.requests).send(Request::SetTitle {
+            output: output.to_owned(),
+            title: title.to_owned(),
+            reply,
+        });
+        let stopping = || TitleError::Unavailable("the daemon is stopping".into());
+        if sent.is_err() {
+            return Err(stopping());
+        }
+        match answer.recv_timeout(APPLY_TIMEOUT) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(TitleError::Unavailable(
+                "timed out setting the title".into(),
+            )),
+            Err(RecvTimeoutError::Disconnected) => Err(stopping()),
         }
     }
 
@@ -400,6 +439,17 @@ pub fn supervise(
                         warn!(error = %e, "configuration change refused; the running one is kept");
                         gateway.record("config_rejected", "warning", "config", &e.to_string());
                     }
+                }
+                let _ = reply.send(result);
+            }
+            Ok(Request::SetTitle {
+                output,
+                title,
+                reply,
+            }) => {
+                let result = running.set_title(&output, &title);
+                if result.is_ok() {
+                    gateway.record("title", "info", &format!("output/{output}"), &title);
                 }
                 let _ = reply.send(result);
             }

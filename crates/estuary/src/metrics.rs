@@ -18,6 +18,7 @@ pub fn render(status: &Status, meters: &[InputMeters]) -> String {
     inputs(&mut w, status);
     levels(&mut w, meters);
     outputs(&mut w, status);
+    net_outputs(&mut w, status);
     alarms(&mut w, status);
     ptp(&mut w, status);
     w.out
@@ -408,7 +409,7 @@ const OUTPUT_COUNTERS: [OutputField; 12] = [
     ),
     (
         "estuary_output_reconnects_total",
-        "SRT connections re-established.",
+        "Connections re-established (SRT, Icecast, RTMP).",
         |c| c.reconnects as f64,
     ),
     (
@@ -433,7 +434,7 @@ const OUTPUT_COUNTERS: [OutputField; 12] = [
     ),
     (
         "estuary_output_sent_bytes_total",
-        "Bytes sent over SRT.",
+        "Bytes sent (SRT; Icecast, RTMP: to the server; HTTP: to all listeners).",
         |c| c.bytes_sent as f64,
     ),
     (
@@ -461,7 +462,7 @@ const OUTPUT_GAUGES: [OutputField; 3] = [
     ),
     (
         "estuary_output_send_rate_bits_per_second",
-        "SRT send rate, bit/s.",
+        "Send rate, bit/s (SRT; Icecast and RTMP: measured over the last seconds).",
         |c| c.send_rate_mbps * 1e6,
     ),
     (
@@ -475,7 +476,7 @@ fn outputs(w: &mut Writer, status: &Status) {
     w.family(
         "estuary_output_connected",
         "gauge",
-        "1 when the output has a connected SRT peer.",
+        "1 when the output has a connected peer (SRT caller or listener, Icecast, RTMP).",
     );
     for o in &status.outputs {
         let up = if o.state == "connected" { 1.0 } else { 0.0 };
@@ -492,6 +493,117 @@ fn outputs(w: &mut Writer, status: &Status) {
         for (name, help, get) in fields {
             w.family(name, kind, help);
             for o in &status.outputs {
+                w.sample(name, &[("output", &o.name)], get(&o.counters));
+            }
+        }
+    }
+}
+
+/// Every state an output can report, for the `estuary_output_state` state set.
+const OUTPUT_STATES: [&str; 8] = [
+    "connecting",
+    "listening",
+    "connected",
+    "serving",
+    "waiting",
+    "backoff",
+    "failed",
+    "stopped",
+];
+
+/// The compressed network outputs' own counters (Icecast, RTMP, HTTP listen-in).
+const NET_COUNTERS: [OutputField; 9] = [
+    (
+        "estuary_output_frames_dropped_total",
+        "Audio frames not encoded: no destination connected (Icecast, RTMP) or, for AES67, the input ran ahead.",
+        |c| c.frames_dropped as f64,
+    ),
+    (
+        "estuary_output_chunks_dropped_total",
+        "Encoded chunks a full queue had no room for (a slow or dead destination or listener).",
+        |c| c.chunks_dropped as f64,
+    ),
+    (
+        "estuary_output_dropped_bytes_total",
+        "Bytes of the chunks dropped on a full queue.",
+        |c| c.bytes_dropped as f64,
+    ),
+    (
+        "estuary_output_streams_started_total",
+        "Streams started (container header sent): connections, Ogg title chains.",
+        |c| c.streams_started as f64,
+    ),
+    (
+        "estuary_output_title_updates_total",
+        "Titles taken (config file watch or API).",
+        |c| c.title_updates as f64,
+    ),
+    (
+        "estuary_output_metadata_errors_total",
+        "Icecast title updates (/admin/metadata) that failed.",
+        |c| c.metadata_errors as f64,
+    ),
+    (
+        "estuary_output_listeners_refused_total",
+        "HTTP listen-in requests refused (wrong path, no token, full).",
+        |c| c.listeners_refused as f64,
+    ),
+    (
+        "estuary_output_listeners_too_slow_total",
+        "HTTP listen-in listeners disconnected for falling behind.",
+        |c| c.listeners_too_slow as f64,
+    ),
+    (
+        "estuary_output_errors_total",
+        "Errors recorded as the output's last error (failed connections, refusals, writes).",
+        |c| c.errors as f64,
+    ),
+];
+
+const NET_GAUGES: [OutputField; 3] = [
+    (
+        "estuary_output_queue_chunks",
+        "Encoded chunks waiting for the network writer.",
+        |c| c.queue_chunks as f64,
+    ),
+    (
+        "estuary_output_listeners",
+        "HTTP listen-in listeners connected now.",
+        |c| c.listeners as f64,
+    ),
+    (
+        "estuary_output_last_error_timestamp_seconds",
+        "Unix time of the output's last error; 0 when it has had none.",
+        |c| c.last_error_unix_seconds,
+    ),
+];
+
+/// Icecast, RTMP and HTTP listen-in outputs: their state as a state set, and their counters.
+fn net_outputs(w: &mut Writer, status: &Status) {
+    let net: Vec<_> = status
+        .outputs
+        .iter()
+        .filter(|o| matches!(o.kind.as_str(), "icecast" | "rtmp" | "http"))
+        .collect();
+    w.family(
+        "estuary_output_state",
+        "gauge",
+        "1 for the state the output is in (a state set: one series per state).",
+    );
+    for o in &status.outputs {
+        for state in OUTPUT_STATES {
+            let on = f64::from(u8::from(o.state == state));
+            w.sample(
+                "estuary_output_state",
+                &[("output", &o.name), ("state", state)],
+                on,
+            );
+        }
+    }
+    for (fields, kind) in [(&NET_COUNTERS[..], "counter"), (&NET_GAUGES[..], "gauge")] {
+        for (name, help, get) in fields {
+            w.family(name, kind, help);
+            for o in &net {
                 w.sample(name, &[("output", &o.name)], get(&o.counters));
             }
         }
@@ -571,5 +683,38 @@ mod tests {
         assert!(text.contains("estuary_input_peak_dbfs{input=\"a\\\"b\",channel=\"1\"} -18\n"));
         assert!(text.contains("estuary_input_up{input=\"a\\\"b\"} 1\n"));
         assert!(text.contains("estuary_alarms_active{severity=\"critical\"} 1\n"));
+    }
+
+    #[test]
+    fn network_outputs_have_a_state_set_and_their_counters() {
+        use crate::status::{OutputCounters, OutputStatus};
+        let status = Status {
+            outputs: vec![OutputStatus {
+                name: "ice".into(),
+                kind: "icecast".into(),
+                state: "waiting".into(),
+                counters: OutputCounters {
+                    chunks_dropped: 3,
+                    queue_chunks: 64,
+                    last_error_unix_seconds: 1.7e9,
+                    errors: 2,
+                    ..OutputCounters::default()
+                },
+                ..OutputStatus::default()
+            }],
+            ..Status::default()
+        };
+        let text = render(&status, &[]);
+        for line in [
+            "estuary_output_state{output=\"ice\",state=\"waiting\"} 1\n",
+            "estuary_output_state{output=\"ice\",state=\"connected\"} 0\n",
+            "# TYPE estuary_output_chunks_dropped_total counter\n",
+            "estuary_output_chunks_dropped_total{output=\"ice\"} 3\n",
+            "estuary_output_queue_chunks{output=\"ice\"} 64\n",
+            "estuary_output_last_error_timestamp_seconds{output=\"ice\"} 1700000000\n",
+            "estuary_output_errors_total{output=\"ice\"} 2\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
     }
 }

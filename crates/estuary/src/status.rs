@@ -457,6 +457,12 @@ pub struct OutputCounters {
     /// Icecast: failed `/admin/metadata` updates.
     #[serde(default)]
     pub metadata_errors: u64,
+    /// Icecast, RTMP, HTTP: errors recorded as `last_error`, and when the last one happened
+    /// (Unix seconds; 0: none yet).
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub last_error_unix_seconds: f64,
 }
 
 /// Stream discovery.

@@ -1,7 +1,7 @@
 //! Icecast and HTTP listen-in outputs against real peers: Debian's `icecast2` (run as a
 //! child with a generated config on 127.0.0.1, in a private network namespace per test) and
 //! FFmpeg reading the streams back. Every check decodes: tone frequency and level for MP3 and
-//! Ogg Opus, the exact generator sequence for SRT 302M and (to 16 bits) for Ogg FLAC.
+//! Ogg Opus, the exact generator sequence for SRT 302M and for 24-bit Ogg FLAC.
 
 mod common;
 
@@ -322,15 +322,22 @@ fn http_listen_in_decodes_in_ffmpeg_and_plays_in_chromium() {
     );
 }
 
-fn start_nginx_rtmp(dir: &Path) -> Proc {
+/// nginx with the RTMP module on 127.0.0.1:1935; `extra` goes at the top level (a `stream {}`
+/// TLS proxy), `modules` names further dynamic modules to load.
+fn start_nginx_rtmp(dir: &Path, modules: &[&str], extra: &str) -> Proc {
     let conf = dir.join("nginx.conf");
+    let loads: String = std::iter::once("ngx_rtmp_module")
+        .chain(modules.iter().copied())
+        .map(|m| format!("load_module /usr/lib/nginx/modules/{m}.so;\n"))
+        .collect();
     std::fs::write(
         &conf,
         format!(
-            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off;\n\
+            "{loads}daemon off;\n\
              master_process off;\nerror_log stderr info;\npid {}/nginx.pid;\n\
              events {{ worker_connections 64; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:1935; application live {{ live on; record off; }} }} }}\n",
+             rtmp {{ server {{ listen 127.0.0.1:1935; application live {{ live on; record off; }} }} }}\n\
+             {extra}",
             dir.display()
         ),
     )
@@ -357,7 +364,7 @@ fn start_nginx_rtmp(dir: &Path) -> Proc {
 fn rtmp_to_nginx_plays_back_the_tone() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let _nginx = start_nginx_rtmp(dir.path());
+    let _nginx = start_nginx_rtmp(dir.path(), &[], "");
     let config = format!(
         "{TONE_INPUT}[[outputs]]\nname = \"rtmp\"\nkind = \"rtmp\"\ninput = \"tone\"\n\
          url = \"rtmp://127.0.0.1/live/studio\"\nbitrate = 128000\nsample_rate = 44100\n"
@@ -387,9 +394,9 @@ fn rtmp_to_nginx_plays_back_the_tone() {
 }
 
 /// One sequence input, three outputs: SRT 302M, Icecast (MP3) and HTTP listen-in (Ogg FLAC).
-/// Icecast is killed for two seconds: the SRT receiver's audio stays the exact sequence, the
-/// HTTP listener's stays the sequence to 16 bits, and the source is back on Icecast within
-/// two seconds of the server answering again.
+/// Icecast is killed for two seconds: the SRT receiver's and the HTTP listener's audio (24-bit
+/// FLAC) stay the exact sequence, and the source is back on Icecast within two seconds of the
+/// server answering again.
 #[test]
 fn an_icecast_outage_touches_neither_srt_nor_http_and_the_source_comes_back() {
     isolate_for_icecast();
@@ -446,31 +453,19 @@ fn an_icecast_outage_touches_neither_srt_nor_http_and_the_source_comes_back() {
         let want = [0, 1].map(|ch| estuary_io::tx::sequence_sample(first + i as u64, ch));
         assert_eq!(frame, want, "SRT frame {i} is not the sequence's next");
     }
-    // Ogg FLAC is 16-bit: the sequence's top 16 bits, a staircase one step per 4 frames
-    // (±1 for the conversion's rounding). A lost chunk would jump 240 steps or more.
+    // Ogg FLAC keeps the input's 24 bits: the listener's audio is the exact sequence too.
     let http = s32le(&std::fs::read(&http_out).expect("http"));
     assert!(
         http.len() >= 6 * 48_000 * 2,
         "only {} HTTP samples",
         http.len()
     );
-    let left: Vec<i32> = channel(&http, 2, 0).iter().map(|s| s >> 16).collect();
-    let top = |n: u64| estuary_io::tx::sequence_sample(n, 0) >> 16;
-    let near = |a: i32, b: i32| (a - b).abs() <= 1 || (a - b).abs() >= 0xffff;
-    let base = u64::from(left[0] as u16) * 4;
-    let n0 = (base.saturating_sub(8)..base + 8)
-        .find(|&n| {
-            left.iter()
-                .take(64)
-                .enumerate()
-                .all(|(i, &v)| near(v, top(n + i as u64)))
-        })
-        .expect("the HTTP listener's audio is not the sequence");
-    for (i, &v) in left.iter().enumerate() {
-        let want = top(n0 + i as u64);
-        assert!(
-            near(v, want),
-            "HTTP frame {i}: {v:#x}, the sequence has {want:#x}"
+    let first = (http[0] as u32 >> 8) as u64 / 64;
+    for (i, frame) in http.chunks_exact(2).enumerate() {
+        let want = [0, 1].map(|ch| estuary_io::tx::sequence_sample(first + i as u64, ch));
+        assert_eq!(
+            frame, want,
+            "HTTP FLAC frame {i} is not the sequence's next"
         );
     }
     assert!(
@@ -478,4 +473,291 @@ fn an_icecast_outage_touches_neither_srt_nor_http_and_the_source_comes_back() {
         "estuary died:\n{}",
         estuary.stderr()
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 (P-256, one day), made with Debian's `openssl`.
+/// Not a CA certificate (`openssl req -x509`'s default): WebPKI refuses a CA certificate as
+/// a server's own.
+fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (status, _, stderr) = run_with_timeout(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "openssl: {stderr}");
+    (cert, key)
+}
+
+/// RTMPS: Estuary publishes over TLS to nginx's `stream {}` TLS terminator (a self-signed
+/// certificate, trusted through `tls_ca_file`) in front of nginx-rtmp; FFmpeg plays the
+/// stream back over plain RTMP and the tone is there at the right frequency and level.
+#[test]
+fn rtmps_through_a_tls_proxy_plays_back_the_tone() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path());
+    let proxy = format!(
+        "stream {{ server {{ listen 127.0.0.1:1936 ssl; ssl_certificate {}; \
+         ssl_certificate_key {}; proxy_pass 127.0.0.1:1935; }} }}\n",
+        cert.display(),
+        key.display()
+    );
+    let mut nginx = start_nginx_rtmp(dir.path(), &["ngx_stream_module"], &proxy);
+    let config = format!(
+        "{TONE_INPUT}[[outputs]]\nname = \"rtmps\"\nkind = \"rtmp\"\ninput = \"tone\"\n\
+         url = \"rtmps://127.0.0.1:1936/live/studio\"\ntls_ca_file = \"{}\"\n\
+         bitrate = 128000\nsample_rate = 48000\n",
+        cert.display()
+    );
+    let estuary = start_estuary(dir.path(), &config);
+    // A player that arrives before the publisher may wait for ever: start it after.
+    nginx.wait_for_stderr("publish: name='studio'", Duration::from_secs(15));
+    let (mut reader, out) = ffmpeg_reader(
+        dir.path(),
+        "rtmps",
+        "rtmp://127.0.0.1/live/studio",
+        2,
+        48_000,
+    );
+    let status = reader.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "ffmpeg failed:\n{}\n{}",
+        reader.stderr(),
+        estuary.stderr()
+    );
+    assert_tone(
+        &s32le(&std::fs::read(&out).expect("rtmps")),
+        2,
+        48_000.0,
+        "RTMPS AAC",
+    );
+}
+
+const API: &str = "http://127.0.0.1:8490";
+const API_TOKEN: &str = "out-test-token-0123456789abcdef";
+
+/// `curl` with a method, a bearer token and a JSON body; returns (HTTP status, body).
+fn curl(method: &str, path: &str, token: Option<&str>, json: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}"])
+        .arg(format!("{API}{path}"));
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    if let Some(body) = json {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    let (_, out, err) = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let code = code
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl {path}: {err}"));
+    (code, body.to_owned())
+}
+
+/// `/metrics` as series (`name{labels}`) → value; every series' family has HELP and TYPE.
+fn scrape() -> std::collections::HashMap<String, f64> {
+    let (code, text) = curl("GET", "/metrics", None, None);
+    assert_eq!(code, 200, "{text}");
+    let mut typed = std::collections::HashSet::new();
+    let mut series = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split(' ').next().unwrap_or("").to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (name, value) = line.rsplit_once(' ').expect("a sample line");
+            let family = name.split('{').next().unwrap_or("");
+            assert!(typed.contains(family), "{family} has no TYPE line");
+            series.insert(name.to_owned(), value.parse().expect("a number"));
+        }
+    }
+    series
+}
+
+fn series(metrics: &std::collections::HashMap<String, f64>, name: &str) -> f64 {
+    *metrics
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// The title from the config, then from the API (`POST /api/outputs/ice/title` with the admin
+/// token), in Icecast's status JSON; the output counters in `/metrics` move: bytes, bitrate,
+/// the state set, HTTP listeners, and, when Icecast is killed and restarted, the error
+/// timestamp and the reconnections.
+#[test]
+fn titles_from_config_and_api_reach_icecast_and_output_metrics_move() {
+    isolate_for_icecast();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut icecast = start_icecast(dir.path());
+    let config = format!(
+        "[api]\nbind = \"127.0.0.1:8490\"\ntoken = \"{API_TOKEN}\"\n\
+         [discovery]\nsap = false\nravenna = false\n\n\
+         [[inputs]]\nname = \"tone\"\nkind = \"generator\"\nsignal = \"tone\"\nmeters = false\n\n\
+         [[outputs]]\nname = \"ice\"\nkind = \"icecast\"\ninput = \"tone\"\n\
+         url = \"http://{ICECAST}/api.mp3\"\npassword = \"hackme\"\ntitle = \"From Config\"\n\n\
+         [[outputs]]\nname = \"web\"\nkind = \"http\"\ninput = \"tone\"\n\
+         address = \"127.0.0.1:8002\"\npath = \"/web.mp3\"\n"
+    );
+    let estuary = start_estuary(dir.path(), &config);
+    assert!(
+        wait_for_source("/api.mp3", Duration::from_secs(10), |s| s["title"]
+            == "From Config")
+        .is_some(),
+        "the config's title is not on Icecast: {:?}\n{}",
+        source_of("/api.mp3"),
+        estuary.stderr()
+    );
+
+    let body = r#"{"title": "Live from the API"}"#;
+    assert_eq!(
+        curl("POST", "/api/outputs/ice/title", None, Some(body)).0,
+        401
+    );
+    assert_eq!(
+        curl(
+            "POST",
+            "/api/outputs/nope/title",
+            Some(API_TOKEN),
+            Some(body)
+        )
+        .0,
+        404
+    );
+    let bad = r#"{"title": "two\nlines"}"#;
+    assert_eq!(
+        curl("POST", "/api/outputs/ice/title", Some(API_TOKEN), Some(bad)).0,
+        400
+    );
+    let (code, text) = curl(
+        "POST",
+        "/api/outputs/ice/title",
+        Some(API_TOKEN),
+        Some(body),
+    );
+    assert_eq!(code, 204, "{text}");
+    assert!(
+        wait_for_source("/api.mp3", Duration::from_secs(5), |s| s["title"]
+            == "Live from the API")
+        .is_some(),
+        "the API's title is not on Icecast: {:?}\n{}",
+        source_of("/api.mp3"),
+        estuary.stderr()
+    );
+
+    // A listener on the HTTP output while the counters are read twice, 2.5 s apart.
+    let listener = std::thread::spawn(|| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:8002").expect("connect");
+        write!(s, "GET /web.mp3 HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let end = Instant::now() + Duration::from_secs(4);
+        let mut buf = [0; 8192];
+        let mut total = 0;
+        while Instant::now() < end {
+            total += s.read(&mut buf).unwrap_or(0);
+        }
+        total
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = scrape();
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = scrape();
+    let ice = |m: &std::collections::HashMap<String, f64>, name: &str| {
+        series(m, &format!("{name}{{output=\"ice\"}}"))
+    };
+    let web = |m: &std::collections::HashMap<String, f64>, name: &str| {
+        series(m, &format!("{name}{{output=\"web\"}}"))
+    };
+    assert_eq!(
+        series(
+            &after,
+            "estuary_output_state{output=\"ice\",state=\"connected\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &after,
+            "estuary_output_state{output=\"web\",state=\"serving\"}"
+        ),
+        1.0
+    );
+    assert!(
+        ice(&after, "estuary_output_sent_bytes_total")
+            > ice(&before, "estuary_output_sent_bytes_total")
+    );
+    assert!(
+        ice(&after, "estuary_output_frames_encoded_total")
+            > ice(&before, "estuary_output_frames_encoded_total")
+    );
+    let rate = ice(&after, "estuary_output_send_rate_bits_per_second");
+    assert!(
+        (100_000.0..160_000.0).contains(&rate),
+        "Icecast send rate {rate} bit/s for 128 kbit/s MP3"
+    );
+    assert!(ice(&after, "estuary_output_title_updates_total") >= 1.0);
+    assert_eq!(
+        ice(&after, "estuary_output_last_error_timestamp_seconds"),
+        0.0
+    );
+    assert!(ice(&after, "estuary_output_queue_chunks") < 64.0);
+    assert_eq!(web(&after, "estuary_output_listeners"), 1.0);
+    assert!(
+        web(&after, "estuary_output_sent_bytes_total")
+            > web(&before, "estuary_output_sent_bytes_total")
+    );
+    assert!(listener.join().expect("listener") > 30_000);
+
+    // Icecast gone for a second: an error with its time, then a reconnection.
+    icecast.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    let down = scrape();
+    assert_eq!(
+        series(
+            &down,
+            "estuary_output_state{output=\"ice\",state=\"connected\"}"
+        ),
+        0.0
+    );
+    assert!(ice(&down, "estuary_output_errors_total") >= 1.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let at = ice(&down, "estuary_output_last_error_timestamp_seconds");
+    assert!(
+        (now - 5.0..=now + 1.0).contains(&at),
+        "last error at {at}, now {now}"
+    );
+    assert!(ice(&down, "estuary_output_frames_dropped_total") > 0.0);
+    let _icecast = start_icecast(dir.path());
+    assert!(
+        wait_for_source("/api.mp3", Duration::from_secs(5), |_| true).is_some(),
+        "no reconnection:\n{}",
+        estuary.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let back = scrape();
+    assert!(ice(&back, "estuary_output_reconnects_total") >= 1.0);
+    assert!(ice(&back, "estuary_output_streams_started_total") >= 2.0);
 }

@@ -33,7 +33,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
 
 /// A JSON body, or the rejection in the API's error shape (400 syntax, 415 content type,
 /// 422 wrong fields), naming the field serde complained about.
-fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+pub(super) fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     b.map(|Json(t)| t).map_err(|r| {
         let message = r.body_text();
         let mut e = ApiError::new(r.status(), message.clone());

@@ -14,6 +14,7 @@ pub mod live;
 pub mod logs;
 pub mod openapi;
 pub mod store;
+pub mod title;
 pub mod types;
 
 #[cfg(test)]
@@ -27,7 +28,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::middleware;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -93,6 +94,7 @@ pub fn app(state: ApiState) -> Router {
                 .put(h::put_output)
                 .delete(h::delete_output),
         )
+        .route("/api/outputs/{name}/title", post(title::set_title))
         .route("/api/config", get(h::get_config).put(h::put_config))
         .route("/api/live", get(live::live))
         .route("/api/openapi.json", get(openapi::document))

@@ -23,12 +23,13 @@ use super::live;
         h::list_inputs, h::get_input, h::add_input, h::put_input, h::delete_input,
         h::list_outputs, h::get_output, h::add_output, h::put_output, h::delete_output,
         h::get_config, h::put_config, h::metrics, live::live, document,
+        super::title::set_title,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "status", description = "What the gateway is doing"),
         (name = "inputs", description = "AES67 streams received"),
-        (name = "outputs", description = "SRT destinations"),
+        (name = "outputs", description = "SRT, AES67, Icecast, RTMP and HTTP listen-in outputs"),
         (name = "routing", description = "Which input feeds which output"),
         (name = "config", description = "The configuration file"),
     )

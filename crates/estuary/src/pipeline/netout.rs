@@ -18,6 +18,7 @@ use estuary_io::icecast::{PublishTarget, Publisher};
 
 use super::{OutputSnapshot, lock};
 use crate::config::{CodecConfig, OutputConfig, OutputKind, ResolvedStream};
+use crate::gateway::TitleError;
 use crate::shutdown::Stop;
 use crate::status::{Health, OutputCounters, OutputStatus};
 
@@ -155,6 +156,11 @@ impl NetWorker {
             input_rate: stream.sample_rate,
             output_rate: plan.sample_rate,
             channels: plan.channels,
+            input_bits: if stream.format == estuary_wire::payload::SampleFormat::L16 {
+                16
+            } else {
+                24
+            },
             title: output.title.clone(),
         };
         // Check the chain can be built now, so a bad combination fails the route's start.
@@ -362,6 +368,8 @@ pub(super) fn status(
             counters.bitrate_bps = s.bitrate;
             counters.metadata_errors = s.metadata_errors;
             counters.send_rate_mbps = s.bitrate as f64 / 1e6;
+            counters.errors = s.errors;
+            counters.last_error_unix_seconds = unix_seconds(s.last_error_at);
             let url = c
                 .url
                 .as_ref()
@@ -381,6 +389,8 @@ pub(super) fn status(
             counters.listeners = s.listeners as u64;
             counters.listeners_refused = s.refused;
             counters.listeners_too_slow = s.slow_disconnects;
+            counters.errors = s.errors;
+            counters.last_error_unix_seconds = unix_seconds(s.last_error_at);
             let path = c.path.as_ref().map_or("/", |p| p.get_ref());
             let state = if !receiving {
                 "stopped"
@@ -437,7 +447,34 @@ pub(super) fn status(
     }
 }
 
+fn unix_seconds(at: Option<SystemTime>) -> f64 {
+    at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl super::Running {
+    /// Sets the title of the Icecast or HTTP output `name` (the API's title update); the
+    /// output's worker takes it within its next wake-up (≤ 50 ms).
+    pub fn set_title(&self, name: &str, title: &str) -> Result<(), TitleError> {
+        let output = self
+            .routes
+            .iter()
+            .flat_map(|r| &r.outputs)
+            .find(|o| o.config.name.get_ref() == name)
+            .ok_or(TitleError::NoSuchOutput)?;
+        match &output.sink {
+            super::Sink::Net(_) if output.config.kind == OutputKind::Rtmp => {
+                Err(TitleError::NoTitles("rtmp"))
+            }
+            super::Sink::Net(sink) => {
+                *lock(&sink.title) = Some(title.to_owned());
+                Ok(())
+            }
+            super::Sink::Srt(_) => Err(TitleError::NoTitles("srt")),
+            super::Sink::Aes67(_) => Err(TitleError::NoTitles("aes67")),
+        }
+    }
+
     /// Whether `name` is an Icecast or HTTP output.
     pub(super) fn is_net_output(&self, name: &str) -> bool {
         self.routes
