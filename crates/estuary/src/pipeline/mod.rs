@@ -655,6 +655,7 @@ impl Route {
                     frame,
                     thread,
                     events: None,
+                    meter: None,
                 });
                 continue;
             }
