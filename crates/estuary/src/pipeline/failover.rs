@@ -4,6 +4,7 @@
 //! from the old source to the new one, on a sample boundary.
 
 use std::net::UdpSocket;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing::{info, warn};
@@ -16,6 +17,7 @@ use estuary_io::batch::BatchReceiver;
 use estuary_io::mcast;
 use estuary_io::tx::ToneGenerator;
 
+use super::clock_rule::ClockGate;
 use super::ingest::{self, InputRuntime};
 use crate::config::{InputConfig, ResolvedStream};
 use crate::failover::{TONE_HZ, TONE_LEVEL_DBFS};
@@ -62,6 +64,8 @@ pub(in crate::pipeline) struct FailoverRuntime {
     fade: Option<(usize, usize)>,
     last_reason: Option<SwitchReason>,
     name: String,
+    /// The main stream's clock, judged by the supervisor (`clock_rule`).
+    clock_gate: Arc<ClockGate>,
 }
 
 /// Sets up the backup and the fallback of `input`, if it has `failover`.
@@ -69,6 +73,7 @@ pub(super) fn open(
     input: &InputConfig,
     stream: &ResolvedStream,
     latency: std::time::Duration,
+    clock_gate: Arc<ClockGate>,
 ) -> anyhow::Result<Option<Box<FailoverRuntime>>> {
     let Some(config) = input.failover.as_ref().map(toml::Spanned::get_ref) else {
         return Ok(None);
@@ -139,6 +144,7 @@ pub(super) fn open(
         fade: None,
         last_reason: None,
         name,
+        clock_gate,
     })))
 }
 
@@ -260,6 +266,7 @@ pub(super) fn pull(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         f.switcher.audio(slot, now, &played);
         f.played[slot] = played;
     }
+    f.switcher.clock(0, now, f.clock_gate.get());
     if let Some(switch) = f.switcher.decide(now) {
         let (from, to) = (switch.from, switch.to);
         f.last_reason = Some(switch.reason);
