@@ -562,6 +562,7 @@ mod tests {
                 active: active.into(),
                 switches,
                 last_reason: reason.map(Into::into),
+                main_clock: None,
                 backup: None,
                 backups: Vec::new(),
             }),

@@ -147,6 +147,10 @@ fn failover_on_clock_unlock_and_back_once_relocked() {
         during["status"]["failover"]["last_reason"], "clock_unlocked",
         "{during}"
     );
+    assert_eq!(
+        during["status"]["failover"]["main_clock"], "unlocked",
+        "{during}"
+    );
 
     // A grandmaster again: relock, then the main returns after the stable period.
     let _gm2 = grandmaster();
@@ -213,6 +217,7 @@ fn failover_on_clock_unlock_and_back_once_relocked() {
     assert_eq!(failover["active"], "main", "{input}");
     assert_eq!(failover["last_reason"], "restored", "{input}");
     assert_eq!(failover["switches"], 2, "{input}\n{log}");
+    assert_eq!(failover["main_clock"], "locked", "{input}");
     let events = get_json("/api/events?limit=1000");
     let messages: Vec<&str> = events
         .as_array()

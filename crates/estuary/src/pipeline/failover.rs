@@ -45,6 +45,8 @@ pub struct FailoverSnapshot {
     pub backups: usize,
     pub switches: u64,
     pub last_reason: Option<SwitchReason>,
+    /// The main stream's clock as the clock rule sees it (`None`: not judged).
+    pub main_clock: Option<bool>,
     /// The backup streams' counters (the main stream's are the input's), and the rate.
     pub backup_stats: [Option<estuary_engine::stats::StreamStats>; MAX_BACKUPS],
     pub sample_rate: u32,
@@ -159,6 +161,7 @@ impl FailoverRuntime {
             backups: self.backups.len(),
             switches: self.switcher.switches(),
             last_reason: self.last_reason,
+            main_clock: self.clock_gate.get(),
             backup_stats,
             sample_rate: self.sample_rate,
         }
@@ -296,6 +299,9 @@ pub(super) fn status(snapshot: &FailoverSnapshot) -> FailoverStatus {
         active: slot_name(snapshot.active, snapshot.backups).to_owned(),
         switches: snapshot.switches,
         last_reason: snapshot.last_reason.map(|r| r.name().to_owned()),
+        main_clock: snapshot
+            .main_clock
+            .map(|locked| if locked { "locked" } else { "unlocked" }.to_owned()),
         backup: snapshot.backup_stats[0]
             .map(|stats| InputCounters::from_stats(&stats, snapshot.sample_rate, 0, 0.0)),
         backups: snapshot
