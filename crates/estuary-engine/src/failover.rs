@@ -1,7 +1,8 @@
 //! Source failover: which of a priority list of sources (main, backup, fallback) is on air.
 //!
-//! A source is *healthy* while its packets keep coming (none missing for `switch_after`) and
-//! it is not silent (peak below the threshold) for `silence_after`; a fallback (a tone or a
+//! A source is *healthy* while its packets keep coming (none missing for `switch_after`), it
+//! is not silent (peak below the threshold) for `silence_after`, and its clock has not been
+//! unlocked for `clock_unlocked_after` (when the caller judges its clock); a fallback (a tone or a
 //! file, produced locally) is always healthy. The [`Switcher`] puts the highest-priority
 //! healthy source on air: at once when the active source fails, and only after a source of
 //! higher priority has been healthy for `return_after` when going back, so a flapping main
@@ -25,6 +26,8 @@ pub struct FailoverPolicy {
     pub silence_peak: Option<i32>,
     /// A source silent for this long has failed.
     pub silence_after: Duration,
+    /// A source whose clock is unlocked this long has failed; `None`: the clock rule is off.
+    pub clock_unlocked_after: Option<Duration>,
     /// A higher-priority source must be healthy this long before it goes back on air.
     pub return_after: Duration,
     /// Frames of the crossfade at a switch.
@@ -38,6 +41,8 @@ pub enum SwitchReason {
     NoPackets,
     /// The active source was silent for too long.
     Silence,
+    /// The active source's clock was unlocked for too long.
+    ClockUnlocked,
     /// A higher-priority source has been healthy for the return period.
     Restored,
 }
@@ -48,6 +53,7 @@ impl SwitchReason {
         match self {
             SwitchReason::NoPackets => "no_packets",
             SwitchReason::Silence => "silence",
+            SwitchReason::ClockUnlocked => "clock_unlocked",
             SwitchReason::Restored => "restored",
         }
     }
@@ -68,6 +74,8 @@ struct Health {
     last_packet: Option<MonoTime>,
     /// Start of the current run of silent audio.
     quiet_since: Option<MonoTime>,
+    /// Start of the current run of an unlocked clock.
+    unlocked_since: Option<MonoTime>,
     /// Start of the current healthy run.
     healthy_since: Option<MonoTime>,
 }
@@ -136,6 +144,19 @@ impl Switcher {
         }
     }
 
+    /// The state of `source`'s clock at `now`: `Some(false)` unlocked, `Some(true)` locked,
+    /// `None` not judged (no PTP, or not yet acquired), which never fails a source.
+    pub fn clock(&mut self, source: usize, now: MonoTime, locked: Option<bool>) {
+        let Some(s) = self.sources.get_mut(source) else {
+            return;
+        };
+        if locked == Some(false) {
+            s.unlocked_since.get_or_insert(now);
+        } else {
+            s.unlocked_since = None;
+        }
+    }
+
     /// Why `source` is unhealthy at `now`, if it is.
     fn fault(&self, source: usize, now: MonoTime) -> Option<SwitchReason> {
         let s = &self.sources[source];
@@ -148,6 +169,14 @@ impl Switcher {
             .is_some_and(|d| d > self.policy.switch_after);
         if stale {
             return Some(SwitchReason::NoPackets);
+        }
+        let unlocked = self.policy.clock_unlocked_after.is_some_and(|after| {
+            s.unlocked_since
+                .and_then(|t| now.checked_duration_since(t))
+                .is_some_and(|d| d >= after)
+        });
+        if unlocked {
+            return Some(SwitchReason::ClockUnlocked);
         }
         let silent = s.quiet_since.is_some_and(|t| {
             now.checked_duration_since(t)
@@ -235,6 +264,7 @@ mod tests {
             switch_after: Duration::from_millis(250),
             silence_peak: Some(1 << 16),
             silence_after: Duration::from_secs(2),
+            clock_unlocked_after: Some(Duration::from_millis(500)),
             return_after: Duration::from_secs(5),
             crossfade: 480,
         }
@@ -284,6 +314,63 @@ mod tests {
         assert_eq!((s.to, s.reason), (1, SwitchReason::Silence));
         assert_eq!(t, 2_000);
         assert_eq!(sw.active(), 1);
+    }
+
+    #[test]
+    fn clock_unlock_fails_the_main_and_it_returns_once_locked_for_the_stable_period() {
+        let mut sw = Switcher::new(policy(), 2, 0);
+        let loud = [1 << 20; 96];
+        let mut switches = Vec::new();
+        for t in 0..20_000u64 {
+            let now = ms(t);
+            for source in 0..2 {
+                sw.packet(source, now);
+                sw.audio(source, now, &loud);
+            }
+            // The main's clock: not judged at first (acquiring), locked from 1 s, unlocked
+            // from 3 s to 9 s (the grandmaster gone), a 200 ms blip at 12 s (shorter than
+            // the rule's 500 ms: no switch), locked after.
+            let locked = match t {
+                0..1_000 => None,
+                3_000..9_000 | 12_000..12_200 => Some(false),
+                _ => Some(true),
+            };
+            sw.clock(0, now, locked);
+            if let Some(s) = sw.decide(now) {
+                switches.push((t, s));
+            }
+        }
+        assert_eq!(switches.len(), 2, "{switches:?}");
+        let (t0, s0) = switches[0];
+        assert_eq!(
+            (s0.from, s0.to, s0.reason),
+            (0, 1, SwitchReason::ClockUnlocked)
+        );
+        assert_eq!(t0, 3_500);
+        let (t1, s1) = switches[1];
+        assert_eq!((s1.from, s1.to, s1.reason), (1, 0, SwitchReason::Restored));
+        assert_eq!(t1, 14_000, "locked at 9 s + the 5 s return period");
+    }
+
+    #[test]
+    fn without_the_clock_rule_an_unlocked_clock_is_ignored() {
+        let mut sw = Switcher::new(
+            FailoverPolicy {
+                clock_unlocked_after: None,
+                ..policy()
+            },
+            2,
+            0,
+        );
+        let loud = [1 << 20; 96];
+        for t in 0..5_000u64 {
+            for source in 0..2 {
+                sw.packet(source, ms(t));
+                sw.audio(source, ms(t), &loud);
+            }
+            sw.clock(0, ms(t), Some(false));
+            assert_eq!(sw.decide(ms(t)), None);
+        }
     }
 
     #[test]

@@ -562,6 +562,9 @@ impl Config {
             input
                 .validate_failover()
                 .map_err(|(span, f, m)| err(span, field(&f), m))?;
+            input
+                .validate_clock_rule(self.clock.mode)
+                .map_err(|(span, f, m)| err(span, field(&f), m))?;
         }
         let mut output_names = HashSet::new();
         for (i, output) in self.outputs.iter().enumerate() {

@@ -37,6 +37,11 @@ pub struct FailoverConfig {
     /// A source silent this long has failed.
     #[serde(default = "default_silence_after", with = "humantime_serde")]
     pub silence_after: Duration,
+    /// The main stream fails when its clock has been unlocked this long (our PTP follower
+    /// lost its lock, or the stream's SDP names another grandmaster); the rule is off when
+    /// absent. See docs/redundancy.md.
+    #[serde(default, with = "humantime_serde")]
+    pub clock_unlocked_after: Option<Duration>,
     /// A higher-priority source must be healthy this long before it goes back on air.
     #[serde(default = "default_return_after", with = "humantime_serde")]
     pub return_after: Duration,
@@ -199,6 +204,7 @@ impl FailoverConfig {
                 .silence_threshold
                 .map(|db| (f64::from(i32::MAX) * 10f64.powf(db / 20.0)) as i32),
             silence_after: self.silence_after,
+            clock_unlocked_after: self.clock_unlocked_after,
             return_after: self.return_after,
             crossfade: (self.crossfade.as_secs_f64() * f64::from(sample_rate)) as usize,
         }
@@ -292,7 +298,15 @@ impl InputConfig {
                 Duration::from_secs(1),
             ),
         ];
-        for (field, value, min, max) in ranges {
+        let clock = f.clock_unlocked_after.map(|d| {
+            (
+                "clock_unlocked_after",
+                d,
+                Duration::from_millis(10),
+                Duration::from_secs(3600),
+            )
+        });
+        for (field, value, min, max) in ranges.into_iter().chain(clock) {
             if value < min || value > max {
                 return Err((
                     span.clone(),
@@ -315,6 +329,24 @@ impl InputConfig {
                 span,
                 "failover".into(),
                 "an input is either ST 2022-7 (`redundant`) or a failover chain, not both".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl InputConfig {
+    /// The clock rule judges the PTP lock, so it needs a PTP clock (`[clock]`).
+    pub fn validate_clock_rule(&self, mode: crate::clock::ClockMode) -> Result<(), FieldError> {
+        let Some(f) = &self.failover else {
+            return Ok(());
+        };
+        if f.get_ref().clock_unlocked_after.is_some() && mode == crate::clock::ClockMode::System {
+            return Err((
+                f.span(),
+                "failover.clock_unlocked_after".into(),
+                "judges the PTP lock: it needs [clock] mode = \"follower\" or \"grandmaster\""
+                    .into(),
             ));
         }
         Ok(())
@@ -449,6 +481,26 @@ mod tests {
         )
         .expect_err("too short");
         assert!(e.to_string().contains("failover.switch_after"), "{e}");
+        let rule = "[[inputs]]\nname = \"a\"\nkind = \"aes67\"\naddress = \"239.1.1.1:5004\"\n\
+                    failover = { backup = \"239.1.2.1:5004\", clock_unlocked_after = \"500ms\" }\n";
+        let e = load(rule).expect_err("no PTP clock");
+        assert!(
+            e.to_string()
+                .contains("inputs[0].failover.clock_unlocked_after")
+                && e.to_string().contains("[clock]"),
+            "{e}"
+        );
+        let cfg = load(&format!("[clock]\nmode = \"follower\"\n\n{rule}")).expect("valid");
+        let policy = cfg.inputs[0]
+            .failover
+            .as_ref()
+            .expect("failover")
+            .get_ref()
+            .policy(48_000);
+        assert_eq!(
+            policy.clock_unlocked_after,
+            Some(std::time::Duration::from_millis(500))
+        );
     }
 
     fn write_wav(path: &std::path::Path, rate: u32, channels: u16, samples: &[i32]) {
@@ -510,6 +562,7 @@ mod tests {
                 active: active.into(),
                 switches,
                 last_reason: reason.map(Into::into),
+                main_clock: None,
                 backup: None,
                 backups: Vec::new(),
             }),

@@ -424,6 +424,7 @@ pub fn supervise(
     let mut clock_watch = crate::clock::ClockWatch::default();
     let mut reporter = crate::pipeline::Reporter::default();
     let mut switches = crate::failover::SwitchWatch::default();
+    let mut clock_rules = crate::pipeline::ClockRules::default();
     while !stop.requested() {
         match inbox.requests.recv_timeout(Duration::from_millis(10)) {
             Ok(Request::Apply { config, reply }) => {
@@ -468,6 +469,7 @@ pub fn supervise(
             if let Some(signal) = clock_watch.poll() {
                 gateway.signal(signal);
             }
+            clock_rules.update(&running);
             let mut status = running.status();
             for switch in switches.watch(&status.inputs) {
                 let subject = format!("input/{}", switch.input);

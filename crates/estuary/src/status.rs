@@ -272,8 +272,12 @@ pub struct FailoverStatus {
     pub active: String,
     /// Switches since the input started.
     pub switches: u64,
-    /// Why the last switch happened: `no_packets`, `silence` or `restored`.
+    /// Why the last switch happened: `no_packets`, `silence`, `clock_unlocked` or `restored`.
     pub last_reason: Option<String>,
+    /// The main stream's clock as the clock rule (`clock_unlocked_after`) judges it:
+    /// `locked` or `unlocked`; absent when the rule is off or our clock never locked yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_clock: Option<String>,
     /// The backup stream's counters (the main stream's are the input's `counters`).
     pub backup: Option<InputCounters>,
     /// Every backup's counters, in priority order (`backup`, `backup2`).

@@ -358,6 +358,8 @@ fn soak_64_channels_two_minutes_passes_its_checks() {
         Duration::from_secs(240),
     );
     let out = String::from_utf8_lossy(&out);
+    // The figures (RSS trend, counters) in the test log, pass or fail.
+    eprintln!("{out}");
     assert!(
         status.success() && out.contains("soak: PASS"),
         "{out}\n{err}"

@@ -4,6 +4,7 @@
 //! from the old source to the new one, on a sample boundary.
 
 use std::net::UdpSocket;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing::{info, warn};
@@ -16,6 +17,7 @@ use estuary_io::batch::BatchReceiver;
 use estuary_io::mcast;
 use estuary_io::tx::ToneGenerator;
 
+use super::clock_rule::ClockGate;
 use super::ingest::{self, InputRuntime};
 use crate::config::{InputConfig, ResolvedStream};
 use crate::failover::{TONE_HZ, TONE_LEVEL_DBFS};
@@ -43,6 +45,8 @@ pub struct FailoverSnapshot {
     pub backups: usize,
     pub switches: u64,
     pub last_reason: Option<SwitchReason>,
+    /// The main stream's clock as the clock rule sees it (`None`: not judged).
+    pub main_clock: Option<bool>,
     /// The backup streams' counters (the main stream's are the input's), and the rate.
     pub backup_stats: [Option<estuary_engine::stats::StreamStats>; MAX_BACKUPS],
     pub sample_rate: u32,
@@ -62,6 +66,8 @@ pub(in crate::pipeline) struct FailoverRuntime {
     fade: Option<(usize, usize)>,
     last_reason: Option<SwitchReason>,
     name: String,
+    /// The main stream's clock, judged by the supervisor (`clock_rule`).
+    clock_gate: Arc<ClockGate>,
 }
 
 /// Sets up the backup and the fallback of `input`, if it has `failover`.
@@ -69,6 +75,7 @@ pub(super) fn open(
     input: &InputConfig,
     stream: &ResolvedStream,
     latency: std::time::Duration,
+    clock_gate: Arc<ClockGate>,
 ) -> anyhow::Result<Option<Box<FailoverRuntime>>> {
     let Some(config) = input.failover.as_ref().map(toml::Spanned::get_ref) else {
         return Ok(None);
@@ -139,6 +146,7 @@ pub(super) fn open(
         fade: None,
         last_reason: None,
         name,
+        clock_gate,
     })))
 }
 
@@ -153,6 +161,7 @@ impl FailoverRuntime {
             backups: self.backups.len(),
             switches: self.switcher.switches(),
             last_reason: self.last_reason,
+            main_clock: self.clock_gate.get(),
             backup_stats,
             sample_rate: self.sample_rate,
         }
@@ -260,6 +269,7 @@ pub(super) fn pull(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         f.switcher.audio(slot, now, &played);
         f.played[slot] = played;
     }
+    f.switcher.clock(0, now, f.clock_gate.get());
     if let Some(switch) = f.switcher.decide(now) {
         let (from, to) = (switch.from, switch.to);
         f.last_reason = Some(switch.reason);
@@ -289,6 +299,9 @@ pub(super) fn status(snapshot: &FailoverSnapshot) -> FailoverStatus {
         active: slot_name(snapshot.active, snapshot.backups).to_owned(),
         switches: snapshot.switches,
         last_reason: snapshot.last_reason.map(|r| r.name().to_owned()),
+        main_clock: snapshot
+            .main_clock
+            .map(|locked| if locked { "locked" } else { "unlocked" }.to_owned()),
         backup: snapshot.backup_stats[0]
             .map(|stats| InputCounters::from_stats(&stats, snapshot.sample_rate, 0, 0.0)),
         backups: snapshot

@@ -17,6 +17,7 @@
 mod aes67;
 mod aes67_tx;
 mod apply;
+mod clock_rule;
 mod dante_in;
 mod failover;
 mod generator;
@@ -55,6 +56,7 @@ use crate::gateway::Signal;
 use crate::latency::LatencyHistogram;
 use crate::shutdown::Stop;
 pub use apply::ApplyReport;
+pub use clock_rule::ClockRules;
 pub use failover::MAX_BACKUPS;
 use ingest::{Command, InputRuntime, OutputFeed};
 use meter::MeterShared;
@@ -251,6 +253,8 @@ struct Route {
     dante_attached: bool,
     /// SRT inputs: the connection and the decoder's counters, for the status.
     srt: Option<Arc<srt_in::SrtInputShared>>,
+    /// Failover's clock rule: the main stream's clock, judged by the supervisor.
+    clock_gate: Arc<clock_rule::ClockGate>,
 }
 
 /// The started threads of a configuration.
@@ -385,6 +389,7 @@ impl Running {
                 reason: "not started".into(),
             },
             snapshot: Arc::default(),
+            clock_gate: Arc::default(),
             outputs,
             recorders,
             detectors: (self.options.meters && input.meters).then(|| detectors(config, &name)),
@@ -620,6 +625,7 @@ impl Route {
                 &stream,
                 sdp.as_deref(),
                 Arc::clone(&self.snapshot),
+                Arc::clone(&self.clock_gate),
             )?),
             _ => {
                 *lock(&self.snapshot) = InputSnapshot::default();
@@ -922,6 +928,7 @@ fn open_input(
     stream: &ResolvedStream,
     sdp: Option<&str>,
     shared: Arc<Mutex<InputSnapshot>>,
+    clock_gate: Arc<clock_rule::ClockGate>,
 ) -> anyhow::Result<InputRuntime> {
     let name = input.name.get_ref().clone();
     let iface = match &input.interface {
@@ -969,7 +976,7 @@ fn open_input(
         last_stored: None,
         shared,
         redundant,
-        failover: failover::open(input, stream, latency)?,
+        failover: failover::open(input, stream, latency, clock_gate)?,
     })
 }
 

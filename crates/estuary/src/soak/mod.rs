@@ -41,8 +41,49 @@ fn warm_up(duration: Duration) -> Duration {
         .clamp(Duration::from_secs(10), Duration::from_secs(300))
         .min(duration / 2)
 }
-/// Largest RSS growth accepted between the first sample and the end.
+/// Largest RSS growth accepted over the measured part of the run (the trend's).
 const MAX_RSS_GROWTH: f64 = 0.01;
+
+/// The daemon's RSS over the measured part of the run, as a least-squares line through one
+/// sample a second: a trend is what a leak is, and one sample at each end is not (the
+/// allocator's heap moves in steps of its own).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RssTrend {
+    /// The fitted line at the first and the last sample, KiB.
+    start_kib: f64,
+    end_kib: f64,
+    /// Fitted growth, KiB per hour.
+    per_hour_kib: f64,
+}
+
+impl RssTrend {
+    /// `samples`: (seconds since the start, RSS KiB). `None` with fewer than two.
+    fn fit(samples: &[(f64, u64)]) -> Option<Self> {
+        let (first, last) = (samples.first()?.0, samples.last()?.0);
+        if samples.len() < 2 || last <= first {
+            return None;
+        }
+        let n = samples.len() as f64;
+        let mean_t = samples.iter().map(|s| s.0).sum::<f64>() / n;
+        let mean_r = samples.iter().map(|s| s.1 as f64).sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for &(t, r) in samples {
+            sxy += (t - mean_t) * (r as f64 - mean_r);
+            sxx += (t - mean_t) * (t - mean_t);
+        }
+        let slope = sxy / sxx;
+        let at = |t: f64| mean_r + slope * (t - mean_t);
+        Some(RssTrend {
+            start_kib: at(first),
+            end_kib: at(last),
+            per_hour_kib: slope * 3600.0,
+        })
+    }
+
+    fn growth(&self) -> f64 {
+        (self.end_kib - self.start_kib) / self.start_kib.max(1.0)
+    }
+}
 /// Channels of the SRT output (302M carries up to 8) and of the recorder.
 const OUT_CHANNELS: usize = 8;
 
@@ -306,14 +347,22 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     std::thread::sleep(warm_up);
     let (first, self_first) = (usage(Some(daemon.pid())), usage(None));
     let mut rss_peak = first.rss_kib;
-    let mut next_progress = args.progress;
+    let mut rss_samples = vec![(start.elapsed().as_secs_f64(), first.rss_kib)];
+    // The first progress line after the warm-up, on the period's grid.
+    let progress = args.progress.max(Duration::from_secs(1));
+    let mut next_progress = progress;
+    while next_progress <= warm_up {
+        next_progress += progress;
+    }
     while start.elapsed() < args.duration {
         std::thread::sleep(
             Duration::from_secs(1).min(args.duration.saturating_sub(start.elapsed())),
         );
-        rss_peak = rss_peak.max(usage(Some(daemon.pid())).rss_kib);
+        let rss = usage(Some(daemon.pid())).rss_kib;
+        rss_peak = rss_peak.max(rss);
+        rss_samples.push((start.elapsed().as_secs_f64(), rss));
         if start.elapsed() >= next_progress {
-            next_progress += args.progress;
+            next_progress += progress;
             // Also what a dashboard does all along: the API is part of what must not leak.
             let c = &daemon.get("/api/inputs/soak")?["status"]["counters"];
             println!(
@@ -371,7 +420,8 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         u64::from(sender::FIRST_TIMESTAMP),
         sent_frames,
     )?;
-    let growth = (last.rss_kib as f64 - first.rss_kib as f64) / first.rss_kib.max(1) as f64;
+    let trend = RssTrend::fit(&rss_samples);
+    let growth = trend.map_or(f64::INFINITY, |t| t.growth());
     let cpu = |a: daemon::Usage, b: daemon::Usage| {
         (b.cpu_s - a.cpu_s) / measured.as_secs_f64().max(1e-3) * 100.0
     };
@@ -382,7 +432,8 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
          duplicate {duplicate}, resyncs {}, malformed {}\n\
          srt:      {} frames exact, {} silent packets, {} faults, {bad_units} bad units\n\
          files:    {} file(s), {} frames exact, {} silent packets; sidecar gaps: {} lost, {} late, {} dropped frames; {} faults\n\
-         memory:   daemon RSS {} KiB after {} s, {} KiB at the end ({:+.2} %), peak {rss_peak} KiB\n\
+         memory:   daemon RSS {} KiB after {} s, {} KiB at the end, peak {rss_peak} KiB; trend of \
+         {} samples: {:.0} -> {:.0} KiB ({:+.2} %, {:+.0} KiB/h)\n\
          cpu:      daemon {:.1} % of one core, sender + impairer {:.1} %",
         sender_late.as_secs_f64() * 1e3,
         report.received,
@@ -405,7 +456,11 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         first.rss_kib,
         warm_up.as_secs(),
         last.rss_kib,
+        rss_samples.len(),
+        trend.map_or(0.0, |t| t.start_kib),
+        trend.map_or(0.0, |t| t.end_kib),
         growth * 100.0,
+        trend.map_or(0.0, |t| t.per_hour_kib),
         cpu(first, last),
         cpu(self_first, self_last),
     );
@@ -423,7 +478,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     check(
         &mut checks,
         format!(
-            "RSS growth {:+.2} % < {} % (the daemon process)",
+            "RSS growth {:+.2} % < {} % (the daemon process, trend after the warm-up)",
             growth * 100.0,
             MAX_RSS_GROWTH * 100.0
         ),
@@ -577,4 +632,36 @@ fn srt_connected(output: &serde_json::Value) -> bool {
     [&output["status"]["state"], &output["state"]]
         .iter()
         .any(|s| s.as_str() == Some("connected"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RssTrend;
+
+    #[test]
+    fn the_rss_trend_ignores_a_step_that_comes_back_and_sees_a_slope() {
+        // Flat at 60 000 KiB with one 2 MB excursion in the middle: no trend.
+        let flat: Vec<(f64, u64)> = (0..600)
+            .map(|t| {
+                (
+                    f64::from(t),
+                    if (300..310).contains(&t) {
+                        62_000
+                    } else {
+                        60_000
+                    },
+                )
+            })
+            .collect();
+        let trend = RssTrend::fit(&flat).expect("a fit");
+        assert!(trend.growth().abs() < 0.001, "{trend:?}");
+        // 1 KiB a second over 600 s from 60 000 KiB: +1 %.
+        let slope: Vec<(f64, u64)> = (0..=600)
+            .map(|t| (f64::from(t), 60_000 + t as u64))
+            .collect();
+        let trend = RssTrend::fit(&slope).expect("a fit");
+        assert!((trend.growth() - 0.01).abs() < 1e-9, "{trend:?}");
+        assert!((trend.per_hour_kib - 3600.0).abs() < 1e-6, "{trend:?}");
+        assert_eq!(RssTrend::fit(&[(1.0, 5)]), None);
+    }
 }
