@@ -666,6 +666,15 @@ pub fn locked_grandmaster() -> Option<(String, u8)> {
     Some((reference.grandmaster, domain))
 }
 
+/// The SDP an input is configured with (`sdp`, or the text of `sdp_file`), for its
+/// `ts-refclk`.
+pub fn configured_sdp(input: &crate::config::InputConfig) -> Option<String> {
+    if let Some(sdp) = &input.sdp {
+        return Some(sdp.get_ref().clone());
+    }
+    std::fs::read_to_string(input.sdp_file.as_ref()?.get_ref()).ok()
+}
+
 /// Why a stream's `ts-refclk` does not match the grandmaster we follow (`None` when it
 /// does, when it names no PTP grandmaster, or when we follow none).
 pub fn grandmaster_mismatch(reference: &str, locked: Option<&(String, u8)>) -> Option<String> {

@@ -26,11 +26,19 @@ impl Running {
             ..Status::default()
         };
         let locked_gm = crate::clock::locked_grandmaster();
-        for input in &mut status.inputs {
+        for (input, route) in status.inputs.iter_mut().zip(&self.routes) {
+            // A discovered stream's SDP, else the configured one (inline or file).
+            let configured = input
+                .stream
+                .as_ref()
+                .is_some_and(|s| s.sdp.is_none())
+                .then(|| crate::clock::configured_sdp(&route.config))
+                .flatten();
             let reference = input
                 .stream
                 .as_ref()
                 .and_then(|s| s.sdp.as_deref())
+                .or(configured.as_deref())
                 .and_then(|sdp| {
                     sdp.lines()
                         .find_map(|l| l.trim().strip_prefix("a=ts-refclk:"))
