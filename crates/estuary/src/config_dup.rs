@@ -108,7 +108,7 @@ mod tests {
             "kind = \"aes67\"\nredundant = { interface = \"lo\" }\n",
         ));
         assert_eq!(e.field, "outputs[0].redundant.address");
-        assert_eq!(e.line, Some(10));
+        assert_eq!(e.line, Some(11));
         let e = error(&output(
             "kind = \"aes67\"\nredundant = { address = \"239.69.9.2:5004\", source = \"10.0.0.1\" }\n",
         ));
