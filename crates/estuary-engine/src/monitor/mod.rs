@@ -1199,9 +1199,12 @@ fn levels<const FMA: bool, const CLIP: bool, const LOUD: bool>(
                     );
                     let u = (y - y1[c]) - (y1[c] - y2[c]);
                     let z = madd::<FMA>(-h2, z2[c], madd::<FMA>(-h1, z1[c], u));
-                    (x2[c], x1[c]) = (x1[c], v);
-                    (y2[c], y1[c]) = (y1[c], y);
-                    (z2[c], z1[c]) = (z1[c], z);
+                    x2[c] = x1[c];
+                    x1[c] = v;
+                    y2[c] = y1[c];
+                    y1[c] = y;
+                    z2[c] = z1[c];
+                    z1[c] = z;
                     energy[c] = madd::<FMA>(z, z, energy[c]);
                 }
             }
