@@ -527,17 +527,6 @@ impl RecorderWorker {
             }
             self.health = Health::Ok;
         }
-        // A rotation inside the block: the next take starts exactly on its sample.
-        if let Some(at) = self.set.as_ref().and_then(|s| s.rotate_at)
-            && at > position
-            && at < position + frames as u64
-        {
-            let k = (at - position) as usize;
-            let ch = self.channels;
-            self.write(position, &data[..k * ch], k);
-            self.write(at, &data[k * ch..], frames - k);
-            return;
-        }
         let bits = *self.config.bits.get_ref();
         let bytes = (frames * usize::from(bits / 8)) as u64;
         if self.must_rotate(position, bytes) {
@@ -548,6 +537,18 @@ impl RecorderWorker {
         {
             self.failed(&e);
             self.status.frames_dropped += frames as u64;
+            return;
+        }
+        // A rotation inside the block (also one just opened): the next take starts exactly
+        // on its sample.
+        if let Some(at) = self.set.as_ref().and_then(|s| s.rotate_at)
+            && at > position
+            && at < position + frames as u64
+        {
+            let k = (at - position) as usize;
+            let ch = self.channels;
+            self.write(position, &data[..k * ch], k);
+            self.write(at, &data[k * ch..], frames - k);
             return;
         }
         let Some(set) = &mut self.set else {
