@@ -70,8 +70,8 @@ impl GapList {
         if self.first.len() < self.cue_slots {
             self.first.push(gap.clone());
         }
-        if self.rewrite_last && self.unwritten.len() == 1 {
-            // The last one on disk is final now: no need to keep it.
+        if self.rewrite_last && self.unwritten.len() == 1 && !self.dirty {
+            // The last one on disk is final now (and did not grow since): no need to keep it.
             self.unwritten.clear();
             self.rewrite_last = false;
         }
@@ -197,6 +197,12 @@ mod tests {
         list.write().expect("write");
         assert!(list.extend_last(1148, 48));
         list.write().expect("write");
+        // Grows after it was written, then a new gap comes before the next write.
+        assert!(list.extend_last(1196, 4));
+        list.push(gap(1500, 1));
+        list.write().expect("write");
+        assert_eq!(read()["gaps"][0]["frames"], 100);
+        assert_eq!(read()["gaps"][1]["position"], 1500);
         for k in 0..100 {
             list.push(gap(2000 + k * 100, 10));
             if k % 7 == 0 {
@@ -206,14 +212,14 @@ mod tests {
         assert!(list.extend_last(2000 + 99 * 100 + 10, 5));
         list.write().expect("write");
         let gaps = read()["gaps"].as_array().cloned().expect("gaps");
-        assert_eq!(gaps.len(), 101);
-        assert_eq!(gaps[0]["frames"], 96);
-        assert_eq!(gaps[1]["position"], 2000);
-        assert_eq!(gaps[100]["frames"], 15);
+        assert_eq!(gaps.len(), 102);
+        assert_eq!(gaps[0]["frames"], 100);
+        assert_eq!(gaps[2]["position"], 2000);
+        assert_eq!(gaps[101]["frames"], 15);
         assert_eq!(list.first().len(), 2);
-        assert_eq!(list.first()[0].frames, 96);
+        assert_eq!(list.first()[0].frames, 100);
         // Memory holds the cue slots and the last gap only.
         assert_eq!(list.unwritten.len(), 1);
-        assert_eq!(list.count, 101);
+        assert_eq!(list.count, 102);
     }
 }
