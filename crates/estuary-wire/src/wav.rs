@@ -359,7 +359,7 @@ fn pack_as<const W: usize>(data: &[i32], stride: usize, channels: &[usize], out:
 }
 
 /// [`pack_channels`] for several files at once: each `(channels, out)` gets its channels of
-/// every frame, in one pass over `data`. Appends without zeroing the outputs first.
+/// every frame of `data` (a block small enough to stay in cache), appended.
 pub fn pack_tracks(data: &[i32], stride: usize, outs: &mut [(&[usize], &mut Vec<u8>)], bits: u8) {
     match bits {
         16 => pack_tracks_as::<2>(data, stride, outs),
@@ -375,17 +375,22 @@ fn pack_tracks_as<const W: usize>(
 ) {
     let stride = stride.max(1);
     let frames = data.len() / stride;
+    // One output at a time: the block (100 ms) stays in cache, and each output is sized
+    // once and filled in place, not grown a sample at a time.
     for (channels, out) in outs.iter_mut() {
-        out.reserve(frames * channels.len() * W);
-    }
-    for frame in data.chunks_exact(stride) {
-        for (channels, out) in outs.iter_mut() {
-            for &c in channels.iter() {
-                let bytes = frame.get(c).copied().unwrap_or(0).to_le_bytes();
-                let mut top = [0u8; W];
-                top.copy_from_slice(&bytes[4 - W..]);
-                out.extend_from_slice(&top);
+        match **channels {
+            // A mono file's channel: a strided walk, no per-sample bounds check.
+            [c] if c < stride && frames > 0 => {
+                let start = out.len();
+                out.resize(start + frames * W, 0);
+                for (o, &s) in out[start..]
+                    .chunks_exact_mut(W)
+                    .zip(data[c..].iter().step_by(stride))
+                {
+                    o.copy_from_slice(&s.to_le_bytes()[4 - W..]);
+                }
             }
+            _ => pack_as::<W>(data, stride, channels, out),
         }
     }
 }

@@ -44,6 +44,17 @@ fn send(port: u16, channels: usize, packets: u64, drop: &[u64]) {
 /// Sends packets `span` (packet i holds media positions TS0 + 48 i…) with `ssrc`; packet
 /// `span.start` leaves now, the others 1 ms apart, as a sender on the same clock would.
 fn send_span(port: u16, channels: usize, (span, ssrc): (std::ops::Range<u64>, u32), drop: &[u64]) {
+    send_from(port, channels, (span, ssrc), u64::from(TS0), drop);
+}
+
+/// [`send_span`] with packet i holding media positions `ts0` + 48 i.
+fn send_from(
+    port: u16,
+    channels: usize,
+    (span, ssrc): (std::ops::Range<u64>, u32),
+    ts0: u64,
+    drop: &[u64],
+) {
     let first = span.start;
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let start = Instant::now();
@@ -51,7 +62,7 @@ fn send_span(port: u16, channels: usize, (span, ssrc): (std::ops::Range<u64>, u3
     let mut payload = vec![0u8; samples.len() * 3];
     let mut bytes = vec![0u8; 1500];
     for i in span {
-        let position = u64::from(TS0) + i * FPP;
+        let position = ts0 + i * FPP;
         for (k, frame) in samples.chunks_exact_mut(channels).enumerate() {
             for (c, s) in frame.iter_mut().enumerate() {
                 *s = signal(position + k as u64, c);
@@ -877,4 +888,173 @@ fn vox_records_only_around_the_loud_part_with_pre_roll_and_hang() {
         );
         check_content(rec, &[0, 1], |pos| !loud.contains(&pos));
     }
+}
+
+/// The files of a recorder's takes, by TimeReference.
+fn takes(dir: &Path) -> Vec<Recording> {
+    let mut takes: Vec<Recording> = wav_files(dir).iter().map(|p| read_wav(p)).collect();
+    takes.sort_by_key(|r| r.info.bext.as_ref().expect("bext").time_reference);
+    takes
+}
+
+fn time_reference(r: &Recording) -> u64 {
+    r.info.bext.as_ref().expect("bext").time_reference
+}
+
+/// Each take starts exactly where the one before ended.
+fn assert_contiguous(takes: &[Recording]) {
+    for w in takes.windows(2) {
+        assert_eq!(
+            time_reference(&w[1]),
+            time_reference(&w[0]) + w[0].frames(),
+            "{} follows {}",
+            w[1].path.display(),
+            w[0].path.display()
+        );
+    }
+}
+
+/// Two senders whose RTP clock is PTP time (TAI: UTC + 37 s) × 48 kHz, started 137 ms apart,
+/// recorded with `rotate_every = "2s"`: both recorders cut on the same media-clock samples,
+/// which are whole 2 s of UTC; each take's TimeReference is the last one's plus its length,
+/// and every sample across the cuts is what was sent there.
+#[test]
+fn rotation_cuts_on_media_clock_boundaries() {
+    if !root() {
+        return;
+    }
+    isolate();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let text = format!(
+        "{}\n[[inputs]]\nname = \"second\"\nkind = \"aes67\"\naddress = \"127.0.0.1:5022\"\n\
+         format = \"L24\"\nchannels = 2\nsample_rate = 48000\npayload_type = 97\n\
+         latency = \"40ms\"\nmeters = false\n\n\
+         [[recorders]]\nname = \"a\"\ninput = \"stage\"\ndirectory = \"{}\"\nrotate_every = \"2s\"\n\n\
+         [[recorders]]\nname = \"b\"\ninput = \"second\"\ndirectory = \"{}\"\nrotate_every = \"2s\"\n",
+        config(5020, 2, 8486, ""),
+        a_dir.display(),
+        b_dir.display()
+    );
+    let mut estuary = start_estuary(dir.path(), &text);
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+    // Stay clear of the 32-bit wrap (every 24.9 h) so positions are plain numbers here.
+    let ptp_frames = |now: std::time::SystemTime| {
+        let utc = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos();
+        (utc + 37_000_000_000) * u128::from(RATE) / 1_000_000_000
+    };
+    let mut full = ptp_frames(std::time::SystemTime::now());
+    while full % (1 << 32) > (1 << 32) - 30 * u128::from(RATE) {
+        std::thread::sleep(Duration::from_secs(1));
+        full = ptp_frames(std::time::SystemTime::now());
+    }
+    let ts0 = (full % (1 << 32)) as u64;
+    let packets = 5_500;
+    let a = std::thread::spawn(move || send_from(5020, 2, (0..packets, 0xA), ts0, &[]));
+    std::thread::sleep(Duration::from_millis(137));
+    let b = std::thread::spawn(move || send_from(5022, 2, (137..packets, 0xB), ts0, &[]));
+    a.join().expect("a");
+    b.join().expect("b");
+    assert!(estuary.terminate(Duration::from_secs(20)).success());
+    let end = ts0 + packets * FPP;
+    let mut cuts = Vec::new();
+    for dir in [&a_dir, &b_dir] {
+        let takes = takes(dir);
+        assert!(
+            takes.len() >= 3,
+            "{} takes in {}",
+            takes.len(),
+            dir.display()
+        );
+        assert_contiguous(&takes);
+        for take in &takes {
+            check_content(take, &[0, 1], |pos| pos >= end);
+        }
+        let starts: Vec<u64> = takes[1..].iter().map(time_reference).collect();
+        for &start in &starts {
+            // UTC of that sample: PTP frames − 37 s, a whole multiple of 2 s.
+            let utc = full + u128::from(start - ts0) - 37 * u128::from(RATE);
+            assert_eq!(
+                utc % (2 * u128::from(RATE)),
+                0,
+                "cut at {start} (ts0 {ts0}); takes {:?}",
+                takes
+                    .iter()
+                    .map(|t| (time_reference(t), t.frames()))
+                    .collect::<Vec<_>>()
+            );
+        }
+        cuts.push((time_reference(&takes[0]), starts));
+    }
+    // Both recorders cut on the same samples (b's first take started 137 ms later, maybe
+    // after a's first cut).
+    let (b_first, b_cuts) = cuts.pop().expect("b");
+    let (_, a_cuts) = cuts.pop().expect("a");
+    let a_after: Vec<u64> = a_cuts.into_iter().filter(|&c| c > b_first).collect();
+    assert_eq!(a_after, b_cuts);
+    assert!(b_cuts.len() >= 2, "{b_cuts:?}");
+}
+
+/// Closing takes is slow (each close delayed 2.5 s, longer than the recorder's 2 s ring) and
+/// takes rotate every second: the writer never waits for a close, so not a frame is dropped,
+/// every take starts where the last ended, and every sample is what was sent.
+#[test]
+fn slow_closes_at_rotation_drop_nothing() {
+    if !root() {
+        return;
+    }
+    isolate();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("rec");
+    let text = config(
+        5030,
+        2,
+        8488,
+        &format!(
+            "[[recorders]]\nname = \"slow\"\ninput = \"stage\"\ndirectory = \"{}\"\n\
+             rotate_every = \"1s\"\n",
+            out.display()
+        ),
+    );
+    let path = dir.path().join("estuary.toml");
+    std::fs::write(&path, text).expect("write config");
+    let mut cmd = Command::new(ESTUARY);
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("ESTUARY_TEST_CLOSE_DELAY", "2500ms");
+    let mut estuary = Proc::spawn("estuary", &mut cmd, dir.path());
+    estuary.wait_for_stderr("receiving", Duration::from_secs(10));
+    wait_for_api(8488);
+    let packets = 4_500;
+    send(5030, 2, packets, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = recorder(&api_status(8488), "slow");
+    assert_eq!(status["frames_dropped"], 0, "{status}");
+    assert!(
+        status["frames"].as_u64().expect("frames") >= packets * FPP,
+        "{status}"
+    );
+    // Four takes or more are still being closed, one after the other.
+    let closing = Instant::now();
+    assert!(estuary.terminate(Duration::from_secs(30)).success());
+    assert!(
+        closing.elapsed() >= Duration::from_secs(5),
+        "the closes were not delayed: {:?}",
+        closing.elapsed()
+    );
+    let takes = takes(&out);
+    assert!(takes.len() >= 4, "{} takes", takes.len());
+    assert_contiguous(&takes);
+    let end = u64::from(TS0) + packets * FPP;
+    for take in &takes {
+        check_content(take, &[0, 1], |pos| pos >= end);
+    }
+    assert_eq!(time_reference(&takes[0]), u64::from(TS0));
+    let last = takes.last().expect("a take");
+    assert!(time_reference(last) + last.frames() >= end);
 }

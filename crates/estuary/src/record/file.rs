@@ -117,6 +117,11 @@ impl TrackFile {
         }
     }
 
+    /// Another descriptor of the file, for an fsync on another thread.
+    pub fn clone_fd(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     pub fn pending(&self) -> u64 {
         self.data_bytes + self.buffer.len() as u64
     }

@@ -12,9 +12,12 @@
 //! (`estuary repair` fixes the rest).
 
 pub mod cli;
+mod closer;
 pub mod config;
 mod file;
 mod flac;
+mod gaps;
+mod media_clock;
 pub mod repair;
 
 use std::path::{Path, PathBuf};
@@ -28,9 +31,12 @@ use tracing::{info, warn};
 
 use estuary_wire::wav::{self, Bext, Header, Spec};
 
+use closer::{Closer, Done};
 pub use config::RecorderConfig;
 use config::{FileFormat, FsyncPolicy, Track};
 use file::TrackFile;
+use gaps::{GapList, SidecarHead};
+use media_clock::MediaClock;
 
 use crate::gateway::{Condition, Scope, Signal};
 use crate::shutdown::Stop;
@@ -63,6 +69,8 @@ const CUE_SLOTS: usize = 64;
 const RETRY: Duration = Duration::from_secs(2);
 /// How often retention runs.
 const RETENTION_PERIOD: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the takes being closed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One gap in a file, as the sidecar lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,12 +88,43 @@ pub struct GapRecord {
 /// The files of one take: one per track, started on the same media-clock sample.
 struct FileSet {
     files: Vec<TrackFile>,
-    sidecar: PathBuf,
     start_position: u64,
     frames: u64,
-    rotate_at: Option<SystemTime>,
-    gaps: Vec<GapRecord>,
-    gaps_written: usize,
+    /// The media position where the next take starts (`rotate_every`).
+    rotate_at: Option<u64>,
+    gaps: GapList,
+    recorder: String,
+}
+
+impl FileSet {
+    /// Writes what is left, the final headers and the sidecar (on the closer thread); a take
+    /// that holds nothing leaves no files.
+    fn close_files(&mut self, fsync: bool) -> Done {
+        let mut done = Done::default();
+        let cues = cues(self.gaps.first());
+        for file in &mut self.files {
+            if let Err(e) = file.close(fsync, &cues) {
+                warn!(recorder = %self.recorder, file = %file.path.display(), error = %e, "closing");
+                done.errors += 1;
+                done.error = Some((e, false));
+            }
+        }
+        done.bytes_closed = self.files.iter().map(|f| f.data_bytes).sum::<u64>();
+        if self.files.iter().all(|f| f.data_bytes == 0) && self.gaps.count == 0 {
+            // Nothing recorded (the disk was full at once): leave no empty files behind.
+            for f in &self.files {
+                let _ = std::fs::remove_file(&f.path);
+            }
+            self.gaps.remove();
+            return done;
+        }
+        if let Err(e) = self.gaps.write() {
+            warn!(recorder = %self.recorder, error = %e, "cannot write the gap list");
+            done.errors += 1;
+            done.error = Some((e, false));
+        }
+        done
+    }
 }
 
 /// Level-triggered recording state.
@@ -132,6 +171,10 @@ pub struct RecorderWorker {
     next_header: Instant,
     next_retention: Instant,
     vox: Option<Vox>,
+    /// Fsyncs and closes takes off this thread.
+    closer: Option<Closer>,
+    /// The stream's media clock against the wall clock, from its first take.
+    clock: Option<MediaClock>,
 }
 
 impl RecorderWorker {
@@ -163,6 +206,8 @@ impl RecorderWorker {
             ..RecorderStatus::default()
         };
         *lock(&shared) = status.clone();
+        let closer = Closer::start(&name)
+            .map_err(|e| anyhow::anyhow!("recorder {name}: cannot start a thread: {e}"))?;
         let now = Instant::now();
         Ok(Self {
             config: config.clone(),
@@ -196,6 +241,8 @@ impl RecorderWorker {
                     channels: Vec::new(),
                 }
             }),
+            closer: Some(closer),
+            clock: None,
         })
     }
 
@@ -208,6 +255,7 @@ impl RecorderWorker {
         loop {
             let stopping = halt.requested();
             self.drain();
+            self.closed();
             let now = Instant::now();
             if now >= self.next_header {
                 self.next_header = now + self.config.header_interval;
@@ -224,9 +272,42 @@ impl RecorderWorker {
             thread::park_timeout(Duration::from_millis(50));
         }
         self.close_set();
+        if let Some(closer) = self.closer.take() {
+            for done in closer.finish(CLOSE_TIMEOUT) {
+                self.apply(done);
+            }
+        }
         self.status.state = "stopped".into();
         self.status.file = None;
         self.publish();
+    }
+
+    /// Takes in what the closer thread finished.
+    fn closed(&mut self) {
+        let done = self
+            .closer
+            .as_mut()
+            .map(Closer::finished)
+            .unwrap_or_default();
+        for d in done {
+            self.apply(d);
+        }
+    }
+
+    fn apply(&mut self, done: Done) {
+        self.status.bytes_closed += done.bytes_closed;
+        match done.error {
+            // The open take could not be made safe: end it and try again (counted there).
+            Some((e, true)) if self.set.is_some() => {
+                self.status.errors += done.errors.saturating_sub(1);
+                self.failed(&e);
+            }
+            Some((e, _)) => {
+                self.status.errors += done.errors;
+                self.status.last_error = Some(e.to_string());
+            }
+            None => self.status.errors += done.errors,
+        }
     }
 
     /// Writes what the ring holds. Contiguous chunks (1 ms each from the ingest) are
@@ -281,11 +362,9 @@ impl RecorderWorker {
             return;
         }
         if let Some(set) = &mut self.set
-            && let Some(last) = set.gaps.last_mut()
-            && last.position + last.frames == position
             && self.pending_gaps.is_empty()
+            && set.gaps.extend_last(position, frames)
         {
-            last.frames += frames;
             self.status.gap_frames += frames;
             return;
         }
@@ -324,6 +403,7 @@ impl RecorderWorker {
             } else {
                 info!(recorder = %self.status.name, "the stream jumped in time; starting new files");
                 self.close_set();
+                self.clock = None;
             }
         }
         self.next_position = Some(position + frames as u64);
@@ -449,7 +529,7 @@ impl RecorderWorker {
         }
         let bits = *self.config.bits.get_ref();
         let bytes = (frames * usize::from(bits / 8)) as u64;
-        if self.must_rotate(bytes) {
+        if self.must_rotate(position, bytes) {
             self.close_set();
         }
         if self.set.is_none()
@@ -459,10 +539,37 @@ impl RecorderWorker {
             self.status.frames_dropped += frames as u64;
             return;
         }
+        // A rotation inside the block (also one just opened): the next take starts exactly
+        // on its sample.
+        if let Some(at) = self.set.as_ref().and_then(|s| s.rotate_at)
+            && at > position
+            && at < position + frames as u64
+        {
+            let k = (at - position) as usize;
+            let ch = self.channels;
+            self.write(position, &data[..k * ch], k);
+            self.write(at, &data[k * ch..], frames - k);
+            return;
+        }
         let Some(set) = &mut self.set else {
             return;
         };
+        let end = position + frames as u64;
+        let mut later = Vec::new();
         for mut gap in self.pending_gaps.drain(..) {
+            // A gap past this block (a rotation split it) goes to the next take.
+            if gap.position + gap.frames > end {
+                let after = (gap.position + gap.frames - end).min(gap.frames);
+                later.push(GapRecord {
+                    position: gap.position.max(end),
+                    frames: after,
+                    ..gap.clone()
+                });
+                gap.frames -= after;
+                if gap.frames == 0 {
+                    continue;
+                }
+            }
             // A gap that began before the take started counts from its first frame.
             if gap.position < set.start_position {
                 let before = set.start_position - gap.position;
@@ -476,11 +583,17 @@ impl RecorderWorker {
             if self.late_pending && gap.cause == "lost" {
                 gap.cause = "late";
             }
-            self.status.gaps += 1;
             self.status.gap_frames += gap.frames;
-            set.gaps.push(gap);
+            // One gap a rotation or a long fill split in blocks stays one.
+            if !set.gaps.extend_last(gap.position, gap.frames) {
+                self.status.gaps += 1;
+                set.gaps.push(gap);
+            }
         }
-        self.late_pending = false;
+        self.pending_gaps = later;
+        if self.pending_gaps.is_empty() {
+            self.late_pending = false;
+        }
         let result = if self.config.format == FileFormat::Flac {
             self.tracks
                 .iter()
@@ -506,11 +619,11 @@ impl RecorderWorker {
         }
     }
 
-    fn must_rotate(&self, more_bytes_per_channel: u64) -> bool {
+    fn must_rotate(&self, position: u64, more_bytes_per_channel: u64) -> bool {
         let Some(set) = &self.set else {
             return false;
         };
-        if set.rotate_at.is_some_and(|t| SystemTime::now() >= t) {
+        if set.rotate_at.is_some_and(|at| position >= at) {
             return true;
         }
         let limit = self.config.rotate_bytes.as_ref().map(|b| *b.get_ref());
@@ -521,8 +634,12 @@ impl RecorderWorker {
     }
 
     fn open_set(&mut self, position: u64) -> std::io::Result<()> {
-        let now = SystemTime::now();
-        let when = civil(now);
+        let rate = self.sample_rate;
+        let clock = *self
+            .clock
+            .get_or_insert_with(|| MediaClock::new(position, SystemTime::now(), rate));
+        // Named after the media clock's time (on the hour for a take that starts there).
+        let when = civil(clock.wall_time(position));
         let dir = self.config.directory.get_ref().clone();
         let render = |track: &str, seq: u32| -> PathBuf {
             let mut name = render_template(
@@ -603,68 +720,75 @@ impl RecorderWorker {
         let rotate_at = self
             .config
             .rotate_every
-            .map(|every| next_boundary(now, every));
+            .map(|every| clock.next_boundary(position, every));
+        let head = SidecarHead {
+            recorder: &self.status.name,
+            input: &self.status.input,
+            sample_rate: self.sample_rate,
+            time_reference: position,
+            files: paths
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect(),
+        };
         self.set = Some(FileSet {
             files,
-            sidecar,
             start_position: position,
             frames: 0,
             rotate_at,
-            gaps: Vec::new(),
-            gaps_written: usize::MAX,
+            gaps: GapList::new(sidecar, &head, CUE_SLOTS),
+            recorder: self.status.name.clone(),
         });
         Ok(())
     }
 
+    /// Rewrites the headers with the sizes and cue points (cheap: the page cache) and the
+    /// sidecar; the fsync that makes them safe runs on the closer thread.
     fn sync_headers(&mut self) {
-        let fsync = self.config.fsync == FsyncPolicy::Header;
         let Some(set) = &mut self.set else {
             return;
         };
         let mut error = None;
-        let cues = cues(&set.gaps);
+        let cues = cues(set.gaps.first());
         for file in &mut set.files {
-            if let Err(e) = file.sync_header(fsync, &cues) {
+            if let Err(e) = file.sync_header(false, &cues) {
                 error = Some(e);
             }
         }
-        if set.gaps_written != set.gaps.len() {
-            match write_sidecar(set, &self.status, self.sample_rate) {
-                Ok(()) => set.gaps_written = set.gaps.len(),
-                Err(e) => error = Some(e),
-            }
+        if let Err(e) = set.gaps.write() {
+            error = Some(e);
         }
         self.status.bytes = set.files.iter().map(|f| f.data_bytes).sum::<u64>();
         if let Some(e) = error {
             self.failed(&e);
+            return;
+        }
+        if self.config.fsync == FsyncPolicy::Header
+            && let Some(closer) = &mut self.closer
+        {
+            let files = &set.files;
+            if let Some(done) = closer.sync(|| files.iter().map(TrackFile::clone_fd).collect()) {
+                self.apply(done);
+            }
         }
     }
 
-    /// Closes the current files with headers that match what they hold.
+    /// Hands the current take to the closer thread, which closes it validly.
     fn close_set(&mut self) {
-        let Some(mut set) = self.set.take() else {
+        let Some(set) = self.set.take() else {
             return;
         };
-        let fsync = self.config.fsync != FsyncPolicy::Never;
-        let cues = cues(&set.gaps);
-        for file in &mut set.files {
-            if let Err(e) = file.close(fsync, &cues) {
-                warn!(recorder = %self.status.name, file = %file.path.display(), error = %e, "closing");
-                self.status.errors += 1;
-            }
-        }
-        self.status.bytes_closed += set.files.iter().map(|f| f.data_bytes).sum::<u64>();
         self.status.bytes = 0;
-        if set.files.iter().all(|f| f.data_bytes == 0) && set.gaps.is_empty() {
-            // Nothing recorded (the disk was full at once): leave no empty files behind.
-            for f in &set.files {
-                let _ = std::fs::remove_file(&f.path);
-            }
-            return;
-        }
-        if let Err(e) = write_sidecar(&set, &self.status, self.sample_rate) {
-            warn!(recorder = %self.status.name, error = %e, "cannot write the gap list");
-            self.status.errors += 1;
+        let fsync = self.config.fsync != FsyncPolicy::Never;
+        let done = match &mut self.closer {
+            Some(closer) => closer.close(set, fsync),
+            None => Some({
+                let mut set = set;
+                set.close_files(fsync)
+            }),
+        };
+        if let Some(done) = done {
+            self.apply(done);
         }
     }
 
@@ -680,6 +804,7 @@ impl RecorderWorker {
         };
         self.close_set();
         self.next_position = None;
+        self.clock = None;
         self.pending_gaps.clear();
         self.signal(true);
     }
@@ -724,7 +849,7 @@ impl RecorderWorker {
                 s.files
                     .iter()
                     .map(|f| f.path.clone())
-                    .chain([s.sidecar.clone()])
+                    .chain([s.gaps.path.clone()])
             })
             .collect();
         let deleted = retention::apply(
@@ -827,37 +952,6 @@ fn flac_comments(
     ]
 }
 
-#[derive(Serialize)]
-struct Sidecar<'a> {
-    recorder: &'a str,
-    input: &'a str,
-    sample_rate: u32,
-    /// Media-clock position of the first frame (the files' BWF TimeReference).
-    time_reference: u64,
-    files: Vec<String>,
-    gaps: &'a [GapRecord],
-}
-
-fn write_sidecar(set: &FileSet, status: &RecorderStatus, sample_rate: u32) -> std::io::Result<()> {
-    let sidecar = Sidecar {
-        recorder: &status.name,
-        input: &status.input,
-        sample_rate,
-        time_reference: set.start_position,
-        files: set
-            .files
-            .iter()
-            .filter_map(|f| f.path.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect(),
-        gaps: &set.gaps,
-    };
-    let text = serde_json::to_string_pretty(&sidecar).map_err(std::io::Error::other)?;
-    // Replace atomically: a reader (or a crash) never sees half a list.
-    let tmp = with_ext(&set.sidecar, "tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, &set.sidecar)
-}
-
 fn with_ext(path: &Path, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".");
@@ -914,16 +1008,6 @@ fn render_template(
         .replace("{seq}", "")
 }
 
-/// The next multiple of `every` since the epoch after `now` (on the hour, for `1h`).
-fn next_boundary(now: SystemTime, every: Duration) -> SystemTime {
-    let since = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let every = every.as_secs().max(1);
-    SystemTime::UNIX_EPOCH + Duration::from_secs((since / every + 1) * every)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -939,15 +1023,6 @@ mod tests {
         assert_eq!(civil(SystemTime::UNIX_EPOCH), (1970, 1, 1, 0, 0, 0));
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(civil(leap), (2000, 2, 29, 0, 0, 0));
-    }
-
-    #[test]
-    fn rotation_is_on_the_wall_clock() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(3_600 * 5 + 17);
-        assert_eq!(
-            next_boundary(t, Duration::from_secs(3_600)),
-            SystemTime::UNIX_EPOCH + Duration::from_secs(3_600 * 6)
-        );
     }
 
     #[test]

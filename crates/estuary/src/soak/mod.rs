@@ -120,6 +120,9 @@ pub struct SoakArgs {
     /// hour.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Start a new recording take this often (on media-clock multiples).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    rotate_every: Duration,
     /// Print the daemon's RSS and counters this often.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     progress: Duration,
@@ -182,7 +185,7 @@ fn config_text(args: &SoakArgs, rtp_out: SocketAddr, recordings: &Path) -> Strin
          [[outputs]]\nname = \"srt\"\nkind = \"srt\"\ninput = \"soak\"\nmode = \"listener\"\n\
          address = \"127.0.0.1:{srt}\"\ncodec = \"pcm\"\nbits = 24\nchannels = [{srt_channels}]\n\n\
          [[recorders]]\nname = \"soak\"\ninput = \"soak\"\ndirectory = \"{dir}\"\nbits = 24\n\
-         groups = {{ tail = \"{first_recorded}-{last}\" }}\nrotate_every = \"1m\"\n",
+         groups = {{ tail = \"{first_recorded}-{last}\" }}\nrotate_every = \"{rotate}\"\n",
         api = args.base_port + 3,
         channels = args.channels,
         pt = sender::PAYLOAD_TYPE,
@@ -191,6 +194,7 @@ fn config_text(args: &SoakArgs, rtp_out: SocketAddr, recordings: &Path) -> Strin
         srt_channels = srt.join(", "),
         dir = recordings.display(),
         last = args.channels,
+        rotate = humantime::format_duration(args.rotate_every),
     )
 }
 
