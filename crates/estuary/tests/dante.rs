@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use estuary_wire::dante::conmon::{Conmon, ConmonMessage};
+
 use common::{Proc, ffmpeg_srt_decoder, isolate, run_with_timeout};
 
 const NETAUDIO: &str = "/opt/estuary-venv/bin/netaudio";
@@ -17,8 +19,10 @@ fn device_config(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> String
     format!(
         "[discovery]\nsap = false\nravenna = false\n\n[api]\nbind = \"127.0.0.1:{api_port}\"\n\n\
          [dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 6\n\
-         arc_port = {arc_port}\nflow_port = {}\nstate_file = \"{}\"\n",
+         arc_port = {arc_port}\nflow_port = {}\ncmc_port = {}\nconmon_port = {}\nstate_file = \"{}\"\n",
         arc_port + 15,
+        arc_port + 4360,
+        arc_port + 4260,
         dir.join(format!("{name}.json")).display()
     )
 }
@@ -132,6 +136,21 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
         assert_eq!(rx["06"]["number"], 6);
     }
 
+    // Heartbeats and change notices, decoded with our codec.
+    let lo = estuary_io::mcast::resolve_interface("lo").expect("lo");
+    let notices = estuary_io::mcast::open_receive_socket(
+        "224.0.0.231:8702".parse().expect("a"),
+        None,
+        Some(&lo),
+    )
+    .expect("join 224.0.0.231");
+    let heartbeats = estuary_io::mcast::open_receive_socket(
+        "224.0.0.233:8708".parse().expect("a"),
+        None,
+        Some(&lo),
+    )
+    .expect("join 224.0.0.233");
+
     // Route A's TX 02 to B's RX 1: B reports it (unresolved: no audio flows yet).
     netaudio_ok(&[
         "subscription",
@@ -141,6 +160,19 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
         "--rx",
         "1@Estuary-B",
     ]);
+    let seen = receive_conmon(
+        &notices,
+        Duration::from_secs(10),
+        |c| matches!(c, Conmon::ChannelsChanged { message_type: 0x0102, channels } if channels.contains(&1)),
+    );
+    assert!(seen, "no RX-channel change notice for RX 1");
+    let seen = receive_conmon(
+        &heartbeats,
+        Duration::from_secs(5),
+        |c| matches!(c, Conmon::Heartbeat(h) if h.frequency_offset_ppb() == Some(0)),
+    );
+    assert!(seen, "no heartbeat with a clock block");
+
     // B resolves A's channel, gets a flow and reports it connected (A sends silence: it has
     // no `tx_input`).
     let rows = subscriptions_until(|r| r.first().is_some_and(|s| s.4 == "connected"));
@@ -168,6 +200,31 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
     netaudio_ok(&["subscription", "remove", "--rx", "1@Estuary-B"]);
     let rows = subscriptions_until(<[_]>::is_empty);
     assert!(rows.is_empty(), "{rows:?}");
+}
+
+/// Reads conmon datagrams from `socket` (non-blocking) until one decodes to what `wanted`
+/// accepts, or `within` passes.
+fn receive_conmon(
+    socket: &std::net::UdpSocket,
+    within: Duration,
+    wanted: impl Fn(&Conmon) -> bool,
+) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1500];
+    while Instant::now() < deadline {
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                if let Ok(m) = ConmonMessage::parse(&buf[..n])
+                    && let Ok(c) = m.decode()
+                    && wanted(&c)
+                {
+                    return true;
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
 }
 
 #[test]
@@ -223,7 +280,9 @@ fn dante_to_srt(
     let device = |name: &str, arc: u16, flow: u16| {
         format!(
             "[dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 4\n\
-             arc_port = {arc}\nflow_port = {flow}\nstate_file = \"{}\"\n",
+             arc_port = {arc}\nflow_port = {flow}\ncmc_port = {}\nconmon_port = {}\nstate_file = \"{}\"\n",
+            arc + 4360,
+            arc + 4260,
             dir.join(format!("{name}.json")).display()
         )
     };

@@ -13,6 +13,7 @@
 
 pub mod arc;
 pub mod audio;
+pub mod conmon;
 pub mod flow;
 pub mod ptpv1;
 

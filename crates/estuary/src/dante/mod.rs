@@ -7,6 +7,7 @@
 //! transmitter thread ([`tx`]) serves flow requests and sends the TX channels, taken from
 //! the input named by `tx_input`. Routes attach and detach as they start and stop.
 
+mod conmon;
 mod rx;
 mod tx;
 
@@ -50,6 +51,13 @@ pub struct DanteConfig {
     /// Flow-control port published for receivers.
     #[serde(default = "default_flow_port")]
     pub flow_port: u16,
+    /// CMC port (controller registration): 8800 on real devices.
+    #[serde(default = "default_cmc_port")]
+    pub cmc_port: u16,
+    /// Conmon settings-request port: 8700 on real devices (controllers always ask there,
+    /// so a second device on one address answers only on another port).
+    #[serde(default = "default_conmon_port")]
+    pub conmon_port: u16,
     /// Where names and subscriptions are kept; default
     /// `$STATE_DIRECTORY/dante-<name>.json` or `~/.local/state/estuary/dante-<name>.json`.
     pub state_file: Option<PathBuf>,
@@ -114,6 +122,12 @@ fn default_arc_port() -> u16 {
 }
 fn default_flow_port() -> u16 {
     4455
+}
+fn default_cmc_port() -> u16 {
+    8800
+}
+fn default_conmon_port() -> u16 {
+    8700
 }
 
 /// Most channels a device offers each way (large Dante devices have 512).
@@ -485,6 +499,18 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         &config.tx_bundles(),
         Arc::clone(&hub),
     )?;
+    let conmon = conmon::Conmon::new(
+        server.shared_device(),
+        address,
+        config.cmc_port,
+        config.conmon_port,
+    )?;
+    let halt = stop.clone();
+    threads.push(
+        thread::Builder::new()
+            .name("dante-conmon".into())
+            .spawn(move || conmon.run(&halt))?,
+    );
     let halt = stop.clone();
     let tx_thread = thread::Builder::new()
         .name("dante-tx".into())
@@ -497,6 +523,8 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         %address,
         arc = %server.local_addr(),
         flow_control = config.flow_port,
+        cmc = config.cmc_port,
+        conmon = config.conmon_port,
         "Dante device published (unofficial implementation)"
     );
     Ok(DanteDevice {
