@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use estuary_wire::http::{self, ListenRequest, Parsed};
 
@@ -44,6 +44,9 @@ pub struct HttpListenStatus {
     /// Requests refused: wrong path (404), no or wrong token (403), full (503).
     pub refused: u64,
     pub bytes_sent: u64,
+    /// The stream's bitrate, bit/s: what the encoder produced over the last [`RATE_WINDOW`],
+    /// with or without listeners.
+    pub bitrate: u64,
     /// Chunks a listener's queue had no room for.
     pub chunks_dropped: u64,
     /// Listeners disconnected for falling behind.
@@ -66,8 +69,13 @@ struct Shared {
     /// The current stream's header (Ogg: the BOS and comment pages).
     header: Mutex<Arc<[u8]>>,
     status: Mutex<HttpListenStatus>,
+    /// Start of the current bitrate window and the bytes produced in it.
+    rate_window: Mutex<(Instant, u64)>,
     stop: AtomicBool,
 }
+
+/// The window over which the stream's bitrate is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// A running listen-in server; dropping it closes every connection.
 pub struct HttpListen {
@@ -98,6 +106,7 @@ impl HttpListen {
             listeners: Mutex::new(Vec::new()),
             header: Mutex::new(Arc::from(Vec::new())),
             status: Mutex::default(),
+            rate_window: Mutex::new((Instant::now(), 0)),
             stop: AtomicBool::new(false),
         });
         let accept = {
@@ -126,7 +135,21 @@ impl HttpListen {
 
     /// Sends a chunk to every listener; never blocks.
     pub fn send(&self, bytes: Vec<u8>) {
+        self.count(bytes.len() as u64);
         self.broadcast(Arc::from(bytes));
+    }
+
+    /// Counts a chunk into the bitrate window; a chunk arriving after the window closed
+    /// starts the next one, so each window holds what was produced during it.
+    fn count(&self, bytes: u64) {
+        let mut window = lock(&self.shared.rate_window);
+        let elapsed = window.0.elapsed();
+        if elapsed >= RATE_WINDOW {
+            lock(&self.shared.status).bitrate =
+                (window.1 as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            *window = (Instant::now(), 0);
+        }
+        window.1 += bytes;
     }
 
     fn broadcast(&self, bytes: Arc<[u8]>) {
@@ -375,6 +398,21 @@ mod tests {
         wrong.read_to_string(&mut reply).expect("read");
         assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
         assert_eq!(http.status().refused, 2);
+    }
+
+    #[test]
+    fn the_bitrate_is_what_the_encoder_produced_with_or_without_listeners() {
+        let http = server(None, 1);
+        assert_eq!(http.status().bitrate, 0);
+        // 16 kB every 100 ms is 1.28 Mbit/s; a busy machine's late wake-ups only lower it.
+        let start = Instant::now();
+        while http.status().bitrate == 0 && start.elapsed() < 3 * RATE_WINDOW {
+            http.send(vec![0; 16_000]);
+            thread::sleep(Duration::from_millis(100));
+        }
+        let bitrate = http.status().bitrate;
+        assert!((900_000..=1_281_000).contains(&bitrate), "{bitrate} bit/s");
+        assert_eq!(http.status().listeners, 0);
     }
 
     #[test]

@@ -387,6 +387,9 @@ pub(super) fn status(
             counters.bytes_sent = s.bytes_sent;
             counters.chunks_dropped = s.chunks_dropped;
             counters.listeners = s.listeners as u64;
+            counters.bitrate_bps = s.bitrate;
+            // Every listener gets the whole stream.
+            counters.send_rate_mbps = s.bitrate as f64 * s.listeners as f64 / 1e6;
             counters.listeners_refused = s.refused;
             counters.listeners_too_slow = s.slow_disconnects;
             counters.errors = s.errors;
