@@ -222,4 +222,68 @@ mod tests {
         assert_eq!(list.unwritten.len(), 1);
         assert_eq!(list.count, 102);
     }
+
+    /// Random pushes, growths and writes against a plain list: the sidecar always says
+    /// exactly what was noted (the soak once found whole gaps cut short).
+    #[test]
+    fn the_sidecar_matches_every_sequence_of_pushes_growths_and_writes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let path = dir.path().join(format!("{round}-gaps.json"));
+            let head = SidecarHead {
+                recorder: "r",
+                input: "i",
+                sample_rate: 48_000,
+                time_reference: 1000,
+                files: vec![],
+            };
+            let mut list = GapList::new(path.clone(), &head, 3);
+            let mut model: Vec<(u64, u64)> = Vec::new();
+            let mut at = 1000u64;
+            for _ in 0..next(60) {
+                match next(4) {
+                    0 | 1 => {
+                        at += 1 + next(500);
+                        let frames = 1 + next(9);
+                        list.push(gap(at, frames));
+                        model.push((at, frames));
+                        at += frames;
+                    }
+                    2 => {
+                        let frames = 1 + next(9);
+                        let grew = list.extend_last(at, frames);
+                        assert_eq!(grew, !model.is_empty());
+                        if let Some(last) = model.last_mut() {
+                            last.1 += frames;
+                            at += frames;
+                        }
+                    }
+                    _ => {
+                        list.write().expect("write");
+                        let text = std::fs::read_to_string(&path).expect("read");
+                        let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+                        let on_disk: Vec<(u64, u64)> = json["gaps"]
+                            .as_array()
+                            .expect("gaps")
+                            .iter()
+                            .map(|g| {
+                                (
+                                    g["position"].as_u64().expect("position"),
+                                    g["frames"].as_u64().expect("frames"),
+                                )
+                            })
+                            .collect();
+                        assert_eq!(on_disk, model, "round {round}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1075,4 +1075,123 @@ mod tests {
         assert_eq!(n, 2);
         assert!(dir.path().join("keep.txt").exists());
     }
+
+    /// The ingest's pulls cut lost packets at arbitrary frames (just after a sender's burst
+    /// boundary on a real network), drains and header syncs come at any time: the sidecars
+    /// list exactly the concealed frames, whole packets each (the 1-h soak found some cut).
+    #[test]
+    fn sidecars_list_exactly_the_concealed_frames_however_pulls_cut_them() {
+        for round in 1..=40 {
+            sidecars_list_exactly_the_concealed_frames(round);
+        }
+    }
+
+    fn sidecars_list_exactly_the_concealed_frames(round: u64) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config: RecorderConfig = toml::from_str(&format!(
+            "name = \"r\"\ninput = \"i\"\ndirectory = \"{}\"\nrotate_every = \"1s\"\n",
+            dir.path().display()
+        ))
+        .expect("config");
+        let (mut samples, samples_rx) = rtrb::RingBuffer::new(48_000 * 2 * 2);
+        let (mut events, events_rx) = rtrb::RingBuffer::new(EVENT_RING);
+        let shared = Arc::new(Mutex::new(RecorderStatus::default()));
+        let mut worker =
+            RecorderWorker::new(&config, (2, 48_000), (samples_rx, events_rx), shared, None)
+                .expect("worker");
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(round);
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const FPP: u64 = 6;
+        let start = 1_000_016u64;
+        let total = 48_000 * 3;
+        let lost: Vec<bool> = (0..total / FPP).map(|_| next(50) == 0).collect();
+        let mut at = 0u64;
+        while at < total {
+            // Pulls end a few frames past a 2-ms burst boundary, or anywhere.
+            let end = if next(2) == 0 {
+                (at / 96 + 1) * 96 + next(6)
+            } else {
+                at + 1 + next(120)
+            }
+            .min(total);
+            let mut run: Option<(u64, u64)> = None;
+            for n in at..end {
+                if lost[(n / FPP) as usize] {
+                    match &mut run {
+                        Some((_, len)) => *len += 1,
+                        None => run = Some((n, 1)),
+                    }
+                    samples.push(0).expect("room");
+                    samples.push(0).expect("room");
+                } else {
+                    if let Some((p, len)) = run.take() {
+                        events
+                            .push(FeedEvent::Gap {
+                                position: start + p,
+                                frames: len as u32,
+                            })
+                            .expect("room");
+                    }
+                    samples.push(n as i32 + 1).expect("room");
+                    samples.push(-(n as i32) - 1).expect("room");
+                }
+            }
+            if let Some((p, len)) = run {
+                events
+                    .push(FeedEvent::Gap {
+                        position: start + p,
+                        frames: len as u32,
+                    })
+                    .expect("room");
+            }
+            events
+                .push(FeedEvent::Chunk {
+                    position: start + at,
+                    frames: (end - at) as u32,
+                })
+                .expect("room");
+            at = end;
+            if next(4) == 0 {
+                worker.drain();
+            }
+            if next(40) == 0 {
+                worker.sync_headers();
+            }
+        }
+        worker.drain();
+        worker.close_set();
+        let closer = worker.closer.take().expect("closer");
+        for done in closer.finish(CLOSE_TIMEOUT) {
+            assert!(done.error.is_none(), "{:?}", done.error);
+        }
+        let mut listed = vec![false; total as usize];
+        for entry in std::fs::read_dir(dir.path()).expect("dir") {
+            let path = entry.expect("entry").path();
+            if !path.to_string_lossy().ends_with("gaps.json") {
+                continue;
+            }
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+            for gap in json["gaps"].as_array().expect("gaps") {
+                let p = gap["position"].as_u64().expect("position") - start;
+                for n in p..p + gap["frames"].as_u64().expect("frames") {
+                    assert!(!listed[n as usize], "frame {n} listed twice");
+                    listed[n as usize] = true;
+                }
+            }
+        }
+        for n in 0..total {
+            assert_eq!(
+                listed[n as usize],
+                lost[(n / FPP) as usize],
+                "round {round}: frame {n} (packet offset {})",
+                n % FPP
+            );
+        }
+    }
 }
