@@ -18,7 +18,7 @@ for f in examples/*.toml packaging/estuary.toml; do
   target/debug/estuary check-config "$f"
 done
 
-echo "==> fuzz smoke run (${FUZZ_SECONDS:=10} s per target)"
+echo "==> fuzz smoke run (${FUZZ_SECONDS:=5} s per target)"
 (
   cd fuzz
   export RUSTC_BOOTSTRAP=1
