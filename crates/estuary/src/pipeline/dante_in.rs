@@ -11,7 +11,6 @@ use estuary_engine::time::MonoTime;
 use super::InputSnapshot;
 use super::ingest::{OutputFeed, feed_rings};
 use crate::dante::{RxBlock, RxSink};
-use crate::record::FeedEvent;
 
 /// How often the counters are copied out.
 const PUBLISH_PERIOD: Duration = Duration::from_millis(20);
@@ -59,11 +58,8 @@ impl RxSink for DanteInput {
                 .extend(std::iter::repeat_n(0, self.channels - n));
         }
         for &(position, frames) in block.gaps {
-            for events in self.rings.iter_mut().filter_map(|f| f.events.as_mut()) {
-                let _ = events.push(FeedEvent::Gap {
-                    position,
-                    frames: frames as u32,
-                });
+            for feed in &mut self.rings {
+                feed.gap(position, frames);
             }
         }
         self.ring_overruns += feed_rings(

@@ -47,6 +47,25 @@ pub(super) struct OutputFeed {
     pub events: Option<rtrb::Producer<FeedEvent>>,
     /// The input's meters, run here on each block instead of copying it to a ring.
     pub meter: Option<Box<super::meter::InlineMeter>>,
+    /// A gap event did not fit the recorder's event ring: the block it belongs to is dropped
+    /// too (the recorder then fills it with counted silence), so no silence goes unlisted.
+    pub gap_lost: bool,
+}
+
+impl OutputFeed {
+    /// Tells a recorder that `frames` frames from `position` were concealed.
+    pub fn gap(&mut self, position: u64, frames: usize) {
+        if let Some(events) = &mut self.events
+            && events
+                .push(FeedEvent::Gap {
+                    position,
+                    frames: frames as u32,
+                })
+                .is_err()
+        {
+            self.gap_lost = true;
+        }
+    }
 }
 
 /// One receiving input, owned by the ingest thread while attached.
@@ -269,11 +288,8 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
             input
                 .jitter
                 .pull_with_gaps(now, &mut scratch[..usable], |position, frames| {
-                    for events in rings.iter_mut().filter_map(|f| f.events.as_mut()) {
-                        let _ = events.push(FeedEvent::Gap {
-                            position,
-                            frames: frames as u32,
-                        });
+                    for feed in rings.iter_mut() {
+                        feed.gap(position, frames);
                     }
                 });
         if pulled.frames == 0 {
@@ -325,7 +341,8 @@ pub(super) fn feed_rings(
             continue;
         }
         let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
-        if feed.samples.slots() < samples.len() || no_event {
+        if feed.samples.slots() < samples.len() || no_event || feed.gap_lost {
+            feed.gap_lost = false;
             // A recorder fills what it missed with counted silence, from the positions.
             overruns += frames as u64;
             continue;
@@ -351,4 +368,47 @@ pub(super) fn feed_rings(
         }
     }
     overruns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gap event that does not fit the recorder's event ring takes its block with it: the
+    /// block is counted as an overrun (and filled as counted silence), never written as
+    /// silence the sidecar does not list.
+    #[test]
+    fn a_gap_event_that_does_not_fit_drops_its_block_counted() {
+        let (samples, samples_rx) = rtrb::RingBuffer::new(64);
+        let (marks, _marks_rx) = rtrb::RingBuffer::new(8);
+        let (events, mut events_rx) = rtrb::RingBuffer::new(1);
+        let mut feeds = vec![OutputFeed {
+            samples,
+            marks,
+            frames_pushed: 0,
+            frame: 48,
+            thread: thread::current(),
+            events: Some(events),
+            meter: None,
+            gap_lost: false,
+        }];
+        let block = [0i32; 8];
+        let now = MonoTime::from_nanos(0);
+        feeds[0].gap(100, 2);
+        feeds[0].gap(102, 2);
+        // The ring held the first gap; the recorder takes it before the block comes.
+        assert!(events_rx.pop().is_ok());
+        assert_eq!(feed_rings(&mut feeds, &block, 2, now, Some(100)), 4);
+        assert_eq!(samples_rx.slots(), 0);
+        // The next block goes through.
+        assert_eq!(feed_rings(&mut feeds, &block, 2, now, Some(104)), 0);
+        assert_eq!(samples_rx.slots(), 8);
+        assert!(matches!(
+            events_rx.pop(),
+            Ok(FeedEvent::Chunk {
+                position: 104,
+                frames: 4
+            })
+        ));
+    }
 }

@@ -227,6 +227,9 @@ type Detectors = (MonitorConfig, HealthConfig);
 /// One input and the outputs it feeds.
 struct Route {
     config: InputConfig,
+    /// The configured SDP (inline or its file, read once when the route is made), for the
+    /// status's `ts-refclk` check.
+    configured_sdp: Option<String>,
     selector: Option<StreamSelector>,
     state: RouteState,
     snapshot: Arc<Mutex<InputSnapshot>>,
@@ -384,6 +387,7 @@ impl Running {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut route = Route {
             config: input.clone(),
+            configured_sdp: crate::clock::configured_sdp(input),
             selector: None,
             state: RouteState::Failed {
                 reason: "not started".into(),
@@ -662,6 +666,7 @@ impl Route {
                     thread,
                     events: None,
                     meter: None,
+                    gap_lost: false,
                 });
                 continue;
             }
@@ -787,6 +792,7 @@ impl Route {
                 thread,
                 events: None,
                 meter: None,
+                gap_lost: false,
             });
         }
         match (input, signal) {
@@ -873,6 +879,7 @@ impl Route {
             thread: handle.thread().clone(),
             events: None,
             meter: None,
+            gap_lost: false,
         };
         workers.push(handle);
         Ok(feed)

@@ -32,13 +32,13 @@ impl Running {
                 .stream
                 .as_ref()
                 .is_some_and(|s| s.sdp.is_none())
-                .then(|| crate::clock::configured_sdp(&route.config))
+                .then_some(route.configured_sdp.as_deref())
                 .flatten();
             let reference = input
                 .stream
                 .as_ref()
                 .and_then(|s| s.sdp.as_deref())
-                .or(configured.as_deref())
+                .or(configured)
                 .and_then(|sdp| {
                     sdp.lines()
                         .find_map(|l| l.trim().strip_prefix("a=ts-refclk:"))
