@@ -24,6 +24,7 @@ use estuary_wire::dante::audio::{AudioHeader, write};
 use estuary_wire::dante::flow::FlowHandle;
 
 use super::{Hub, lock, media_now};
+use crate::pipeline::TRANSMIT_SLACK as SLACK;
 use crate::shutdown::Stop;
 
 const TICK: Duration = Duration::from_millis(1);
@@ -32,10 +33,6 @@ const STAGE_FRAMES: u64 = 4096;
 /// Audio buffered in the ring before sending starts, so the 1 ms bursts of the ingest
 /// thread never leave a tick short.
 const PREFILL: Duration = Duration::from_millis(3);
-/// How far beyond the prefill the ring may grow before the oldest frames are dropped: above
-/// the bursts of every source (a generator delivers 4 ms at a time, one tick ahead, so the
-/// fill swings by 8 ms), so only a source that really runs fast loses audio here.
-const SLACK: Duration = Duration::from_millis(12);
 /// Flows each transmitter serves.
 const MAX_FLOWS: usize = 32;
 /// Multicast audio stays within a site's routers.

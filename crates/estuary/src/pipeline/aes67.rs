@@ -36,16 +36,13 @@ use estuary_wire::sdp;
 use estuary_wire::units::{RtpTimestamp, SeqNum};
 
 use super::OutputSnapshot;
+use super::TRANSMIT_SLACK as SLACK;
 use super::aes67_tx::{Batch, Leg};
 use crate::announce::{self, Announcement, RavennaAnnouncement};
 use crate::clock::{MediaClock, MediaReference};
 use crate::config::{Aes67Plan, OutputConfig, ResolvedStream};
 use crate::shutdown::Stop;
 
-/// How much the ring may hold beyond the prefill before the oldest frames are dropped: more
-/// than a generator's 4 ms bursts plus a scheduling stall of the transmit thread on a busy
-/// host (5 ms dropped 2.8 ms of a 2022-7 test's audio under CI load).
-const SLACK: Duration = Duration::from_millis(12);
 /// Buffered ahead of the first packet: two ingest ticks.
 const PREFILL: Duration = Duration::from_millis(2);
 /// How long past its deadline a packet waits for audio before its slot is given up.

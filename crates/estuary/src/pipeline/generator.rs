@@ -18,7 +18,8 @@ use super::ingest::OutputFeed;
 use super::{InputSnapshot, ResolvedStream};
 use crate::shutdown::Stop;
 
-const TICK: Duration = Duration::from_millis(4);
+/// Generators deliver this much audio at a time, one tick ahead.
+pub(super) const TICK: Duration = Duration::from_millis(4);
 
 pub(super) struct Generator {
     signal: SignalGenerator,

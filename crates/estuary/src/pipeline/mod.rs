@@ -64,6 +64,11 @@ use output::OutputWorker;
 pub use report::Reporter;
 
 /// Audio each output ring holds; a stalled encoder loses audio (counted) after this long.
+/// How far beyond its prefill a transmitter's ring (AES67, Dante) may grow before the oldest
+/// frames are dropped: a generator's two ticks of swing (it delivers a tick at a time, one
+/// tick ahead) plus a tick of scheduling stall on a busy host (5 ms dropped audio under CI
+/// load), so only a source that really runs fast loses audio there.
+pub(crate) const TRANSMIT_SLACK: Duration = generator::TICK.saturating_mul(3);
 const OUTPUT_RING: Duration = Duration::from_millis(500);
 /// How long a route waits for the ingest thread to release its socket.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
