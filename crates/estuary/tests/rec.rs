@@ -92,12 +92,14 @@ fn send_from(
     }
 }
 
+/// A 2-channel L24 input on `port` with a 100 ms buffer: a loaded CI host may hold the test's
+/// sender thread for tens of milliseconds, and a late packet is silence the check would flag.
 fn config(port: u16, channels: usize, api: u16, recorders: &str) -> String {
     format!(
         "[discovery]\nsap = false\nravenna = false\n\n[api]\nbind = \"127.0.0.1:{api}\"\n\n\
          [[inputs]]\nname = \"stage\"\nkind = \"aes67\"\naddress = \"127.0.0.1:{port}\"\n\
          format = \"L24\"\nchannels = {channels}\nsample_rate = 48000\npayload_type = 97\n\
-         latency = \"40ms\"\nmeters = false\n\n{recorders}"
+         latency = \"100ms\"\nmeters = false\n\n{recorders}"
     )
 }
 
@@ -816,6 +818,9 @@ fn record_cli_records_a_stream_for_a_duration() {
                 "2s",
                 "--bits",
                 "32",
+                // Enough that a loaded CI host's sender thread never makes a packet late.
+                "--latency",
+                "200ms",
                 "-o",
             ])
             .arg(dir.path()),
