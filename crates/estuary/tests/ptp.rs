@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,10 +17,7 @@ const API: &str = "http://127.0.0.1:8480";
 const RATE: i64 = 48_000;
 
 fn get_json(path: &str) -> serde_json::Value {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--max-time", "5", &format!("{API}{path}")]);
-    let (_, out, _) = run_with_timeout(&mut cmd, Duration::from_secs(10));
-    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
+    api_json(API, path)
 }
 
 /// ptp4l's clock identity as Estuary writes it (`AA-BB-CC-FF-FE-DD-EE-FF`).
@@ -44,19 +40,7 @@ fn wait_for_clock(
     estuary: &Proc,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let clock = get_json("/api/clock");
-        if check(&clock) {
-            return clock;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {clock}\n{}",
-            estuary.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for_json((API, "/api/clock"), what, timeout, estuary, check)
 }
 
 #[test]

@@ -17,10 +17,7 @@ use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions, identity_from_mac};
 const API: &str = "http://127.0.0.1:8482";
 
 fn get_json(path: &str) -> serde_json::Value {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--max-time", "5", &format!("{API}{path}")]);
-    let (_, out, _) = run_with_timeout(&mut cmd, Duration::from_secs(10));
-    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
+    api_json(API, path)
 }
 
 fn wait_for(
@@ -30,19 +27,7 @@ fn wait_for(
     path: &str,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = get_json(path);
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {v}\n{}",
-            estuary.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for_json((API, path), what, timeout, estuary, check)
 }
 
 #[test]

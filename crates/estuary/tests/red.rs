@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,10 +15,7 @@ use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions};
 const API: &str = "http://127.0.0.1:8480";
 
 fn get_json(path: &str) -> serde_json::Value {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--max-time", "5", &format!("{API}{path}")]);
-    let (_, out, _) = run_with_timeout(&mut cmd, Duration::from_secs(10));
-    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
+    api_json(API, path)
 }
 
 fn wait_for(what: &str, timeout: Duration, estuary: &Proc, check: impl Fn() -> bool) {
@@ -39,31 +35,6 @@ fn clock_state() -> String {
         .as_str()
         .unwrap_or("")
         .to_owned()
-}
-
-/// What a 20 ms window of decoded audio is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Window {
-    Silent,
-    Main,
-    Backup,
-    Other,
-}
-
-fn classify(window: &[i32]) -> Window {
-    if window.iter().all(|&s| s == 0) {
-        return Window::Silent;
-    }
-    let crossings = window
-        .windows(2)
-        .filter(|w| (w[0] < 0) != (w[1] < 0))
-        .count();
-    // 20 ms: 997 Hz crosses zero about 40 times, 1500 Hz about 60 times.
-    match crossings {
-        36..=44 => Window::Main,
-        56..=64 => Window::Backup,
-        _ => Window::Other,
-    }
 }
 
 #[test]

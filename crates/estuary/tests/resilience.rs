@@ -376,31 +376,6 @@ fn soak_64_channels_two_minutes_passes_its_checks() {
     }
 }
 
-/// What a 20 ms window of decoded audio is: silence, the main tone, the backup tone, or a mix.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Window {
-    Silent,
-    Main,
-    Backup,
-    Other,
-}
-
-fn classify(window: &[i32]) -> Window {
-    if window.iter().all(|&s| s == 0) {
-        return Window::Silent;
-    }
-    let crossings = window
-        .windows(2)
-        .filter(|w| (w[0] < 0) != (w[1] < 0))
-        .count();
-    // 20 ms: 997 Hz crosses zero about 40 times, 1500 Hz about 60 times.
-    match crossings {
-        36..=44 => Window::Main,
-        56..=64 => Window::Backup,
-        _ => Window::Other,
-    }
-}
-
 /// Failover: the main sender stops → the backup is on air within the configured time, with no
 /// gap longer than that; the main sender comes back → the output returns to it after the
 /// stable period. Each switch is logged and shown in the API.

@@ -367,3 +367,60 @@ pub fn decode_ts_file(ts: &Path) -> Vec<i32> {
     );
     s32le(&std::fs::read(&out).expect("decoded"))
 }
+
+/// What a 20 ms window of decoded audio is, in the failover tests: silence, the main tone (997 Hz),
+/// the backup tone (1500 Hz), or a mix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    Silent,
+    Main,
+    Backup,
+    Other,
+}
+
+pub fn classify(window: &[i32]) -> Window {
+    if window.iter().all(|&s| s == 0) {
+        return Window::Silent;
+    }
+    let crossings = window
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    // 20 ms: 997 Hz crosses zero about 40 times, 1500 Hz about 60 times.
+    match crossings {
+        36..=44 => Window::Main,
+        56..=64 => Window::Backup,
+        _ => Window::Other,
+    }
+}
+
+/// `GET {api}{path}` as JSON (`Null` while the daemon does not answer).
+pub fn api_json(api: &str, path: &str) -> serde_json::Value {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "5", &format!("{api}{path}")]);
+    let (_, out, _) = run_with_timeout(&mut cmd, Duration::from_secs(10));
+    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
+}
+
+/// Polls `GET {api}{path}` until `check` holds; the daemon's log in the failure.
+pub fn wait_for_json(
+    (api, path): (&str, &str),
+    what: &str,
+    timeout: Duration,
+    estuary: &Proc,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = api_json(api, path);
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}\n{}",
+            estuary.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
