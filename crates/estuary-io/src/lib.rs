@@ -11,6 +11,7 @@ pub mod http_listen;
 pub mod icecast;
 pub mod linuxptp;
 pub mod mcast;
+pub mod memory;
 pub mod netns;
 pub mod opus;
 pub mod ptp;

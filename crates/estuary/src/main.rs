@@ -110,6 +110,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    estuary_io::memory::settle_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
