@@ -234,16 +234,32 @@ impl Connection {
     fn run(mut self) {
         let mut backoff = BACKOFF_FIRST;
         let mut rng = Jitter::seeded();
+        // The output's name, from the thread's; each new kind of failure is logged once (the
+        // status keeps the latest), so a destination down for hours does not flood the log.
+        let output = thread::current()
+            .name()
+            .and_then(|n| n.strip_prefix("ice-"))
+            .unwrap_or("?")
+            .to_owned();
+        let mut logged: Option<String> = None;
         while !self.stopping() {
             self.status().state = "connecting";
             let result = self.open().and_then(|stream| {
                 backoff = BACKOFF_FIRST;
+                if logged.take().is_some() {
+                    tracing::info!(output = %output, "publishing again");
+                }
                 self.stream(stream)
             });
             let mut status = self.status();
             status.connected = false;
             status.bitrate = 0;
             if let Err(e) = result {
+                let error = e.to_string();
+                if logged.as_deref() != Some(error.as_str()) {
+                    tracing::warn!(output = %output, error = %error, "cannot publish; retrying with backoff");
+                    logged = Some(error);
+                }
                 status.last_error = Some(e.to_string());
                 status.last_error_at = Some(SystemTime::now());
                 status.errors += 1;

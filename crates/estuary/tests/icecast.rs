@@ -516,34 +516,60 @@ fn rtmps_through_a_tls_proxy_plays_back_the_tone() {
         key.display()
     );
     let mut nginx = start_nginx_rtmp(dir.path(), &["ngx_stream_module"], &proxy);
+    // Three publishers: one trusting the test's CA, one with `tls_insecure`, and one with
+    // neither, which must refuse the self-signed certificate (and never publish).
+    let rtmps = |name: &str, trust: &str| {
+        format!(
+            "[[outputs]]\nname = \"{name}\"\nkind = \"rtmp\"\ninput = \"tone\"\n\
+             url = \"rtmps://127.0.0.1:1936/live/{name}\"\n{trust}\
+             bitrate = 128000\nsample_rate = 48000\n\n"
+        )
+    };
     let config = format!(
-        "{TONE_INPUT}[[outputs]]\nname = \"rtmps\"\nkind = \"rtmp\"\ninput = \"tone\"\n\
-         url = \"rtmps://127.0.0.1:1936/live/studio\"\ntls_ca_file = \"{}\"\n\
-         bitrate = 128000\nsample_rate = 48000\n",
-        cert.display()
+        "{TONE_INPUT}{}{}{}",
+        rtmps("studio", &format!("tls_ca_file = \"{}\"\n", cert.display())),
+        rtmps("insecure", "tls_insecure = true\n"),
+        rtmps("untrusted", ""),
     );
     let estuary = start_estuary(dir.path(), &config);
     // A player that arrives before the publisher may wait for ever: start it after.
-    nginx.wait_for_stderr("publish: name='studio'", Duration::from_secs(15));
-    let (mut reader, out) = ffmpeg_reader(
-        dir.path(),
-        "rtmps",
-        "rtmp://127.0.0.1/live/studio",
-        2,
-        48_000,
-    );
-    let status = reader.wait_exit(Duration::from_secs(30));
+    for name in ["studio", "insecure"] {
+        nginx.wait_for_stderr(&format!("publish: name='{name}'"), Duration::from_secs(15));
+    }
+    let readers = ["studio", "insecure"].map(|name| {
+        ffmpeg_reader(
+            dir.path(),
+            name,
+            &format!("rtmp://127.0.0.1/live/{name}"),
+            2,
+            48_000,
+        )
+    });
+    for (mut reader, out) in readers {
+        let status = reader.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "ffmpeg failed:\n{}\n{}",
+            reader.stderr(),
+            estuary.stderr()
+        );
+        assert_tone(
+            &s32le(&std::fs::read(&out).expect("rtmps")),
+            2,
+            48_000.0,
+            &format!("RTMPS AAC ({})", out.display()),
+        );
+    }
+    let log = estuary.stderr();
     assert!(
-        status.success(),
-        "ffmpeg failed:\n{}\n{}",
-        reader.stderr(),
-        estuary.stderr()
+        log.lines()
+            .any(|l| l.contains("untrusted") && l.to_lowercase().contains("certificate")),
+        "no certificate error for the untrusted output:\n{log}"
     );
-    assert_tone(
-        &s32le(&std::fs::read(&out).expect("rtmps")),
-        2,
-        48_000.0,
-        "RTMPS AAC",
+    assert!(
+        !nginx.stderr().contains("publish: name='untrusted'"),
+        "{}",
+        nginx.stderr()
     );
 }
 
