@@ -73,6 +73,16 @@ if [ "$profile" = test ] && ! [ -x /opt/estuary-venv/bin/netaudio ]; then
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo /opt/estuary-venv/bin/pip install --quiet "netaudio==0.4.2"
 fi
+# Renames: netaudio 0.4.2 renames channels in a newer ARC dialect whose probes are not
+# documented; the 0.2 series uses the legacy rename messages. 0.2.4 does not import on
+# Debian 12's Python 3.11 (a 3.12-only f-string), so the tests use 0.2.5, in its own venv.
+if [ "$profile" = test ] && ! [ -x /opt/estuary-venv-netaudio02/bin/netaudio ]; then
+  echo "==> installing netaudio 0.2.5 into /opt/estuary-venv-netaudio02 (once)"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo /usr/bin/python3 -m venv /opt/estuary-venv-netaudio02
+  $sudo /opt/estuary-venv-netaudio02/bin/pip install --quiet "netaudio==0.2.5"
+fi
 
 # The aarch64 unit tests (test.sh) cross-compile for the Raspberry Pi's target.
 if [ "$profile" = test ] && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then

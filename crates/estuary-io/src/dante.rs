@@ -314,10 +314,22 @@ impl Publisher {
         self.daemon.register(info).map_err(mdns_err)
     }
 
-    /// Withdraws what was published and publishes the device as it is now: every record
-    /// carries the device name, so a rename replaces them all.
+    /// Publishes the device as it is now and withdraws the records it no longer has (every
+    /// record carries the device name, so a device rename replaces them all). A record that
+    /// stays is registered again in place, not withdrawn first: withdrawn and re-announced
+    /// at once, it met its own goodbye and the responder renamed the host `NAME (2)`.
     fn publish(&mut self, device: &Device) -> Result<(), DanteIoError> {
-        self.withdraw();
+        let before = std::mem::take(&mut self.registered);
+        let result = self.publish_records(device);
+        for fullname in before.iter().filter(|f| !self.registered.contains(f)) {
+            if let Ok(done) = self.daemon.unregister(fullname) {
+                let _ = done.recv_timeout(Duration::from_millis(500));
+            }
+        }
+        result
+    }
+
+    fn publish_records(&mut self, device: &Device) -> Result<(), DanteIoError> {
         let name = device.name().to_owned();
         // One host name per device: controllers group a device's services by SRV target.
         let host = format!("{name}.local.");

@@ -612,3 +612,96 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     );
     assert!(exact >= 48_000 * 3, "{exact} exact frames");
 }
+
+/// netaudio 0.2.5, the legacy-dialect release that renames channels (0.4.2 renames them in a
+/// newer dialect; 0.2.4 does not run on Debian 12's Python): installed by `scripts/deps.sh
+/// test` into its own venv.
+const NETAUDIO_LEGACY: &str = "/opt/estuary-venv-netaudio02/bin/netaudio";
+
+/// Runs a netaudio 0.2.5 command until it succeeds, as [`netaudio_ok`] does.
+fn legacy_ok(args: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let mut cmd = Command::new(NETAUDIO_LEGACY);
+        cmd.args(["--timeout", "3", "--interface", "lo"]).args(args);
+        let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
+        if status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "netaudio 0.2.5 {args:?} failed: {}{stderr}",
+            String::from_utf8_lossy(&stdout)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The device `host` as netaudio 0.4.2 lists it: (name, TX 02's friendly name, RX 03's
+/// name), once `done` holds or after 30 s.
+fn names_until(
+    host: &str,
+    done: impl Fn(&(String, String, String)) -> bool,
+) -> (String, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let channels = netaudio(&["channel", "list"]);
+        let d = &channels[host];
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+        let rx3 = d["rx_channels"]
+            .as_object()
+            .and_then(|rx| rx.values().find(|c| c["number"] == 3))
+            .map(|c| text(&c["name"]))
+            .unwrap_or_default();
+        let names = (
+            text(&d["name"]),
+            text(&d["tx_channels"]["02"]["friendly_name"]),
+            rx3,
+        );
+        if done(&names) || Instant::now() > deadline {
+            return names;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Renames from controllers: netaudio 0.2.5 renames a TX and an RX channel, netaudio 0.4.2
+/// the device. netaudio 0.4.2 then lists the new names on the device's new host name (the
+/// records re-published in place, never `NAME (2)`), and they survive a restart.
+#[test]
+fn netaudio_renames_channels_and_the_device_and_the_names_survive_a_restart() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut device = start_device(dir.path(), "Estuary-R", 4440, 18480);
+    legacy_ok(&[
+        "-n",
+        "Estuary-R",
+        "channel",
+        "name",
+        "--type",
+        "tx",
+        "2",
+        "Vocals",
+    ]);
+    legacy_ok(&[
+        "-n",
+        "Estuary-R",
+        "channel",
+        "name",
+        "--type",
+        "rx",
+        "3",
+        "Mic3",
+    ]);
+    let expected = |name: &str| (name.to_owned(), "Vocals".to_owned(), "Mic3".to_owned());
+    let names = names_until("Estuary-R.local.", |n| *n == expected("Estuary-R"));
+    assert_eq!(names, expected("Estuary-R"));
+    netaudio_ok(&["-n", "Estuary-R", "device", "name", "Stage-Box"]);
+    let names = names_until("Stage-Box.local.", |n| *n == expected("Stage-Box"));
+    assert_eq!(names, expected("Stage-Box"), "{}", device.stderr());
+
+    device.terminate(Duration::from_secs(10));
+    let _device = start_device(dir.path(), "Estuary-R", 4440, 18480);
+    let names = names_until("Stage-Box.local.", |n| *n == expected("Stage-Box"));
+    assert_eq!(names, expected("Stage-Box"));
+}
