@@ -37,6 +37,17 @@ fn start_device(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> Proc {
     p
 }
 
+/// The daemon's `/api/status` on `port`.
+fn api_status(port: u16) -> serde_json::Value {
+    let (_, body, _) = run_with_timeout(
+        Command::new("curl")
+            .arg("-s")
+            .arg(format!("http://127.0.0.1:{port}/api/status")),
+        Duration::from_secs(10),
+    );
+    serde_json::from_slice(&body).expect("status JSON")
+}
+
 /// Runs netaudio with JSON output; returns the parsed document (panics with its stderr).
 fn netaudio(args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(NETAUDIO);
@@ -186,6 +197,21 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
             "connected".to_owned()
         )]
     );
+    // B's API shows the device, the route and its flow; A's shows the flow it sends.
+    let b_status = api_status(18481);
+    let dante = &b_status["dante"];
+    assert_eq!(dante["name"], "Estuary-B", "{dante:#}");
+    assert_eq!(dante["ports"]["arc"], 4441, "{dante:#}");
+    assert_eq!(dante["tx_channels"].as_array().map(Vec::len), Some(4));
+    assert_eq!(dante["rx_channels"][0]["subscription"], "02@Estuary-A");
+    assert_eq!(dante["rx_channels"][0]["status"], "unicast", "{dante:#}");
+    assert_eq!(dante["rx_channels"][1]["status"], "none", "{dante:#}");
+    assert_eq!(dante["rx_flows"][0]["channels"], serde_json::json!([1]));
+    assert_eq!(dante["rx_flows"][0]["sources"][0], "02@Estuary-A");
+    let a_status = api_status(18480);
+    let sent = &a_status["dante"]["tx_flows"];
+    assert_eq!(sent[0]["rx_device"], "Estuary-B", "{sent:#}");
+    assert_eq!(sent[0]["channels"], serde_json::json!([2]), "{sent:#}");
 
     // The route is kept across a restart of B.
     b.terminate(Duration::from_secs(10));
@@ -361,7 +387,6 @@ fn dante_to_srt(
         Duration::from_secs(10),
     );
     let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
-    let input = status["inputs"][0].clone();
 
     // Unrouting stops A's flow: B tells A when no channel uses it any more (a bundle has
     // no flow: B leaves the group).
@@ -372,16 +397,16 @@ fn dante_to_srt(
     } else {
         procs[1].wait_for_stderr("Dante flow closed", Duration::from_secs(15));
     }
-    (samples, input)
+    (samples, status)
 }
 
 #[test]
 fn dante_audio_between_two_estuary_devices_is_bit_exact_through_srt() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, input) =
+    let (samples, status) =
         dante_to_srt(dir.path(), "signal = \"sequence\"", 4, None, "", &mut || {});
-    assert_sequence_received(&samples, &input);
+    assert_sequence_received(&samples, &status["inputs"][0]);
 }
 
 #[test]
@@ -389,7 +414,7 @@ fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt()
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = "\n[[dante.multicast]]\nchannels = [1, 2]\ngroup = \"239.255.7.1\"\n";
-    let (samples, input) = dante_to_srt(
+    let (samples, status) = dante_to_srt(
         dir.path(),
         "signal = \"sequence\"",
         4,
@@ -397,13 +422,14 @@ fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt()
         "",
         &mut || {},
     );
+    let input = &status["inputs"][0];
     let a = std::fs::read_to_string(dir.path().join("Estuary-A.stderr")).unwrap_or_default();
     assert!(a.contains("Dante multicast bundle"), "{a}");
     assert!(
         !a.contains("Dante flow table changed"),
         "B asked A for a unicast flow: {a}"
     );
-    assert_sequence_received(&samples, &input);
+    assert_sequence_received(&samples, input);
 }
 
 /// B's SRT output carries A's counting sequence: checks it frame by frame against B's
@@ -474,7 +500,7 @@ fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
 fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, input) = dante_to_srt(
+    let (samples, status) = dante_to_srt(
         dir.path(),
         "signal = \"tone\"\nfrequency = 1000.0\nlevel = -12.0",
         3,
@@ -482,6 +508,7 @@ fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() 
         "",
         &mut || {},
     );
+    let input = &status["inputs"][0];
     assert_eq!(input["kind"], "dante", "{input:#}");
     let left = common::to_f64(&common::channel(&samples, 2, 0));
     // Skip the first 100 ms (SRT start).
@@ -506,13 +533,23 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     let remap = "rx_group_remap = [{ from = \"239.255.7.1:4321\", to = \"239.255.7.2:4321\" }]\n";
     let report = dir.path().join("impair.json");
     let mut relay: Option<Proc> = None;
-    let (samples, input) = dante_to_srt(
+    let (samples, status) = dante_to_srt(
         dir.path(),
         "signal = \"sequence\"",
         4,
         Some(bundle),
         remap,
         &mut || {
+            // RX 3 (not the input's) listens to A's TX 3 over a unicast flow: its packets
+            // must not show in the input's counters.
+            netaudio_ok(&[
+                "subscription",
+                "add",
+                "--tx",
+                "3@Estuary-A",
+                "--rx",
+                "3@Estuary-B",
+            ]);
             // 1500 packets/s: 0.3 s clean for B to lock, then 2 s of 2 % loss, all within
             // the 4 s decoded.
             let mut cmd = Command::new(common::ESTUARY);
@@ -550,8 +587,43 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let input = &status["inputs"][0];
     let counter = |name: &str| input["counters"][name].as_u64().unwrap_or(0);
     let lost = report["lost"].as_u64().expect("lost");
+    // Two flows: the bundle (RX 1-2, the input's) and A's unicast flow to RX 3.
+    let dante = &status["dante"];
+    let flows = dante["rx_flows"].as_array().expect("rx flows");
+    let bundle_flow = flows
+        .iter()
+        .find(|f| f["multicast_group"] == "239.255.7.1:4321")
+        .unwrap_or_else(|| panic!("{dante:#}"));
+    let unicast = flows
+        .iter()
+        .find(|f| f["channels"] == serde_json::json!([3]))
+        .unwrap_or_else(|| panic!("{dante:#}"));
+    assert_eq!(
+        bundle_flow["channels"],
+        serde_json::json!([1, 2]),
+        "{dante:#}"
+    );
+    assert_eq!(dante["rx_channels"][2]["status"], "unicast", "{dante:#}");
+    let flow_counter =
+        |f: &serde_json::Value, name: &str| f["counters"][name].as_u64().unwrap_or(0);
+    let unicast_packets = flow_counter(unicast, "packets_received");
+    assert!(unicast_packets > 1000, "{dante:#}");
+    // The input counts the bundle only (its snapshot and the flows' differ by < 0.2 s).
+    let device_packets = dante["rx_counters"]["packets_received"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        device_packets >= counter("packets_received") + unicast_packets / 2,
+        "device {device_packets}, input {input:#}, {dante:#}"
+    );
+    assert_eq!(
+        flow_counter(bundle_flow, "packets_lost"),
+        counter("packets_lost"),
+        "{dante:#}"
+    );
     eprintln!("relay: {report}\nB: {input:#}");
     assert!(lost >= 30, "the seed should drop some packets: {report}");
     // A packet held past its playout time (a loaded machine) is late and played as a loss:

@@ -9,11 +9,12 @@
 
 mod conmon;
 mod rx;
+pub mod status;
 mod tx;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -470,7 +471,37 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
             }
         }),
     )?;
-    let hub = Arc::new(Hub::default());
+    let (sinks, sink_commands) = mpsc::channel();
+    let hub = Arc::new(Hub {
+        rx: sinks,
+        tx: Mutex::default(),
+        tx_thread: Mutex::default(),
+        device: server.shared_device(),
+        info: DeviceInfo {
+            address,
+            sample_rate: spec.format.sample_rate,
+            ports: status::DantePorts {
+                arc: server.local_addr().port(),
+                flow_control: config.flow_port,
+                cmc: config.cmc_port,
+                conmon: config.conmon_port,
+            },
+            bundles: config
+                .tx_bundles()
+                .into_iter()
+                .map(|b| status::DanteBundle {
+                    id: b.id,
+                    group: b.group.to_string(),
+                    channels: b.channels,
+                })
+                .collect(),
+        },
+        views: Views::default(),
+    });
+    *lock(&hub.views.clock) = status::DanteClockStatus {
+        source: "local".into(),
+        ..Default::default()
+    };
     let stop = crate::shutdown::Stop::default();
     let mut threads = Vec::new();
     let remap = config
@@ -485,6 +516,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         config.latency,
         remap,
         Arc::clone(&hub),
+        sink_commands,
     )?;
     let halt = stop.clone();
     threads.push(
@@ -568,6 +600,15 @@ pub trait RxSink: Send {
     fn feed(&mut self, block: &RxBlock<'_>);
     /// The receiver's counters and its latest packet's (arrival, media time).
     fn publish(&mut self, stats: &StreamStats, last_packet: Option<(MonoTime, u64)>);
+    /// It takes RX channels 1..=`channels`: only flows feeding those count in its stats.
+    fn channels(&self) -> usize;
+}
+
+/// Changes to the receiver's sinks, which the receiver thread owns (so playing out locks
+/// nothing).
+pub(crate) enum RxCommand {
+    Attach(Box<dyn RxSink>),
+    Detach(String),
 }
 
 /// The audio the TX channels carry: an input's route ring.
@@ -577,12 +618,30 @@ pub struct TxSource {
     pub channels: usize,
 }
 
-/// What the device's audio threads share with the routes.
-#[derive(Default)]
+/// What the device's audio threads share with the routes and the status.
 struct Hub {
-    rx: Mutex<Vec<Box<dyn RxSink>>>,
+    rx: mpsc::Sender<RxCommand>,
     tx: Mutex<Option<TxSource>>,
     tx_thread: Mutex<Option<thread::Thread>>,
+    device: Arc<Mutex<Device>>,
+    info: DeviceInfo,
+    views: Views,
+}
+
+/// What does not change while the device runs.
+struct DeviceInfo {
+    address: std::net::Ipv4Addr,
+    sample_rate: u32,
+    ports: status::DantePorts,
+    bundles: Vec<status::DanteBundle>,
+}
+
+/// What the threads publish for the status (each with `try_lock`, a few times a second).
+#[derive(Default)]
+struct Views {
+    rx: Mutex<status::RxView>,
+    tx: Mutex<status::TxView>,
+    clock: Mutex<status::DanteClockStatus>,
 }
 
 /// The running device's hub, if any.
@@ -600,16 +659,15 @@ fn hub() -> anyhow::Result<Arc<Hub>> {
 
 /// Sends the RX channels to `sink` until [`detach_rx`].
 pub fn attach_rx(sink: Box<dyn RxSink>) -> anyhow::Result<()> {
-    let hub = hub()?;
-    let mut rx = lock(&hub.rx);
-    rx.retain(|s| s.name() != sink.name());
-    rx.push(sink);
-    Ok(())
+    hub()?
+        .rx
+        .send(RxCommand::Attach(sink))
+        .map_err(|_| anyhow::anyhow!("the Dante receiver has stopped"))
 }
 
 pub fn detach_rx(name: &str) {
     if let Ok(hub) = hub() {
-        lock(&hub.rx).retain(|s| s.name() != name);
+        let _ = hub.rx.send(RxCommand::Detach(name.to_owned()));
     }
 }
 
