@@ -21,6 +21,20 @@ use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 pub const ARC_SERVICE: &str = "_netaudio-arc._udp.local.";
 pub const CHAN_SERVICE: &str = "_netaudio-chan._udp.local.";
 pub const BUND_SERVICE: &str = "_netaudio-bund._udp.local.";
+pub const CMC_SERVICE: &str = "_netaudio-cmc._udp.local.";
+
+/// The CMC dialect answered on the CMC port.
+const CMCP_VERSION: &str = "1.2.0";
+
+/// The 8-byte device id of a device at `address`: a 6-byte pseudo-MAC (two zero bytes and
+/// the IPv4 address; no vendor MAC is ours to claim) then two zero bytes, as hardware
+/// puts its MAC then `0000`. CMC, conmon and the `_netaudio-cmc` record carry it;
+/// controllers read its first six bytes as the device's MAC (netaudio 0.4.2 sends no
+/// conmon request to a device whose id is not a MAC + `0000`).
+pub fn device_id(address: std::net::Ipv4Addr) -> [u8; 8] {
+    let [a, b, c, d] = address.octets();
+    [0, 0, a, b, c, d, 0, 0]
+}
 
 /// The ARC dialect we speak: netaudio 0.4.2 picks the legacy messages for 2.7.41 and
 /// refuses routing for versions it does not know.
@@ -35,6 +49,8 @@ pub struct DanteOptions {
     pub arc_port: u16,
     /// Flow-control port published in the channel records.
     pub flow_port: u16,
+    /// CMC port published as `_netaudio-cmc` (8800 on real devices).
+    pub cmc_port: u16,
     /// Only this interface for mDNS; `None` uses every interface.
     pub interface: Option<String>,
     /// The device's TX latency, published for receivers.
@@ -337,6 +353,21 @@ impl Publisher {
             ("model", "_0000000000000001".into()),
         ]);
         self.register(ARC_SERVICE, &name, &host, self.arc_port, arc)?;
+        if let IpAddr::V4(v4) = self.options.address {
+            let id: String = device_id(v4).iter().map(|b| format!("{b:02x}")).collect();
+            let cmc = txt(&[
+                ("id", id),
+                // The process id conmon messages carry (0: netaudio drops any other).
+                ("process", "0".into()),
+                ("cmcp_vers", CMCP_VERSION.into()),
+                ("cmcp_min", "1.0.0".into()),
+                ("server_vers", "4.0.2".into()),
+                ("channels", "0x6000004d".into()),
+                ("mf", "Estuary".into()),
+                ("model", "_0000000000000001".into()),
+            ]);
+            self.register(CMC_SERVICE, &name, &host, self.options.cmc_port, cmc)?;
+        }
         let bytes = (spec.format.bits / 8).max(2);
         let nchan = spec.max_channels_per_flow.min(spec.tx_channels).max(1);
         let latency_ns = self.options.latency.as_nanos().to_string();

@@ -74,10 +74,8 @@ impl Conmon {
         })
     }
 
-    /// The device id: two zero bytes, the IPv4 address, then 0x0001 (no MAC is ours to use).
     fn device_id(&self) -> [u8; 8] {
-        let [a, b, c, d] = self.address.octets();
-        [0, 0, a, b, c, d, 0, 1]
+        estuary_io::dante::device_id(self.address)
     }
 
     pub fn run(mut self, halt: &Stop) {

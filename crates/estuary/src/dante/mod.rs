@@ -8,6 +8,7 @@
 //! the input named by `tx_input`. Routes attach and detach as they start and stop.
 
 mod conmon;
+mod ptp;
 mod rx;
 pub mod status;
 mod tx;
@@ -75,6 +76,19 @@ pub struct DanteConfig {
     /// relay or a router re-mapping groups in between).
     #[serde(default)]
     pub rx_group_remap: Vec<GroupRemap>,
+    /// The media clock: `local` (the host's CLOCK_TAI) or `ptpv1` (follow the Dante
+    /// network's PTPv1 leader once locked).
+    #[serde(default)]
+    pub clock: DanteClock,
+}
+
+/// Where the device's media clock comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DanteClock {
+    #[default]
+    Local,
+    Ptpv1,
 }
 
 /// Receive what is published as sent to `from` by joining `to` instead.
@@ -450,6 +464,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         address: config.address()?,
         arc_port: config.arc_port,
         flow_port: config.flow_port,
+        cmc_port: config.cmc_port,
         interface: config
             .interface
             .as_ref()
@@ -499,8 +514,21 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         views: Views::default(),
     });
     *lock(&hub.views.clock) = status::DanteClockStatus {
-        source: "local".into(),
+        source: match config.clock {
+            DanteClock::Local => "local",
+            DanteClock::Ptpv1 => "ptpv1",
+        }
+        .into(),
         ..Default::default()
+    };
+    // Bound first, so a taken PTP port fails the start rather than a thread.
+    let follower = match config.clock {
+        DanteClock::Ptpv1 => Some(ptp::Follower::new(
+            address,
+            estuary_io::dante::device_id(address),
+            Arc::clone(&hub),
+        )?),
+        DanteClock::Local => None,
     };
     let stop = crate::shutdown::Stop::default();
     let mut threads = Vec::new();
@@ -543,6 +571,14 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
             .name("dante-conmon".into())
             .spawn(move || conmon.run(&halt))?,
     );
+    if let Some(follower) = follower {
+        let halt = stop.clone();
+        threads.push(
+            thread::Builder::new()
+                .name("dante-ptp".into())
+                .spawn(move || follower.run(&halt))?,
+        );
+    }
     let halt = stop.clone();
     let tx_thread = thread::Builder::new()
         .name("dante-tx".into())
@@ -689,9 +725,13 @@ pub fn detach_tx(name: &str) {
     }
 }
 
-/// The media clock in samples at `rate`: PTP (here TAI) time × rate.
+/// The media clock in samples at `rate`: the followed PTPv1 leader's time while locked,
+/// else CLOCK_TAI, × rate.
 fn media_now(rate: u32) -> u64 {
-    let ns = u128::from(estuary_io::clock::tai_now_ns());
+    let tai = estuary_io::clock::tai_now_ns();
+    let ns = lock(&ptp::OVERLAY)
+        .map_or(i128::from(tai), |o| o.leader_ns(tai))
+        .max(0) as u128;
     u64::try_from(ns * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
 }
 
