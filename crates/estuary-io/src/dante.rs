@@ -26,14 +26,18 @@ pub const CMC_SERVICE: &str = "_netaudio-cmc._udp.local.";
 /// The CMC dialect answered on the CMC port.
 const CMCP_VERSION: &str = "1.2.0";
 
-/// The 8-byte device id of a device at `address`: a 6-byte pseudo-MAC (two zero bytes and
-/// the IPv4 address; no vendor MAC is ours to claim) then two zero bytes, as hardware
-/// puts its MAC then `0000`. CMC, conmon and the `_netaudio-cmc` record carry it;
-/// controllers read its first six bytes as the device's MAC (netaudio 0.4.2 sends no
-/// conmon request to a device whose id is not a MAC + `0000`).
-pub fn device_id(address: std::net::Ipv4Addr) -> [u8; 8] {
+/// The 8-byte device id of the device at `address` whose ARC port is `arc_port`: a 6-byte
+/// locally administered pseudo-MAC (no vendor MAC is ours to claim) then two zero bytes, as
+/// hardware sends its MAC then `0000`. The pseudo-MAC is `02`, the ARC port's offset from
+/// 4440 (so two devices on one address differ), and the IPv4 address. CMC, conmon and the
+/// `_netaudio-cmc` record carry it; controllers read its first six bytes as the device's MAC
+/// and take two devices with one MAC for one (netaudio 0.4.2 then refuses to route between
+/// them as a self-connection), and netaudio sends no conmon request to a device whose id is
+/// not a MAC + `0000`.
+pub fn device_id(address: std::net::Ipv4Addr, arc_port: u16) -> [u8; 8] {
     let [a, b, c, d] = address.octets();
-    [0, 0, a, b, c, d, 0, 0]
+    let instance = arc_port.wrapping_sub(4440) as u8;
+    [0x02, instance, a, b, c, d, 0, 0]
 }
 
 /// The ARC dialect we speak: netaudio 0.4.2 picks the legacy messages for 2.7.41 and
@@ -354,7 +358,10 @@ impl Publisher {
         ]);
         self.register(ARC_SERVICE, &name, &host, self.arc_port, arc)?;
         if let IpAddr::V4(v4) = self.options.address {
-            let id: String = device_id(v4).iter().map(|b| format!("{b:02x}")).collect();
+            let id: String = device_id(v4, self.options.arc_port)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let cmc = txt(&[
                 ("id", id),
                 // The process id conmon messages carry (0: netaudio drops any other).

@@ -746,10 +746,11 @@ fn netaudio_shows_the_cmc_record_and_estuarys_make_and_model_over_a_veth_pair() 
     let cmc = &found["services"]["Estuary-V._netaudio-cmc._udp.local."];
     assert_eq!(cmc["port"], 8800, "{found:#}");
     assert_eq!(cmc["ipv4"], "10.77.0.1", "{cmc:#}");
-    assert_eq!(cmc["properties"]["id"], "00000a4d00010000", "{cmc:#}");
+    // A locally administered pseudo-MAC (02, ARC port − 4440, the IPv4 address), then 0000.
+    assert_eq!(cmc["properties"]["id"], "02000a4d00010000", "{cmc:#}");
     assert_eq!(cmc["properties"]["process"], "0", "{cmc:#}");
     assert_eq!(cmc["properties"]["cmcp_vers"], "1.2.0", "{cmc:#}");
-    assert_eq!(found["mac_address"], "00000a4d00010000", "{found:#}");
+    assert_eq!(found["mac_address"], "02000a4d00010000", "{found:#}");
     // Conmon's make/model (0x00C0) and Dante model (0x0060) answers.
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(found["manufacturer"], "Estuary", "{found:#}");

@@ -525,7 +525,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
     let follower = match config.clock {
         DanteClock::Ptpv1 => Some(ptp::Follower::new(
             address,
-            estuary_io::dante::device_id(address),
+            estuary_io::dante::device_id(address, config.arc_port),
             Arc::clone(&hub),
         )?),
         DanteClock::Local => None,
@@ -562,8 +562,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
     let conmon = conmon::Conmon::new(
         server.shared_device(),
         address,
-        config.cmc_port,
-        config.conmon_port,
+        (config.arc_port, config.cmc_port, config.conmon_port),
     )?;
     let halt = stop.clone();
     threads.push(
