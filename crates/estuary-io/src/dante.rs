@@ -21,6 +21,24 @@ use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 pub const ARC_SERVICE: &str = "_netaudio-arc._udp.local.";
 pub const CHAN_SERVICE: &str = "_netaudio-chan._udp.local.";
 pub const BUND_SERVICE: &str = "_netaudio-bund._udp.local.";
+pub const CMC_SERVICE: &str = "_netaudio-cmc._udp.local.";
+
+/// The CMC dialect answered on the CMC port.
+const CMCP_VERSION: &str = "1.2.0";
+
+/// The 8-byte device id of the device at `address` whose ARC port is `arc_port`: a 6-byte
+/// locally administered pseudo-MAC (no vendor MAC is ours to claim) then two zero bytes, as
+/// hardware sends its MAC then `0000`. The pseudo-MAC is `02`, the ARC port's offset from
+/// 4440 (so two devices on one address differ), and the IPv4 address. CMC, conmon and the
+/// `_netaudio-cmc` record carry it; controllers read its first six bytes as the device's MAC
+/// and take two devices with one MAC for one (netaudio 0.4.2 then refuses to route between
+/// them as a self-connection), and netaudio sends no conmon request to a device whose id is
+/// not a MAC + `0000`.
+pub fn device_id(address: std::net::Ipv4Addr, arc_port: u16) -> [u8; 8] {
+    let [a, b, c, d] = address.octets();
+    let instance = arc_port.wrapping_sub(4440) as u8;
+    [0x02, instance, a, b, c, d, 0, 0]
+}
 
 /// The ARC dialect we speak: netaudio 0.4.2 picks the legacy messages for 2.7.41 and
 /// refuses routing for versions it does not know.
@@ -35,6 +53,8 @@ pub struct DanteOptions {
     pub arc_port: u16,
     /// Flow-control port published in the channel records.
     pub flow_port: u16,
+    /// CMC port published as `_netaudio-cmc` (8800 on real devices).
+    pub cmc_port: u16,
     /// Only this interface for mDNS; `None` uses every interface.
     pub interface: Option<String>,
     /// The device's TX latency, published for receivers.
@@ -349,6 +369,24 @@ impl Publisher {
             ("model", "_0000000000000001".into()),
         ]);
         self.register(ARC_SERVICE, &name, &host, self.arc_port, arc)?;
+        if let IpAddr::V4(v4) = self.options.address {
+            let id: String = device_id(v4, self.options.arc_port)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let cmc = txt(&[
+                ("id", id),
+                // The process id conmon messages carry (0: netaudio drops any other).
+                ("process", "0".into()),
+                ("cmcp_vers", CMCP_VERSION.into()),
+                ("cmcp_min", "1.0.0".into()),
+                ("server_vers", "4.0.2".into()),
+                ("channels", "0x6000004d".into()),
+                ("mf", "Estuary".into()),
+                ("model", "_0000000000000001".into()),
+            ]);
+            self.register(CMC_SERVICE, &name, &host, self.options.cmc_port, cmc)?;
+        }
         let bytes = (spec.format.bits / 8).max(2);
         let nchan = spec.max_channels_per_flow.min(spec.tx_channels).max(1);
         let latency_ns = self.options.latency.as_nanos().to_string();

@@ -39,6 +39,9 @@ pub struct Status {
     /// Recorders (`[[recorders]]`).
     #[serde(default)]
     pub recorders: Vec<RecorderStatus>,
+    /// The Dante device (`[dante]`), when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dante: Option<crate::dante::status::DanteStatus>,
 }
 
 /// One recorder: what it writes and what it could not.

@@ -37,6 +37,17 @@ fn start_device(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> Proc {
     p
 }
 
+/// The daemon's `/api/status` on `port`.
+fn api_status(port: u16) -> serde_json::Value {
+    let (_, body, _) = run_with_timeout(
+        Command::new("curl")
+            .arg("-s")
+            .arg(format!("http://127.0.0.1:{port}/api/status")),
+        Duration::from_secs(10),
+    );
+    serde_json::from_slice(&body).expect("status JSON")
+}
+
 /// Runs netaudio with JSON output; returns the parsed document (panics with its stderr).
 fn netaudio(args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(NETAUDIO);
@@ -186,6 +197,21 @@ fn netaudio_lists_routes_and_unroutes_estuary_devices_and_routes_survive_a_resta
             "connected".to_owned()
         )]
     );
+    // B's API shows the device, the route and its flow; A's shows the flow it sends.
+    let b_status = api_status(18481);
+    let dante = &b_status["dante"];
+    assert_eq!(dante["name"], "Estuary-B", "{dante:#}");
+    assert_eq!(dante["ports"]["arc"], 4441, "{dante:#}");
+    assert_eq!(dante["tx_channels"].as_array().map(Vec::len), Some(4));
+    assert_eq!(dante["rx_channels"][0]["subscription"], "02@Estuary-A");
+    assert_eq!(dante["rx_channels"][0]["status"], "unicast", "{dante:#}");
+    assert_eq!(dante["rx_channels"][1]["status"], "none", "{dante:#}");
+    assert_eq!(dante["rx_flows"][0]["channels"], serde_json::json!([1]));
+    assert_eq!(dante["rx_flows"][0]["sources"][0], "02@Estuary-A");
+    let a_status = api_status(18480);
+    let sent = &a_status["dante"]["tx_flows"];
+    assert_eq!(sent[0]["rx_device"], "Estuary-B", "{sent:#}");
+    assert_eq!(sent[0]["channels"], serde_json::json!([2]), "{sent:#}");
 
     // The route is kept across a restart of B.
     b.terminate(Duration::from_secs(10));
@@ -361,7 +387,6 @@ fn dante_to_srt(
         Duration::from_secs(10),
     );
     let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
-    let input = status["inputs"][0].clone();
 
     // Unrouting stops A's flow: B tells A when no channel uses it any more (a bundle has
     // no flow: B leaves the group).
@@ -372,16 +397,16 @@ fn dante_to_srt(
     } else {
         procs[1].wait_for_stderr("Dante flow closed", Duration::from_secs(15));
     }
-    (samples, input)
+    (samples, status)
 }
 
 #[test]
 fn dante_audio_between_two_estuary_devices_is_bit_exact_through_srt() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, input) =
+    let (samples, status) =
         dante_to_srt(dir.path(), "signal = \"sequence\"", 4, None, "", &mut || {});
-    assert_sequence_received(&samples, &input);
+    assert_sequence_received(&samples, &status["inputs"][0]);
 }
 
 #[test]
@@ -389,7 +414,7 @@ fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt()
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = "\n[[dante.multicast]]\nchannels = [1, 2]\ngroup = \"239.255.7.1\"\n";
-    let (samples, input) = dante_to_srt(
+    let (samples, status) = dante_to_srt(
         dir.path(),
         "signal = \"sequence\"",
         4,
@@ -397,13 +422,14 @@ fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt()
         "",
         &mut || {},
     );
+    let input = &status["inputs"][0];
     let a = std::fs::read_to_string(dir.path().join("Estuary-A.stderr")).unwrap_or_default();
     assert!(a.contains("Dante multicast bundle"), "{a}");
     assert!(
         !a.contains("Dante flow table changed"),
         "B asked A for a unicast flow: {a}"
     );
-    assert_sequence_received(&samples, &input);
+    assert_sequence_received(&samples, input);
 }
 
 /// B's SRT output carries A's counting sequence: checks it frame by frame against B's
@@ -474,7 +500,7 @@ fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
 fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, input) = dante_to_srt(
+    let (samples, status) = dante_to_srt(
         dir.path(),
         "signal = \"tone\"\nfrequency = 1000.0\nlevel = -12.0",
         3,
@@ -482,6 +508,7 @@ fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() 
         "",
         &mut || {},
     );
+    let input = &status["inputs"][0];
     assert_eq!(input["kind"], "dante", "{input:#}");
     let left = common::to_f64(&common::channel(&samples, 2, 0));
     // Skip the first 100 ms (SRT start).
@@ -506,13 +533,23 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     let remap = "rx_group_remap = [{ from = \"239.255.7.1:4321\", to = \"239.255.7.2:4321\" }]\n";
     let report = dir.path().join("impair.json");
     let mut relay: Option<Proc> = None;
-    let (samples, input) = dante_to_srt(
+    let (samples, status) = dante_to_srt(
         dir.path(),
         "signal = \"sequence\"",
         4,
         Some(bundle),
         remap,
         &mut || {
+            // RX 3 (not the input's) listens to A's TX 3 over a unicast flow: its packets
+            // must not show in the input's counters.
+            netaudio_ok(&[
+                "subscription",
+                "add",
+                "--tx",
+                "3@Estuary-A",
+                "--rx",
+                "3@Estuary-B",
+            ]);
             // 1500 packets/s: 0.3 s clean for B to lock, then 2 s of 2 % loss, all within
             // the 4 s decoded.
             let mut cmd = Command::new(common::ESTUARY);
@@ -550,8 +587,43 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let input = &status["inputs"][0];
     let counter = |name: &str| input["counters"][name].as_u64().unwrap_or(0);
     let lost = report["lost"].as_u64().expect("lost");
+    // Two flows: the bundle (RX 1-2, the input's) and A's unicast flow to RX 3.
+    let dante = &status["dante"];
+    let flows = dante["rx_flows"].as_array().expect("rx flows");
+    let bundle_flow = flows
+        .iter()
+        .find(|f| f["multicast_group"] == "239.255.7.1:4321")
+        .unwrap_or_else(|| panic!("{dante:#}"));
+    let unicast = flows
+        .iter()
+        .find(|f| f["channels"] == serde_json::json!([3]))
+        .unwrap_or_else(|| panic!("{dante:#}"));
+    assert_eq!(
+        bundle_flow["channels"],
+        serde_json::json!([1, 2]),
+        "{dante:#}"
+    );
+    assert_eq!(dante["rx_channels"][2]["status"], "unicast", "{dante:#}");
+    let flow_counter =
+        |f: &serde_json::Value, name: &str| f["counters"][name].as_u64().unwrap_or(0);
+    let unicast_packets = flow_counter(unicast, "packets_received");
+    assert!(unicast_packets > 1000, "{dante:#}");
+    // The input counts the bundle only (its snapshot and the flows' differ by < 0.2 s).
+    let device_packets = dante["rx_counters"]["packets_received"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        device_packets >= counter("packets_received") + unicast_packets / 2,
+        "device {device_packets}, input {input:#}, {dante:#}"
+    );
+    assert_eq!(
+        flow_counter(bundle_flow, "packets_lost"),
+        counter("packets_lost"),
+        "{dante:#}"
+    );
     eprintln!("relay: {report}\nB: {input:#}");
     assert!(lost >= 30, "the seed should drop some packets: {report}");
     // A packet held past its playout time (a loaded machine) is late and played as a loss:
@@ -704,4 +776,215 @@ fn netaudio_renames_channels_and_the_device_and_the_names_survive_a_restart() {
     let _device = start_device(dir.path(), "Estuary-R", 4440, 18480);
     let names = names_until("Stage-Box.local.", |n| *n == expected("Stage-Box"));
     assert_eq!(names, expected("Stage-Box"));
+/// netaudio sends conmon requests only to a device on an interface with a MAC, so this
+/// device sits on a veth pair (10.77.0.1 on `vd0`) in the test's namespace: `device list`
+/// reads the `_netaudio-cmc` record (port, TXT, the id it shows as the MAC) and the make,
+/// model and version Estuary answers over conmon.
+#[test]
+fn netaudio_shows_the_cmc_record_and_estuarys_make_and_model_over_a_veth_pair() {
+    isolate();
+    for args in [
+        &["link", "add", "vd0", "type", "veth", "peer", "name", "vd1"][..],
+        &["addr", "add", "10.77.0.1/24", "dev", "vd0"],
+        &["link", "set", "vd0", "up"],
+        &["link", "set", "vd1", "up"],
+        &["route", "replace", "224.0.0.0/4", "dev", "vd0"],
+    ] {
+        let status = Command::new("ip").args(args).status().expect("ip");
+        assert!(status.success(), "ip {args:?}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("v.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[discovery]\nsap = false\nravenna = false\n\n[api]\nbind = \"127.0.0.1:18482\"\n\n\
+             [dante]\nname = \"Estuary-V\"\ninterface = \"vd0\"\ntx_channels = 2\nrx_channels = 2\n\
+             state_file = \"{}\"\n",
+            dir.path().join("v.json").display()
+        ),
+    )
+    .expect("config");
+    let mut cmd = Command::new(common::ESTUARY);
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let mut device = Proc::spawn("Estuary-V", &mut cmd, dir.path());
+    device.wait_for_stderr("Dante device published", Duration::from_secs(20));
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let found = loop {
+        let mut cmd = Command::new(NETAUDIO);
+        cmd.args([
+            "--timeout",
+            "3",
+            "--interface",
+            "vd0",
+            "-o",
+            "json",
+            "device",
+            "list",
+        ]);
+        let (_, stdout, _) = run_with_timeout(&mut cmd, Duration::from_secs(30));
+        let list: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
+        let d = list["dante"]["Estuary-V.local."].clone();
+        if d["product_version"].is_string() || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let cmc = &found["services"]["Estuary-V._netaudio-cmc._udp.local."];
+    assert_eq!(cmc["port"], 8800, "{found:#}");
+    assert_eq!(cmc["ipv4"], "10.77.0.1", "{cmc:#}");
+    // A locally administered pseudo-MAC (02, ARC port − 4440, the IPv4 address), then 0000.
+    assert_eq!(cmc["properties"]["id"], "02000a4d00010000", "{cmc:#}");
+    assert_eq!(cmc["properties"]["process"], "0", "{cmc:#}");
+    assert_eq!(cmc["properties"]["cmcp_vers"], "1.2.0", "{cmc:#}");
+    assert_eq!(found["mac_address"], "02000a4d00010000", "{found:#}");
+    // Conmon's make/model (0x00C0) and Dante model (0x0060) answers.
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(found["manufacturer"], "Estuary", "{found:#}");
+    assert_eq!(found["product_name"], "Estuary", "{found:#}");
+    assert_eq!(found["product_version"], version, "{found:#}");
+    assert_eq!(found["platform_model_name"], "Estuary", "{found:#}");
+    assert_eq!(found["platform_software_version"], version, "{found:#}");
+
+    let status = api_status(18482);
+    assert_eq!(status["dante"]["ports"]["cmc"], 8800, "{status:#}");
+    assert_eq!(status["dante"]["address"], "10.77.0.1", "{status:#}");
+    assert_eq!(status["dante"]["clock"]["source"], "local", "{status:#}");
+}
+
+/// `[dante] clock = "ptpv1"`: a PTPv1 leader simulated here with our own encoder (one-step
+/// Syncs every 100 ms in subdomain `_DFLT`, its clock CLOCK_TAI + 5.000123456 s, answering
+/// Delay_Reqs) on 224.0.1.129 in the test's namespace; the device's API reports the leader,
+/// a lock and that offset.
+#[test]
+fn dante_ptpv1_follower_locks_to_a_simulated_leader_at_its_offset() {
+    use estuary_wire::dante::ptpv1::{
+        self, Control, PortIdentity, SyncBody, Timestamp, V1Body, V1Header, V1Message,
+    };
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[discovery]\nsap = false\nravenna = false\n\n[api]\nbind = \"127.0.0.1:18483\"\n\n\
+             [dante]\nname = \"Estuary-P\"\naddress = \"127.0.0.1\"\nclock = \"ptpv1\"\n\
+             state_file = \"{}\"\n",
+            dir.path().join("p.json").display()
+        ),
+    )
+    .expect("config");
+    let mut cmd = Command::new(common::ESTUARY);
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let mut device = Proc::spawn("Estuary-P", &mut cmd, dir.path());
+    device.wait_for_stderr("Dante device published", Duration::from_secs(20));
+
+    const OFFSET_NS: i128 = 5_000_123_456;
+    let leader_uuid = [0x00, 0x1d, 0xc1, 0x0a, 0x0b, 0x0c];
+    let leader_now = || i128::from(estuary_io::clock::tai_now_ns()) + OFFSET_NS;
+    let timestamp = |ns: i128| Timestamp {
+        seconds: (ns / 1_000_000_000) as u32,
+        nanoseconds: (ns % 1_000_000_000) as i32,
+    };
+    let header = |control: Control, message_type: u8, sequence: u16| V1Header {
+        version_network: 1,
+        subdomain: V1Header::subdomain_field(ptpv1::DEFAULT_SUBDOMAIN),
+        message_type,
+        source: PortIdentity {
+            technology: 1,
+            uuid: leader_uuid,
+            port: 1,
+        },
+        sequence,
+        control,
+        flags: 0,
+    };
+    let lo = estuary_io::mcast::resolve_interface("lo").expect("lo");
+    let group = |port: u16| std::net::SocketAddr::from((ptpv1::MULTICAST, port));
+    let event = estuary_io::mcast::open_receive_socket(group(319), None, Some(&lo)).expect("319");
+    event
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+    let send = estuary_io::mcast::open_send_socket(group(319), Some(&lo), 1, 0).expect("send");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut next_sync = Instant::now();
+    let mut sequence = 0u16;
+    let mut buf = [0u8; 512];
+    let mut last_check = Instant::now();
+    let clock = loop {
+        if Instant::now() >= next_sync {
+            next_sync += Duration::from_millis(100);
+            sequence = sequence.wrapping_add(1);
+            let sync = V1Message {
+                header: header(Control::Sync, 1, sequence),
+                body: V1Body::Sync(SyncBody {
+                    origin: timestamp(leader_now()),
+                    grandmaster: PortIdentity {
+                        technology: 1,
+                        uuid: leader_uuid,
+                        port: 1,
+                    },
+                    grandmaster_stratum: 1,
+                    sync_interval: -3,
+                    ..SyncBody::default()
+                }),
+            };
+            send.send_to(&sync.to_bytes(), group(319)).expect("sync");
+        }
+        if let Ok(n) = event.recv(&mut buf) {
+            let receipt = leader_now();
+            if let Ok(m) = ptpv1::parse(&buf[..n])
+                && m.header.control == Control::DelayReq
+                && m.header.source.uuid != leader_uuid
+            {
+                let resp = V1Message {
+                    header: header(Control::DelayResp, 2, sequence),
+                    body: V1Body::DelayResp {
+                        receipt: timestamp(receipt),
+                        requester: m.header.source,
+                        requester_sequence: m.header.sequence,
+                    },
+                };
+                send.send_to(&resp.to_bytes(), group(320))
+                    .expect("delay resp");
+            }
+        }
+        if last_check.elapsed() > Duration::from_secs(1) {
+            last_check = Instant::now();
+            let clock = api_status(18483)["dante"]["clock"].clone();
+            if clock["locked"] == true || Instant::now() > deadline {
+                break clock;
+            }
+        }
+    };
+    assert_eq!(clock["source"], "ptpv1", "{clock:#}");
+    assert_eq!(clock["locked"], true, "{clock:#}");
+    assert_eq!(clock["leader"], "00:1d:c1:0a:0b:0c", "{clock:#}");
+    // Loopback: no path delay but the software timestamps' scheduling delays.
+    let offset = i128::from(clock["offset_ns"].as_i64().expect("offset"));
+    assert!((offset - OFFSET_NS).abs() < 2_000_000, "{clock:#}");
+    assert!(
+        clock["path_delay_ns"]
+            .as_i64()
+            .is_some_and(|d| d < 2_000_000),
+        "{clock:#}"
+    );
+    assert!(
+        clock["syncs_received"].as_u64().unwrap_or(0) >= 4,
+        "{clock:#}"
+    );
+    assert!(
+        clock["delay_responses_received"].as_u64().unwrap_or(0) >= 1,
+        "{clock:#}"
+    );
+    let drift = clock["drift_ppb"].as_f64().expect("drift");
+    assert!(drift.abs() < 50_000.0, "{clock:#}");
 }

@@ -67,6 +67,9 @@ pub struct Device {
     name: Option<String>,
     tx_names: Vec<Option<String>>,
     rx: Vec<Rx>,
+    /// Counts changes of names, subscriptions and statuses, so readers copy the state only
+    /// when it moved.
+    generation: u64,
 }
 
 /// The default name of channel `n`: two digits, as Dante devices name them.
@@ -88,6 +91,7 @@ impl Device {
                 })
                 .collect(),
             spec,
+            generation: 0,
         };
         device.name = state
             .name
@@ -123,6 +127,11 @@ impl Device {
 
     pub fn spec(&self) -> &DeviceSpec {
         &self.spec
+    }
+
+    /// Changes every time names, subscriptions or statuses change.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// What to persist.
@@ -194,6 +203,7 @@ impl Device {
         match self.rx_mut(channel) {
             Some(rx) if rx.source.is_some() && rx.status != status => {
                 rx.status = status;
+                self.generation += 1;
                 true
             }
             _ => false,
@@ -214,6 +224,9 @@ impl Device {
             Ok(request) => self.answer(&h, request, &mut changes),
             Err(_) => arc::write_status(&h, RESULT_FAILURE),
         };
+        if changes.any() {
+            self.generation += 1;
+        }
         (reply.ok(), changes)
     }
 
@@ -386,6 +399,7 @@ mod tests {
             channel: "02".into(),
             device: "desk".into(),
         };
+        let before = d.generation();
         let (_, changes) = ask(
             &mut d,
             &Request::Subscribe(vec![Subscription {
@@ -394,6 +408,10 @@ mod tests {
             }]),
         );
         assert_eq!(changes.rx_channels, [18]);
+        let subscribed = d.generation();
+        assert_ne!(subscribed, before, "a subscription is a change");
+        ask(&mut d, &Request::RxChannels { first: 1 });
+        assert_eq!(d.generation(), subscribed, "a read is not a change");
         // Channel 18 is on the second page.
         let (page2, _) = ask(&mut d, &Request::RxChannels { first: 17 });
         let list = arc::parse_rx_channels(&Message::parse(&page2).expect("h")).expect("p");
@@ -403,6 +421,9 @@ mod tests {
 
         let restarted = Device::new(d.spec().clone(), &d.state());
         assert_eq!(restarted.rx_channels(), d.rx_channels());
+        assert!(d.set_status(18, SubscriptionStatus::InProgress));
+        assert!(!d.set_status(18, SubscriptionStatus::InProgress));
+        assert_eq!(d.generation(), subscribed + 1, "only a new status counts");
 
         ask(&mut d, &Request::Unsubscribe(vec![18]));
         assert_eq!(d.state().subscriptions, []);

@@ -57,6 +57,9 @@ struct Flow {
     missing: u64,
     /// Media time of the last packet stored, to tell a flow that stopped.
     last_seen: u64,
+    /// This flow's share of the buffer's counters (a frame it missed is concealed here
+    /// even when another flow delivered the same frame's other channels).
+    stats: StreamStats,
 }
 
 /// What a pull wrote.
@@ -175,11 +178,31 @@ impl RxBuffer {
             fpp: 1,
             missing: 0,
             last_seen: 0,
+            stats: StreamStats::default(),
         });
     }
 
-    pub fn remove_flow(&mut self, id: u32) {
-        self.flows.retain(|f| f.id != id);
+    /// Stops flow `id`; returns its counters (what it delivered and missed stays counted).
+    pub fn remove_flow(&mut self, id: u32) -> Option<StreamStats> {
+        let i = self.flows.iter().position(|f| f.id == id)?;
+        Some(self.flows.swap_remove(i).stats)
+    }
+
+    /// Flow `id`'s counters, with its buffer fill.
+    pub fn flow_stats(&self, id: u32) -> Option<StreamStats> {
+        let flow = self.flows.iter().find(|f| f.id == id)?;
+        let mut stats = flow.stats;
+        stats.buffer_fill_frames = flow.end.map_or(0, |e| e.saturating_sub(self.read));
+        Some(stats)
+    }
+
+    /// Whether flow `id` feeds any RX channel below `channels` (0-based), the channels of
+    /// an input that takes RX 1..=`channels`.
+    pub fn flow_feeds(&self, id: u32, channels: usize) -> bool {
+        self.flows
+            .iter()
+            .find(|f| f.id == id)
+            .is_some_and(|f| f.slots.iter().flatten().any(|&c| c < channels))
     }
 
     fn index(&self, t: u64) -> usize {
@@ -194,6 +217,8 @@ impl RxBuffer {
             self.stats.malformed += 1;
             return PushOutcome::Malformed;
         };
+        self.flows[fi].stats.packets_received += 1;
+        self.flows[fi].stats.bytes_received += datagram.len() as u64;
         let (width, nslots) = (self.flows[fi].bytes_per_sample, self.flows[fi].slots.len());
         let parsed = AudioPacket::parse(datagram).and_then(|p| {
             let frames = p.frames(nslots, width)?;
@@ -202,24 +227,29 @@ impl RxBuffer {
         });
         let Ok((packet, frames, t)) = parsed else {
             self.stats.malformed += 1;
+            self.flows[fi].stats.malformed += 1;
             return PushOutcome::Malformed;
         };
         if frames == 0 || frames as u64 > self.capacity / 2 {
             self.stats.malformed += 1;
+            self.flows[fi].stats.malformed += 1;
             return PushOutcome::Malformed;
         }
         let end = t + frames as u64;
         if t < self.read {
             self.stats.packets_late += 1;
+            self.flows[fi].stats.packets_late += 1;
             return PushOutcome::Late;
         }
         if end > self.read + self.capacity {
             self.stats.frames_discarded += frames as u64;
+            self.flows[fi].stats.frames_discarded += frames as u64;
             return PushOutcome::TooEarly;
         }
         let flow = &self.flows[fi];
         if (t..end).any(|p| flow.tags[(p % self.capacity) as usize] == p + 1) {
             self.stats.packets_duplicate += 1;
+            self.flows[fi].stats.packets_duplicate += 1;
             return PushOutcome::Duplicate;
         }
         let channels = self.config.channels;
@@ -246,6 +276,7 @@ impl RxBuffer {
         flow.end = Some(flow.end.map_or(end, |e| e.max(end)));
         if reordered {
             self.stats.packets_reordered += 1;
+            flow.stats.packets_reordered += 1;
             PushOutcome::Reordered {
                 position: t,
                 frames,
@@ -291,13 +322,16 @@ impl RxBuffer {
             for flow in &mut self.flows {
                 if flow.tags[i] == p + 1 {
                     if flow.missing > 0 {
-                        self.stats.packets_lost += flow.missing.div_ceil(flow.fpp.max(1));
+                        let lost = flow.missing.div_ceil(flow.fpp.max(1));
+                        self.stats.packets_lost += lost;
+                        flow.stats.packets_lost += lost;
                         flow.missing = 0;
                     }
                 } else if flow.first.is_some_and(|f| p > f)
                     && p.saturating_sub(flow.last_seen) < idle
                 {
                     flow.missing += 1;
+                    flow.stats.frames_concealed += 1;
                     concealed = true;
                 }
             }
@@ -417,6 +451,35 @@ mod tests {
         assert_eq!(out[96 * 2], (1000 + (t0 + 96) as i32) << 8);
         assert_eq!(b.stats().packets_lost, 1);
         assert_eq!(b.stats().frames_concealed, 32);
+    }
+
+    #[test]
+    fn each_flow_counts_only_its_own_packets_and_losses() {
+        let mut b = buffer(4, 10_000);
+        // Flow 1 feeds RX 1-2, flow 2 feeds RX 3-4; flow 2 loses one packet of four.
+        b.set_flow(1, vec![Some(0), Some(1)], 3);
+        b.set_flow(2, vec![Some(2), Some(3)], 3);
+        let t0 = b.position();
+        for k in 0..4u64 {
+            b.push(1, &packet(t0 + 32 * k, 32, 2));
+            if k != 1 {
+                b.push(2, &packet(t0 + 32 * k, 32, 2));
+            }
+        }
+        b.push(2, &packet(t0, 32, 2));
+        let mut out = vec![0; 128 * 4];
+        b.pull(t0 + 96 + 128, &mut out, |_, _| {});
+        let one = b.flow_stats(1).expect("flow 1");
+        let two = b.flow_stats(2).expect("flow 2");
+        assert_eq!((one.packets_received, one.packets_lost), (4, 0));
+        assert_eq!(one.frames_concealed, 0);
+        assert_eq!((two.packets_received, two.packets_lost), (4, 1));
+        assert_eq!((two.frames_concealed, two.packets_duplicate), (32, 1));
+        assert_eq!(b.stats().packets_received, 8);
+        assert!(b.flow_feeds(1, 2) && !b.flow_feeds(2, 2) && b.flow_feeds(2, 3));
+        // A stopped flow hands its counters back.
+        assert_eq!(b.remove_flow(2), Some(two));
+        assert_eq!(b.flow_stats(2), None);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(super) struct Conmon {
     info: UdpSocket,
     heartbeat: UdpSocket,
     conmon_port: u16,
+    arc_port: u16,
     sequence: u16,
     rx: Vec<RxChannel>,
     tx_names: Vec<Option<String>>,
@@ -46,8 +47,7 @@ impl Conmon {
     pub fn new(
         device: Arc<Mutex<Device>>,
         address: Ipv4Addr,
-        cmc_port: u16,
-        conmon_port: u16,
+        (arc_port, cmc_port, conmon_port): (u16, u16, u16),
     ) -> anyhow::Result<Conmon> {
         let bind = |port: u16| -> anyhow::Result<UdpSocket> {
             let s = UdpSocket::bind((address, port))
@@ -68,16 +68,15 @@ impl Conmon {
             device,
             address,
             conmon_port,
+            arc_port,
             sequence: 0,
             rx,
             tx_names,
         })
     }
 
-    /// The device id: two zero bytes, the IPv4 address, then 0x0001 (no MAC is ours to use).
     fn device_id(&self) -> [u8; 8] {
-        let [a, b, c, d] = self.address.octets();
-        [0, 0, a, b, c, d, 0, 1]
+        estuary_io::dante::device_id(self.address, self.arc_port)
     }
 
     pub fn run(mut self, halt: &Stop) {

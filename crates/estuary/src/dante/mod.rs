@@ -8,12 +8,14 @@
 //! the input named by `tx_input`. Routes attach and detach as they start and stop.
 
 mod conmon;
+mod ptp;
 mod rx;
+pub mod status;
 mod tx;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -74,6 +76,19 @@ pub struct DanteConfig {
     /// relay or a router re-mapping groups in between).
     #[serde(default)]
     pub rx_group_remap: Vec<GroupRemap>,
+    /// The media clock: `local` (the host's CLOCK_TAI) or `ptpv1` (follow the Dante
+    /// network's PTPv1 leader once locked).
+    #[serde(default)]
+    pub clock: DanteClock,
+}
+
+/// Where the device's media clock comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DanteClock {
+    #[default]
+    Local,
+    Ptpv1,
 }
 
 /// Receive what is published as sent to `from` by joining `to` instead.
@@ -449,6 +464,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         address: config.address()?,
         arc_port: config.arc_port,
         flow_port: config.flow_port,
+        cmc_port: config.cmc_port,
         interface: config
             .interface
             .as_ref()
@@ -470,7 +486,50 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
             }
         }),
     )?;
-    let hub = Arc::new(Hub::default());
+    let (sinks, sink_commands) = mpsc::channel();
+    let hub = Arc::new(Hub {
+        rx: sinks,
+        tx: Mutex::default(),
+        tx_thread: Mutex::default(),
+        device: server.shared_device(),
+        info: DeviceInfo {
+            address,
+            sample_rate: spec.format.sample_rate,
+            ports: status::DantePorts {
+                arc: server.local_addr().port(),
+                flow_control: config.flow_port,
+                cmc: config.cmc_port,
+                conmon: config.conmon_port,
+            },
+            bundles: config
+                .tx_bundles()
+                .into_iter()
+                .map(|b| status::DanteBundle {
+                    id: b.id,
+                    group: b.group.to_string(),
+                    channels: b.channels,
+                })
+                .collect(),
+        },
+        views: Views::default(),
+    });
+    *lock(&hub.views.clock) = status::DanteClockStatus {
+        source: match config.clock {
+            DanteClock::Local => "local",
+            DanteClock::Ptpv1 => "ptpv1",
+        }
+        .into(),
+        ..Default::default()
+    };
+    // Bound first, so a taken PTP port fails the start rather than a thread.
+    let follower = match config.clock {
+        DanteClock::Ptpv1 => Some(ptp::Follower::new(
+            address,
+            estuary_io::dante::device_id(address, config.arc_port),
+            Arc::clone(&hub),
+        )?),
+        DanteClock::Local => None,
+    };
     let stop = crate::shutdown::Stop::default();
     let mut threads = Vec::new();
     let remap = config
@@ -485,6 +544,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         config.latency,
         remap,
         Arc::clone(&hub),
+        sink_commands,
     )?;
     let halt = stop.clone();
     threads.push(
@@ -502,8 +562,7 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
     let conmon = conmon::Conmon::new(
         server.shared_device(),
         address,
-        config.cmc_port,
-        config.conmon_port,
+        (config.arc_port, config.cmc_port, config.conmon_port),
     )?;
     let halt = stop.clone();
     threads.push(
@@ -511,6 +570,14 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
             .name("dante-conmon".into())
             .spawn(move || conmon.run(&halt))?,
     );
+    if let Some(follower) = follower {
+        let halt = stop.clone();
+        threads.push(
+            thread::Builder::new()
+                .name("dante-ptp".into())
+                .spawn(move || follower.run(&halt))?,
+        );
+    }
     let halt = stop.clone();
     let tx_thread = thread::Builder::new()
         .name("dante-tx".into())
@@ -568,6 +635,15 @@ pub trait RxSink: Send {
     fn feed(&mut self, block: &RxBlock<'_>);
     /// The receiver's counters and its latest packet's (arrival, media time).
     fn publish(&mut self, stats: &StreamStats, last_packet: Option<(MonoTime, u64)>);
+    /// It takes RX channels 1..=`channels`: only flows feeding those count in its stats.
+    fn channels(&self) -> usize;
+}
+
+/// Changes to the receiver's sinks, which the receiver thread owns (so playing out locks
+/// nothing).
+pub(crate) enum RxCommand {
+    Attach(Box<dyn RxSink>),
+    Detach(String),
 }
 
 /// The audio the TX channels carry: an input's route ring.
@@ -577,12 +653,30 @@ pub struct TxSource {
     pub channels: usize,
 }
 
-/// What the device's audio threads share with the routes.
-#[derive(Default)]
+/// What the device's audio threads share with the routes and the status.
 struct Hub {
-    rx: Mutex<Vec<Box<dyn RxSink>>>,
+    rx: mpsc::Sender<RxCommand>,
     tx: Mutex<Option<TxSource>>,
     tx_thread: Mutex<Option<thread::Thread>>,
+    device: Arc<Mutex<Device>>,
+    info: DeviceInfo,
+    views: Views,
+}
+
+/// What does not change while the device runs.
+struct DeviceInfo {
+    address: std::net::Ipv4Addr,
+    sample_rate: u32,
+    ports: status::DantePorts,
+    bundles: Vec<status::DanteBundle>,
+}
+
+/// What the threads publish for the status (each with `try_lock`, a few times a second).
+#[derive(Default)]
+struct Views {
+    rx: Mutex<status::RxView>,
+    tx: Mutex<status::TxView>,
+    clock: Mutex<status::DanteClockStatus>,
 }
 
 /// The running device's hub, if any.
@@ -600,16 +694,15 @@ fn hub() -> anyhow::Result<Arc<Hub>> {
 
 /// Sends the RX channels to `sink` until [`detach_rx`].
 pub fn attach_rx(sink: Box<dyn RxSink>) -> anyhow::Result<()> {
-    let hub = hub()?;
-    let mut rx = lock(&hub.rx);
-    rx.retain(|s| s.name() != sink.name());
-    rx.push(sink);
-    Ok(())
+    hub()?
+        .rx
+        .send(RxCommand::Attach(sink))
+        .map_err(|_| anyhow::anyhow!("the Dante receiver has stopped"))
 }
 
 pub fn detach_rx(name: &str) {
     if let Ok(hub) = hub() {
-        lock(&hub.rx).retain(|s| s.name() != name);
+        let _ = hub.rx.send(RxCommand::Detach(name.to_owned()));
     }
 }
 
@@ -631,9 +724,13 @@ pub fn detach_tx(name: &str) {
     }
 }
 
-/// The media clock in samples at `rate`: PTP (here TAI) time × rate.
+/// The media clock in samples at `rate`: the followed PTPv1 leader's time while locked,
+/// else CLOCK_TAI, × rate.
 fn media_now(rate: u32) -> u64 {
-    let ns = u128::from(estuary_io::clock::tai_now_ns());
+    let tai = estuary_io::clock::tai_now_ns();
+    let ns = lock(&ptp::OVERLAY)
+        .map_or(i128::from(tai), |o| o.leader_ns(tai))
+        .max(0) as u128;
     u64::try_from(ns * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
 }
 

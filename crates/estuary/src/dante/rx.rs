@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
@@ -14,12 +14,14 @@ use tracing::{debug, info, warn};
 use estuary_engine::dante::rx::{RxBuffer, RxConfig};
 use estuary_engine::dante::subscriber::{Action, FlowId, Subscriber};
 use estuary_engine::dante::{Device, DeviceSpec};
+use estuary_engine::stats::StreamStats;
 use estuary_engine::time::MonoTime;
 use estuary_io::clock::{monotonic_now, sleep_until};
 use estuary_io::dante::{ChannelDirectory, DanteServer};
 use estuary_wire::dante::arc::Source;
 
-use super::{Hub, RxBlock, lock, media_now};
+use super::status::RxFlowView;
+use super::{Hub, RxBlock, RxCommand, RxSink, lock, media_now};
 use crate::shutdown::Stop;
 
 const TICK: Duration = Duration::from_millis(1);
@@ -29,6 +31,8 @@ const CONTROL_PERIOD: Duration = Duration::from_millis(100);
 const PULL_FRAMES: usize = 480;
 /// Frames per packet asked of transmitters.
 const FRAMES_PER_PACKET: u16 = 32;
+/// How often attached inputs get their counters.
+const SINK_PUBLISH_PERIOD: Duration = Duration::from_millis(20);
 /// What receivers send back on a flow's socket to keep it open; its content is arbitrary.
 const KEEPALIVE: [u8; 2] = [0x13, 0x37];
 
@@ -38,8 +42,20 @@ struct FlowSocket {
     source: Option<SocketAddr>,
 }
 
+/// An attached `kind = "dante"` input.
+struct Sink {
+    sink: Box<dyn RxSink>,
+    /// Counters of the flows that fed its channels and have stopped.
+    retired: StreamStats,
+}
+
 pub(super) struct Receiver {
     hub: Arc<Hub>,
+    commands: mpsc::Receiver<RxCommand>,
+    sinks: Vec<Sink>,
+    /// The device's generation when its subscriptions were last read.
+    seen_generation: Option<u64>,
+    next_publish: MonoTime,
     device: Arc<Mutex<Device>>,
     directory: ChannelDirectory,
     subscriber: Subscriber,
@@ -54,7 +70,8 @@ pub(super) struct Receiver {
     scratch: Vec<i32>,
     gaps: Vec<(u64, usize)>,
     packet: Vec<u8>,
-    last_packet: Option<(MonoTime, u64)>,
+    /// Per flow: its latest packet's (arrival, media time).
+    last_packets: HashMap<FlowId, (MonoTime, u64)>,
     /// Published bundle group → the group joined instead (`rx_group_remap`).
     remap: Vec<(SocketAddrV4, SocketAddrV4)>,
 }
@@ -67,6 +84,7 @@ impl Receiver {
         latency: Duration,
         remap: Vec<(SocketAddrV4, SocketAddrV4)>,
         hub: Arc<Hub>,
+        commands: mpsc::Receiver<RxCommand>,
     ) -> anyhow::Result<Receiver> {
         let control = UdpSocket::bind((address, 0))?;
         control.set_nonblocking(true)?;
@@ -84,6 +102,10 @@ impl Receiver {
         let name = server.device().name().to_owned();
         Ok(Receiver {
             hub,
+            commands,
+            sinks: Vec::new(),
+            seen_generation: None,
+            next_publish: monotonic_now(),
             device: server.shared_device(),
             directory: server.browse_channels()?,
             subscriber: Subscriber::new(&name, sample_rate, FRAMES_PER_PACKET),
@@ -97,7 +119,7 @@ impl Receiver {
             scratch: vec![0; PULL_FRAMES * channels],
             gaps: Vec::new(),
             packet: vec![0; 2048],
-            last_packet: None,
+            last_packets: HashMap::new(),
             remap,
         })
     }
@@ -109,9 +131,11 @@ impl Receiver {
             next = next.saturating_add(TICK);
             sleep_until(next);
             let now = monotonic_now();
+            self.take_commands();
             if now >= next_control {
                 next_control = now.saturating_add(CONTROL_PERIOD);
                 self.follow_subscriptions(now);
+                self.publish_view();
             }
             self.read_control(now);
             for action in self.subscriber.tick(now) {
@@ -119,6 +143,10 @@ impl Receiver {
             }
             self.read_audio(now);
             self.play_out(now);
+            if now >= self.next_publish {
+                self.next_publish = now.saturating_add(SINK_PUBLISH_PERIOD);
+                self.publish_sinks();
+            }
             // A stalled thread catches up without a burst of ticks.
             if now.duration_since(next) > CONTROL_PERIOD {
                 next = now;
@@ -128,8 +156,19 @@ impl Receiver {
 
     /// Picks up subscription changes, name look-ups that succeeded, and reports statuses.
     fn follow_subscriptions(&mut self, now: MonoTime) {
-        let subscriptions = lock(&self.device).state().subscriptions;
-        if subscriptions != self.subscriptions {
+        let subscriptions = {
+            let device = lock(&self.device);
+            let generation = device.generation();
+            if self.seen_generation == Some(generation) {
+                None
+            } else {
+                self.seen_generation = Some(generation);
+                Some(device.state().subscriptions)
+            }
+        };
+        if let Some(subscriptions) = subscriptions
+            && subscriptions != self.subscriptions
+        {
             info!(count = subscriptions.len(), "Dante subscriptions changed");
             self.subscriber.set_subscriptions(&subscriptions, now);
             self.subscriptions = subscriptions;
@@ -166,6 +205,14 @@ impl Receiver {
             },
             Action::Close(id) => {
                 self.flows.remove(&id);
+                self.last_packets.remove(&id);
+                for sink in &mut self.sinks {
+                    if self.buffer.flow_feeds(id, sink.sink.channels())
+                        && let Some(stats) = self.buffer.flow_stats(id)
+                    {
+                        sink.retired.add_counters(&stats);
+                    }
+                }
                 self.buffer.remove_flow(id);
                 info!(flow = id, "Dante flow closed");
             }
@@ -240,7 +287,7 @@ impl Receiver {
                 | estuary_engine::dante::rx::PushOutcome::Reordered { position, .. } =
                     self.buffer.push(id, &self.packet[..n])
                 {
-                    self.last_packet = Some((now, position));
+                    self.last_packets.insert(id, (now, position));
                 }
                 if flow.source != Some(from) {
                     info!(flow = id, %from, "Dante audio arriving");
@@ -274,14 +321,75 @@ impl Receiver {
                 gaps: &self.gaps,
                 now,
             };
-            let mut sinks = lock(&self.hub.rx);
-            for sink in sinks.iter_mut() {
-                sink.feed(&block);
-                sink.publish(self.buffer.stats(), self.last_packet);
+            for sink in &mut self.sinks {
+                sink.sink.feed(&block);
             }
             if pulled.frames < PULL_FRAMES {
                 break;
             }
         }
+    }
+}
+
+impl Receiver {
+    /// Attaches and detaches inputs as their routes start and stop.
+    fn take_commands(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                RxCommand::Attach(sink) => {
+                    self.sinks.retain(|s| s.sink.name() != sink.name());
+                    self.sinks.push(Sink {
+                        sink,
+                        retired: StreamStats::default(),
+                    });
+                }
+                RxCommand::Detach(name) => self.sinks.retain(|s| s.sink.name() != name),
+            }
+        }
+    }
+
+    /// Gives each input the counters of the flows feeding its channels (stopped ones
+    /// included) and the latest of their packets.
+    fn publish_sinks(&mut self) {
+        for sink in &mut self.sinks {
+            let channels = sink.sink.channels();
+            let mut stats = sink.retired;
+            let mut last: Option<(MonoTime, u64)> = None;
+            for &id in self.flows.keys() {
+                if !self.buffer.flow_feeds(id, channels) {
+                    continue;
+                }
+                if let Some(flow) = self.buffer.flow_stats(id) {
+                    stats.add_counters(&flow);
+                    stats.buffer_fill_frames =
+                        stats.buffer_fill_frames.max(flow.buffer_fill_frames);
+                }
+                if let Some(&packet) = self.last_packets.get(&id)
+                    && last.is_none_or(|l| packet.0 > l.0)
+                {
+                    last = Some(packet);
+                }
+            }
+            sink.sink.publish(&stats, last);
+        }
+    }
+
+    /// The flows and counters for the API (skipped when the status builder holds the lock).
+    fn publish_view(&mut self) {
+        let Ok(mut view) = self.hub.views.rx.try_lock() else {
+            return;
+        };
+        view.stats = *self.buffer.stats();
+        view.flows.clear();
+        for (&id, flow) in &self.flows {
+            view.flows.push(RxFlowView {
+                id,
+                channels: self.subscriber.slot_channels(id).unwrap_or_default(),
+                multicast_group: self.subscriber.multicast_group(id).map(|g| g.to_string()),
+                from: flow.source.map(|s| s.to_string()),
+                stats: self.buffer.flow_stats(id).unwrap_or_default(),
+            });
+        }
+        view.flows.sort_by_key(|f| f.id);
     }
 }

@@ -23,6 +23,7 @@ use estuary_io::dante::TxBundle;
 use estuary_wire::dante::audio::{AudioHeader, write};
 use estuary_wire::dante::flow::FlowHandle;
 
+use super::status::{DanteTxCounters, DanteTxFlow};
 use super::{Hub, lock, media_now};
 use crate::pipeline::TRANSMIT_SLACK as SLACK;
 use crate::shutdown::Stop;
@@ -33,6 +34,8 @@ const STAGE_FRAMES: u64 = 4096;
 /// Audio buffered in the ring before sending starts, so the 1 ms bursts of the ingest
 /// thread never leave a tick short.
 const PREFILL: Duration = Duration::from_millis(3);
+/// How often the flows and counters are published for the API.
+const VIEW_PERIOD: Duration = Duration::from_millis(100);
 /// Flows each transmitter serves.
 const MAX_FLOWS: usize = 32;
 /// Multicast audio stays within a site's routers.
@@ -154,6 +157,7 @@ impl Transmitter {
     pub fn run(mut self, halt: &Stop) {
         let mut next = monotonic_now();
         let mut last_report = next;
+        let mut last_view = next;
         while !halt.requested() {
             next = next.saturating_add(TICK);
             sleep_until(next);
@@ -166,6 +170,10 @@ impl Transmitter {
             }
             self.stage_audio();
             self.send_packets();
+            if now.duration_since(last_view) >= VIEW_PERIOD {
+                last_view = now;
+                self.publish_view();
+            }
             if now.duration_since(last_report) >= Duration::from_secs(10) {
                 last_report = now;
                 if !self.flows.flows().is_empty() || !self.bundles.is_empty() {
@@ -184,6 +192,32 @@ impl Transmitter {
                 next = now;
             }
         }
+    }
+
+    /// Skipped when the status builder holds the lock.
+    fn publish_view(&self) {
+        let Ok(mut view) = self.hub.views.tx.try_lock() else {
+            return;
+        };
+        view.flows = self
+            .flows
+            .flows()
+            .iter()
+            .map(|f| DanteTxFlow {
+                destination: f.destination.to_string(),
+                rx_device: f.rx_device.clone(),
+                flow_name: f.flow_name.clone(),
+                channels: f.slots.clone(),
+                frames_per_packet: f.fpp,
+            })
+            .collect();
+        view.counters = DanteTxCounters {
+            packets_sent: self.counters.packets_sent,
+            send_errors: self.counters.send_errors,
+            underrun_frames: self.counters.underrun_frames,
+            dropped_frames: self.counters.dropped_frames,
+            flows_expired: self.flows.expired,
+        };
     }
 
     fn serve_control(&mut self, now: MonoTime) {

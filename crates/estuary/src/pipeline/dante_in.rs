@@ -3,7 +3,6 @@
 //! taken out and fed to its rings exactly as the ingest thread feeds a received input's.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use estuary_engine::stats::StreamStats;
 use estuary_engine::time::MonoTime;
@@ -12,9 +11,6 @@ use super::InputSnapshot;
 use super::ingest::{OutputFeed, feed_rings};
 use crate::dante::{RxBlock, RxSink};
 
-/// How often the counters are copied out.
-const PUBLISH_PERIOD: Duration = Duration::from_millis(20);
-
 pub(super) struct DanteInput {
     name: String,
     channels: usize,
@@ -22,7 +18,6 @@ pub(super) struct DanteInput {
     shared: Arc<Mutex<InputSnapshot>>,
     scratch: Vec<i32>,
     ring_overruns: u64,
-    last_publish: Option<MonoTime>,
 }
 
 impl DanteInput {
@@ -39,7 +34,6 @@ impl DanteInput {
             shared,
             scratch: Vec::new(),
             ring_overruns: 0,
-            last_publish: None,
         }
     }
 }
@@ -71,15 +65,11 @@ impl RxSink for DanteInput {
         );
     }
 
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
     fn publish(&mut self, stats: &StreamStats, last_packet: Option<(MonoTime, u64)>) {
-        let now = last_packet.map_or(MonoTime::from_nanos(0), |(t, _)| t);
-        if self
-            .last_publish
-            .is_some_and(|t| now.duration_since(t) < PUBLISH_PERIOD)
-        {
-            return;
-        }
-        self.last_publish = Some(now);
         if let Ok(mut shared) = self.shared.try_lock() {
             shared.stats = *stats;
             shared.ring_overruns = self.ring_overruns;

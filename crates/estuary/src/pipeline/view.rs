@@ -23,6 +23,7 @@ impl Running {
             discovery: self.discovery_status(),
             recorders: self.recorder_status(),
             clock: crate::clock::clock_status(),
+            dante: crate::dante::status::status(),
             ..Status::default()
         };
         let locked_gm = crate::clock::locked_grandmaster();
