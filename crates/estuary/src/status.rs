@@ -73,6 +73,10 @@ pub struct RecorderStatus {
     pub last_error: Option<String>,
     /// The `record_failed` condition is raised.
     pub alarm: bool,
+    /// How the current take's audio reaches the disk: `direct` (`O_DIRECT`), `buffered`
+    /// (the page cache: FLAC, or a filesystem such as tmpfs that refuses `O_DIRECT`), or
+    /// `mixed`; empty before the first take.
+    pub io: String,
 }
 
 /// An alarm notifier (webhook, e-mail, syslog) and how its deliveries went.

@@ -15,8 +15,23 @@ use tracing::warn;
 use super::FileSet;
 
 /// Delays every close by this long (a humantime duration): lets the tests prove that a slow
-/// close never holds up the writer.
-pub const DELAY_VARIABLE: &str = "ESTUARY_TEST_CLOSE_DELAY";
+/// close never holds up the writer. The test (`tests/rec.rs`) runs the daemon binary against
+/// a real sender, so the hook is read at run time; only debug builds (what `cargo test`
+/// builds) have it: a release build never reads it.
+#[cfg(debug_assertions)]
+const DELAY_VARIABLE: &str = "ESTUARY_TEST_CLOSE_DELAY";
+
+/// The test hook's delay (debug builds only).
+fn test_close_delay() -> Option<Duration> {
+    #[cfg(debug_assertions)]
+    {
+        std::env::var(DELAY_VARIABLE)
+            .ok()
+            .and_then(|v| humantime::parse_duration(&v).ok())
+    }
+    #[cfg(not(debug_assertions))]
+    None
+}
 
 /// What a job did, for the recorder's status.
 #[derive(Debug, Default)]
@@ -49,9 +64,7 @@ impl Closer {
     pub fn start(recorder: &str) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (report, done) = mpsc::channel();
-        let delay = std::env::var(DELAY_VARIABLE)
-            .ok()
-            .and_then(|v| humantime::parse_duration(&v).ok());
+        let delay = test_close_delay();
         let thread = thread::Builder::new()
             .name(format!("close-{recorder}"))
             .spawn(move || {

@@ -14,10 +14,12 @@
 pub mod cli;
 mod closer;
 pub mod config;
+mod direct;
 mod file;
 mod flac;
 mod gaps;
 mod media_clock;
+mod pack;
 pub mod repair;
 
 use std::path::{Path, PathBuf};
@@ -714,7 +716,8 @@ impl RecorderWorker {
                 }
             }
         }
-        info!(recorder = %self.status.name, file = %paths[0].display(), files = paths.len(), time_reference = position, "recording");
+        self.status.io = io_mode(&files).into();
+        info!(recorder = %self.status.name, file = %paths[0].display(), files = paths.len(), time_reference = position, io = %self.status.io, "recording");
         self.status.files += paths.len() as u64;
         self.status.file = Some(paths[0].display().to_string());
         let rotate_at = self
@@ -834,6 +837,8 @@ impl RecorderWorker {
         }
         if let Some(set) = &self.set {
             self.status.bytes = set.files.iter().map(TrackFile::pending).sum();
+            // A file whose direct writes failed went on through the page cache.
+            self.status.io = io_mode(&set.files).into();
         }
         *lock(&self.shared) = self.status.clone();
     }
@@ -950,6 +955,16 @@ fn flac_comments(
         format!("TIME_REFERENCE={position}"),
         format!("TRACKNAMES={}", track.channel_names.join(",")),
     ]
+}
+
+/// How `files` are written, for the status.
+fn io_mode(files: &[TrackFile]) -> &'static str {
+    let direct = files.iter().filter(|f| f.is_direct()).count();
+    match direct {
+        0 => "buffered",
+        n if n == files.len() => "direct",
+        _ => "mixed",
+    }
 }
 
 fn with_ext(path: &Path, ext: &str) -> PathBuf {

@@ -1,0 +1,98 @@
+//! Packing 24-bit PCM for the files, the recorder's hot loop: every recorded sample passes
+//! here once.
+//!
+//! Four samples become three little-endian 32-bit words (12 bytes): whole-word shifts and
+//! stores with no per-sample branch or bounds check, instead of a 3-byte store per sample.
+//! Other widths use `wav`'s packers (16 and 32 bits are plain word stores already).
+
+use estuary_wire::wav;
+
+/// Appends each `(channels, out)`'s channels of every frame of `data` (frames of `stride`
+/// samples) to `out`, as `bits`-bit little-endian PCM.
+pub fn pack_tracks(data: &[i32], stride: usize, outs: &mut [(&[usize], &mut Vec<u8>)], bits: u8) {
+    if bits != 24 {
+        wav::pack_tracks(data, stride, outs, bits);
+        return;
+    }
+    let stride = stride.max(1);
+    for (channels, out) in outs.iter_mut() {
+        match **channels {
+            [c] if c < stride => pack24(data, stride, c, out),
+            // Every channel in order: the block as it is.
+            _ if channels.iter().copied().eq(0..stride) => {
+                pack24(&data[..data.len() / stride * stride], 1, 0, out);
+            }
+            _ => wav::pack_channels(data, stride, channels, 24, out),
+        }
+    }
+}
+
+/// Channel `c` of each frame (`stride` samples) of `data`, as 24-bit little-endian.
+fn pack24(data: &[i32], stride: usize, c: usize, out: &mut Vec<u8>) {
+    let frames = data.len() / stride;
+    let start = out.len();
+    out.resize(start + frames * 3, 0);
+    let dst = &mut out[start..];
+    let (groups, rest) = data[..frames * stride].split_at(frames / 4 * 4 * stride);
+    let (dst_groups, dst_rest) = dst.split_at_mut(frames / 4 * 12);
+    for (o, g) in dst_groups
+        .chunks_exact_mut(12)
+        .zip(groups.chunks_exact(4 * stride))
+    {
+        // The top 24 bits of each sample, then three words holding four of them.
+        let x = |k: usize| (g[c + k * stride] as u32) >> 8;
+        let (a, b, cc, d) = (x(0), x(1), x(2), x(3));
+        o[0..4].copy_from_slice(&(a | b << 24).to_le_bytes());
+        o[4..8].copy_from_slice(&(b >> 8 | cc << 16).to_le_bytes());
+        o[8..12].copy_from_slice(&(cc >> 16 | d << 8).to_le_bytes());
+    }
+    for (o, f) in dst_rest.chunks_exact_mut(3).zip(rest.chunks_exact(stride)) {
+        o.copy_from_slice(&f[c].to_le_bytes()[1..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte for byte what `wav`'s reference packers write, for blocks of any length (whole
+    /// groups of four frames or not), strides, track sets and widths.
+    #[test]
+    fn packs_like_the_reference() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..600 {
+            let stride = 1 + round % 9;
+            let len = (next() % 400) as usize;
+            let data: Vec<i32> = (0..len).map(|_| next() as i32).collect();
+            let tracks: Vec<Vec<usize>> = vec![
+                (0..stride).collect(),
+                vec![stride - 1],
+                vec![0],
+                vec![0, stride / 2],
+            ];
+            for bits in [16u8, 24, 32] {
+                let mut got: Vec<Vec<u8>> = vec![vec![9]; tracks.len()];
+                let mut outs: Vec<(&[usize], &mut Vec<u8>)> = tracks
+                    .iter()
+                    .map(Vec::as_slice)
+                    .zip(got.iter_mut())
+                    .collect();
+                pack_tracks(&data, stride, &mut outs, bits);
+                for (track, got) in tracks.iter().zip(&got) {
+                    let mut want = vec![9];
+                    wav::pack_channels(&data, stride, track, bits, &mut want);
+                    assert_eq!(
+                        got, &want,
+                        "stride {stride}, {len} samples, {bits} bits, {track:?}"
+                    );
+                }
+            }
+        }
+    }
+}
