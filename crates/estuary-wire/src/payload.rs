@@ -185,7 +185,18 @@ pub fn encode_into(
             }
         }
         SampleFormat::L24 => {
-            for (c, s) in out.chunks_exact_mut(3).zip(samples) {
+            // Four samples make 12 bytes at once: byte by byte, this was a tenth of an
+            // AES67 sender's CPU.
+            let mut quads = samples.chunks_exact(4);
+            let mut out12 = out.chunks_exact_mut(12);
+            for (c, q) in (&mut out12).zip(&mut quads) {
+                let top = |s: i32| u128::from(s as u32 >> 8);
+                let packed =
+                    (top(q[0]) << 104) | (top(q[1]) << 80) | (top(q[2]) << 56) | (top(q[3]) << 32);
+                c.copy_from_slice(&packed.to_be_bytes()[..12]);
+            }
+            let rest = out12.into_remainder();
+            for (c, s) in rest.chunks_exact_mut(3).zip(quads.remainder()) {
                 let [a, b, d, _] = s.to_be_bytes();
                 c.copy_from_slice(&[a, b, d]);
             }

@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use std::os::fd::AsRawFd as _;
-
-use estuary_io::batch::{BatchReceiver, wait_readable};
+use estuary_io::batch::BatchReceiver;
 use estuary_io::mcast;
 use estuary_wire::rtp::RtpPacket;
 
@@ -46,13 +44,19 @@ const PTIME_NS: u64 = 1_000_000;
 /// Receives every stream and records how far each packet arrived from its ideal time.
 struct PacingProbe {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Vec<i64>>>,
+    thread: JoinHandle<(Vec<i64>, f64)>,
 }
+
+/// How often the probe collects what arrived. The kernel stamps each packet on arrival, so
+/// the probe need not be awake then; blocking on every socket would instead make each
+/// packet wake a probe thread, a cost that loopback charges to the sender (its `sendmsg`
+/// runs the receive path) and that a sender on a real network never pays.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
 
 impl PacingProbe {
     fn start(args: &TransmitArgs) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        let mut streams = Vec::new();
         for i in 0..args.streams {
             let port = args.base_port + i as u16;
             // Kernel receive timestamps: the probe's own scheduling does not count.
@@ -62,60 +66,105 @@ impl PacingProbe {
                 None,
             )
             .with_context(|| format!("probe port {port}"))?;
-            let stop = Arc::clone(&stop);
-            threads.push(std::thread::spawn(move || probe(&socket, &stop)));
+            streams.push((socket, Grid::default()));
         }
-        Ok(Self { stop, threads })
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || probe(streams, &stop))
+        };
+        Ok(Self { stop, thread })
     }
 
-    /// Deviations from the ideal grid in µs, all streams together.
-    fn finish(self) -> Vec<i64> {
+    /// Deviations from the ideal grid in µs, all streams together, and the packet rate
+    /// achieved as a fraction of real time.
+    fn finish(self) -> (Vec<i64>, f64) {
         self.stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for t in self.threads {
-            all.extend(t.join().unwrap_or_default());
-        }
+        let (mut all, rate) = self.thread.join().unwrap_or_default();
         all.sort_unstable();
-        all
+        (all, rate)
     }
 }
 
-/// For each packet `k` (from its RTP sequence number): how far its kernel arrival time is
-/// from `t0 + k × 1 ms`, with the grid aligned on the median packet, in µs.
-fn probe(socket: &UdpSocket, stop: &AtomicBool) -> Vec<i64> {
-    let mut rx = BatchReceiver::new(64);
-    let mut offsets = Vec::new();
-    let mut t0: Option<u64> = None;
-    let mut unwrapped = 0i64;
-    let mut last_seq = 0u16;
-    while !stop.load(Ordering::Relaxed) {
-        if !wait_readable(socket.as_raw_fd(), Duration::from_millis(100)).unwrap_or(false)
-            || rx.recv(socket).is_err()
-        {
-            continue;
+/// One stream's packets against its grid: arrival − `t0 + k × 1 ms`, in ns.
+#[derive(Default)]
+struct Grid {
+    t0: Option<u64>,
+    unwrapped: i64,
+    last_seq: u16,
+    offsets: Vec<i64>,
+    last_arrival: u64,
+}
+
+impl Grid {
+    /// Packets per packet time from the first arrival to the last: 1.0 when the sender
+    /// keeps real time, less when it falls behind (and so does less work per second).
+    fn rate(&self) -> Option<f64> {
+        let span = self.last_arrival.checked_sub(self.t0?)?;
+        (span > 0).then(|| self.offsets.len() as f64 * PTIME_NS as f64 / span as f64)
+    }
+
+    fn add(&mut self, seq: u16, at: u64) {
+        self.last_arrival = at;
+        match self.t0 {
+            None => self.t0 = Some(at),
+            Some(t0) => {
+                self.unwrapped += i64::from(seq.wrapping_sub(self.last_seq) as i16);
+                let ideal = t0 as i64 + self.unwrapped * PTIME_NS as i64;
+                self.offsets.push(at as i64 - ideal);
+            }
         }
-        for received in rx.packets() {
-            let Ok(packet) = RtpPacket::parse(received.data) else {
-                continue;
-            };
-            let seq = packet.sequence().0;
-            let at = received.arrival.as_nanos();
-            match t0 {
-                None => t0 = Some(at),
-                Some(t0) => {
-                    unwrapped += i64::from(seq.wrapping_sub(last_seq) as i16);
-                    let ideal = t0 as i64 + unwrapped * PTIME_NS as i64;
-                    offsets.push(at as i64 - ideal);
+        self.last_seq = seq;
+    }
+
+    /// |deviation| in µs, with the grid aligned on the median packet: a start-up burst must
+    /// not shift every other one.
+    fn deviations(self) -> impl Iterator<Item = i64> {
+        let mut sorted = self.offsets.clone();
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+        self.offsets
+            .into_iter()
+            .map(move |o| (o - median).abs() / 1000)
+    }
+}
+
+/// For each packet `k` of each stream (from its RTP sequence number): how far its kernel
+/// arrival time is from its stream's grid.
+fn probe(mut streams: Vec<(UdpSocket, Grid)>, stop: &AtomicBool) -> (Vec<i64>, f64) {
+    let mut rx = BatchReceiver::new(64);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(PROBE_EVERY);
+        for (socket, grid) in &mut streams {
+            while rx.recv(socket).unwrap_or(0) > 0 {
+                for received in rx.packets() {
+                    if let Ok(packet) = RtpPacket::parse(received.data) {
+                        grid.add(packet.sequence().0, received.arrival.as_nanos());
+                    }
                 }
             }
-            last_seq = seq;
         }
     }
-    // Align the grid on the median packet: a start-up burst must not shift every other one.
-    let mut sorted = offsets.clone();
-    sorted.sort_unstable();
-    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
-    offsets.iter().map(|o| (o - median).abs() / 1000).collect()
+    let rates: Vec<f64> = streams.iter().filter_map(|(_, g)| g.rate()).collect();
+    let rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    let deviations = streams
+        .into_iter()
+        .flat_map(|(_, grid)| grid.deviations())
+        .collect();
+    (deviations, rate)
+}
+
+/// Charges `m`'s CPU to the stream-seconds actually delivered (a sender that falls behind
+/// real time sends fewer packets in the window), and notes its pacing.
+fn delivered(m: &mut super::Measured, (pacing, rate): (Vec<i64>, f64)) {
+    if rate > 0.0 {
+        m.stream_seconds *= rate.min(1.0);
+    }
+    m.note = format!(
+        "{}; {:.1} % of real time delivered; {}",
+        quantiles(&pacing),
+        rate * 100.0,
+        m.note
+    );
 }
 
 fn quantiles(v: &[i64]) -> String {
@@ -148,12 +197,12 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
         .args(["--base-port", &args.base_port.to_string()]);
     let probe = PacingProbe::start(args)?;
     let measured = measure_worker("estuary", worker, args.seconds, stream_seconds);
-    let estuary_pacing = quantiles(&probe.finish());
+    let estuary_probe = probe.finish();
     let mut results = Vec::new();
     report(
         &mut results,
         measured.map(|mut m| {
-            m.note = format!("{estuary_pacing}; {}", m.note);
+            delivered(&mut m, estuary_probe);
             m
         }),
     );
@@ -179,11 +228,11 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
         stream_seconds,
         "audiotestsrc ! audioconvert ! rtpL24pay ! udpsink",
     );
-    let gst_pacing = quantiles(&probe.finish());
+    let gst_probe = probe.finish();
     report(
         &mut results,
         measured.map(|mut m| {
-            m.note = format!("{gst_pacing}; {}", m.note);
+            delivered(&mut m, gst_probe);
             m
         }),
     );

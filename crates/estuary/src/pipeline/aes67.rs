@@ -188,9 +188,10 @@ pub(super) struct Aes67Worker {
     second: Option<SocketAddr>,
     ssrc: u32,
     sequence: SeqNum,
+    /// The output sends every input channel in order (no reordering copy).
+    identity: bool,
     input_block: Vec<i32>,
     frame_block: Vec<i32>,
-    payload: Vec<u8>,
     packet: Vec<u8>,
     shared: Arc<Mutex<OutputSnapshot>>,
     snapshot: OutputSnapshot,
@@ -310,9 +311,10 @@ impl Aes67Worker {
             ssrc: sender.ssrc,
             // A restarted route continues the sequence, so receivers count no loss for it.
             sequence: SeqNum(sender.initial_sequence).wrapping_add(snapshot.access_units as u16),
+            identity: map.len() == usize::from(stream.channels)
+                && map.iter().enumerate().all(|(i, &ch)| i == ch),
             input_block: vec![0; frame * usize::from(stream.channels)],
             frame_block: vec![0; samples],
-            payload: vec![0; samples * plan.format.bytes_per_sample()],
             packet: vec![0; 12 + samples * plan.format.bytes_per_sample()],
             map,
             plan,
@@ -555,37 +557,44 @@ impl Aes67Worker {
         let Ok(chunk) = self.consumer.read_chunk(self.frame * self.in_channels) else {
             return false;
         };
-        let (a, b) = chunk.as_slices();
-        self.input_block[..a.len()].copy_from_slice(a);
-        self.input_block[a.len()..].copy_from_slice(b);
-        chunk.commit_all();
-        let out_channels = self.map.len();
-        for (frame_in, frame_out) in self
-            .input_block
-            .chunks_exact(self.in_channels)
-            .zip(self.frame_block.chunks_exact_mut(out_channels))
-        {
-            for (slot, &ch) in frame_out.iter_mut().zip(&self.map) {
-                *slot = frame_in[ch];
-            }
+        let bytes = self.plan.format.bytes_per_sample();
+        let header = RtpPacketBuilder {
+            marker: first,
+            payload_type: self.plan.payload_type,
+            sequence: self.sequence,
+            timestamp,
+            ssrc: self.ssrc,
+            csrcs: &[],
+            extension: None,
+            payload: &[],
+            padding: 0,
         }
-        let built = encode_into(self.plan.format, &self.frame_block, &mut self.payload)
-            .ok()
-            .and_then(|len| {
-                RtpPacketBuilder {
-                    marker: first,
-                    payload_type: self.plan.payload_type,
-                    sequence: self.sequence,
-                    timestamp,
-                    ssrc: self.ssrc,
-                    csrcs: &[],
-                    extension: None,
-                    payload: &self.payload[..len],
-                    padding: 0,
+        .write_into(&mut self.packet)
+        .ok();
+        let (a, b) = chunk.as_slices();
+        let body = &mut self.packet[header.unwrap_or(0)..];
+        let encoded = if self.identity {
+            // Every channel in order: encoded straight from the ring into the packet.
+            encode_into(self.plan.format, a, body).ok().and_then(|n| {
+                Some(n + encode_into(self.plan.format, b, body.get_mut(a.len() * bytes..)?).ok()?)
+            })
+        } else {
+            self.input_block[..a.len()].copy_from_slice(a);
+            self.input_block[a.len()..].copy_from_slice(b);
+            let out_channels = self.map.len();
+            for (frame_in, frame_out) in self
+                .input_block
+                .chunks_exact(self.in_channels)
+                .zip(self.frame_block.chunks_exact_mut(out_channels))
+            {
+                for (slot, &ch) in frame_out.iter_mut().zip(&self.map) {
+                    *slot = frame_in[ch];
                 }
-                .write_into(&mut self.packet)
-                .ok()
-            });
+            }
+            encode_into(self.plan.format, &self.frame_block, body).ok()
+        };
+        chunk.commit_all();
+        let built = header.zip(encoded).map(|(h, n)| h + n);
         let Some(n) = built else {
             self.snapshot.encode_errors += 1;
             return true;

@@ -10,6 +10,11 @@
 //!
 //! Outputs come and go with their routes: [`register`] hands a worker over; the thread
 //! drops it once the route's halt is requested and answers the [`Registration`].
+//!
+//! Generator inputs run here too ([`register_generator`]): after the packets of a tick are
+//! out, the thread makes the frames of any generator tick due within a millisecond, so a
+//! generated stream costs no thread and no wake-up of its own, and a generator never
+//! delays a packet.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +30,7 @@ use estuary_io::sched;
 use estuary_io::sendbatch::SendBatch;
 
 use super::aes67::Aes67Worker;
+use super::generator::Generator;
 
 /// Datagrams per `sendmmsg`: 64 streams of one tick in one call.
 const BATCH_SLOTS: usize = 64;
@@ -114,8 +120,16 @@ struct Adopted {
     released: Sender<()>,
 }
 
+struct AdoptedGenerator {
+    generator: Generator,
+    released: Sender<()>,
+    /// When its next tick is due.
+    next: MonoTime,
+}
+
 struct TxThread {
     inbox: Mutex<Vec<Adopted>>,
+    generators: Mutex<Vec<AdoptedGenerator>>,
     arrived: AtomicBool,
     thread: Thread,
 }
@@ -139,6 +153,7 @@ fn tx_thread() -> &'static TxThread {
         .unwrap_or_else(thread::current);
         TxThread {
             inbox: Mutex::new(Vec::new()),
+            generators: Mutex::new(Vec::new()),
             arrived: AtomicBool::new(false),
             thread,
         }
@@ -156,12 +171,28 @@ pub(super) fn register(worker: Aes67Worker) -> (Registration, Thread) {
     (Registration { released: answer }, tx.thread.clone())
 }
 
+/// Hands a generator input to the transmit thread, which makes its frames until the
+/// route's halt is requested.
+pub(super) fn register_generator(generator: Generator) -> Registration {
+    let tx = tx_thread();
+    let (released, answer) = mpsc::channel();
+    super::lock(&tx.generators).push(AdoptedGenerator {
+        generator,
+        released,
+        next: MonoTime::from_nanos(0),
+    });
+    tx.arrived.store(true, Ordering::Release);
+    tx.thread.unpark();
+    Registration { released: answer }
+}
+
 fn run() {
     super::realtime(sched::OUTPUT_PRIORITY);
     if let Err(e) = set_timer_slack(Duration::from_nanos(1)) {
         tracing::debug!(error = %e, "timer slack unchanged");
     }
     let mut outputs: Vec<Adopted> = Vec::new();
+    let mut generators: Vec<AdoptedGenerator> = Vec::new();
     let mut batches: Vec<Batch> = Vec::new();
     let mut wake = MonoTime::from_nanos(0);
     loop {
@@ -172,6 +203,7 @@ fn run() {
         let mut changed = false;
         if tx.arrived.swap(false, Ordering::Acquire) {
             outputs.append(&mut super::lock(&tx.inbox));
+            generators.append(&mut super::lock(&tx.generators));
             changed = true;
         }
         let before = outputs.len();
@@ -183,15 +215,33 @@ fn run() {
             let _ = o.released.send(());
             false
         });
+        generators.retain(|g| {
+            let keep = !g.generator.halted();
+            if !keep {
+                let _ = g.released.send(());
+            }
+            keep
+        });
         if changed || outputs.len() != before {
             batches = adopt(&mut outputs);
         }
-        if outputs.is_empty() {
+        if outputs.is_empty() && generators.is_empty() {
             thread::park_timeout(IDLE);
             continue;
         }
+        if changed {
+            // A new generator's first frames, or a new output's first look at its ring.
+            wake = monotonic_now();
+        }
         sleep_until(wake);
         let now = monotonic_now();
+        // A generator whose tick is already past (the thread was held up) catches up
+        // first: the packets owed since then need its frames.
+        for g in &mut generators {
+            if g.next <= now {
+                g.next = g.generator.step(now);
+            }
+        }
         let mut next = MonoTime::from_nanos(u64::MAX);
         for (i, o) in outputs.iter_mut().enumerate() {
             next = next.min(o.worker.step(now, i, &mut batches));
@@ -203,6 +253,13 @@ fn run() {
                     o.worker.count_send_error();
                 }
             }
+        }
+        // After the packets: the generators are a tick ahead, and their work (tens of µs
+        // for many streams) must not delay a send.
+        let now = monotonic_now();
+        for g in &mut generators {
+            g.next = g.generator.step(now);
+            next = next.min(g.next);
         }
         wake = next;
     }

@@ -1,17 +1,16 @@
-//! Generator inputs: a thread makes the signal (tone, sweep, counting sequence) and feeds
-//! the route's output rings every few milliseconds, exactly like the ingest thread feeds a
-//! received input's, so every output kind and the meters work on it unchanged. Frames are
-//! produced by the monotonic clock, one tick ahead: at tick `k` the generator has made
-//! `(k + 1) × TICK × rate` frames (integer arithmetic, so 44.1 kHz does not drift either).
-//! Being ahead means a consumer never waits for a frame whose time has come, so the tick
-//! can be coarse: a wake-up per 4 ms instead of per ms is most of what a generated AES67
-//! stream costs.
+//! Generator inputs: the signal (tone, sweep, counting sequence) is made on the transmit
+//! thread (`aes67_tx`) and fed to the route's output rings every few milliseconds, exactly
+//! like the ingest thread feeds a received input's, so every output kind and the meters work
+//! on it unchanged. Frames are produced by the monotonic clock, one tick ahead: at tick `k`
+//! the generator has made `(k + 1) × TICK × rate` frames (integer arithmetic, so 44.1 kHz
+//! does not drift either). Being ahead means a consumer never waits for a frame whose time
+//! has come, so the tick can be coarse, and it rides on the transmit thread's own wake-ups:
+//! a generated AES67 stream costs no thread and no wake-up of its own.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use estuary_engine::time::MonoTime;
-use estuary_io::clock::{monotonic_now, sleep_until};
 use estuary_io::tx::{SignalGenerator, SignalKind};
 
 use super::ingest::OutputFeed;
@@ -29,7 +28,16 @@ pub(super) struct Generator {
     shared: Arc<Mutex<InputSnapshot>>,
     scratch: Vec<i32>,
     ring_overruns: u64,
+    halt: Stop,
+    /// When tick 0 was due; `None` until the first step.
+    start: Option<MonoTime>,
+    tick: u64,
+    made: u64,
 }
+
+/// A tick due this soon is taken with the wake-up at hand: the generator is a whole tick
+/// ahead, so 1 ms early costs nothing, and a separate wake-up costs a context switch.
+const EARLY: Duration = Duration::from_millis(1);
 
 impl Generator {
     pub fn new(
@@ -37,7 +45,7 @@ impl Generator {
         stream: &ResolvedStream,
         level_dbfs: f64,
         rings: Vec<OutputFeed>,
-        shared: Arc<Mutex<InputSnapshot>>,
+        (shared, halt): (Arc<Mutex<InputSnapshot>>, Stop),
     ) -> Self {
         let channels = usize::from(stream.channels);
         // A late tick makes several ticks' frames at once; 50 ms of room covers a long stall.
@@ -50,39 +58,54 @@ impl Generator {
             shared,
             scratch,
             ring_overruns: 0,
+            halt,
+            start: None,
+            tick: 0,
+            made: 0,
         }
     }
 
-    pub fn run(mut self, halt: &Stop) {
-        let start = monotonic_now();
-        super::lock(&self.shared).generator_start = Some(start);
-        let mut tick = 0u64;
-        let mut made = 0u64;
-        while !halt.requested() {
-            tick += 1;
-            let elapsed = TICK.as_nanos() as u64 * tick;
-            sleep_until(MonoTime::from_nanos(start.as_nanos() + elapsed));
-            let ahead = elapsed + TICK.as_nanos() as u64;
+    /// Whether the route asked this generator to stop.
+    pub fn halted(&self) -> bool {
+        self.halt.requested()
+    }
+
+    /// Makes the frames of every tick due by `now` (one tick ahead); returns when the next
+    /// tick is due.
+    pub fn step(&mut self, now: MonoTime) -> MonoTime {
+        let tick_ns = TICK.as_nanos() as u64;
+        let start = *self.start.get_or_insert_with(|| {
+            super::lock(&self.shared).generator_start = Some(now);
+            now
+        });
+        let early = now.as_nanos() + EARLY.as_nanos() as u64;
+        let mut ticked = false;
+        while start.as_nanos() + tick_ns * self.tick <= early {
+            ticked = true;
+            self.tick += 1;
+        }
+        if ticked {
+            let ahead = tick_ns * self.tick;
             let due =
                 u64::try_from(u128::from(ahead) * u128::from(self.sample_rate) / 1_000_000_000)
                     .unwrap_or(u64::MAX);
-            let now = monotonic_now();
-            while made < due {
-                let frames = (due - made).min((self.scratch.len() / self.channels) as u64);
+            while self.made < due {
+                let frames = (due - self.made).min((self.scratch.len() / self.channels) as u64);
                 let samples = frames as usize * self.channels;
                 self.signal.fill(&mut self.scratch[..samples]);
-                self.push(samples, made, now);
-                made += frames;
+                self.push(samples, self.made, now);
+                self.made += frames;
             }
-            if tick.is_multiple_of(5)
+            if self.tick.is_multiple_of(5)
                 && let Ok(mut shared) = self.shared.try_lock()
             {
                 shared.ring_overruns = self.ring_overruns;
                 // The stream health monitor judges inputs by their packets: a generator's
                 // ticks are its packets (so it is never "no packets", and its drift is 0).
-                shared.last_packet = Some((now, made));
+                shared.last_packet = Some((now, self.made));
             }
         }
+        MonoTime::from_nanos(start.as_nanos() + tick_ns * self.tick)
     }
 
     /// Hands `samples` of the scratch block, starting at frame `position`, to every ring.

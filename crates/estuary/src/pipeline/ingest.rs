@@ -3,7 +3,7 @@
 //! wake, so routes can be (re)started while everything else keeps running.
 
 use std::net::UdpSocket;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -22,6 +22,9 @@ use crate::shutdown::Stop;
 
 /// The longest the ingest thread sleeps; it wakes earlier when an output's codec frame is due.
 const MAX_TICK: Duration = Duration::from_millis(5);
+/// How long the thread waits for a command when it has no input (and so how late it may
+/// notice the halt then).
+const IDLE: Duration = Duration::from_millis(50);
 /// The shortest, so a clock that says "already due" cannot make it spin.
 const MIN_TICK: Duration = Duration::from_micros(200);
 /// Packets drained per `recvmmsg` call.
@@ -112,6 +115,16 @@ pub(super) fn run(commands: &Receiver<Command>, halt: &Stop) {
     let mut next_wake = monotonic_now();
     let mut next_publish = next_wake;
     while !halt.requested() {
+        if inputs.is_empty() {
+            // Nothing to drain (a daemon of generators only): wait for an input instead of
+            // ticking 200 times a second.
+            match commands.recv_timeout(IDLE) {
+                Ok(command) => apply_command(command, &mut inputs, &mut scratch),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            next_wake = monotonic_now();
+        }
         sleep_until(next_wake);
         if !apply_commands(commands, &mut inputs, &mut scratch) {
             return;
@@ -150,23 +163,29 @@ fn apply_commands(
 ) -> bool {
     loop {
         match commands.try_recv() {
-            Ok(Command::Attach(input)) => {
-                let wanted = PULL_FRAMES * input.channels;
-                if scratch.len() < wanted {
-                    scratch.resize(wanted, 0);
-                }
-                inputs.push(*input);
-            }
-            Ok(Command::Detach { name, done }) => {
-                if let Some(i) = inputs.iter().position(|input| input.name == name) {
-                    let input = inputs.swap_remove(i);
-                    input.publish();
-                    drop(input);
-                }
-                let _ = done.send(());
-            }
+            Ok(command) => apply_command(command, inputs, scratch),
             Err(TryRecvError::Empty) => return true,
             Err(TryRecvError::Disconnected) => return false,
+        }
+    }
+}
+
+fn apply_command(command: Command, inputs: &mut Vec<InputRuntime>, scratch: &mut Vec<i32>) {
+    match command {
+        Command::Attach(input) => {
+            let wanted = PULL_FRAMES * input.channels;
+            if scratch.len() < wanted {
+                scratch.resize(wanted, 0);
+            }
+            inputs.push(*input);
+        }
+        Command::Detach { name, done } => {
+            if let Some(i) = inputs.iter().position(|input| input.name == name) {
+                let input = inputs.swap_remove(i);
+                input.publish();
+                drop(input);
+            }
+            let _ = done.send(());
         }
     }
 }

@@ -814,18 +814,12 @@ impl Route {
                     &stream,
                     self.config.level.as_ref().map_or(-18.0, |l| *l.get_ref()),
                     rings,
-                    Arc::clone(&self.snapshot),
+                    (Arc::clone(&self.snapshot), self.halt.clone()),
                 );
-                let halt = self.halt.clone();
                 info!(input = %name, signal = stream.label.as_deref().unwrap_or("-"), channels = stream.channels, rate = stream.sample_rate, "generating");
-                let handle =
-                    thread::Builder::new()
-                        .name(format!("gen-{name}"))
-                        .spawn(move || {
-                            realtime(sched::OUTPUT_PRIORITY);
-                            generator.run(&halt);
-                        })?;
-                self.workers.push(handle);
+                // Made on the transmit thread, on its own wake-ups.
+                self.transmitting
+                    .push(aes67_tx::register_generator(generator));
             }
             (None, None) if self.config.kind == InputKind::Dante => {
                 crate::dante::attach_rx(Box::new(dante_in::DanteInput::new(
