@@ -1136,16 +1136,24 @@ fn accumulate_lanes<S: pulp::Simd>(
 fn to_lanes(out: &mut [Lane], frames: &[i32], channels: usize) {
     // 2^-31 exactly in `f32`, so 24-bit samples convert without rounding.
     let scale = 1.0 / FULL_SCALE as f32;
+    let convert = |o: &mut Lane, x: &[i32; LANES]| {
+        for c in 0..LANES {
+            o[c] = x[c] as f32 * scale;
+        }
+    };
     for (g, span) in out.chunks_exact_mut(SPAN).enumerate() {
         let first = g * LANES;
         let width = channels.saturating_sub(first).min(LANES);
         let lanes = span.iter_mut().skip(true_peak::HISTORY);
-        if width == LANES {
+        if channels == LANES {
+            // One group, frames already lane-sized: a flat conversion.
+            for (o, x) in lanes.zip(frames.as_chunks::<LANES>().0) {
+                convert(o, x);
+            }
+        } else if width == LANES {
             for (o, frame) in lanes.zip(frames.chunks_exact(channels)) {
-                if let Some(x) = frame.get(first..first + LANES) {
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        *o = x as f32 * scale;
-                    }
+                if let Some(x) = frame.get(first..).and_then(|f| f.first_chunk::<LANES>()) {
+                    convert(o, x);
                 }
             }
         } else {
@@ -1192,8 +1200,9 @@ fn levels<S: pulp::Simd, const LOUD: bool>(simd: S, l: &mut Lanes, g: usize, fra
         // Sums continue from the window's so far, in sample order.
         let mut sq = sum_sq[s];
         let at = |q: usize| q * subs + s;
-        let [mut x1, mut x2, mut y1, mut y2, mut z1, mut z2] =
-            [0, 1, 2, 3, 4, 5].map(|q| state[at(q)]);
+        let (mut x1, mut x2, mut y1, mut y2) =
+            (state[at(0)], state[at(1)], state[at(2)], state[at(3)]);
+        let (mut z1, mut z2) = (state[at(4)], state[at(5)]);
         let mut e = energy[s];
         for &v in x.iter().skip(s).step_by(subs) {
             peak = simd.max_f32s(peak, simd.abs_f32s(v));
@@ -1224,9 +1233,8 @@ fn levels<S: pulp::Simd, const LOUD: bool>(simd: S, l: &mut Lanes, g: usize, fra
         window_peak[s] = simd.max_f32s(window_peak[s], peak);
         sum_sq[s] = sq;
         if LOUD {
-            for (q, v) in [x1, x2, y1, y2, z1, z2].into_iter().enumerate() {
-                state[at(q)] = v;
-            }
+            (state[at(0)], state[at(1)], state[at(2)]) = (x1, x2, y1);
+            (state[at(3)], state[at(4)], state[at(5)]) = (y2, z1, z2);
             energy[s] = e;
         }
     }

@@ -136,7 +136,10 @@ pub(crate) fn measure<S: pulp::Simd>(
     let outputs = frames.len().saturating_sub(HISTORY);
     // The vectors one output reads: x[n − 11] … x[n] of one part.
     let span = HISTORY * subs + 1;
-    let splat = |taps: [f32; 6]| taps.map(|t| simd.splat_f32s(t));
+    let splat = |t: [f32; 6]| {
+        let v = |k: usize| simd.splat_f32s(t[k]);
+        [v(0), v(1), v(2), v(3), v(4), v(5)]
+    };
     match oversampling {
         Oversampling::Four => {
             let (g0, e0) = (splat(HALVES_0.0), splat(HALVES_0.1));
@@ -169,8 +172,12 @@ pub(crate) fn measure<S: pulp::Simd>(
         }
         // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
         Oversampling::Two => {
-            let h0 = PHASE_0.map(|t| simd.splat_f32s(t as f32));
-            let h2 = PHASE_1.map(|t| simd.splat_f32s(t as f32));
+            let mut h0 = [simd.splat_f32s(0.0); TAPS];
+            let mut h2 = h0;
+            for k in 0..TAPS {
+                h0[k] = simd.splat_f32s(PHASE_0[k] as f32);
+                h2[k] = simd.splat_f32s(PHASE_1[k] as f32);
+            }
             let two = simd.splat_f32s(2.0);
             for (s, out) in out.iter_mut().enumerate() {
                 let mut m = *out;
