@@ -1340,11 +1340,18 @@ mod tests {
     /// count that leaves padding lanes, levels from −90 dBFS to clipping, 31 Hz to 10 kHz, and every detector.
     #[test]
     fn dispatched_and_scalar_passes_agree() {
+        // 4× true peak at 48 kHz, 2× at 96 kHz.
+        for rate in [48_000, 96_000] {
+            passes_agree_at(rate);
+        }
+    }
+
+    fn passes_agree_at(rate: u32) {
         let channels = 11u16;
         let ch = usize::from(channels);
         let mut audio = Vec::new();
-        for n in 0..48_000usize {
-            let t = n as f64 / 48_000.0;
+        for n in 0..rate as usize {
+            let t = n as f64 / f64::from(rate);
             for c in 0..ch {
                 // Channel 0 at −90 dBFS and 10 kHz … channel 10 at +6 dBFS (clipped), 31 Hz.
                 let level = db_to_linear(-90.0 + 9.6 * c as f64);
@@ -1353,8 +1360,8 @@ mod tests {
                 audio.push((v * FULL_SCALE) as i32);
             }
         }
-        let mut native = Monitor::new(channels, 48_000, MonitorConfig::default()).expect("valid");
-        let mut scalar = Monitor::new(channels, 48_000, MonitorConfig::default()).expect("valid");
+        let mut native = Monitor::new(channels, rate, MonitorConfig::default()).expect("valid");
+        let mut scalar = Monitor::new(channels, rate, MonitorConfig::default()).expect("valid");
         scalar.arch = pulp::Arch::Scalar;
         // Blocks of 48 frames plus an odd one, so chunks do not line up with windows.
         for block in audio.chunks(47 * ch) {
