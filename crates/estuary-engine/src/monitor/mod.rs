@@ -36,7 +36,7 @@ use core::time::Duration;
 use crate::time::MonoTime;
 use detect::{Change, Debounce, Timing, duration_to_ticks};
 use loudness::{KWeighting, LoudnessLevels, LoudnessMeter};
-use true_peak::{LANES, Lane, Oversampling, madd};
+use true_peak::{LANES, Lane, Oversampling, vectors, vectors_mut, vectors_per_lane};
 
 /// Length of an analysis window.
 pub const WINDOW: Duration = Duration::from_millis(10);
@@ -522,13 +522,18 @@ struct Lanes {
     /// Σxy of the current window, per pair (2k, 2k+1).
     sum_xy: Vec<f64>,
     k_weighting: KWeighting,
-    /// The frames in `f32` (full scale 1.0), `groups` lanes per frame: [`true_peak::HISTORY`]
-    /// frames of history (for the true-peak filter), then up to [`TP_FRAMES`].
+    /// The frames in `f32` (full scale 1.0), one run of [`SPAN`] frames per lane group (so
+    /// each group's frames are contiguous): [`true_peak::HISTORY`] frames of history (for the
+    /// true-peak filter), then up to [`TP_FRAMES`].
     tp_buf: Vec<Lane>,
+    /// Sample peak of the current chunk, per group (whether clip runs need a look).
+    chunk_peak: Vec<Lane>,
 }
 
 /// Frames converted to `f32` at a time (bounds the scratch buffer).
 const TP_FRAMES: usize = 64;
+/// Frames of one lane group in the scratch buffer.
+const SPAN: usize = true_peak::HISTORY + TP_FRAMES;
 
 impl Lanes {
     fn new(channels: usize, sample_rate: u32, pairs: usize) -> Self {
@@ -553,7 +558,8 @@ impl Lanes {
             clicks: vec![0; channels],
             sum_xy: vec![0.0; pairs],
             k_weighting: KWeighting::new(groups, sample_rate),
-            tp_buf: vec![[0.0; LANES]; (true_peak::HISTORY + TP_FRAMES) * groups],
+            tp_buf: vec![[0.0; LANES]; SPAN * groups],
+            chunk_peak: vec![[0.0; LANES]; groups],
         }
     }
 
@@ -584,8 +590,6 @@ struct Kernel {
     /// Stuck input: min and max.
     stuck: bool,
     clip_level: f32,
-    /// Fused multiply-adds are used (the CPU has them: x86-64 with AVX2 and FMA, aarch64).
-    fma: bool,
     /// Discontinuity `(ratio, floor)`.
     click: Option<(f64, f64)>,
     phase: bool,
@@ -706,7 +710,6 @@ impl Monitor {
                 dc: config.dc_offset.is_some(),
                 stuck: config.stuck.is_some(),
                 clip_level: derived.clip_level,
-                fma: has_fma(arch),
                 click: config.discontinuity.map(|c| (c.ratio, derived.click_floor)),
                 phase: !pairs.is_empty(),
             },
@@ -1000,9 +1003,7 @@ impl pulp::WithSimd for Accumulate<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        // The body is plain Rust on fixed-size lane arrays: inlined here, it is compiled
-        // with `S`'s target features and vectorised by the compiler.
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
         let Accumulate {
             lanes,
             kernel,
@@ -1010,40 +1011,19 @@ impl pulp::WithSimd for Accumulate<'_> {
             unprimed,
             chunk,
         } = self;
-        if kernel.fma {
-            accumulate_lanes::<true>(lanes, kernel, d2_ready, unprimed, chunk);
-        } else {
-            accumulate_lanes::<false>(lanes, kernel, d2_ready, unprimed, chunk);
-        }
+        accumulate_lanes(simd, lanes, kernel, d2_ready, unprimed, chunk);
     }
 }
 
-/// Whether the code `arch` dispatches to has fused multiply-adds (elsewhere `mul_add` would
-/// be a slow library call).
-fn has_fma(arch: pulp::Arch) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        matches!(arch, pulp::Arch::V3(_)) || cfg!(target_feature = "fma")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let _ = arch;
-        true
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let _ = arch;
-        cfg!(target_feature = "fma")
-    }
-}
-
-/// The per-sample pass over frames of one window. The level quantities run on the frames
-/// converted to `f32` lane groups, in one pass per group whose state stays in registers;
-/// the detector inputs are loops over the frames with an inner loop across channels,
-/// branch-free so that they vectorise. Quantities nothing reads (a detector that is off) are
-/// skipped.
+/// The per-sample pass over frames of one window. The level quantities are written on
+/// `simd`'s vectors of the frames converted to `f32` lane groups, one pass per group (and
+/// vector of it) whose state stays in registers; the detector inputs are loops over the
+/// frames with an inner loop across channels, branch-free so that they vectorise. Everything
+/// here is inlined into the `with_simd` body, so it is compiled with `S`'s CPU features.
+/// Quantities nothing reads (a detector that is off) are skipped.
 #[inline(always)]
-fn accumulate_lanes<const FMA: bool>(
+fn accumulate_lanes<S: pulp::Simd>(
+    simd: S,
     l: &mut Lanes,
     k: &Kernel,
     d2_ready: bool,
@@ -1052,26 +1032,36 @@ fn accumulate_lanes<const FMA: bool>(
 ) {
     let n = l.channels;
     let groups = l.groups;
-    let history = true_peak::HISTORY * groups;
+    const H: usize = true_peak::HISTORY;
     // Taken out for the loop so the level state can be borrowed beside it (no allocation).
     let mut tp_buf = core::mem::take(&mut l.tp_buf);
     for part in chunk.chunks(TP_FRAMES * n) {
-        let used = history + part.len() / n * groups;
-        let Some(buf) = tp_buf.get_mut(..used) else {
-            break;
-        };
-        to_lanes(&mut buf[history..], part, n);
-        let frames = &buf[history..];
-        match (k.clip, k.loudness) {
-            (true, true) => levels::<FMA, true, true>(l, frames, k.clip_level),
-            (true, false) => levels::<FMA, true, false>(l, frames, k.clip_level),
-            (false, true) => levels::<FMA, false, true>(l, frames, k.clip_level),
-            (false, false) => levels::<FMA, false, false>(l, frames, k.clip_level),
+        let frames = part.len() / n;
+        to_lanes(&mut tp_buf, part, n);
+        for (g, span) in tp_buf.chunks_exact_mut(SPAN).enumerate().take(groups) {
+            let Some(group) = span.get(..H + frames) else {
+                break;
+            };
+            let current = &group[H..];
+            if k.loudness {
+                levels::<S, true>(simd, l, g, current);
+            } else {
+                levels::<S, false>(simd, l, g, current);
+            }
+            if k.clip {
+                clip_runs(
+                    current,
+                    &l.chunk_peak[g],
+                    k.clip_level,
+                    (&mut l.clip_run[g], &mut l.longest_clip_run[g]),
+                );
+            }
+            if let Some(peak2) = l.true_peak2.get_mut(g) {
+                true_peak::measure(simd, k.oversampling, group, peak2);
+            }
+            // The last frames are the next chunk's history.
+            span.copy_within(frames..H + frames, 0);
         }
-        if k.oversampling != Oversampling::None {
-            true_peak::measure::<FMA>(k.oversampling, buf, groups, &mut l.true_peak2);
-        }
-        buf.copy_within(used - history.., 0);
     }
     l.tp_buf = tp_buf;
     let scale = 1.0 / FULL_SCALE;
@@ -1139,104 +1129,123 @@ fn accumulate_lanes<const FMA: bool>(
     }
 }
 
-/// Interleaved `i32` frames of `channels` samples into `f32` lane groups (full scale 1.0);
-/// the padding lanes are never written, so they stay silent.
+/// Interleaved `i32` frames of `channels` samples into `f32` lane groups (full scale 1.0),
+/// group `g`'s frames at `out[g * SPAN + HISTORY..]`; the padding lanes are never written, so
+/// they stay silent.
 #[inline(always)]
 fn to_lanes(out: &mut [Lane], frames: &[i32], channels: usize) {
     // 2^-31 exactly in `f32`, so 24-bit samples convert without rounding.
     let scale = 1.0 / FULL_SCALE as f32;
-    if channels.is_multiple_of(LANES) {
-        for (o, &x) in out.as_flattened_mut().iter_mut().zip(frames) {
-            *o = x as f32 * scale;
+    let convert = |o: &mut Lane, x: &[i32; LANES]| {
+        for c in 0..LANES {
+            o[c] = x[c] as f32 * scale;
         }
-    } else {
-        let groups = channels.div_ceil(LANES);
-        for (o, frame) in out
-            .chunks_exact_mut(groups)
-            .zip(frames.chunks_exact(channels))
-        {
-            for (o, &x) in o.as_flattened_mut().iter_mut().zip(frame) {
-                *o = x as f32 * scale;
+    };
+    for (g, span) in out.chunks_exact_mut(SPAN).enumerate() {
+        let first = g * LANES;
+        let width = channels.saturating_sub(first).min(LANES);
+        let lanes = span.iter_mut().skip(true_peak::HISTORY);
+        if channels == LANES {
+            // One group, frames already lane-sized: a flat conversion.
+            for (o, x) in lanes.zip(frames.as_chunks::<LANES>().0) {
+                convert(o, x);
             }
-        }
-    }
-}
-
-/// Sample peak, Σx², clip runs (`CLIP`) and the K-weighting with its energy (`LOUD`) of
-/// `frames` (`l.groups` lane groups each), one lane group at a time with its state in locals.
-#[inline(always)]
-fn levels<const FMA: bool, const CLIP: bool, const LOUD: bool>(
-    l: &mut Lanes,
-    frames: &[Lane],
-    clip_level: f32,
-) {
-    let groups = l.groups;
-    let kw = &mut l.k_weighting;
-    let [b0, b1, b2, a1, a2] = kw.shelf;
-    let [h1, h2] = kw.high_pass;
-    for g in 0..groups {
-        // Peak of this chunk alone: clip runs need a second look only if it reaches the level.
-        let mut peak = [0.0f32; LANES];
-        // Sums continue from the window's so far, in sample order.
-        let mut sq = l.sum_sq[g];
-        let [mut x1, mut x2, mut y1, mut y2, mut z1, mut z2] = kw.state[g];
-        let mut energy = kw.sum[g];
-        for x in frames.iter().skip(g).step_by(groups) {
-            for c in 0..LANES {
-                let v = x[c];
-                peak[c] = true_peak::max(peak[c], v.abs());
-                sq[c] = madd::<FMA>(v, v, sq[c]);
-                if LOUD {
-                    // BS.1770 K-weighting: shelf, then the RLB high-pass (numerator 1, −2, 1).
-                    let y = madd::<FMA>(
-                        -a2,
-                        y2[c],
-                        madd::<FMA>(
-                            -a1,
-                            y1[c],
-                            madd::<FMA>(b2, x2[c], madd::<FMA>(b1, x1[c], b0 * v)),
-                        ),
-                    );
-                    let u = (y - y1[c]) - (y1[c] - y2[c]);
-                    let z = madd::<FMA>(-h2, z2[c], madd::<FMA>(-h1, z1[c], u));
-                    x2[c] = x1[c];
-                    x1[c] = v;
-                    y2[c] = y1[c];
-                    y1[c] = y;
-                    z2[c] = z1[c];
-                    z1[c] = z;
-                    energy[c] = madd::<FMA>(z, z, energy[c]);
+        } else if width == LANES {
+            for (o, frame) in lanes.zip(frames.chunks_exact(channels)) {
+                if let Some(x) = frame.get(first..).and_then(|f| f.first_chunk::<LANES>()) {
+                    convert(o, x);
+                }
+            }
+        } else {
+            for (o, frame) in lanes.zip(frames.chunks_exact(channels)) {
+                for (o, &x) in o.iter_mut().zip(frame.iter().skip(first)) {
+                    *o = x as f32 * scale;
                 }
             }
         }
-        let window_peak = &mut l.peak[g];
-        for c in 0..LANES {
-            window_peak[c] = true_peak::max(window_peak[c], peak[c]);
+    }
+}
+
+/// Sample peak, Σx² and (`LOUD`) the K-weighting with its energy of the `frames` of lane
+/// group `g`, on `simd`'s vectors (one [`Lane`] is [`vectors_per_lane`] of them), with the
+/// state of each vector in locals.
+#[inline(always)]
+fn levels<S: pulp::Simd, const LOUD: bool>(simd: S, l: &mut Lanes, g: usize, frames: &[Lane]) {
+    let subs = const { vectors_per_lane::<S>() };
+    let x = vectors::<S>(frames);
+    let kw = &mut l.k_weighting;
+    let splat = |c: f32| simd.splat_f32s(c);
+    let [b0, b1, b2, a1, a2] = kw.shelf;
+    // Negated so each step is one multiply-add.
+    let (b0, b1, b2, na1, na2) = (splat(b0), splat(b1), splat(b2), splat(-a1), splat(-a2));
+    let [h1, h2] = kw.high_pass;
+    let (nh1, nh2) = (splat(-h1), splat(-h2));
+    let (Some(window_peak), Some(chunk_peak), Some(sum_sq), Some(state), Some(energy)) = (
+        l.peak.get_mut(g),
+        l.chunk_peak.get_mut(g),
+        l.sum_sq.get_mut(g),
+        kw.state.get_mut(g),
+        kw.sum.get_mut(g),
+    ) else {
+        return;
+    };
+    let window_peak = vectors_mut::<S>(core::slice::from_mut(window_peak));
+    let chunk_peak = vectors_mut::<S>(core::slice::from_mut(chunk_peak));
+    let sum_sq = vectors_mut::<S>(core::slice::from_mut(sum_sq));
+    let state = vectors_mut::<S>(state);
+    let energy = vectors_mut::<S>(core::slice::from_mut(energy));
+    for s in 0..subs {
+        // Peak of this chunk alone: clip runs need a second look only if it reaches the level.
+        let mut peak = simd.splat_f32s(0.0);
+        // Sums continue from the window's so far, in sample order.
+        let mut sq = sum_sq[s];
+        let at = |q: usize| q * subs + s;
+        let (mut x1, mut x2, mut y1, mut y2) =
+            (state[at(0)], state[at(1)], state[at(2)], state[at(3)]);
+        let (mut z1, mut z2) = (state[at(4)], state[at(5)]);
+        let mut e = energy[s];
+        for &v in x.iter().skip(s).step_by(subs) {
+            peak = simd.max_f32s(peak, simd.abs_f32s(v));
+            sq = simd.mul_add_e_f32s(v, v, sq);
+            if LOUD {
+                // BS.1770 K-weighting: shelf, then the RLB high-pass (numerator 1, −2, 1,
+                // as differences: exact where y ≈ y1 ≈ y2, at low frequencies).
+                let y = simd.mul_add_e_f32s(
+                    na1,
+                    y1,
+                    simd.mul_add_e_f32s(
+                        na2,
+                        y2,
+                        simd.mul_add_e_f32s(
+                            b2,
+                            x2,
+                            simd.mul_add_e_f32s(b1, x1, simd.mul_f32s(b0, v)),
+                        ),
+                    ),
+                );
+                let u = simd.sub_f32s(simd.sub_f32s(y, y1), simd.sub_f32s(y1, y2));
+                let z = simd.mul_add_e_f32s(nh1, z1, simd.mul_add_e_f32s(nh2, z2, u));
+                (x2, x1, y2, y1, z2, z1) = (x1, v, y1, y, z1, z);
+                e = simd.mul_add_e_f32s(z, z, e);
+            }
         }
-        l.sum_sq[g] = sq;
+        chunk_peak[s] = peak;
+        window_peak[s] = simd.max_f32s(window_peak[s], peak);
+        sum_sq[s] = sq;
         if LOUD {
-            kw.state[g] = [x1, x2, y1, y2, z1, z2];
-            kw.sum[g] = energy;
-        }
-        if CLIP {
-            clip_runs(
-                frames,
-                (g, groups),
-                &peak,
-                clip_level,
-                (&mut l.clip_run[g], &mut l.longest_clip_run[g]),
-            );
+            (state[at(0)], state[at(1)], state[at(2)]) = (x1, x2, y1);
+            (state[at(3)], state[at(4)], state[at(5)]) = (y2, z1, z2);
+            energy[s] = e;
         }
     }
 }
 
-/// Runs of samples at or above `clip_level` in lane group `g` of `frames`, carried across
-/// chunks, and the longest of the window. Exact, but walks the samples only for a group where
-/// some sample reached the level (`peak` is the chunk's): otherwise every run ends here.
+/// Runs of samples at or above `clip_level` in `frames` (one lane group), carried across
+/// chunks, and the longest of the window. Exact, but walks the samples only where some sample
+/// reached the level (`peak` is the chunk's): otherwise every run ends here.
 #[inline(always)]
 fn clip_runs(
     frames: &[Lane],
-    (g, groups): (usize, usize),
     peak: &Lane,
     clip_level: f32,
     (run, longest): (&mut [u32; LANES], &mut [u32; LANES]),
@@ -1245,7 +1254,7 @@ fn clip_runs(
         *run = [0; LANES];
         return;
     }
-    for x in frames.iter().skip(g).step_by(groups) {
+    for x in frames {
         for c in 0..LANES {
             run[c] = if x[c].abs() >= clip_level {
                 run[c].saturating_add(1)
@@ -1324,6 +1333,61 @@ mod tests {
         assert_eq!(p.display(110, 100, 0.5), -11.0);
         p.update(110, -8.0, 100, 0.5);
         assert_eq!(p.display(110, 100, 0.5), -8.0);
+    }
+
+    /// The pass the CPU dispatches to (AVX2 + FMA on x86-64, NEON on aarch64: `test.sh` runs
+    /// this under qemu) reads as the portable scalar pass, up to `f32` rounding, for a channel
+    /// count that leaves padding lanes, levels from −90 dBFS to clipping, 31 Hz to 10 kHz, and every detector.
+    #[test]
+    fn dispatched_and_scalar_passes_agree() {
+        // 4× true peak at 48 kHz, 2× at 96 kHz.
+        for rate in [48_000, 96_000] {
+            passes_agree_at(rate);
+        }
+    }
+
+    fn passes_agree_at(rate: u32) {
+        let channels = 11u16;
+        let ch = usize::from(channels);
+        let mut audio = Vec::new();
+        for n in 0..rate as usize {
+            let t = n as f64 / f64::from(rate);
+            for c in 0..ch {
+                // Channel 0 at −90 dBFS and 10 kHz … channel 10 at +6 dBFS (clipped), 31 Hz.
+                let level = db_to_linear(-90.0 + 9.6 * c as f64);
+                let freq = 31.0 + 1_000.0 * (ch - 1 - c) as f64;
+                let v = (level * (2.0 * core::f64::consts::PI * freq * t).sin()).clamp(-1.0, 1.0);
+                audio.push((v * FULL_SCALE) as i32);
+            }
+        }
+        let mut native = Monitor::new(channels, rate, MonitorConfig::default()).expect("valid");
+        let mut scalar = Monitor::new(channels, rate, MonitorConfig::default()).expect("valid");
+        scalar.arch = pulp::Arch::Scalar;
+        // Blocks of 48 frames plus an odd one, so chunks do not line up with windows.
+        for block in audio.chunks(47 * ch) {
+            native.process(MonoTime::ZERO, block);
+            scalar.process(MonoTime::ZERO, block);
+        }
+        let (a, b) = (native.snapshot(), scalar.snapshot());
+        let close = |x: f64, y: f64| (x == y) || (x - y).abs() < 1e-3;
+        for (c, (x, y)) in a.channels.iter().zip(&b.channels).enumerate() {
+            assert!(close(x.peak, y.peak), "channel {c}: {x:?} vs {y:?}");
+            assert!(
+                close(x.true_peak, y.true_peak),
+                "channel {c}: {x:?} vs {y:?}"
+            );
+            assert!(close(x.rms, y.rms), "channel {c}: {x:?} vs {y:?}");
+            assert_eq!(x.alarms, y.alarms, "channel {c}");
+            assert_eq!(x.clicks, y.clicks, "channel {c}");
+        }
+        assert!(a.channels[10].alarms.clipping && !a.channels[5].alarms.clipping);
+        assert!(a.channels[0].true_peak < -89.0 && a.channels[0].true_peak > -91.0);
+        for (x, y) in a.loudness.iter().zip(&b.loudness) {
+            let (x, y) = (x.levels, y.levels);
+            assert!(close(x.momentary, y.momentary), "{x:?} vs {y:?}");
+            assert!(close(x.short_term, y.short_term), "{x:?} vs {y:?}");
+            assert!(close(x.integrated, y.integrated), "{x:?} vs {y:?}");
+        }
     }
 
     #[test]

@@ -85,12 +85,6 @@ const fn halves(h: &[f64; TAPS]) -> ([f32; 6], [f32; 6]) {
 const HALVES_0: ([f32; 6], [f32; 6]) = halves(&PHASE_0);
 const HALVES_1: ([f32; 6], [f32; 6]) = halves(&PHASE_1);
 
-/// `a·b + c`, fused where the code runs with FMA (a library call elsewhere, so not there).
-#[inline(always)]
-pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
 /// Channels per lane group: every per-sample quantity is computed on groups of this many
 /// channels at once (8 × `f32` is one AVX2 register, two NEON registers), the channels of an
 /// input padded with silent lanes to a multiple of it.
@@ -98,82 +92,115 @@ pub(crate) const LANES: usize = 8;
 /// One frame of one lane group.
 pub(crate) type Lane = [f32; LANES];
 
-/// Folds the true peak of frames into `peak2` (per lane, **twice** the largest absolute
-/// oversampled value, see below).
+/// Vectors of `S` per [`Lane`] (1 for AVX2, 2 for NEON, 8 for scalar code). A compile-time
+/// error for a vector wider than a lane group.
+pub(crate) const fn vectors_per_lane<S: pulp::Simd>() -> usize {
+    assert!(LANES.is_multiple_of(S::F32_LANES));
+    LANES / S::F32_LANES
+}
+
+/// `lanes` as vectors of `S`: frame `f`, part `s` is at `f * vectors_per_lane + s`.
+#[inline(always)]
+pub(crate) fn vectors<S: pulp::Simd>(lanes: &[Lane]) -> &[S::f32s] {
+    S::as_simd_f32s(lanes.as_flattened()).0
+}
+
+/// `lanes` as vectors of `S` (see [`vectors`]).
+#[inline(always)]
+pub(crate) fn vectors_mut<S: pulp::Simd>(lanes: &mut [Lane]) -> &mut [S::f32s] {
+    S::as_mut_simd_f32s(lanes.as_flattened_mut()).0
+}
+
+/// Folds the true peak of the frames of one lane group into `peak2` (per lane, **twice** the
+/// largest absolute oversampled value, see below).
 ///
-/// `buf` holds frames of `groups` lane groups each (full scale 1.0): [`HISTORY`] frames of
-/// history, then the frames to measure; `peak2` has one [`Lane`] per group.
+/// `frames` holds [`HISTORY`] frames of history, then the frames to measure (full scale 1.0).
+/// The loops are written on `S`'s vectors, each lane a channel, so they run as vector
+/// instructions whatever the compiler's auto-vectoriser decides; `simd` carries the CPU
+/// features the code is compiled for.
 ///
 /// A phase `h` and its reverse (phases 0 and 3, 1 and 2) give `y = Σ h[k]·x[n−k]` and
 /// `y' = Σ h[11−k]·x[n−k]`; with `s[k] = x[n−k] + x[n−11+k]` and `d[k] = x[n−k] − x[n−11+k]`,
 /// `y + y' = Σ (h[k] + h[11−k])·s[k]` and `y − y' = Σ (h[k] − h[11−k])·d[k]` over `k < 6`, and
 /// `2·max(|y|, |y'|) = |y + y'| + |y − y'|`: 4 phases for 24 multiply-adds instead of 48.
 #[inline(always)]
-pub(crate) fn measure<const FMA: bool>(
+pub(crate) fn measure<S: pulp::Simd>(
+    simd: S,
     oversampling: Oversampling,
-    buf: &[Lane],
-    groups: usize,
-    peak2: &mut [Lane],
+    frames: &[Lane],
+    peak2: &mut Lane,
 ) {
-    let frames = (buf.len() / groups.max(1)).saturating_sub(HISTORY);
-    for (g, out) in peak2.iter_mut().enumerate().take(groups) {
-        // Kept in a local so that it stays in a register across frames.
-        let mut m = *out;
-        for n in 0..frames {
-            // x[n − k] of this group (frame n + HISTORY of `buf` is the output's own).
-            let row = |k: usize| {
-                buf.get((n + HISTORY - k) * groups + g)
-                    .copied()
-                    .unwrap_or_default()
-            };
-            match oversampling {
-                Oversampling::Four => {
-                    let ((g0, e0), (g1, e1)) = (HALVES_0, HALVES_1);
-                    let mut a0 = [0.0f32; LANES];
-                    let (mut b0, mut a1, mut b1) = (a0, a0, a0);
-                    // Rows are read as needed, not gathered first: fewer live registers.
+    let subs = const { vectors_per_lane::<S>() };
+    let x = vectors::<S>(frames);
+    let out = vectors_mut::<S>(core::slice::from_mut(peak2));
+    let outputs = frames.len().saturating_sub(HISTORY);
+    // The vectors one output reads: x[n − 11] … x[n] of one part.
+    let span = HISTORY * subs + 1;
+    let splat = |t: [f32; 6]| {
+        let v = |k: usize| simd.splat_f32s(t[k]);
+        [v(0), v(1), v(2), v(3), v(4), v(5)]
+    };
+    match oversampling {
+        Oversampling::Four => {
+            let (g0, e0) = (splat(HALVES_0.0), splat(HALVES_0.1));
+            let (g1, e1) = (splat(HALVES_1.0), splat(HALVES_1.1));
+            for (s, out) in out.iter_mut().enumerate() {
+                // Kept in a local so that it stays in a register across frames.
+                let mut m = *out;
+                for n in 0..outputs {
+                    let Some(win) = x.get(n * subs + s..n * subs + s + span) else {
+                        break;
+                    };
+                    // x[n − k] (constant offsets into `win`: no bounds checks).
+                    let row = |k: usize| win[(HISTORY - k) * subs];
+                    let zero = simd.splat_f32s(0.0);
+                    let (mut a0, mut b0, mut a1, mut b1) = (zero, zero, zero, zero);
                     for k in 0..6 {
-                        let (x, y) = (row(k), row(TAPS - 1 - k));
-                        for c in 0..LANES {
-                            let (s, d) = (x[c] + y[c], x[c] - y[c]);
-                            a0[c] = madd::<FMA>(g0[k], s, a0[c]);
-                            b0[c] = madd::<FMA>(e0[k], d, b0[c]);
-                            a1[c] = madd::<FMA>(g1[k], s, a1[c]);
-                            b1[c] = madd::<FMA>(e1[k], d, b1[c]);
-                        }
+                        let (p, q) = (row(k), row(TAPS - 1 - k));
+                        let (sum, diff) = (simd.add_f32s(p, q), simd.sub_f32s(p, q));
+                        a0 = simd.mul_add_e_f32s(g0[k], sum, a0);
+                        b0 = simd.mul_add_e_f32s(e0[k], diff, b0);
+                        a1 = simd.mul_add_e_f32s(g1[k], sum, a1);
+                        b1 = simd.mul_add_e_f32s(e1[k], diff, b1);
                     }
-                    for c in 0..LANES {
-                        let p0 = a0[c].abs() + b0[c].abs();
-                        let p1 = a1[c].abs() + b1[c].abs();
-                        m[c] = max(m[c], max(p0, p1));
-                    }
+                    let p0 = simd.add_f32s(simd.abs_f32s(a0), simd.abs_f32s(b0));
+                    let p1 = simd.add_f32s(simd.abs_f32s(a1), simd.abs_f32s(b1));
+                    m = simd.max_f32s(m, simd.max_f32s(p0, p1));
                 }
-                // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
-                Oversampling::Two => {
-                    let (mut y0, mut y2) = ([0.0f32; LANES], [0.0f32; LANES]);
-                    for k in 0..TAPS {
-                        let x = row(k);
-                        for c in 0..LANES {
-                            y0[c] = madd::<FMA>(PHASE_0[k] as f32, x[c], y0[c]);
-                            y2[c] = madd::<FMA>(PHASE_1[TAPS - 1 - k] as f32, x[c], y2[c]);
-                        }
-                    }
-                    for c in 0..LANES {
-                        m[c] = max(m[c], 2.0 * max(y0[c].abs(), y2[c].abs()));
-                    }
-                }
-                // Dense enough: the sample peak is the true peak (the monitor takes the max).
-                Oversampling::None => return,
+                *out = m;
             }
         }
-        *out = m;
+        // Positions 0 and ½ of a sample period: phases 0 and 2 (phase 1 reversed).
+        Oversampling::Two => {
+            let mut h0 = [simd.splat_f32s(0.0); TAPS];
+            let mut h2 = h0;
+            for k in 0..TAPS {
+                h0[k] = simd.splat_f32s(PHASE_0[k] as f32);
+                h2[k] = simd.splat_f32s(PHASE_1[k] as f32);
+            }
+            let two = simd.splat_f32s(2.0);
+            for (s, out) in out.iter_mut().enumerate() {
+                let mut m = *out;
+                for n in 0..outputs {
+                    let Some(win) = x.get(n * subs + s..n * subs + s + span) else {
+                        break;
+                    };
+                    let row = |k: usize| win[(HISTORY - k) * subs];
+                    let zero = simd.splat_f32s(0.0);
+                    let (mut y0, mut y2) = (zero, zero);
+                    for k in 0..TAPS {
+                        y0 = simd.mul_add_e_f32s(h0[k], row(k), y0);
+                        y2 = simd.mul_add_e_f32s(h2[TAPS - 1 - k], row(k), y2);
+                    }
+                    let y = simd.max_f32s(simd.abs_f32s(y0), simd.abs_f32s(y2));
+                    m = simd.max_f32s(m, simd.mul_f32s(two, y));
+                }
+                *out = m;
+            }
+        }
+        // Dense enough: the sample peak is the true peak (the monitor takes the max).
+        Oversampling::None => {}
     }
-}
-
-/// The larger of two values, as one `maxps` (no NaN handling: the inputs are finite).
-#[inline(always)]
-pub(crate) fn max(a: f32, b: f32) -> f32 {
-    if a > b { a } else { b }
 }
 
 #[cfg(test)]
@@ -191,8 +218,8 @@ mod tests {
     #[test]
     fn settles_on_a_constant() {
         let buf = vec![[0.5f32; LANES]; HISTORY + 4];
-        let mut peak2 = [[0.0f32; LANES]];
-        measure::<false>(Oversampling::Four, &buf, 1, &mut peak2);
-        assert!((peak2[0][0] / 2.0 - 0.5).abs() < 0.01, "{peak2:?}");
+        let mut peak2 = [0.0f32; LANES];
+        measure(pulp::Scalar::new(), Oversampling::Four, &buf, &mut peak2);
+        assert!((peak2[0] / 2.0 - 0.5).abs() < 0.01, "{peak2:?}");
     }
 }
