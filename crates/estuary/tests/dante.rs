@@ -66,9 +66,14 @@ fn netaudio(args: &[&str]) -> serde_json::Value {
 /// Runs a netaudio command until it succeeds (mDNS look-ups on a busy machine sometimes miss
 /// a device within netaudio's window; a controller user would try again too).
 fn netaudio_ok(args: &[&str]) {
+    retry_until_ok(NETAUDIO, args);
+}
+
+/// Runs `netaudio` (one of the installed releases) with `args` on loopback until it succeeds.
+fn retry_until_ok(netaudio: &str, args: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let mut cmd = Command::new(NETAUDIO);
+        let mut cmd = Command::new(netaudio);
         // Only loopback: the test namespace also holds an IPv6-only veth pair, which netaudio
         // would otherwise pick for some commands and find no IPv4 on.
         cmd.args(["--timeout", "3", "--interface", "lo"]).args(args);
@@ -78,7 +83,7 @@ fn netaudio_ok(args: &[&str]) {
         }
         assert!(
             Instant::now() < deadline,
-            "netaudio {args:?} failed: {}{stderr}",
+            "{netaudio} {args:?} failed: {}{stderr}",
             String::from_utf8_lossy(&stdout)
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -692,21 +697,7 @@ const NETAUDIO_LEGACY: &str = "/opt/estuary-venv-netaudio02/bin/netaudio";
 
 /// Runs a netaudio 0.2.5 command until it succeeds, as [`netaudio_ok`] does.
 fn legacy_ok(args: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let mut cmd = Command::new(NETAUDIO_LEGACY);
-        cmd.args(["--timeout", "3", "--interface", "lo"]).args(args);
-        let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
-        if status.success() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "netaudio 0.2.5 {args:?} failed: {}{stderr}",
-            String::from_utf8_lossy(&stdout)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    retry_until_ok(NETAUDIO_LEGACY, args);
 }
 
 /// The device `host` as netaudio 0.4.2 lists it: (name, TX 02's friendly name, RX 03's
