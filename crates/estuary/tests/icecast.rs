@@ -378,6 +378,11 @@ fn rtmp_to_nginx_plays_back_the_tone() {
         2,
         44_100,
     );
+    read_tone(&mut reader, &out, &estuary, 44_100, "RTMP AAC");
+}
+
+/// Waits for an [`ffmpeg_reader`] and checks the tone it decoded (2 channels at `rate`).
+fn read_tone(reader: &mut Proc, out: &Path, estuary: &Proc, rate: u32, what: &str) {
     let status = reader.wait_exit(Duration::from_secs(30));
     assert!(
         status.success(),
@@ -386,10 +391,10 @@ fn rtmp_to_nginx_plays_back_the_tone() {
         estuary.stderr()
     );
     assert_tone(
-        &s32le(&std::fs::read(&out).expect("rtmp")),
+        &s32le(&std::fs::read(out).expect(what)),
         2,
-        44_100.0,
-        "RTMP AAC",
+        f64::from(rate),
+        what,
     );
 }
 
@@ -546,19 +551,8 @@ fn rtmps_through_a_tls_proxy_plays_back_the_tone() {
         )
     });
     for (mut reader, out) in readers {
-        let status = reader.wait_exit(Duration::from_secs(30));
-        assert!(
-            status.success(),
-            "ffmpeg failed:\n{}\n{}",
-            reader.stderr(),
-            estuary.stderr()
-        );
-        assert_tone(
-            &s32le(&std::fs::read(&out).expect("rtmps")),
-            2,
-            48_000.0,
-            &format!("RTMPS AAC ({})", out.display()),
-        );
+        let what = format!("RTMPS AAC ({})", out.display());
+        read_tone(&mut reader, &out, &estuary, 48_000, &what);
     }
     let log = estuary.stderr();
     assert!(
