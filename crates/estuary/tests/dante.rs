@@ -307,7 +307,7 @@ fn dante_to_srt(
     bundle: Option<&str>,
     b_dante: &str,
     on_routed: &mut dyn FnMut(),
-) -> (Vec<i32>, serde_json::Value) {
+) -> Received {
     let device = |name: &str, arc: u16, flow: u16| {
         format!(
             "[dante]\nname = \"{name}\"\naddress = \"127.0.0.1\"\ntx_channels = 4\nrx_channels = 4\n\
@@ -387,11 +387,8 @@ fn dante_to_srt(
     let status = decoder.wait_exit(Duration::from_secs(u64::from(seconds) + 20));
     assert!(status.success(), "ffmpeg: {}", decoder.stderr());
     let samples = common::s32le(&std::fs::read(&out).expect("decoded"));
-    let (_, body, _) = run_with_timeout(
-        Command::new("curl").args(["-s", "http://127.0.0.1:18481/api/status"]),
-        Duration::from_secs(10),
-    );
-    let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
+    let status = api_status(18481);
+    let a_tx = api_status(18480)["dante"]["tx_counters"].clone();
 
     // Unrouting stops A's flow: B tells A when no channel uses it any more (a bundle has
     // no flow: B leaves the group).
@@ -402,16 +399,38 @@ fn dante_to_srt(
     } else {
         procs[1].wait_for_stderr("Dante flow closed", Duration::from_secs(15));
     }
-    (samples, status)
+    Received {
+        samples,
+        status,
+        a_tx,
+    }
+}
+
+/// What [`dante_to_srt`] decoded and the two devices' views of it.
+struct Received {
+    /// B's SRT output as FFmpeg decoded it, interleaved stereo.
+    samples: Vec<i32>,
+    /// B's `/api/status`.
+    status: serde_json::Value,
+    /// A's transmit counters: a starved transmitter sends counted silence
+    /// (`underrun_frames`) and then skips the audio that piled up (`dropped_frames`).
+    a_tx: serde_json::Value,
+}
+
+impl Received {
+    /// Frames A's transmitter counted as not sent as generated (silence or skipped).
+    fn a_glitch_frames(&self) -> u64 {
+        let counter = |name: &str| self.a_tx[name].as_u64().unwrap_or(0);
+        counter("underrun_frames") + counter("dropped_frames")
+    }
 }
 
 #[test]
 fn dante_audio_between_two_estuary_devices_is_bit_exact_through_srt() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, status) =
-        dante_to_srt(dir.path(), "signal = \"sequence\"", 4, None, "", &mut || {});
-    assert_sequence_received(&samples, &status["inputs"][0]);
+    let received = dante_to_srt(dir.path(), "signal = \"sequence\"", 4, None, "", &mut || {});
+    assert_sequence_received(&received);
 }
 
 #[test]
@@ -419,7 +438,7 @@ fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt()
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = "\n[[dante.multicast]]\nchannels = [1, 2]\ngroup = \"239.255.7.1\"\n";
-    let (samples, status) = dante_to_srt(
+    let received = dante_to_srt(
         dir.path(),
         "signal = \"sequence\"",
         4,
@@ -427,19 +446,20 @@ fn dante_multicast_bundle_between_two_estuary_devices_is_bit_exact_through_srt()
         "",
         &mut || {},
     );
-    let input = &status["inputs"][0];
     let a = std::fs::read_to_string(dir.path().join("Estuary-A.stderr")).unwrap_or_default();
     assert!(a.contains("Dante multicast bundle"), "{a}");
     assert!(
         !a.contains("Dante flow table changed"),
         "B asked A for a unicast flow: {a}"
     );
-    assert_sequence_received(&samples, input);
+    assert_sequence_received(&received);
 }
 
 /// B's SRT output carries A's counting sequence: checks it frame by frame against B's
-/// input counters.
-fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
+/// input counters and A's transmit counters.
+fn assert_sequence_received(received: &Received) {
+    let (samples, input) = (&received.samples, &received.status["inputs"][0]);
+    let a_glitches = received.a_glitch_frames();
     assert_eq!(input["kind"], "dante", "{input:#}");
     assert_eq!(input["state"], "receiving", "{input:#}");
     let counters = &input["counters"];
@@ -485,14 +505,17 @@ fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
     // Concealed gaps (if the loaded machine delayed packets past playout) are counted.
     let concealed = counters["frames_concealed"].as_u64().unwrap_or(0);
     assert!(
-        silent == 0 || concealed > 0,
+        silent == 0 || concealed > 0 || a_glitches > 0,
         "{silent} silent frames (at, length: {silent_at:?}) but none concealed: {input:#}"
     );
+    // Each discontinuity is a counted loss or late packet at B, or a counted glitch at A.
     assert!(
-        breaks
-            <= (counters["packets_lost"].as_u64().unwrap_or(0)
-                + counters["packets_late"].as_u64().unwrap_or(0)) as usize,
-        "{breaks} discontinuities: {input:#}"
+        breaks as u64
+            <= counters["packets_lost"].as_u64().unwrap_or(0)
+                + counters["packets_late"].as_u64().unwrap_or(0)
+                + a_glitches,
+        "{breaks} discontinuities: {input:#}\nA: {:#}",
+        received.a_tx
     );
     assert!(
         exact >= frames.len() * 95 / 100,
@@ -505,7 +528,9 @@ fn assert_sequence_received(samples: &[i32], input: &serde_json::Value) {
 fn dante_tone_from_estuary_reaches_ffmpeg_over_srt_at_its_frequency_and_level() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (samples, status) = dante_to_srt(
+    let Received {
+        samples, status, ..
+    } = dante_to_srt(
         dir.path(),
         "signal = \"tone\"\nfrequency = 1000.0\nlevel = -12.0",
         3,
@@ -538,7 +563,7 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     let remap = "rx_group_remap = [{ from = \"239.255.7.1:4321\", to = \"239.255.7.2:4321\" }]\n";
     let report = dir.path().join("impair.json");
     let mut relay: Option<Proc> = None;
-    let (samples, status) = dante_to_srt(
+    let received = dante_to_srt(
         dir.path(),
         "signal = \"sequence\"",
         4,
@@ -592,6 +617,7 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let (samples, status) = (&received.samples, &received.status);
     let input = &status["inputs"][0];
     let counter = |name: &str| input["counters"][name].as_u64().unwrap_or(0);
     let lost = report["lost"].as_u64().expect("lost");
@@ -624,9 +650,11 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
         device_packets >= counter("packets_received") + unicast_packets / 2,
         "device {device_packets}, input {input:#}, {dante:#}"
     );
+    // The snapshots differ by a moment, in which a loaded machine may play more packets
+    // late: net of its late packets, the flow lost what the relay dropped, as the input did.
     assert_eq!(
-        flow_counter(bundle_flow, "packets_lost"),
-        counter("packets_lost"),
+        flow_counter(bundle_flow, "packets_lost") - flow_counter(bundle_flow, "packets_late"),
+        report["lost"].as_u64().expect("lost"),
         "{dante:#}"
     );
     eprintln!("relay: {report}\nB: {input:#}");
@@ -638,21 +666,30 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
         lost + counter("packets_late"),
         "relay {report}\nB {input:#}"
     );
-    assert_eq!(
-        counter("frames_concealed"),
-        32 * counter("packets_lost"),
-        "{input:#}"
-    );
+    // Every lost packet is concealed whole; a packet that came partly after its play-out
+    // (a loaded machine) has just its missed frames concealed, counted on top.
+    let partly_late = counter("frames_concealed")
+        .checked_sub(32 * counter("packets_lost"))
+        .unwrap_or_else(|| panic!("lost packets not concealed whole: {input:#}"));
 
     // In the decoded audio every silent run is whole packets, and the sequence resumes
-    // exactly where the dropped packets would have left it.
+    // exactly where the dropped packets would have left it; the only exceptions are what A
+    // counted as a starved transmitter (silence, then skipped audio), frame for frame.
     let frames: Vec<(i32, i32)> = samples.chunks_exact(2).map(|f| (f[0], f[1])).collect();
     let advance =
         |v: i32, n: u32| (((v as u32 >> 8).wrapping_add(64 * n) & 0x00ff_ffff) << 8) as i32;
+    // How many frames `actual` is ahead of (positive) or behind `expected`.
+    let offset = |actual: i32, expected: i32| {
+        let units = ((actual as u32 >> 8).wrapping_sub(expected as u32 >> 8) & 0x00ff_ffff) / 64;
+        if units >= 1 << 17 {
+            i64::from(units) - (1 << 18)
+        } else {
+            i64::from(units)
+        }
+    };
     let (mut gaps, mut exact) = (0usize, 0usize);
-    // Silences that are not whole packets (seen: a single zero frame, once in a run, not
-    // counted as concealed; cause not found yet, see docs/dante.md).
-    let mut odd = Vec::new();
+    // Silences that are not whole packets, and jumps in the sequence: (at, frames).
+    let (mut odd, mut jumps) = (Vec::new(), Vec::new());
     let mut i = 1;
     while i < frames.len() {
         let prev = frames[i - 1].0;
@@ -662,30 +699,42 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
                 break;
             }
             if run % 32 != 0 {
-                odd.push((i, run));
+                odd.push((i, run as i64));
             }
-            assert_eq!(
-                frames[i + run].0,
-                advance(prev, run as u32 + 1),
-                "sequence after the gap at {i}"
-            );
+            let jump = offset(frames[i + run].0, advance(prev, run as u32 + 1));
+            if jump != 0 {
+                jumps.push((i + run, jump));
+            }
             gaps += 1;
             i += run;
             continue;
         }
         if prev != 0 {
-            assert_eq!(frames[i].0, advance(prev, 1), "frame {i}");
+            let jump = offset(frames[i].0, advance(prev, 1));
+            if jump == 0 {
+                exact += 1;
+            } else {
+                jumps.push((i, jump));
+            }
             let next_unit = ((frames[i].0 as u32 >> 8).wrapping_add(1) & 0x00ff_ffff) << 8;
             assert_eq!(frames[i].1 as u32, next_unit, "frame {i}: channel 2");
-            exact += 1;
         }
         i += 1;
     }
     assert!(gaps >= 10, "{gaps} gaps decoded; relay {report}");
-    eprintln!("silences that are not whole packets (at, frames): {odd:?}");
+    eprintln!("silences that are not whole packets and jumps (at, frames): {odd:?} {jumps:?}");
+    let frames_in = |events: &[(usize, i64)]| events.iter().map(|&(_, n)| n.unsigned_abs()).sum();
+    let (odd_frames, jump_frames): (u64, u64) = (frames_in(&odd), frames_in(&jumps));
     assert!(
-        odd.len() <= 2 && odd.iter().all(|&(_, n)| n < 32),
-        "{odd:?}"
+        odd_frames + jump_frames <= partly_late + received.a_glitch_frames(),
+        "odd silences {odd:?} and jumps {jumps:?} beyond what B ({partly_late} frames \
+         concealed of partly late packets) and A counted: {:#}",
+        received.a_tx
+    );
+    assert!(
+        jump_frames <= received.a_glitch_frames(),
+        "jumps {jumps:?} beyond what A counted: {:#}",
+        received.a_tx
     );
     assert!(exact >= 48_000 * 3, "{exact} exact frames");
 }
@@ -907,7 +956,7 @@ fn dante_ptpv1_follower_locks_to_a_simulated_leader_at_its_offset() {
         .expect("timeout");
     let send = estuary_io::mcast::open_send_socket(group(319), Some(&lo), 1, 0).expect("send");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(40);
     let mut next_sync = Instant::now();
     let mut sequence = 0u16;
     let mut buf = [0u8; 512];
