@@ -18,6 +18,19 @@ for f in examples/*.toml packaging/estuary.toml; do
   target/debug/estuary check-config "$f"
 done
 
+# The aarch64 step (cross-compiled engine and wire unit tests under qemu-user) is CPU work:
+# it runs beside the fuzz runs and the test build, in its own target directory (one cargo
+# build directory takes one cargo at a time), and is done before the integration tests
+# start, whose real-time audio a busy CPU would make late.
+mkdir -p target
+aarch64_log=target/aarch64-ci.log
+(
+  CARGO_TARGET_DIR=target/aarch64-ci scripts/cross-aarch64.sh test \
+    -p estuary-wire -p estuary-engine --lib --quiet -- \
+    --skip drift::tests::resampler_tracks_drift_and_rate
+) >"$aarch64_log" 2>&1 &
+aarch64_pid=$!
+
 echo "==> fuzz smoke run (${FUZZ_SECONDS:=5} s per target)"
 (
   cd fuzz
@@ -35,24 +48,13 @@ echo "==> fuzz smoke run (${FUZZ_SECONDS:=5} s per target)"
 
 echo "==> cargo test (workspace)"
 cargo test --workspace --no-run --quiet
-# The aarch64 step (cross-compiled engine and wire unit tests under qemu-user) is CPU work,
-# while most integration tests wait on sockets and timers: it runs beside them, in its own
-# target directory (one cargo build directory takes one cargo at a time).
-aarch64_log=target/aarch64-ci.log
-(
-  CARGO_TARGET_DIR=target/aarch64-ci scripts/cross-aarch64.sh test \
-    -p estuary-wire -p estuary-engine --lib --quiet -- \
-    --skip drift::tests::resampler_tracks_drift_and_rate
-) >"$aarch64_log" 2>&1 &
-aarch64_pid=$!
-tests=0
-cargo test --workspace --no-fail-fast || tests=$?
-
 # The drift resampler's test is pure arithmetic that takes over 2 minutes under emulation; it
-# runs natively above, and every other engine and wire test runs under qemu.
+# runs natively below, and every other engine and wire test runs under qemu.
 echo "==> aarch64: the sans-IO and engine unit tests, cross-compiled, under qemu-user"
 aarch64=0
 wait "$aarch64_pid" || aarch64=$?
 cat "$aarch64_log"
+tests=0
+cargo test --workspace --no-fail-fast || tests=$?
 [ "$tests" -eq 0 ] || { echo "cargo test failed ($tests)"; exit 1; }
 [ "$aarch64" -eq 0 ] || { echo "aarch64 tests failed ($aarch64)"; exit 1; }
