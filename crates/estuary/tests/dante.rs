@@ -291,6 +291,23 @@ fn a_bad_dante_name_is_refused_with_its_field_and_line() {
         text.contains("bad.toml:7: dante.multicast[0].channels") && text.contains("TX channel 5"),
         "{text}"
     );
+
+    // PTPv2 as the media clock needs the `[clock]` section's PTP.
+    std::fs::write(
+        &path,
+        "[dante]\naddress = \"127.0.0.1\"\nname = \"A\"\nclock = \"ptpv2\"\n",
+    )
+    .expect("config");
+    let (status, stdout, stderr) = run_with_timeout(
+        Command::new(common::ESTUARY).arg("check-config").arg(&path),
+        Duration::from_secs(20),
+    );
+    let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("bad.toml:4: dante.clock") && text.contains("[clock] mode"),
+        "{text}"
+    );
 }
 
 /// Device A transmits `signal` (a generator input on its TX channels 1-2); device B receives
@@ -737,6 +754,111 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
         received.a_tx
     );
     assert!(exact >= 48_000 * 3, "{exact} exact frames");
+}
+
+/// `clock = "ptpv2"`, a device in AES67 mode: the media clock is the `[clock]` section's PTP
+/// time, here following linuxptp's ptp4l over a veth pair. The device reports the lock and
+/// ptp4l's grandmaster, its multicast bundle carries media times that are PTP time × rate
+/// when sent, and heartbeats carry the PTP servo's frequency correction. (On one host
+/// ptp4l's software-timestamped PTP time is the host's clock, which the `local` clock also
+/// reads: the timestamps show alignment, the status shows which clock is followed.)
+#[test]
+fn a_dante_device_on_ptpv2_times_its_audio_by_ptp4l() {
+    use estuary_io::netns::PeerNamespace;
+    use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions};
+    use estuary_wire::dante::audio::AudioPacket;
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = PeerNamespace::create("estd").expect("veth pair");
+    let _gm = Ptp4l::spawn(
+        ns.command("ptp4l"),
+        PeerNamespace::PEER_INTERFACE,
+        Ptp4lOptions::default(),
+        dir.path(),
+    )
+    .expect("ptp4l");
+    let lo = estuary_io::mcast::resolve_interface("lo").expect("lo");
+    let join = |group: &str| {
+        let socket =
+            estuary_io::mcast::open_receive_socket(group.parse().expect("group"), None, Some(&lo))
+                .expect("join");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        socket
+    };
+    let bundle = join("239.255.7.9:4321");
+    let heartbeats = join("224.0.0.233:8708");
+    let estuary = common::start_estuary(
+        dir.path(),
+        &format!(
+            "[api]\nbind = \"127.0.0.1:18484\"\n[discovery]\nsap = false\nravenna = false\n\n\
+             [clock]\nmode = \"follower\"\ninterface = \"{}\"\n\n\
+             [[inputs]]\nname = \"gen\"\nkind = \"generator\"\nsignal = \"sequence\"\n\
+             channels = 2\nmeters = false\n\n\
+             [dante]\nname = \"Estuary-P\"\naddress = \"127.0.0.1\"\ntx_channels = 2\n\
+             rx_channels = 2\nclock = \"ptpv2\"\ntx_input = \"gen\"\nstate_file = \"{}\"\n\
+             multicast = [{{ channels = [1, 2], group = \"239.255.7.9\" }}]\n",
+            PeerNamespace::LOCAL_INTERFACE,
+            dir.path().join("dante.json").display()
+        ),
+    );
+    let api = "http://127.0.0.1:18484";
+    let status = common::wait_for_json(
+        (api, "/api/status"),
+        "the Dante clock locked to ptp4l",
+        Duration::from_secs(60),
+        &estuary,
+        |s| s["dante"]["clock"]["locked"] == true,
+    );
+    let clock = &status["dante"]["clock"];
+    assert_eq!(clock["source"], "ptpv2", "{clock:#}");
+    assert_eq!(
+        clock["leader"],
+        common::peer_identity(&ns).as_str(),
+        "{clock:#}"
+    );
+    assert!(clock["syncs_received"].as_u64() > Some(0), "{clock:#}");
+
+    // ptp4l stamps from the host clock we read too: PTP time is the host's UTC plus whole
+    // seconds (the timescale's offset).
+    let ptp_minus_utc = common::api_json(api, "/api/clock")["ptp"]["ptp_minus_utc_ns"]
+        .as_f64()
+        .expect("ptp_minus_utc_ns") as i64;
+    let whole_s = (ptp_minus_utc + 500_000_000).div_euclid(1_000_000_000);
+    let mut buf = [0u8; 2048];
+    bundle.set_nonblocking(true).expect("nonblocking");
+    while bundle.recv(&mut buf).is_ok() {}
+    bundle.set_nonblocking(false).expect("blocking");
+    let mut lags = Vec::new();
+    for _ in 0..300 {
+        let n = bundle.recv(&mut buf).expect("a bundle packet");
+        let arrived = estuary_io::clock::realtime_now_ns() as i64 + whole_s * 1_000_000_000;
+        let packet = AudioPacket::parse(&buf[..n]).expect("Dante audio");
+        let sent = packet.header.media_time(48_000).expect("media time") as i64;
+        lags.push((i128::from(arrived) * 48_000 / 1_000_000_000) as i64 - sent);
+    }
+    lags.sort_unstable();
+    eprintln!(
+        "bundle media time behind PTP time at arrival, frames: min {} p50 {} max {}",
+        lags[0],
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+    // A packet leaves once its last frame's media time has come: it arrives a packet's
+    // length (32 frames) or more after its timestamp, less the servo's error.
+    assert!(lags[0] >= 0, "a packet stamped ahead of PTP time: {lags:?}");
+    assert!(
+        lags[lags.len() / 2] <= 32 + 240,
+        "median lag over 5 ms past a packet: {lags:?}"
+    );
+
+    let ppb = clock["drift_ppb"].as_f64().expect("drift_ppb");
+    let seen = receive_conmon(&heartbeats, Duration::from_secs(5), |c| {
+        matches!(c, Conmon::Heartbeat(h)
+            if h.frequency_offset_ppb().is_some_and(|p| (f64::from(p) - ppb).abs() < 20_000.0))
+    });
+    assert!(seen, "no heartbeat near the PTP servo's {ppb} ppb");
 }
 
 /// netaudio 0.2.5, the legacy-dialect release that renames channels (0.4.2 renames them in a

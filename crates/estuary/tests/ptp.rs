@@ -11,27 +11,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use estuary_io::clock::realtime_now_ns;
 use estuary_io::netns::PeerNamespace;
-use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions, identity_from_mac};
+use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions};
 
 const API: &str = "http://127.0.0.1:8480";
 const RATE: i64 = 48_000;
 
 fn get_json(path: &str) -> serde_json::Value {
     api_json(API, path)
-}
-
-/// ptp4l's clock identity as Estuary writes it (`AA-BB-CC-FF-FE-DD-EE-FF`).
-fn peer_identity(ns: &PeerNamespace) -> String {
-    let out = ns
-        .command("cat")
-        .arg(format!(
-            "/sys/class/net/{}/address",
-            PeerNamespace::PEER_INTERFACE
-        ))
-        .output()
-        .expect("read the peer's MAC");
-    let id = identity_from_mac(&String::from_utf8_lossy(&out.stdout)).expect("MAC");
-    estuary_io::ptp::format_identity(&id)
 }
 
 fn wait_for_clock(

@@ -170,7 +170,7 @@ impl Conmon {
                 }
                 .body(),
             ),
-            // The media clock follows the host's clock (CLOCK_TAI), never leads the network.
+            // The media clock follows the host's clock or a PTP leader, never leads the network.
             conmon::TYPE_CLOCK_REQUEST => (
                 conmon::TYPE_CLOCK,
                 ClockStatus {
@@ -212,8 +212,8 @@ impl Conmon {
             conmon::TYPE_HEARTBEAT,
             conmon::HEARTBEAT_FLAGS,
         );
-        // No PTP servo steers the media clock yet: its frequency offset is 0.
-        if let Ok(bytes) = conmon::write(&header, &conmon::heartbeat_body(0)) {
+        let ppb = super::media_clock_ppb();
+        if let Ok(bytes) = conmon::write(&header, &conmon::heartbeat_body(ppb)) {
             let _ = self.heartbeat.send(&bytes);
         }
     }

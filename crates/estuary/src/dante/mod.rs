@@ -76,10 +76,10 @@ pub struct DanteConfig {
     /// relay or a router re-mapping groups in between).
     #[serde(default)]
     pub rx_group_remap: Vec<GroupRemap>,
-    /// The media clock: `local` (the host's CLOCK_TAI) or `ptpv1` (follow the Dante
-    /// network's PTPv1 leader once locked).
-    #[serde(default)]
-    pub clock: DanteClock,
+    /// The media clock: `local` (the host's CLOCK_TAI), `ptpv1` (follow the Dante
+    /// network's PTPv1 leader once locked) or `ptpv2` (the `[clock]` section's PTP, for
+    /// devices in AES67 mode).
+    pub clock: Option<Spanned<DanteClock>>,
 }
 
 /// Where the device's media clock comes from.
@@ -89,6 +89,26 @@ pub enum DanteClock {
     #[default]
     Local,
     Ptpv1,
+    Ptpv2,
+}
+
+impl DanteClock {
+    pub fn name(self) -> &'static str {
+        match self {
+            DanteClock::Local => "local",
+            DanteClock::Ptpv1 => "ptpv1",
+            DanteClock::Ptpv2 => "ptpv2",
+        }
+    }
+}
+
+impl DanteConfig {
+    /// The configured media clock (`local` when not set).
+    pub fn media_clock(&self) -> DanteClock {
+        self.clock
+            .as_ref()
+            .map_or_else(DanteClock::default, |c| *c.get_ref())
+    }
 }
 
 /// Receive what is published as sent to `from` by joining `to` instead.
@@ -513,23 +533,24 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         },
         views: Views::default(),
     });
+    let media_clock = config.media_clock();
     *lock(&hub.views.clock) = status::DanteClockStatus {
-        source: match config.clock {
-            DanteClock::Local => "local",
-            DanteClock::Ptpv1 => "ptpv1",
-        }
-        .into(),
+        source: media_clock.name().into(),
         ..Default::default()
     };
     // Bound first, so a taken PTP port fails the start rather than a thread.
-    let follower = match config.clock {
+    let follower = match media_clock {
         DanteClock::Ptpv1 => Some(ptp::Follower::new(
             address,
             estuary_io::dante::device_id(address, config.arc_port),
             Arc::clone(&hub),
         )?),
-        DanteClock::Local => None,
+        DanteClock::Local | DanteClock::Ptpv2 => None,
     };
+    FOLLOW_PTPV2.store(
+        media_clock == DanteClock::Ptpv2,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let stop = crate::shutdown::Stop::default();
     let mut threads = Vec::new();
     let remap = config
@@ -724,14 +745,48 @@ pub fn detach_tx(name: &str) {
     }
 }
 
-/// The media clock in samples at `rate`: the followed PTPv1 leader's time while locked,
-/// else CLOCK_TAI, × rate.
+/// `clock = "ptpv2"`: the media clock follows the daemon's PTP clock (`[clock]`, whichever
+/// is current after a reload) while it is synchronized.
+static FOLLOW_PTPV2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The PTPv2 clock, when the device follows it.
+fn ptpv2_clock() -> Option<Arc<crate::clock::MediaClock>> {
+    FOLLOW_PTPV2
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then(crate::clock::current)
+        .flatten()
+}
+
+/// The media clock in samples at `rate`: PTP time while the followed PTPv2 clock is
+/// synchronized or the PTPv1 leader's time while locked, else CLOCK_TAI; × rate.
 fn media_now(rate: u32) -> u64 {
-    let tai = estuary_io::clock::tai_now_ns();
-    let ns = lock(&ptp::OVERLAY)
-        .map_or(i128::from(tai), |o| o.leader_ns(tai))
-        .max(0) as u128;
+    let ptpv2 = ptpv2_clock().and_then(|c| c.ptp_time_at(estuary_io::clock::monotonic_now()));
+    let ns = match ptpv2 {
+        Some(ptp) => u128::from(ptp),
+        None => {
+            let tai = estuary_io::clock::tai_now_ns();
+            lock(&ptp::OVERLAY)
+                .map_or(i128::from(tai), |o| o.leader_ns(tai))
+                .max(0) as u128
+        }
+    };
     u64::try_from(ns * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
+/// The media clock's rate against the host's, parts per billion (what heartbeats carry):
+/// the PTPv1 servo's drift or the PTPv2 clock's frequency correction; 0 on the host clock.
+pub(crate) fn media_clock_ppb() -> i32 {
+    if let Some(clock) = ptpv2_clock() {
+        let status = clock.status();
+        return if status.locked {
+            (status.frequency_ppm * 1_000.0).round() as i32
+        } else {
+            0
+        };
+    }
+    lock(&ptp::OVERLAY).map_or(0, |o| {
+        o.drift_ppb().clamp(i32::MIN.into(), i32::MAX.into()) as i32
+    })
 }
 
 impl crate::config::InputConfig {
@@ -794,6 +849,18 @@ pub fn validate_routes(config: &crate::config::Config) -> Result<(), crate::conf
                 ),
             ));
         }
+    }
+    if let Some(clock) = config.dante.as_ref().and_then(|d| d.clock.as_ref())
+        && *clock.get_ref() == DanteClock::Ptpv2
+        && config.clock.mode == crate::clock::ClockMode::System
+    {
+        return Err((
+            clock.span(),
+            "dante.clock".into(),
+            "\"ptpv2\" follows the [clock] section's PTP: set [clock] mode to \"follower\", \
+             \"grandmaster\" or \"external\""
+                .into(),
+        ));
     }
     if let Some(tx) = config.dante.as_ref().and_then(|d| d.tx_input.as_ref())
         && !config

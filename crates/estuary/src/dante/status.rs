@@ -46,24 +46,41 @@ pub struct DantePorts {
     pub conmon: u16,
 }
 
-/// The media clock: `local` (the host's CLOCK_TAI) or `ptpv1` (a Dante leader followed).
+/// The media clock: `local` (the host's CLOCK_TAI), `ptpv1` (a Dante leader followed) or
+/// `ptpv2` (the `[clock]` section's PTP, as `/api/clock` details it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DanteClockStatus {
     pub source: String,
-    /// PTPv1 only: the servo has a delay and a steady offset line.
+    /// PTPv1: the servo has a delay and a steady offset line; PTPv2: the PTP clock is
+    /// locked to its grandmaster.
     pub locked: bool,
-    /// PTPv1: the leader's UUID (MAC) and subdomain.
+    /// PTPv1: the leader's UUID (MAC); PTPv2: the grandmaster's clock identity.
     pub leader: Option<String>,
-    /// PTPv1: leader time − local time, nanoseconds (at the last Sync).
+    /// PTPv1: leader time − local time, nanoseconds (at the last Sync); PTPv2: the
+    /// servo's offset from its master.
     pub offset_ns: Option<i64>,
-    /// PTPv1: the leader's rate against ours, parts per billion.
+    /// The leader's rate against ours, parts per billion.
     pub drift_ppb: Option<f64>,
-    /// PTPv1: the one-way path delay, nanoseconds.
+    /// The one-way path delay, nanoseconds.
     pub path_delay_ns: Option<i64>,
+    /// Syncs measured.
     pub syncs_received: u64,
+    /// PTPv1 only.
     pub delay_responses_received: u64,
     /// PTPv1 datagrams that did not parse.
     pub malformed: u64,
+}
+
+impl DanteClockStatus {
+    /// The device's view of the PTPv2 clock it follows.
+    pub(super) fn fill_from_ptpv2(&mut self, ptp: &crate::clock::PtpStatus) {
+        self.locked = ptp.locked;
+        self.leader.clone_from(&ptp.grandmaster);
+        self.offset_ns = ptp.offset_ns.map(|o| o.round() as i64);
+        self.drift_ppb = Some(ptp.frequency_ppm * 1_000.0);
+        self.path_delay_ns = ptp.mean_path_delay_ns.map(|d| d.round() as i64);
+        self.syncs_received = ptp.measurements;
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -158,7 +175,10 @@ pub fn status() -> Option<DanteStatus> {
     let device = lock(&hub.device).clone();
     let rx_view = lock(&hub.views.rx).clone();
     let tx_view = lock(&hub.views.tx).clone();
-    let clock = lock(&hub.views.clock).clone();
+    let mut clock = lock(&hub.views.clock).clone();
+    if let Some(ptp) = super::ptpv2_clock() {
+        clock.fill_from_ptpv2(&ptp.status());
+    }
     let rate = info.sample_rate;
     let rx_channels: Vec<DanteRxChannel> = device
         .rx_channels()

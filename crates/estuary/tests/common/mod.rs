@@ -418,3 +418,20 @@ pub fn wait_for_json(
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// The clock identity of the veth peer's interface (a PTP peer running there, e.g. ptp4l) as
+/// Estuary writes it (`AA-BB-CC-FF-FE-DD-EE-FF`).
+pub fn peer_identity(ns: &estuary_io::netns::PeerNamespace) -> String {
+    use estuary_io::netns::PeerNamespace;
+    let out = ns
+        .command("cat")
+        .arg(format!(
+            "/sys/class/net/{}/address",
+            PeerNamespace::PEER_INTERFACE
+        ))
+        .output()
+        .expect("read the peer's MAC");
+    let id =
+        estuary_io::ptp4l::identity_from_mac(&String::from_utf8_lossy(&out.stdout)).expect("MAC");
+    estuary_io::ptp::format_identity(&id)
+}
