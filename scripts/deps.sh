@@ -13,7 +13,7 @@ test_pkgs=(ffmpeg srt-tools gstreamer1.0-tools gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
            avahi-daemon avahi-utils dbus-daemon python3-aiosmtpd
            curl openssl python3-venv chromium nodejs
-           sox flac mount linuxptp
+           sox flac mount linuxptp tshark
            systemd tmux nftables debootstrap help2man
            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
            icecast2 nginx libnginx-mod-rtmp libnginx-mod-stream)
