@@ -60,6 +60,42 @@ struct Flow {
     /// This flow's share of the buffer's counters (a frame it missed is concealed here
     /// even when another flow delivered the same frame's other channels).
     stats: StreamStats,
+    /// The run of frames it missed in the pull under way: (first, frames).
+    gap: Option<(u64, usize)>,
+}
+
+impl Flow {
+    /// The lowest RX channel it feeds (`usize::MAX` for none).
+    fn first_channel(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Ends its run of missed frames, if any, as a gap.
+    fn close_gap(&mut self, on_gap: &mut impl FnMut(RxGap)) {
+        if let Some((position, frames)) = self.gap.take() {
+            on_gap(RxGap {
+                position,
+                frames,
+                first_channel: self.first_channel(),
+            });
+        }
+    }
+}
+
+/// A run of frames a flow missed, played as silence on its channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxGap {
+    /// Media time of the first frame.
+    pub position: u64,
+    pub frames: usize,
+    /// The lowest RX channel (0-based) of the flow that missed them: an input taking RX
+    /// channels below it lost nothing (0 when the whole buffer skipped).
+    pub first_channel: usize,
 }
 
 /// What a pull wrote.
@@ -179,6 +215,7 @@ impl RxBuffer {
             missing: 0,
             last_seen: 0,
             stats: StreamStats::default(),
+            gap: None,
         });
     }
 
@@ -290,13 +327,13 @@ impl RxBuffer {
     }
 
     /// Writes the frames due at media time `media_now` (as many as fit in `out`,
-    /// interleaved over every RX channel) and calls `on_gap(position, frames)` for each run
-    /// of frames some flow missed.
+    /// interleaved over every RX channel) and calls `on_gap` for each run of frames a flow
+    /// missed (a run per flow: an input can tell the gaps on its own channels).
     pub fn pull(
         &mut self,
         media_now: u64,
         out: &mut [i32],
-        mut on_gap: impl FnMut(u64, usize),
+        mut on_gap: impl FnMut(RxGap),
     ) -> Pulled {
         let due_end = media_now.saturating_sub(self.latency);
         let channels = self.config.channels;
@@ -304,14 +341,17 @@ impl RxBuffer {
         if due_end > self.read + self.capacity {
             let skipped = due_end - self.capacity - self.read;
             self.stats.frames_concealed += skipped;
-            on_gap(self.read, skipped as usize);
+            on_gap(RxGap {
+                position: self.read,
+                frames: skipped as usize,
+                first_channel: 0,
+            });
             self.read += skipped;
         }
         let frames = (due_end.saturating_sub(self.read) as usize).min(out.len() / channels);
         let position = self.read;
         let idle =
             (FLOW_IDLE.as_nanos() * u128::from(self.config.sample_rate) / 1_000_000_000) as u64;
-        let mut gap: Option<(u64, usize)> = None;
         for (k, frame_out) in out.chunks_exact_mut(channels).take(frames).enumerate() {
             let p = position + k as u64;
             let i = self.index(p);
@@ -327,26 +367,27 @@ impl RxBuffer {
                         flow.stats.packets_lost += lost;
                         flow.missing = 0;
                     }
+                    flow.close_gap(&mut on_gap);
                 } else if flow.first.is_some_and(|f| p > f)
                     && p.saturating_sub(flow.last_seen) < idle
                 {
                     flow.missing += 1;
                     flow.stats.frames_concealed += 1;
                     concealed = true;
+                    match &mut flow.gap {
+                        Some((_, n)) => *n += 1,
+                        None => flow.gap = Some((p, 1)),
+                    }
+                } else {
+                    flow.close_gap(&mut on_gap);
                 }
             }
             if concealed {
                 self.stats.frames_concealed += 1;
-                match &mut gap {
-                    Some((_, n)) => *n += 1,
-                    None => gap = Some((p, 1)),
-                }
-            } else if let Some((at, n)) = gap.take() {
-                on_gap(at, n);
             }
         }
-        if let Some((at, n)) = gap {
-            on_gap(at, n);
+        for flow in &mut self.flows {
+            flow.close_gap(&mut on_gap);
         }
         self.read += frames as u64;
         self.stats.buffer_fill_frames = self
@@ -414,8 +455,8 @@ mod tests {
         }
         let mut out = vec![0; 64 * 4];
         // Nothing is due before the latency has passed.
-        assert_eq!(b.pull(start, &mut out, |_, _| {}).frames, 0);
-        let pulled = b.pull(start + 64, &mut out, |_, _| panic!("no gap"));
+        assert_eq!(b.pull(start, &mut out, |_| {}).frames, 0);
+        let pulled = b.pull(start + 64, &mut out, |_| panic!("no gap"));
         assert_eq!(
             pulled,
             Pulled {
@@ -444,9 +485,16 @@ mod tests {
         }
         let mut out = vec![0; 6 * 32 * 2];
         let mut gaps = Vec::new();
-        let pulled = b.pull(t0 + 96 + 192, &mut out, |at, n| gaps.push((at, n)));
+        let pulled = b.pull(t0 + 96 + 192, &mut out, |g| gaps.push(g));
         assert_eq!(pulled.frames, 192);
-        assert_eq!(gaps, [(t0 + 64, 32)]);
+        assert_eq!(
+            gaps,
+            [RxGap {
+                position: t0 + 64,
+                frames: 32,
+                first_channel: 0
+            }]
+        );
         assert!(out[64 * 2..96 * 2].iter().all(|&s| s == 0));
         assert_eq!(out[96 * 2], (1000 + (t0 + 96) as i32) << 8);
         assert_eq!(b.stats().packets_lost, 1);
@@ -468,7 +516,17 @@ mod tests {
         }
         b.push(2, &packet(t0, 32, 2));
         let mut out = vec![0; 128 * 4];
-        b.pull(t0 + 96 + 128, &mut out, |_, _| {});
+        let mut gaps = Vec::new();
+        b.pull(t0 + 96 + 128, &mut out, |g| gaps.push(g));
+        // The gap is flow 2's, on RX 3-4: an input of RX 1-2 lost nothing.
+        assert_eq!(
+            gaps,
+            [RxGap {
+                position: t0 + 32,
+                frames: 32,
+                first_channel: 2
+            }]
+        );
         let one = b.flow_stats(1).expect("flow 1");
         let two = b.flow_stats(2).expect("flow 2");
         assert_eq!((one.packets_received, one.packets_lost), (4, 0));
@@ -489,8 +547,8 @@ mod tests {
         let t0 = b.position();
         b.push(1, &packet(t0 + 100, 32, 2));
         let mut out = vec![0; 200 * 2];
-        b.pull(t0 + 96 + 132, &mut out, |at, n| {
-            panic!("gap {} {n}", at - t0)
+        b.pull(t0 + 96 + 132, &mut out, |g| {
+            panic!("gap {} {}", g.position - t0, g.frames)
         });
         assert_eq!(b.stats().frames_concealed, 0);
         assert_eq!(b.stats().packets_lost, 0);
@@ -515,7 +573,7 @@ mod tests {
             PushOutcome::TooEarly
         );
         let mut out = vec![0; 64 * 2];
-        b.pull(t0 + 96 + 64, &mut out, |_, _| {});
+        b.pull(t0 + 96 + 64, &mut out, |_| {});
         assert_eq!(b.push(1, &packet(t0 + 32, 32, 2)), PushOutcome::Late);
         assert_eq!(b.push(9, &packet(t0 + 96, 32, 2)), PushOutcome::Malformed);
         let s = b.stats();
@@ -540,7 +598,7 @@ mod tests {
             b.set_flow(1, vec![Some(0), None, Some(2)], 3);
             let _ = b.push(1, &bytes);
             let mut out = vec![0; 300];
-            let _ = b.pull(now.saturating_add(500), &mut out, |_, _| {});
+            let _ = b.pull(now.saturating_add(500), &mut out, |_| {});
         }
     }
 }

@@ -645,8 +645,8 @@ pub struct RxBlock<'a> {
     pub samples: &'a [i32],
     pub channels: usize,
     pub position: u64,
-    /// Runs of frames some flow missed (played as silence): (position, frames).
-    pub gaps: &'a [(u64, usize)],
+    /// Runs of frames a flow missed (played as silence on its channels), per flow.
+    pub gaps: &'a [estuary_engine::dante::rx::RxGap],
     pub now: MonoTime,
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use estuary_engine::dante::rx::RxGap;
 use estuary_engine::dante::rx::{RxBuffer, RxConfig};
 use estuary_engine::dante::subscriber::{Action, FlowId, Subscriber};
 use estuary_engine::dante::{Device, DeviceSpec};
@@ -68,7 +69,7 @@ pub(super) struct Receiver {
     subscriptions: Vec<(u16, Source)>,
     sample_rate: u32,
     scratch: Vec<i32>,
-    gaps: Vec<(u64, usize)>,
+    gaps: Vec<RxGap>,
     packet: Vec<u8>,
     /// Per flow: its latest packet's (arrival, media time).
     last_packets: HashMap<FlowId, (MonoTime, u64)>,
@@ -308,9 +309,7 @@ impl Receiver {
         loop {
             self.gaps.clear();
             let gaps = &mut self.gaps;
-            let pulled = self
-                .buffer
-                .pull(media, &mut self.scratch, |at, n| gaps.push((at, n)));
+            let pulled = self.buffer.pull(media, &mut self.scratch, |g| gaps.push(g));
             if pulled.frames == 0 {
                 break;
             }
