@@ -275,6 +275,69 @@ fn serve(
     publisher.withdraw();
 }
 
+/// The multicast groups other devices' bundles use (`_netaudio-bund` records heard within
+/// `listen`, a device's own records named `<id>@<own_device>` excepted): what a device
+/// claiming a group for a new bundle must avoid. Dante's reference devices probe for
+/// 3 × 400 ms before taking a group. A record found but not yet resolved (its TXT holds the
+/// group) extends the wait, up to [`BUNDLE_RESOLVE_LIMIT`].
+///
+/// # Errors
+/// The mDNS responder cannot start.
+pub fn bundle_groups_in_use(
+    interface: Option<&str>,
+    own_device: &str,
+    listen: Duration,
+) -> Result<Vec<std::net::Ipv4Addr>, DanteIoError> {
+    let daemon = crate::ravenna::mdns_responder(interface).map_err(mdns_err)?;
+    let events = daemon.browse(BUND_SERVICE).map_err(mdns_err)?;
+    let own = format!("@{own_device}");
+    let start = std::time::Instant::now();
+    let mut pending: Vec<String> = Vec::new();
+    let mut groups = Vec::new();
+    loop {
+        let until = if pending.is_empty() {
+            start + listen
+        } else {
+            start + BUNDLE_RESOLVE_LIMIT.max(listen)
+        };
+        let Some(left) = until.checked_duration_since(std::time::Instant::now()) else {
+            break;
+        };
+        let Ok(event) = events.recv_timeout(left) else {
+            break;
+        };
+        match event {
+            ServiceEvent::ServiceFound(_, fullname) => {
+                let ty = BUND_SERVICE;
+                let name = crate::ravenna::mdns::instance_name(&fullname, ty);
+                if !name.ends_with(&own) && !pending.contains(&fullname) {
+                    pending.push(fullname);
+                }
+            }
+            ServiceEvent::ServiceResolved(r) => {
+                pending.retain(|f| *f != r.fullname);
+                let name = crate::ravenna::mdns::instance_name(&r.fullname, &r.ty_domain);
+                if name.ends_with(&own) {
+                    continue;
+                }
+                if let Some((group, _)) =
+                    BundleSlot::group_from_record(|k| r.txt_properties.get_property_val_str(k))
+                    && !groups.contains(group.ip())
+                {
+                    groups.push(*group.ip());
+                }
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) => pending.retain(|f| *f != fullname),
+            _ => {}
+        }
+    }
+    let _ = daemon.shutdown();
+    Ok(groups)
+}
+
+/// The longest [`bundle_groups_in_use`] waits for a bundle record it found to resolve.
+pub const BUNDLE_RESOLVE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Multicast bundles found on the network: (group, channel count) by `<id>@<device>`.
 /// Records of one mDNS service by instance name.
 type Records<T> = Arc<Mutex<HashMap<String, T>>>;

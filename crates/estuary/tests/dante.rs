@@ -28,8 +28,14 @@ fn device_config(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> String
 }
 
 fn start_device(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> Proc {
+    start_device_with(dir, name, arc_port, api_port, "")
+}
+
+/// [`start_device`] with `extra` TOML after the `[dante]` section's keys.
+fn start_device_with(dir: &Path, name: &str, arc_port: u16, api_port: u16, extra: &str) -> Proc {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, device_config(dir, name, arc_port, api_port)).expect("config");
+    let config = device_config(dir, name, arc_port, api_port) + extra;
+    std::fs::write(&path, config).expect("config");
     let mut cmd = Command::new(common::ESTUARY);
     cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
     let mut p = Proc::spawn(name, &mut cmd, dir);
@@ -754,6 +760,72 @@ fn dante_multicast_through_a_lossy_relay_is_exact_except_the_drops_which_are_cou
         received.a_tx
     );
     assert!(exact >= 48_000 * 3, "{exact} exact frames");
+}
+
+/// A bundle with no configured group derives one from the device name; when another
+/// device's bundle already holds that group (heard by mDNS at start), the device claims the
+/// next candidate instead and sends there.
+#[test]
+fn a_derived_bundle_group_another_device_holds_is_not_taken() {
+    isolate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = |group: &str| {
+        format!(
+            "tx_input = \"gen\"\n\n[[dante.multicast]]\nchannels = [1, 2]\n{group}\n\
+             [[inputs]]\nname = \"gen\"\nkind = \"generator\"\nchannels = 2\nmeters = false\n"
+        )
+    };
+    let group_of = |api: u16| {
+        let status = api_status(api);
+        status["dante"]["tx_bundles"][0]["group"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{:#}", status["dante"]))
+            .to_owned()
+    };
+    // A alone: its derived group.
+    let mut a = start_device_with(dir.path(), "Estuary-A", 4440, 18480, &bundle(""));
+    let derived = group_of(18480);
+    a.interrupt(Duration::from_secs(5));
+    drop(a);
+
+    // R holds that group; A, started again, hears R's bundle and takes another.
+    let held = derived.split(':').next().expect("ip").to_owned();
+    let _r = start_device_with(
+        dir.path(),
+        "Estuary-R",
+        4441,
+        18481,
+        &bundle(&format!("group = \"{held}\"\n")),
+    );
+    assert_eq!(group_of(18481), derived);
+    let a = start_device_with(dir.path(), "Estuary-A", 4440, 18480, &bundle(""));
+    let claimed = group_of(18480);
+    assert_ne!(claimed, derived, "{}", a.stderr());
+    let addr: std::net::SocketAddrV4 = claimed.parse().expect("group:port");
+    assert!(
+        addr.ip().octets()[..2] == [239, 255] && addr.port() == 4321,
+        "{claimed}"
+    );
+    assert!(a.stderr().contains("claimed another"), "{}", a.stderr());
+
+    // A sends its bundle to the group it claimed.
+    let lo = estuary_io::mcast::resolve_interface("lo").expect("lo");
+    let socket =
+        estuary_io::mcast::open_receive_socket(std::net::SocketAddr::V4(addr), None, Some(&lo))
+            .expect("join");
+    socket.set_nonblocking(false).expect("blocking");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "no packet on the claimed group ({e}): {}\n{:#}",
+            a.stderr(),
+            api_status(18480)["dante"]
+        )
+    });
+    estuary_wire::dante::audio::AudioPacket::parse(&buf[..n]).expect("Dante audio");
 }
 
 /// `clock = "ptpv2"`, a device in AES67 mode: the media clock is the `[clock]` section's PTP

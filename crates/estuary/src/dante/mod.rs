@@ -165,6 +165,10 @@ fn default_conmon_port() -> u16 {
     8700
 }
 
+/// How long other devices' bundles are listened for before a derived group is taken (the
+/// reference devices probe 3 × 400 ms).
+const BUNDLE_PROBE: Duration = Duration::from_millis(1_200);
+
 /// Most channels a device offers each way (large Dante devices have 512).
 const MAX_CHANNELS: u16 = 512;
 
@@ -311,15 +315,23 @@ impl DanteConfig {
     /// derived from the factory name and the bundle number (FNV-1a), so devices differ
     /// and a restart keeps it.
     fn bundle_group(&self, index: usize) -> std::net::SocketAddrV4 {
+        self.bundle_group_at(index, 0)
+    }
+
+    /// The derived group's `attempt`th candidate (0 is the usual one; the others are
+    /// tried when another device's bundle holds it).
+    fn bundle_group_at(&self, index: usize, attempt: u32) -> std::net::SocketAddrV4 {
         let bundle = &self.multicast[index];
         let ip = bundle.group.as_ref().map_or_else(
             || {
                 let mut h: u32 = 0x811c_9dc5;
+                let salt = (attempt > 0).then(|| attempt.to_be_bytes());
                 for b in self
                     .name
                     .get_ref()
                     .bytes()
                     .chain((index as u32 + 1).to_be_bytes())
+                    .chain(salt.into_iter().flatten())
                 {
                     h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
                 }
@@ -333,14 +345,44 @@ impl DanteConfig {
         std::net::SocketAddrV4::new(ip, bundle.port)
     }
 
-    /// The bundles as published and sent, numbered from 1.
-    fn tx_bundles(&self) -> Vec<estuary_io::dante::TxBundle> {
+    /// Whether some bundle's group is derived (and so claimed at start).
+    fn derives_groups(&self) -> bool {
+        self.multicast.iter().any(|b| b.group.is_none())
+    }
+
+    /// The bundles as published and sent, numbered from 1. A derived group another device's
+    /// bundle holds (`taken`) moves to the next candidate; a configured one stays (and is
+    /// warned about).
+    fn tx_bundles(&self, taken: &[std::net::Ipv4Addr]) -> Vec<estuary_io::dante::TxBundle> {
+        let mut chosen: Vec<std::net::SocketAddrV4> = Vec::new();
         (0..self.multicast.len())
-            .map(|i| estuary_io::dante::TxBundle {
-                id: i as u16 + 1,
-                channels: self.multicast[i].channels.get_ref().clone(),
-                group: self.bundle_group(i),
-                fpp: BUNDLE_FPP,
+            .map(|i| {
+                let free = |g: &std::net::SocketAddrV4| {
+                    !taken.contains(g.ip()) && !chosen.iter().any(|c| c.ip() == g.ip())
+                };
+                let first = self.bundle_group(i);
+                let group = if self.multicast[i].group.is_some() {
+                    if taken.contains(first.ip()) {
+                        tracing::warn!(bundle = i + 1, group = %first, "another Dante device's bundle uses this configured group");
+                    }
+                    first
+                } else {
+                    let group = (0..64)
+                        .map(|attempt| self.bundle_group_at(i, attempt))
+                        .find(|g| free(g))
+                        .unwrap_or(first);
+                    if group != first {
+                        tracing::info!(bundle = i + 1, taken = %first, group = %group, "Dante bundle group held by another device: claimed another");
+                    }
+                    group
+                };
+                chosen.push(group);
+                estuary_io::dante::TxBundle {
+                    id: i as u16 + 1,
+                    channels: self.multicast[i].channels.get_ref().clone(),
+                    group,
+                    fpp: BUNDLE_FPP,
+                }
             })
             .collect()
     }
@@ -480,18 +522,30 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
         max_channels_per_flow: 8,
         board: "Estuary".into(),
     };
+    let interface = config
+        .interface
+        .as_ref()
+        .map(|i| estuary_io::mcast::resolve_interface(i.get_ref()).map(|i| i.name))
+        .transpose()?;
+    // Claim derived bundle groups: listen for other devices' bundles first.
+    let taken = if config.derives_groups() {
+        estuary_io::dante::bundle_groups_in_use(
+            interface.as_deref(),
+            config.name.get_ref(),
+            BUNDLE_PROBE,
+        )?
+    } else {
+        Vec::new()
+    };
+    let bundles = config.tx_bundles(&taken);
     let options = DanteOptions {
         address: config.address()?,
         arc_port: config.arc_port,
         flow_port: config.flow_port,
         cmc_port: config.cmc_port,
-        interface: config
-            .interface
-            .as_ref()
-            .map(|i| estuary_io::mcast::resolve_interface(i.get_ref()).map(|i| i.name))
-            .transpose()?,
+        interface,
         latency: config.latency,
-        bundles: config.tx_bundles(),
+        bundles: bundles.clone(),
     };
     let address = match options.address {
         IpAddr::V4(v4) => v4,
@@ -521,9 +575,9 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
                 cmc: config.cmc_port,
                 conmon: config.conmon_port,
             },
-            bundles: config
-                .tx_bundles()
-                .into_iter()
+            bundles: bundles
+                .iter()
+                .cloned()
                 .map(|b| status::DanteBundle {
                     id: b.id,
                     group: b.group.to_string(),
@@ -573,13 +627,8 @@ pub fn start(config: &DanteConfig) -> anyhow::Result<DanteDevice> {
             .name("dante-rx".into())
             .spawn(move || receiver.run(&halt))?,
     );
-    let transmitter = tx::Transmitter::new(
-        address,
-        config.flow_port,
-        &spec,
-        &config.tx_bundles(),
-        Arc::clone(&hub),
-    )?;
+    let transmitter =
+        tx::Transmitter::new(address, config.flow_port, &spec, &bundles, Arc::clone(&hub))?;
     let conmon = conmon::Conmon::new(
         server.shared_device(),
         address,
