@@ -54,11 +54,28 @@ fn api_status(port: u16) -> serde_json::Value {
     serde_json::from_slice(&body).expect("status JSON")
 }
 
+thread_local! {
+    /// The interface this test's netaudio commands use: loopback, unless the test's devices
+    /// meet over a veth pair.
+    static NETAUDIO_INTERFACE: std::cell::Cell<&'static str> = const { std::cell::Cell::new("lo") };
+}
+
+fn netaudio_interface() -> &'static str {
+    NETAUDIO_INTERFACE.with(std::cell::Cell::get)
+}
+
 /// Runs netaudio with JSON output; returns the parsed document (panics with its stderr).
 fn netaudio(args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(NETAUDIO);
-    cmd.args(["--timeout", "2", "--interface", "lo", "-o", "json"])
-        .args(args);
+    cmd.args([
+        "--timeout",
+        "2",
+        "--interface",
+        netaudio_interface(),
+        "-o",
+        "json",
+    ])
+    .args(args);
     let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
     assert!(status.success(), "netaudio {args:?} failed: {stderr}");
     serde_json::from_slice(&stdout).unwrap_or_else(|e| {
@@ -80,9 +97,10 @@ fn retry_until_ok(netaudio: &str, args: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let mut cmd = Command::new(netaudio);
-        // Only loopback: the test namespace also holds an IPv6-only veth pair, which netaudio
-        // would otherwise pick for some commands and find no IPv4 on.
-        cmd.args(["--timeout", "3", "--interface", "lo"]).args(args);
+        // Only the test's interface: the test namespace also holds an IPv6-only veth pair,
+        // which netaudio would otherwise pick for some commands and find no IPv4 on.
+        cmd.args(["--timeout", "3", "--interface", netaudio_interface()])
+            .args(args);
         let (status, stdout, stderr) = run_with_timeout(&mut cmd, Duration::from_secs(30));
         if status.success() {
             return;
@@ -826,6 +844,102 @@ fn a_derived_bundle_group_another_device_holds_is_not_taken() {
         )
     });
     estuary_wire::dante::audio::AudioPacket::parse(&buf[..n]).expect("Dante audio");
+}
+
+/// Two devices in separate network namespaces joined by a veth pair, as two boxes on a
+/// LAN: A (in the peer namespace) transmits a counting sequence, netaudio on B's side
+/// subscribes B's RX 1-2 to it, lists the subscriptions connected, B receives A's audio,
+/// and removing the subscriptions stops A's flow.
+#[test]
+fn netaudio_routes_audio_between_devices_in_separate_namespaces() {
+    use estuary_io::netns::PeerNamespace;
+    isolate();
+    let ns = PeerNamespace::create("estn").expect("veth pair");
+    NETAUDIO_INTERFACE.with(|i| i.set(PeerNamespace::LOCAL_INTERFACE));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |name: &str, interface: &str, api: std::net::Ipv4Addr| {
+        format!(
+            "[discovery]\nsap = false\nravenna = false\n\n[api]\nbind = \"{api}:18486\"\n\n\
+             [[inputs]]\nname = \"gen\"\nkind = \"generator\"\nsignal = \"sequence\"\n\
+             channels = 2\nmeters = false\n\n\
+             [dante]\nname = \"{name}\"\ninterface = \"{interface}\"\ntx_channels = 2\n\
+             rx_channels = 2\ntx_input = \"gen\"\nstate_file = \"{}\"\n",
+            dir.path().join(format!("{name}.json")).display()
+        )
+    };
+    let start = |name: &str, mut cmd: Command, config: String| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, config).expect("config");
+        cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
+        let mut p = Proc::spawn(name, &mut cmd, dir.path());
+        p.wait_for_stderr("Dante device published", Duration::from_secs(20));
+        p
+    };
+    let mut a = start(
+        "Estuary-A",
+        ns.command(common::ESTUARY),
+        config(
+            "Estuary-A",
+            PeerNamespace::PEER_INTERFACE,
+            PeerNamespace::PEER_ADDRESS,
+        ),
+    );
+    let b = start(
+        "Estuary-B",
+        Command::new(common::ESTUARY),
+        config(
+            "Estuary-B",
+            PeerNamespace::LOCAL_INTERFACE,
+            PeerNamespace::LOCAL_ADDRESS,
+        ),
+    );
+    for ch in ["1", "2"] {
+        netaudio_ok(&[
+            "subscription",
+            "add",
+            "--tx",
+            &format!("{ch}@Estuary-A"),
+            "--rx",
+            &format!("{ch}@Estuary-B"),
+        ]);
+    }
+    let live = |s: &&(u64, String, String, String, String)| {
+        s.1 == "Estuary-B"
+            && s.3 == "Estuary-A"
+            && (s.4.contains("unicast") || s.4 == "connected" || s.4 == "subscribed")
+    };
+    let rows = subscriptions_until(|r| r.iter().filter(live).count() == 2);
+    let connected: Vec<_> = rows.iter().filter(live).collect();
+    assert_eq!(connected.len(), 2, "{rows:?}");
+    for row in &connected {
+        assert_eq!(row.2, format!("0{}", row.0), "{rows:?}");
+    }
+
+    // B receives A's flow over the veth pair.
+    let b_api = format!("http://{}:18486", PeerNamespace::LOCAL_ADDRESS);
+    let status = common::wait_for_json(
+        (b_api.as_str(), "/api/status"),
+        "A's audio at B",
+        Duration::from_secs(20),
+        &b,
+        |s| {
+            s["dante"]["rx_counters"]["packets_received"]
+                .as_u64()
+                .is_some_and(|n| n > 1_000)
+        },
+    );
+    let flows = status["dante"]["rx_flows"].as_array().expect("rx flows");
+    assert_eq!(flows.len(), 1, "{:#}", status["dante"]);
+    assert_eq!(
+        flows[0]["channels"],
+        serde_json::json!([1, 2]),
+        "{flows:#?}"
+    );
+
+    // Unrouting stops A's flow.
+    netaudio_ok(&["subscription", "remove", "--rx", "1@Estuary-B"]);
+    netaudio_ok(&["subscription", "remove", "--rx", "2@Estuary-B"]);
+    a.wait_for_stderr("flows=0", Duration::from_secs(15));
 }
 
 /// `clock = "ptpv2"`, a device in AES67 mode: the media clock is the `[clock]` section's PTP
