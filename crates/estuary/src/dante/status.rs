@@ -141,6 +141,9 @@ pub struct DanteTxCounters {
     pub underrun_frames: u64,
     /// Frames of the `tx_input` dropped because it ran ahead.
     pub dropped_frames: u64,
+    /// Packets (of every flow and bundle) not sent because the transmitter was stalled
+    /// past what it stages (about 40 ms): receivers count them lost.
+    pub packets_skipped: u64,
     /// Unicast flows dropped after 4 s without a keepalive.
     pub flows_expired: u64,
 }

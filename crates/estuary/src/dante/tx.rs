@@ -82,6 +82,7 @@ struct Counters {
     send_errors: u64,
     underrun_frames: u64,
     dropped_frames: u64,
+    packets_skipped: u64,
 }
 
 impl Transmitter {
@@ -216,6 +217,7 @@ impl Transmitter {
             send_errors: self.counters.send_errors,
             underrun_frames: self.counters.underrun_frames,
             dropped_frames: self.counters.dropped_frames,
+            packets_skipped: self.counters.packets_skipped,
             flows_expired: self.flows.expired,
         };
     }
@@ -376,8 +378,11 @@ impl Packer<'_> {
     ) {
         let end = self.end;
         if *next + STAGE_FRAMES / 2 < end {
-            // Behind by more than the stage holds: skip to now.
-            *next = end - end % fpp;
+            // Behind by more than the stage holds (a stalled thread): skip to now. Packets
+            // that late would only be late at the receivers; each one not sent is counted.
+            let now = end - end % fpp;
+            self.counters.packets_skipped += now.saturating_sub(*next) / fpp;
+            *next = now;
         }
         while *next + fpp <= end {
             self.samples.clear();
