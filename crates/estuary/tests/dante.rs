@@ -406,12 +406,24 @@ fn dante_to_srt(
         );
         match bundle {
             Some(_) => {
-                // netaudio reads status 0x0101_000A as "Subscribed (multicast)".
-                let list = netaudio(&["subscription", "list"]);
-                let row = list
-                    .as_array()
-                    .and_then(|a| a.iter().find(|s| s["rx_channel_number"] == row.0))
-                    .unwrap_or_else(|| panic!("{list:#}"));
+                // netaudio reads status 0x0101_000A as "Subscribed (multicast)". A listing
+                // that missed a device within netaudio's window is asked again.
+                let find = |list: &serde_json::Value| {
+                    list.as_array()
+                        .and_then(|a| a.iter().find(|s| s["rx_channel_number"] == row.0))
+                        .cloned()
+                };
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let (list, row) = loop {
+                    let list = netaudio(&["subscription", "list"]);
+                    match find(&list) {
+                        Some(row) => break (list, row),
+                        None if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        None => panic!("{list:#}"),
+                    }
+                };
                 assert_eq!(row["status"]["transport"], "multicast", "{list:#}");
                 assert_eq!(row["status"]["code"], 10, "{list:#}");
             }
