@@ -200,6 +200,20 @@ impl PeerNamespace {
         cmd.args(["netns", "exec", &self.name, program]);
         cmd
     }
+
+    /// The PTP clock identity a PTP daemon on the peer's interface takes (EUI-64 from its
+    /// MAC, as ptp4l derives it).
+    ///
+    /// # Errors
+    /// The MAC cannot be read.
+    pub fn peer_ptp_identity(&self) -> io::Result<[u8; 8]> {
+        let out = self
+            .command("cat")
+            .arg(format!("/sys/class/net/{}/address", Self::PEER_INTERFACE))
+            .output()?;
+        crate::ptp4l::identity_from_mac(&String::from_utf8_lossy(&out.stdout))
+            .ok_or_else(|| io::Error::other("the peer interface has no MAC"))
+    }
 }
 
 impl Drop for PeerNamespace {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use estuary_io::clock::realtime_now_ns;
 use estuary_io::netns::PeerNamespace;
 use estuary_io::ptp::{PtpProfile, PtpRole, PtpService, PtpSettings};
-use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions, identity_from_mac};
+use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions};
 
 fn settings(role: PtpRole) -> PtpSettings {
     PtpSettings {
@@ -20,18 +20,6 @@ fn settings(role: PtpRole) -> PtpSettings {
         priority2: 128,
         dscp: 46,
     }
-}
-
-fn peer_identity(ns: &PeerNamespace) -> [u8; 8] {
-    let out = ns
-        .command("cat")
-        .arg(format!(
-            "/sys/class/net/{}/address",
-            PeerNamespace::PEER_INTERFACE
-        ))
-        .output()
-        .expect("read the peer's MAC");
-    identity_from_mac(&String::from_utf8_lossy(&out.stdout)).expect("MAC")
 }
 
 /// PTP time − host UTC, less whole seconds (the TAI−UTC offset): the follower's error
@@ -74,7 +62,10 @@ fn follows_a_ptp4l_grandmaster() {
     }
     let snap = ptp.snapshot();
     assert_eq!(snap.port_state, "slave");
-    assert_eq!(snap.grandmaster, Some(peer_identity(&ns)));
+    assert_eq!(
+        snap.grandmaster,
+        Some(ns.peer_ptp_identity().expect("peer MAC"))
+    );
     let mut residuals: Vec<i64> = (0..40)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(100));

@@ -286,48 +286,31 @@ fn receive_conmon(
 fn a_bad_dante_name_is_refused_with_its_field_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "[dante]\naddress = \"127.0.0.1\"\nname = \"has spaces\"\n",
-    )
-    .expect("config");
-    let (status, stdout, stderr) = run_with_timeout(
-        Command::new(common::ESTUARY).arg("check-config").arg(&path),
-        Duration::from_secs(20),
-    );
-    let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
-    assert_eq!(status.code(), Some(3), "{text}");
+    // `check-config` of `config`: refused (exit 3); returns what it printed.
+    let refused = |config: &str| {
+        std::fs::write(&path, config).expect("config");
+        let (status, stdout, stderr) = run_with_timeout(
+            Command::new(common::ESTUARY).arg("check-config").arg(&path),
+            Duration::from_secs(20),
+        );
+        let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
+        assert_eq!(status.code(), Some(3), "{text}");
+        text
+    };
+    let text = refused("[dante]\naddress = \"127.0.0.1\"\nname = \"has spaces\"\n");
     assert!(text.contains("bad.toml:3: dante.name"), "{text}");
 
-    std::fs::write(
-        &path,
+    let text = refused(
         "[dante]\naddress = \"127.0.0.1\"\nname = \"A\"\ntx_channels = 4\n\n\
          [[dante.multicast]]\nchannels = [1, 5]\n",
-    )
-    .expect("config");
-    let (status, stdout, stderr) = run_with_timeout(
-        Command::new(common::ESTUARY).arg("check-config").arg(&path),
-        Duration::from_secs(20),
     );
-    let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
-    assert_eq!(status.code(), Some(3), "{text}");
     assert!(
         text.contains("bad.toml:7: dante.multicast[0].channels") && text.contains("TX channel 5"),
         "{text}"
     );
 
     // PTPv2 as the media clock needs the `[clock]` section's PTP.
-    std::fs::write(
-        &path,
-        "[dante]\naddress = \"127.0.0.1\"\nname = \"A\"\nclock = \"ptpv2\"\n",
-    )
-    .expect("config");
-    let (status, stdout, stderr) = run_with_timeout(
-        Command::new(common::ESTUARY).arg("check-config").arg(&path),
-        Duration::from_secs(20),
-    );
-    let text = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
-    assert_eq!(status.code(), Some(3), "{text}");
+    let text = refused("[dante]\naddress = \"127.0.0.1\"\nname = \"A\"\nclock = \"ptpv2\"\n");
     assert!(
         text.contains("bad.toml:4: dante.clock") && text.contains("[clock] mode"),
         "{text}"
@@ -972,18 +955,10 @@ fn netaudio_routes_audio_between_devices_in_separate_namespaces() {
 #[test]
 fn a_dante_device_on_ptpv2_times_its_audio_by_ptp4l() {
     use estuary_io::netns::PeerNamespace;
-    use estuary_io::ptp4l::{Ptp4l, Ptp4lOptions};
     use estuary_wire::dante::audio::AudioPacket;
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let ns = PeerNamespace::create("estd").expect("veth pair");
-    let _gm = Ptp4l::spawn(
-        ns.command("ptp4l"),
-        PeerNamespace::PEER_INTERFACE,
-        Ptp4lOptions::default(),
-        dir.path(),
-    )
-    .expect("ptp4l");
+    let (ns, _gm) = common::ptp4l_grandmaster("estd", dir.path());
     let lo = estuary_io::mcast::resolve_interface("lo").expect("lo");
     let join = |group: &str| {
         let socket =

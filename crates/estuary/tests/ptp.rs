@@ -33,14 +33,7 @@ fn wait_for_clock(
 fn follows_ptp4l_and_stamps_aes67_with_ptp_time() {
     isolate();
     let dir = tempfile::tempdir().expect("tempdir");
-    let ns = PeerNamespace::create("estf").expect("veth pair");
-    let _gm = Ptp4l::spawn(
-        ns.command("ptp4l"),
-        PeerNamespace::PEER_INTERFACE,
-        Ptp4lOptions::default(),
-        dir.path(),
-    )
-    .expect("ptp4l");
+    let (ns, _gm) = ptp4l_grandmaster("estf", dir.path());
     let gm = peer_identity(&ns);
     let rx = UdpSocket::bind("127.0.0.1:5008").expect("RTP receiver");
     rx.set_read_timeout(Some(Duration::from_secs(2)))

@@ -422,16 +422,23 @@ pub fn wait_for_json(
 /// The clock identity of the veth peer's interface (a PTP peer running there, e.g. ptp4l) as
 /// Estuary writes it (`AA-BB-CC-FF-FE-DD-EE-FF`).
 pub fn peer_identity(ns: &estuary_io::netns::PeerNamespace) -> String {
+    estuary_io::ptp::format_identity(&ns.peer_ptp_identity().expect("peer MAC"))
+}
+
+/// linuxptp's `ptp4l` as grandmaster (software timestamps, default options) in a fresh
+/// peer namespace `tag` across a veth pair; both live while the pair is held.
+pub fn ptp4l_grandmaster(
+    tag: &str,
+    dir: &Path,
+) -> (estuary_io::netns::PeerNamespace, estuary_io::ptp4l::Ptp4l) {
     use estuary_io::netns::PeerNamespace;
-    let out = ns
-        .command("cat")
-        .arg(format!(
-            "/sys/class/net/{}/address",
-            PeerNamespace::PEER_INTERFACE
-        ))
-        .output()
-        .expect("read the peer's MAC");
-    let id =
-        estuary_io::ptp4l::identity_from_mac(&String::from_utf8_lossy(&out.stdout)).expect("MAC");
-    estuary_io::ptp::format_identity(&id)
+    let ns = PeerNamespace::create(tag).expect("veth pair");
+    let gm = estuary_io::ptp4l::Ptp4l::spawn(
+        ns.command("ptp4l"),
+        PeerNamespace::PEER_INTERFACE,
+        estuary_io::ptp4l::Ptp4lOptions::default(),
+        dir,
+    )
+    .expect("ptp4l");
+    (ns, gm)
 }
