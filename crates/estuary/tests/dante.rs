@@ -33,10 +33,29 @@ fn start_device(dir: &Path, name: &str, arc_port: u16, api_port: u16) -> Proc {
 
 /// [`start_device`] with `extra` TOML after the `[dante]` section's keys.
 fn start_device_with(dir: &Path, name: &str, arc_port: u16, api_port: u16, extra: &str) -> Proc {
-    let path = dir.join(format!("{name}.toml"));
     let config = device_config(dir, name, arc_port, api_port) + extra;
+    run_device(dir, name, Command::new(common::ESTUARY), &config)
+}
+
+/// Subscribes Estuary-B's RX 1-2 to Estuary-A's TX 1-2 with netaudio.
+fn subscribe_b_to_a() {
+    for ch in ["1", "2"] {
+        netaudio_ok(&[
+            "subscription",
+            "add",
+            "--tx",
+            &format!("{ch}@Estuary-A"),
+            "--rx",
+            &format!("{ch}@Estuary-B"),
+        ]);
+    }
+}
+
+/// Runs `cmd` (an `estuary` command line, maybe in another namespace) with `config` as
+/// device `name`, once it has published itself.
+fn run_device(dir: &Path, name: &str, mut cmd: Command, config: &str) -> Proc {
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).expect("config");
-    let mut cmd = Command::new(common::ESTUARY);
     cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
     let mut p = Proc::spawn(name, &mut cmd, dir);
     p.wait_for_stderr("Dante device published", Duration::from_secs(20));
@@ -356,24 +375,14 @@ fn dante_to_srt(
     );
     let mut procs = Vec::new();
     for (name, config) in [("Estuary-A", a), ("Estuary-B", b)] {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config).expect("config");
-        let mut cmd = Command::new(common::ESTUARY);
-        cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
-        let mut p = Proc::spawn(name, &mut cmd, dir);
-        p.wait_for_stderr("Dante device published", Duration::from_secs(20));
-        procs.push(p);
+        procs.push(run_device(
+            dir,
+            name,
+            Command::new(common::ESTUARY),
+            &config,
+        ));
     }
-    for ch in ["1", "2"] {
-        netaudio_ok(&[
-            "subscription",
-            "add",
-            "--tx",
-            &format!("{ch}@Estuary-A"),
-            "--rx",
-            &format!("{ch}@Estuary-B"),
-        ]);
-    }
+    subscribe_b_to_a();
     // B resolves A's channels by mDNS, asks A for a flow, and reports it to controllers.
     let rows = subscriptions_until(|r| {
         r.len() == 2
@@ -871,42 +880,27 @@ fn netaudio_routes_audio_between_devices_in_separate_namespaces() {
             dir.path().join(format!("{name}.json")).display()
         )
     };
-    let start = |name: &str, mut cmd: Command, config: String| {
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, config).expect("config");
-        cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "info");
-        let mut p = Proc::spawn(name, &mut cmd, dir.path());
-        p.wait_for_stderr("Dante device published", Duration::from_secs(20));
-        p
-    };
-    let mut a = start(
+    let mut a = run_device(
+        dir.path(),
         "Estuary-A",
         ns.command(common::ESTUARY),
-        config(
+        &config(
             "Estuary-A",
             PeerNamespace::PEER_INTERFACE,
             PeerNamespace::PEER_ADDRESS,
         ),
     );
-    let b = start(
+    let b = run_device(
+        dir.path(),
         "Estuary-B",
         Command::new(common::ESTUARY),
-        config(
+        &config(
             "Estuary-B",
             PeerNamespace::LOCAL_INTERFACE,
             PeerNamespace::LOCAL_ADDRESS,
         ),
     );
-    for ch in ["1", "2"] {
-        netaudio_ok(&[
-            "subscription",
-            "add",
-            "--tx",
-            &format!("{ch}@Estuary-A"),
-            "--rx",
-            &format!("{ch}@Estuary-B"),
-        ]);
-    }
+    subscribe_b_to_a();
     let live = |s: &&(u64, String, String, String, String)| {
         s.1 == "Estuary-B"
             && s.3 == "Estuary-A"
