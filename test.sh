@@ -4,15 +4,18 @@
 # The interop tests create network namespaces, so they need root (or CAP_SYS_ADMIN).
 set -euo pipefail
 cd "$(dirname "$0")"
+# Every "==>" line carries the seconds since the start, so a slow run says where time went.
+SECONDS=0
+step() { printf '==> [%4ss] %s\n' "$SECONDS" "$*"; }
 scripts/deps.sh test
 
-echo "==> cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "==> cargo clippy (all targets, warnings are errors)"
+step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "==> estuary check-config on every example"
+step "estuary check-config on every example"
 cargo build --quiet -p estuary
 for f in examples/*.toml packaging/estuary.toml; do
   target/debug/estuary check-config "$f"
@@ -31,7 +34,7 @@ aarch64_log=target/aarch64-ci.log
 ) >"$aarch64_log" 2>&1 &
 aarch64_pid=$!
 
-echo "==> fuzz smoke run (${FUZZ_SECONDS:=5} s per target)"
+step "fuzz smoke run (${FUZZ_SECONDS:=5} s per target)"
 (
   cd fuzz
   export RUSTC_BOOTSTRAP=1
@@ -46,15 +49,19 @@ echo "==> fuzz smoke run (${FUZZ_SECONDS:=5} s per target)"
   done
 )
 
-echo "==> cargo test (workspace)"
+step "cargo test (workspace)"
 cargo test --workspace --no-run --quiet
 # The drift resampler's test is pure arithmetic that takes over 2 minutes under emulation; it
 # runs natively below, and every other engine and wire test runs under qemu.
-echo "==> aarch64: the sans-IO and engine unit tests, cross-compiled, under qemu-user"
+step "aarch64: the sans-IO and engine unit tests, cross-compiled, under qemu-user"
 aarch64=0
 wait "$aarch64_pid" || aarch64=$?
 cat "$aarch64_log"
 tests=0
-cargo test --workspace --no-fail-fast || tests=$?
-[ "$tests" -eq 0 ] || { echo "cargo test failed ($tests)"; exit 1; }
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log || tests=$?
+if [ "$tests" -ne 0 ]; then
+  step "cargo test failed ($tests); the failed tests once more, each alone"
+  scripts/retry-flaky.sh target/test.log || { echo "cargo test failed"; exit 1; }
+fi
 [ "$aarch64" -eq 0 ] || { echo "aarch64 tests failed ($aarch64)"; exit 1; }
+step "all checks passed"

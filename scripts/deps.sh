@@ -104,8 +104,9 @@ if [ "$profile" = test ] && [ ! -d "$dashboard_e2e/node_modules/playwright-core"
 fi
 
 # The package test (tests/inst.rs) installs the .deb into a clean Debian bookworm root, built
-# once with debootstrap from this machine's mirror and kept under the cargo target directory.
-debroot="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/deb-root/bookworm"
+# once per machine with debootstrap from this machine's mirror (like the packages above, not
+# once per clone: a fresh clone would pay two minutes for the same root).
+debroot="${ESTUARY_DEBROOT:-/var/cache/estuary-ci/deb-root/bookworm}"
 # Rebuilt when it lacks a library the package depends on (FFmpeg's, since the Icecast outputs).
 if [ "$profile" = test ] && { [ ! -x "$debroot/usr/bin/setpriv" ] ||
     ! ls "$debroot"/usr/lib/*/libavformat.so.59* >/dev/null 2>&1; }; then
@@ -116,6 +117,7 @@ if [ "$profile" = test ] && { [ ! -x "$debroot/usr/bin/setpriv" ] ||
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo rm -rf "$debroot.tmp"
   $sudo rm -rf "$debroot"
+  $sudo mkdir -p "$(dirname "$debroot")"
   $sudo debootstrap --variant=minbase \
     --include=libsrt1.5-gnutls,libopus0,libavcodec59,libavformat59,libavutil57,libswresample4,util-linux,adduser \
     bookworm "$debroot.tmp" "$mirror" >/dev/null

@@ -597,15 +597,6 @@ fn setup_wizard_in_tmux_matches_answers() {
     );
 }
 
-/// The cargo target directory (the binary is `<target>/debug/estuary`).
-fn target_dir() -> PathBuf {
-    Path::new(ESTUARY)
-        .ancestors()
-        .nth(2)
-        .expect("target dir")
-        .to_owned()
-}
-
 /// `Key=value` of the unit's [Service] section (the first one).
 fn unit_value(unit: &str, key: &str) -> String {
     unit.lines()
@@ -621,7 +612,10 @@ fn unit_value(unit: &str, key: &str) -> String {
 /// private /tmp. An AES67 tone reaches an SRT receiver through it, checked by frequency.
 #[test]
 fn deb_installs_in_a_clean_root_and_runs_sandboxed() {
-    let cache = target_dir().join("deb-root/bookworm");
+    let cache = std::env::var_os("ESTUARY_DEBROOT").map_or_else(
+        || PathBuf::from("/var/cache/estuary-ci/deb-root/bookworm"),
+        PathBuf::from,
+    );
     assert!(
         cache.join("usr/bin/setpriv").exists(),
         "no cached Debian root at {}: run scripts/deps.sh test",
