@@ -101,6 +101,11 @@ struct IngestArgs {
     /// meter every input.
     #[arg(long)]
     meters: bool,
+    /// `bench record`: pairs of runs (ingest, then ingest + record, in alternating order);
+    /// the figure is the median of the pairs' ratios, which a noisy machine moves less than
+    /// any one pair.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// `bench record`: where the recordings go (a temporary directory inside it, deleted
     /// after); the worker: record every channel to a mono file here.
     #[arg(long)]
@@ -368,26 +373,44 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
         }
         cmd
     };
-    let mut results = vec![measure_worker(
-        "ingest",
-        worker(None),
-        args.seconds,
-        stream_seconds,
-    )?];
-    report(
-        &mut results,
-        measure_worker(
-            "+record",
-            worker(Some(dir.path())),
-            args.seconds,
-            stream_seconds,
-        ),
-    );
-    print_table(&results);
-    if let [ingest, record] = &results[..] {
+    let rounds = args.rounds.max(1);
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let bare = || measure_worker("ingest", worker(None), args.seconds, stream_seconds);
+        let recorded = || {
+            measure_worker(
+                "+record",
+                worker(Some(dir.path())),
+                args.seconds,
+                stream_seconds,
+            )
+        };
+        // Alternating which goes first keeps a drift in the machine's load out of the ratio.
+        let results = if round % 2 == 0 {
+            vec![bare()?, recorded()?]
+        } else {
+            let r = recorded()?;
+            vec![bare()?, r]
+        };
+        print_table(&results);
+        if let [ingest, record] = &results[..] {
+            let ratio = record.cpu.as_secs_f64() / ingest.cpu.as_secs_f64();
+            println!(
+                "round {}: recording adds {:.0} % to the ingest CPU",
+                round + 1,
+                (ratio - 1.0) * 100.0
+            );
+            ratios.push(ratio);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
         println!(
-            "recording adds {:.0} % to the ingest CPU",
-            (record.cpu.as_secs_f64() / ingest.cpu.as_secs_f64() - 1.0) * 100.0
+            "recording adds {:.0} % to the ingest CPU (median of {} rounds; range {:.0} to {:.0} %)",
+            (median - 1.0) * 100.0,
+            ratios.len(),
+            (ratios[0] - 1.0) * 100.0,
+            (ratios[ratios.len() - 1] - 1.0) * 100.0
         );
     }
     println!(

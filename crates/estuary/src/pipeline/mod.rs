@@ -738,8 +738,9 @@ impl Route {
             )?;
             let halt = self.halt.clone();
             let thread = format!("rec-{}", worker.name());
-            // Woken every 100 ms of audio; it also wakes on its own to rewrite headers.
-            let frame = u64::from(stream.sample_rate / 10);
+            // Woken every [`record::WAKE`] of audio (it also wakes on its own to rewrite
+            // headers): few wake-ups, as each costs a context switch per recorder.
+            let frame = (crate::record::WAKE.as_secs_f64() * f64::from(stream.sample_rate)) as u64;
             let mut feed = Self::spawn_fed(
                 &mut self.workers,
                 thread,
