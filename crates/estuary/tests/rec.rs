@@ -268,6 +268,27 @@ fn api_status(api: u16) -> serde_json::Value {
     serde_json::from_slice(&out).expect("status JSON")
 }
 
+/// The status once `settled` holds for it, or the last one read after 5 s (the asserts that
+/// follow then say what is missing). Recorders publish at their wake-ups, up to
+/// `record::WAKE` (250 ms) apart, later on a loaded machine.
+fn status_when(api: u16, settled: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = api_status(api);
+        if settled(&status) || Instant::now() >= deadline {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every one of the three recorders of the gap tests lists `gaps` gaps.
+fn all_list_gaps(status: &serde_json::Value, gaps: u64) -> bool {
+    ["all", "groups", "mono"]
+        .iter()
+        .all(|name| recorder(status, name)["gaps"] == gaps)
+}
+
 fn recorder(status: &serde_json::Value, name: &str) -> serde_json::Value {
     status["recorders"]
         .as_array()
@@ -323,8 +344,7 @@ fn records_every_sample_and_exactly_the_gaps() {
     let packets = 2_500;
     let dropped = [500, 501, 1_200, 2_000, 2_001, 2_002, 2_003, 2_004, 2_005];
     send(5004, 4, packets, &dropped);
-    std::thread::sleep(Duration::from_millis(300));
-    let status = api_status(8481);
+    let status = status_when(8481, |s| all_list_gaps(s, 4));
     for name in ["all", "groups", "mono"] {
         let r = recorder(&status, name);
         assert_eq!(r["state"], "recording", "{r}");
@@ -587,8 +607,7 @@ fn flac_records_every_sample_and_exactly_the_gaps() {
     let packets = 2_000;
     let dropped = [300, 301, 1_100, 1_500, 1_501, 1_502];
     send(5018, 4, packets, &dropped);
-    std::thread::sleep(Duration::from_millis(300));
-    let status = api_status(8488);
+    let status = status_when(8488, |s| all_list_gaps(s, 4));
     for name in ["all", "groups", "mono"] {
         let r = recorder(&status, name);
         assert_eq!(r["state"], "recording", "{r}");
@@ -1048,8 +1067,13 @@ fn slow_closes_at_rotation_drop_nothing() {
     wait_for_api(8488);
     let packets = 4_500;
     send(5030, 2, packets, &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let status = recorder(&api_status(8488), "slow");
+    let wanted = packets * FPP;
+    let status = recorder(
+        &status_when(8488, |s| {
+            recorder(s, "slow")["frames"].as_u64() >= Some(wanted)
+        }),
+        "slow",
+    );
     assert_eq!(status["frames_dropped"], 0, "{status}");
     assert!(
         status["frames"].as_u64().expect("frames") >= packets * FPP,
