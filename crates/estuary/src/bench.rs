@@ -101,9 +101,9 @@ struct IngestArgs {
     /// meter every input.
     #[arg(long)]
     meters: bool,
-    /// `bench record`: pairs of runs (ingest, then ingest + record, in alternating order);
-    /// the figure is the median of the pairs' ratios, which a noisy machine moves less than
-    /// any one pair.
+    /// `bench record` and `bench ingest --meters`: pairs of runs (ingest alone, then with
+    /// recording or meters, in alternating order); the figure is the median of the pairs'
+    /// ratios, which a noisy machine moves less than any one pair.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// `bench record`: where the recordings go (a temporary directory inside it, deleted
@@ -265,30 +265,32 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
             "--latency",
             &humantime::format_duration(args.latency).to_string(),
         ]);
-    let metered = args.meters.then(|| {
-        let mut metered = Command::new(worker.get_program());
-        metered.args(worker.get_args()).arg("--meters");
-        metered
-    });
-    let mut results = vec![measure_worker(
-        "estuary",
-        worker,
-        args.seconds,
-        stream_seconds,
-    )?];
+    let mut results = if args.meters {
+        let metered = || {
+            let mut metered = Command::new(worker.get_program());
+            metered.args(worker.get_args()).arg("--meters");
+            measure_worker("estuary+meters", metered, args.seconds, stream_seconds)
+        };
+        let bare = || {
+            let mut bare = Command::new(worker.get_program());
+            bare.args(worker.get_args());
+            measure_worker("estuary", bare, args.seconds, stream_seconds)
+        };
+        paired_rounds(
+            args.rounds,
+            "metering (every channel: peak, true peak, RMS, R128, detectors, health)",
+            bare,
+            metered,
+        )?
+    } else {
+        vec![measure_worker(
+            "estuary",
+            worker,
+            args.seconds,
+            stream_seconds,
+        )?]
+    };
     let sender_lateness = sender.max_lateness();
-    if let Some(metered) = metered {
-        report(
-            &mut results,
-            measure_worker("estuary+meters", metered, args.seconds, stream_seconds),
-        );
-        if let [bare, metered, ..] = &results[..] {
-            println!(
-                "metering (every channel: peak, true peak, RMS, R128, detectors, health) adds {:.0} % to the ingest CPU",
-                (metered.cpu.as_secs_f64() / bare.cpu.as_secs_f64() - 1.0) * 100.0
-            );
-        }
-    }
     if !args.no_peers {
         let pipeline: String = specs
             .iter()
@@ -341,6 +343,51 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `rounds` pairs of runs, `bare` and `with` in alternating order, each pair printed; then
+/// the median of the pairs' ratios, which a noisy machine moves less than any one pair.
+/// Returns the last pair.
+fn paired_rounds(
+    rounds: usize,
+    what: &str,
+    bare: impl Fn() -> anyhow::Result<Measured>,
+    with: impl Fn() -> anyhow::Result<Measured>,
+) -> anyhow::Result<Vec<Measured>> {
+    let rounds = rounds.max(1);
+    let mut ratios = Vec::with_capacity(rounds);
+    let mut last = Vec::new();
+    for round in 0..rounds {
+        // Alternating which goes first keeps a drift in the machine's load out of the ratio.
+        let results = if round % 2 == 0 {
+            vec![bare()?, with()?]
+        } else {
+            let w = with()?;
+            vec![bare()?, w]
+        };
+        print_table(&results);
+        if let [a, b] = &results[..] {
+            let ratio = b.cpu.as_secs_f64() / a.cpu.as_secs_f64();
+            println!(
+                "round {}: {what} adds {:.0} % to the ingest CPU",
+                round + 1,
+                (ratio - 1.0) * 100.0
+            );
+            ratios.push(ratio);
+        }
+        last = results;
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        println!(
+            "{what} adds {:.0} % to the ingest CPU (median of {} rounds; range {:.0} to {:.0} %)",
+            (median - 1.0) * 100.0,
+            ratios.len(),
+            (ratios[0] - 1.0) * 100.0,
+            (ratios[ratios.len() - 1] - 1.0) * 100.0
+        );
+    }
+    Ok(last)
+}
+
 /// `bench record`: the ingest worker without and then with a recorder per stream writing
 /// every channel to its own 24-bit mono file, against the same senders.
 fn record(args: &IngestArgs) -> anyhow::Result<()> {
@@ -373,46 +420,16 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
         }
         cmd
     };
-    let rounds = args.rounds.max(1);
-    let mut ratios = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        let bare = || measure_worker("ingest", worker(None), args.seconds, stream_seconds);
-        let recorded = || {
-            measure_worker(
-                "+record",
-                worker(Some(dir.path())),
-                args.seconds,
-                stream_seconds,
-            )
-        };
-        // Alternating which goes first keeps a drift in the machine's load out of the ratio.
-        let results = if round % 2 == 0 {
-            vec![bare()?, recorded()?]
-        } else {
-            let r = recorded()?;
-            vec![bare()?, r]
-        };
-        print_table(&results);
-        if let [ingest, record] = &results[..] {
-            let ratio = record.cpu.as_secs_f64() / ingest.cpu.as_secs_f64();
-            println!(
-                "round {}: recording adds {:.0} % to the ingest CPU",
-                round + 1,
-                (ratio - 1.0) * 100.0
-            );
-            ratios.push(ratio);
-        }
-    }
-    ratios.sort_by(f64::total_cmp);
-    if let Some(median) = ratios.get(ratios.len() / 2) {
-        println!(
-            "recording adds {:.0} % to the ingest CPU (median of {} rounds; range {:.0} to {:.0} %)",
-            (median - 1.0) * 100.0,
-            ratios.len(),
-            (ratios[0] - 1.0) * 100.0,
-            (ratios[ratios.len() - 1] - 1.0) * 100.0
-        );
-    }
+    let bare = || measure_worker("ingest", worker(None), args.seconds, stream_seconds);
+    let recorded = || {
+        measure_worker(
+            "+record",
+            worker(Some(dir.path())),
+            args.seconds,
+            stream_seconds,
+        )
+    };
+    paired_rounds(args.rounds, "recording", bare, recorded)?;
     println!(
         "sender: worst delay behind schedule: {:.2} ms",
         sender.max_lateness().as_secs_f64() * 1000.0

@@ -188,9 +188,17 @@ pub struct LoudnessMeter {
     /// of windows.
     ring: Vec<f64>,
     next: usize,
+    /// Σ of the ring's last [`MOMENTARY`] and of all its windows, kept as windows come and go
+    /// (and summed afresh at every turn of the ring, so rounding never accumulates).
+    momentary_sum: f64,
+    short_term_sum: f64,
     windows: u64,
-    blocks: Box<[u64; BINS]>,
-    short_terms: Box<[u64; BINS]>,
+    blocks: Histogram,
+    short_terms: Histogram,
+    /// Derived from the histograms when they change (every 100 ms and 1 s), not at every
+    /// read of the levels.
+    integrated: f64,
+    range: f64,
 }
 
 /// Windows per 100 ms, 400 ms and 3 s.
@@ -225,9 +233,13 @@ impl LoudnessMeter {
             window_frames: window_frames.max(1) as f64,
             ring: vec![0.0; SHORT_TERM],
             next: 0,
+            momentary_sum: 0.0,
+            short_term_sum: 0.0,
             windows: 0,
-            blocks: Box::new([0; BINS]),
-            short_terms: Box::new([0; BINS]),
+            blocks: Histogram::new(),
+            short_terms: Histogram::new(),
+            integrated: f64::NEG_INFINITY,
+            range: 0.0,
         }
     }
 
@@ -247,34 +259,38 @@ impl LoudnessMeter {
             .get(self.first..self.first + self.count)
             .unwrap_or_default();
         let energy: f64 = group.iter().zip(&self.weights).map(|(e, w)| e * w).sum();
-        if let Some(slot) = self.ring.get_mut(self.next) {
-            *slot = energy;
-        }
+        let leaving_momentary = self.ring[(self.next + SHORT_TERM - MOMENTARY) % SHORT_TERM];
+        let leaving_short_term = std::mem::replace(&mut self.ring[self.next], energy);
+        self.momentary_sum += energy - leaving_momentary;
+        self.short_term_sum += energy - leaving_short_term;
         self.next = (self.next + 1) % SHORT_TERM;
+        if self.next == 0 {
+            self.momentary_sum = self.ring[SHORT_TERM - MOMENTARY..].iter().sum();
+            self.short_term_sum = self.ring.iter().sum();
+        }
         self.windows += 1;
         let w = self.windows;
         let b = bins();
         if w >= MOMENTARY as u64 && w.is_multiple_of(STEP as u64) {
-            let e = self.mean_energy(MOMENTARY);
+            let e = self.mean_energy(self.momentary_sum, MOMENTARY);
             if e >= b.boundaries[0] {
-                self.blocks[bin_of(b, e)] += 1;
+                self.blocks.add(bin_of(b, e));
+                self.integrated = integrated(&self.blocks);
             }
         }
         if w >= SHORT_TERM as u64 && (w - SHORT_TERM as u64).is_multiple_of(10 * STEP as u64) {
-            let e = self.mean_energy(SHORT_TERM);
+            let e = self.mean_energy(self.short_term_sum, SHORT_TERM);
             if e >= b.boundaries[0] {
-                self.short_terms[bin_of(b, e)] += 1;
+                self.short_terms.add(bin_of(b, e));
+                self.range = range(&self.short_terms);
             }
         }
     }
 
-    /// Mean square over the last `windows` windows (zeros before the start, as `ebur128`'s
-    /// zero-filled buffer).
-    fn mean_energy(&self, windows: usize) -> f64 {
-        let sum: f64 = (1..=windows)
-            .map(|k| self.ring[(self.next + SHORT_TERM - k) % SHORT_TERM])
-            .sum();
-        sum / (windows as f64 * self.window_frames)
+    /// Mean square of `sum` over `windows` windows (zeros before the start, as `ebur128`'s
+    /// zero-filled buffer); a sum kept by adding and subtracting may dip just below 0.
+    fn mean_energy(&self, sum: f64, windows: usize) -> f64 {
+        sum.max(0.0) / (windows as f64 * self.window_frames)
     }
 
     fn loudness_of(energy: f64) -> f64 {
@@ -288,29 +304,64 @@ impl LoudnessMeter {
     /// The current values.
     pub fn levels(&self) -> LoudnessLevels {
         LoudnessLevels {
-            momentary: Self::loudness_of(self.mean_energy(MOMENTARY)),
-            short_term: Self::loudness_of(self.mean_energy(SHORT_TERM)),
-            integrated: integrated(&self.blocks),
-            range: range(&self.short_terms),
+            momentary: Self::loudness_of(self.mean_energy(self.momentary_sum, MOMENTARY)),
+            short_term: Self::loudness_of(self.mean_energy(self.short_term_sum, SHORT_TERM)),
+            integrated: self.integrated,
+            range: self.range,
         }
     }
 }
 
+/// A histogram of block energies over the [`Bins`], and the span of its non-empty bins: a
+/// programme's blocks fill a few dozen of the 1000 bins, and the sums below walk only those
+/// (skipping empty bins adds exact zeros, so the results are the same).
+#[derive(Debug)]
+struct Histogram {
+    counts: Box<[u64; BINS]>,
+    /// Non-empty bins are within `lo..hi` (empty: `lo >= hi`).
+    lo: usize,
+    hi: usize,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            counts: Box::new([0; BINS]),
+            lo: BINS,
+            hi: 0,
+        }
+    }
+
+    fn add(&mut self, bin: usize) {
+        if let Some(c) = self.counts.get_mut(bin) {
+            *c += 1;
+            self.lo = self.lo.min(bin);
+            self.hi = self.hi.max(bin + 1);
+        }
+    }
+
+    /// The counts and bin energies of bins `from..` that may be non-empty.
+    fn occupied(&self, from: usize) -> (&[u64], &[f64]) {
+        let range = from.max(self.lo)..self.hi.max(from.max(self.lo));
+        (&self.counts[range.clone()], &bins().energies[range])
+    }
+}
+
 /// Gated loudness of a histogram of 400 ms blocks (BS.1770-4 §2.8).
-fn integrated(h: &[u64; BINS]) -> f64 {
+fn integrated(h: &Histogram) -> f64 {
     let b = bins();
-    let (count, power) = h
-        .iter()
-        .zip(&b.energies)
-        .fold((0u64, 0.0), |(n, p), (c, e)| (n + c, p + *c as f64 * e));
+    let sums = |(counts, energies): (&[u64], &[f64])| {
+        counts
+            .iter()
+            .zip(energies)
+            .fold((0u64, 0.0), |(n, p), (c, e)| (n + c, p + *c as f64 * e))
+    };
+    let (count, power) = sums(h.occupied(0));
     if count == 0 {
         return f64::NEG_INFINITY;
     }
     let start = gate_start(b, power / count as f64 * 0.1);
-    let (count, power) = h[start..]
-        .iter()
-        .zip(&b.energies[start..])
-        .fold((0u64, 0.0), |(n, p), (c, e)| (n + c, p + *c as f64 * e));
+    let (count, power) = sums(h.occupied(start));
     if count == 0 {
         return f64::NEG_INFINITY;
     }
@@ -319,11 +370,14 @@ fn integrated(h: &[u64; BINS]) -> f64 {
 
 /// LRA of a histogram of short-term blocks (EBU Tech 3342): 95th − 10th percentile of the
 /// blocks above the −20 LU relative gate.
-fn range(h: &[u64; BINS]) -> f64 {
+fn range(h: &Histogram) -> f64 {
     let b = bins();
+    let (counts, energies) = h.occupied(0);
+    let lo = h.lo;
+    // Cumulative counts of the occupied bins (bin `lo + i` at `i`).
     let mut cumulative = [0u64; BINS];
     let (mut size, mut power) = (0u64, 0.0);
-    for ((c, sum), e) in h.iter().zip(cumulative.iter_mut()).zip(&b.energies) {
+    for ((c, sum), e) in counts.iter().zip(cumulative.iter_mut()).zip(energies) {
         size += c;
         *sum = size;
         power += *c as f64 * e;
@@ -331,11 +385,13 @@ fn range(h: &[u64; BINS]) -> f64 {
     if size == 0 {
         return 0.0;
     }
+    let cumulative = &cumulative[..counts.len()];
     let index = gate_start(b, power / size as f64 * 0.01);
-    let before = index
-        .checked_sub(1)
-        .and_then(|i| cumulative.get(i).copied())
-        .unwrap_or(0);
+    // Blocks below the gate: the cumulative count of bin `index − 1`.
+    let before = match index.checked_sub(1 + lo) {
+        None => 0,
+        Some(i) => cumulative.get(i).copied().unwrap_or(size),
+    };
     let size = size - before;
     if size == 0 {
         return 0.0;
@@ -344,8 +400,10 @@ fn range(h: &[u64; BINS]) -> f64 {
     // exceeds it.
     let percentile = |p: f64| {
         let rank = ((size - 1) as f64 * p + 0.5) as u64 + before;
-        let j = cumulative.partition_point(|&v| v <= rank).min(BINS - 1);
-        b.energies[j]
+        let j = cumulative
+            .partition_point(|&v| v <= rank)
+            .min(counts.len() - 1);
+        energies[j]
     };
     energy_to_loudness(percentile(0.95)) - energy_to_loudness(percentile(0.1))
 }

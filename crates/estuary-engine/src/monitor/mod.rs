@@ -631,8 +631,8 @@ pub struct Monitor {
     kernel: Kernel,
     /// The previous window's second differences are known (after the first window).
     d2_ready: bool,
-    /// The widest vector instructions of this CPU (run-time dispatch).
-    arch: pulp::Arch,
+    /// The vector instructions of this CPU that the per-sample pass runs on.
+    arch: Isa,
     pairs: Vec<PairState>,
     groups: Vec<LoudnessMeter>,
     events: Vec<MonitorEvent>,
@@ -682,7 +682,7 @@ impl Monitor {
         let groups: Vec<_> = loudness_groups(channels, config.loudness)
             .map(|(first, count)| LoudnessMeter::new(first, count, window_frames))
             .collect();
-        let arch = pulp::Arch::new();
+        let arch = Isa::detect();
         let derived = Derived {
             hold_frames: duration_to_ticks(config.peak_hold, rate),
             decay_per_frame: config.peak_decay_db_per_s / sample_rate as f64,
@@ -821,6 +821,7 @@ impl Monitor {
         // Frames before the third ever have no second difference.
         let unprimed = (2u64.saturating_sub(self.frames) as usize).min(chunk.len() / self.channels);
         self.arch.dispatch(Accumulate {
+            wide: None,
             lanes: &mut self.lanes,
             kernel: &self.kernel,
             d2_ready: self.d2_ready,
@@ -989,9 +990,85 @@ impl EventSink<'_> {
     }
 }
 
+/// The vector instructions the per-sample pass is compiled for, chosen at run time: on x86-64
+/// AVX-512 or AVX2 and FMA when present, else the build's baseline; on aarch64 NEON. The
+/// lane-group code runs on 8-lane vectors (AVX2: one lane group per vector) even under
+/// AVX-512, whose 16 lanes are wider than a lane group; there only the true-peak filter,
+/// which runs along time, takes the wide vectors ([`true_peak::measure_wide`]).
+#[derive(Debug, Clone, Copy)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Wide(true_peak::Wide),
+    #[cfg(target_arch = "x86_64")]
+    V3(pulp::x86::V3),
+    #[cfg(target_arch = "x86_64")]
+    Scalar,
+    #[cfg(not(target_arch = "x86_64"))]
+    Arch(pulp::Arch),
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        return match (true_peak::detect_wide(), pulp::x86::V3::try_new()) {
+            (Some(wide), _) => Isa::Wide(wide),
+            (None, Some(v3)) => Isa::V3(v3),
+            (None, None) => Isa::Scalar,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Arch(pulp::Arch::new())
+    }
+
+    /// Scalar code everywhere (tests compare it with the vector paths).
+    #[cfg(test)]
+    fn scalar() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        return Isa::Scalar;
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Arch(pulp::Arch::Scalar)
+    }
+
+    fn dispatch(self, op: Accumulate<'_>) {
+        match self {
+            // Compiled once, for AVX-512: the lane code on AVX2's 8-lane vectors (which the
+            // wide CPU has), the true-peak filter on 16 lanes.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Wide(wide) => pulp::Simd::vectorize(wide, OnWide { op, wide }),
+            #[cfg(target_arch = "x86_64")]
+            Isa::V3(simd) => pulp::Simd::vectorize(simd, op),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Scalar => pulp::Simd::vectorize(pulp::Scalar::new(), op),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Arch(arch) => arch.dispatch(op),
+        }
+    }
+}
+
+/// [`Accumulate`] run inside code compiled for [`true_peak::Wide`].
+#[cfg(target_arch = "x86_64")]
+struct OnWide<'a> {
+    op: Accumulate<'a>,
+    wide: true_peak::Wide,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl pulp::WithSimd for OnWide<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let OnWide { mut op, wide } = self;
+        op.wide = Some(wide);
+        // AVX-512 includes AVX2 and FMA: the lane code's 8-lane vectors.
+        pulp::WithSimd::with_simd(op, *wide)
+    }
+}
+
 /// [`accumulate_lanes`] compiled for the CPU's widest vector instructions (AVX2 and FMA on
 /// x86-64 when present, else the build's baseline; NEON on aarch64), chosen at run time.
 struct Accumulate<'a> {
+    /// Set only inside code compiled for the wide instructions.
+    wide: Option<true_peak::Wide>,
     lanes: &'a mut Lanes,
     kernel: &'a Kernel,
     d2_ready: bool,
@@ -1005,13 +1082,14 @@ impl pulp::WithSimd for Accumulate<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let Accumulate {
+            wide,
             lanes,
             kernel,
             d2_ready,
             unprimed,
             chunk,
         } = self;
-        accumulate_lanes(simd, lanes, kernel, d2_ready, unprimed, chunk);
+        accumulate_lanes(simd, wide, lanes, kernel, (d2_ready, unprimed), chunk);
     }
 }
 
@@ -1024,10 +1102,10 @@ impl pulp::WithSimd for Accumulate<'_> {
 #[inline(always)]
 fn accumulate_lanes<S: pulp::Simd>(
     simd: S,
+    wide: Option<true_peak::Wide>,
     l: &mut Lanes,
     k: &Kernel,
-    d2_ready: bool,
-    unprimed: usize,
+    (d2_ready, unprimed): (bool, usize),
     chunk: &[i32],
 ) {
     let n = l.channels;
@@ -1057,7 +1135,9 @@ fn accumulate_lanes<S: pulp::Simd>(
                 );
             }
             if let Some(peak2) = l.true_peak2.get_mut(g) {
-                true_peak::measure(simd, k.oversampling, group, peak2);
+                let taken = true_peak::measure_wide(wide, k.oversampling, group, peak2);
+                let rest = group.get(taken..).unwrap_or_default();
+                true_peak::measure(simd, k.oversampling, rest, peak2);
             }
             // The last frames are the next chunk's history.
             span.copy_within(frames..H + frames, 0);
@@ -1362,7 +1442,7 @@ mod tests {
         }
         let mut native = Monitor::new(channels, rate, MonitorConfig::default()).expect("valid");
         let mut scalar = Monitor::new(channels, rate, MonitorConfig::default()).expect("valid");
-        scalar.arch = pulp::Arch::Scalar;
+        scalar.arch = Isa::scalar();
         // Blocks of 48 frames plus an odd one, so chunks do not line up with windows.
         for block in audio.chunks(47 * ch) {
             native.process(MonoTime::ZERO, block);

@@ -203,6 +203,96 @@ pub(crate) fn measure<S: pulp::Simd>(
     }
 }
 
+/// The vector type of the time-parallel 4× filter ([`measure_wide`]): 16 `f32`, two frames
+/// of a lane group per vector (AVX-512 on x86-64; no such path elsewhere).
+#[cfg(target_arch = "x86_64")]
+pub(crate) type Wide = pulp::x86::V4;
+/// The vector type of the time-parallel 4× filter: none off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wide {}
+
+/// `Some` when this CPU has the [`Wide`] instructions.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn detect_wide() -> Option<Wide> {
+    #[cfg(target_arch = "x86_64")]
+    return pulp::x86::V4::try_new();
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The part of [`measure`] that wider vectors do faster: at 4× oversampling, each even number
+/// of outputs of `frames`, folded into `peak2` as `measure` would. Returns how many outputs it
+/// took; `measure` on `&frames[taken..]` does the rest (their history included). Inlined into
+/// code compiled for [`Wide`]'s instructions (see the monitor's `Isa`).
+#[inline(always)]
+pub(crate) fn measure_wide(
+    wide: Option<Wide>,
+    oversampling: Oversampling,
+    frames: &[Lane],
+    peak2: &mut Lane,
+) -> usize {
+    match (wide, oversampling) {
+        #[cfg(target_arch = "x86_64")]
+        (Some(simd), Oversampling::Four) => four_wide(simd, frames, peak2),
+        _ => 0,
+    }
+}
+
+/// The 4× filter along time, two outputs per vector: an 8-channel lane group is 32 bytes a
+/// frame, so frames `n` and `n + 1` are one vector of 16 `f32`, and every tap reads one
+/// (unaligned) vector. Same taps and order of operations as [`measure`], so the same result
+/// bit for bit, at twice the frames per instruction. A compile-time error for any vector but
+/// two lane groups wide.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn four_wide<S: pulp::Simd>(simd: S, frames: &[Lane], peak2: &mut Lane) -> usize {
+    const { assert!(S::F32_LANES == 2 * LANES) };
+    /// Floats one output pair reads: frames n − 11 … n + 1.
+    const WINDOW: usize = (HISTORY + 2) * LANES;
+    let splat = |t: [f32; 6]| {
+        let v = |k: usize| simd.splat_f32s(t[k]);
+        [v(0), v(1), v(2), v(3), v(4), v(5)]
+    };
+    let (g0, e0) = (splat(HALVES_0.0), splat(HALVES_0.1));
+    let (g1, e1) = (splat(HALVES_1.0), splat(HALVES_1.1));
+    let flat = frames.as_flattened();
+    let pairs = frames.len().saturating_sub(HISTORY) / 2;
+    let zero = simd.splat_f32s(0.0);
+    let mut m = zero;
+    for p in 0..pairs {
+        let Some(win) = flat
+            .get(2 * p * LANES..)
+            .and_then(|w| w.first_chunk::<WINDOW>())
+        else {
+            break;
+        };
+        // Frames n − k and n + 1 − k (constant offsets into `win`: no bounds checks).
+        let row = |k: usize| -> S::f32s {
+            let at = (HISTORY - k) * LANES;
+            let two: [f32; 2 * LANES] = win[at..at + 2 * LANES].try_into().unwrap_or_default();
+            pulp::cast_lossy(two)
+        };
+        let (mut a0, mut b0, mut a1, mut b1) = (zero, zero, zero, zero);
+        for k in 0..6 {
+            let (p, q) = (row(k), row(TAPS - 1 - k));
+            let (sum, diff) = (simd.add_f32s(p, q), simd.sub_f32s(p, q));
+            a0 = simd.mul_add_e_f32s(g0[k], sum, a0);
+            b0 = simd.mul_add_e_f32s(e0[k], diff, b0);
+            a1 = simd.mul_add_e_f32s(g1[k], sum, a1);
+            b1 = simd.mul_add_e_f32s(e1[k], diff, b1);
+        }
+        let p0 = simd.add_f32s(simd.abs_f32s(a0), simd.abs_f32s(b0));
+        let p1 = simd.add_f32s(simd.abs_f32s(a1), simd.abs_f32s(b1));
+        m = simd.max_f32s(m, simd.max_f32s(p0, p1));
+    }
+    let both: [f32; 2 * LANES] = pulp::cast_lossy(m);
+    for c in 0..LANES {
+        peak2[c] = peak2[c].max(both[c]).max(both[LANES + c]);
+    }
+    2 * pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +303,56 @@ mod tests {
         // Phase 1 passes DC 0.24 dB low; the peak is the largest phase, so that is harmless.
         assert_eq!(PHASE_0.iter().sum::<f64>(), 1.001_586_914_062_5);
         assert_eq!(PHASE_1.iter().sum::<f64>(), 0.973_022_460_937_5);
+    }
+
+    #[test]
+    fn the_wide_path_reads_what_the_lane_path_reads() {
+        // A chirp-like pseudo-random signal, odd lengths so the wide path leaves a remainder.
+        let mut state = 0x2545_f491_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+        };
+        for len in [
+            HISTORY,
+            HISTORY + 1,
+            HISTORY + 2,
+            HISTORY + 37,
+            HISTORY + 64,
+        ] {
+            let frames: Vec<Lane> = (0..len).map(|_| core::array::from_fn(|_| next())).collect();
+            let mut lane_path = [0.0f32; LANES];
+            measure(
+                pulp::Scalar::new(),
+                Oversampling::Four,
+                &frames,
+                &mut lane_path,
+            );
+            let mut wide_path = [0.0f32; LANES];
+            let taken = match detect_wide() {
+                #[cfg(target_arch = "x86_64")]
+                Some(simd) => four_wide(simd, &frames, &mut wide_path),
+                _ => 0,
+            };
+            assert!(taken <= len - HISTORY && taken.is_multiple_of(2), "{taken}");
+            measure(
+                pulp::Scalar::new(),
+                Oversampling::Four,
+                &frames[taken..],
+                &mut wide_path,
+            );
+            for (a, b) in lane_path.iter().zip(&wide_path) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * a.abs(),
+                    "{len}: {lane_path:?} vs {wide_path:?}"
+                );
+            }
+            if len > HISTORY + 1 {
+                assert!(lane_path.iter().all(|&p| p > 0.0), "{lane_path:?}");
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use estuary_io::mcast::{self, Interface};
 use estuary_io::sched;
 use estuary_io::sendbatch::SendBatch;
 
+use super::Registration;
 use super::aes67::Aes67Worker;
 use super::generator::Generator;
 
@@ -38,8 +39,6 @@ const BATCH_SLOTS: usize = 64;
 const SLOT_BYTES: usize = 1500;
 /// How long the thread naps when it has no output at all.
 const IDLE: Duration = Duration::from_millis(200);
-/// How long a route waits for the thread to let go of its outputs.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One socket's pending datagrams, and whom to charge for the ones the kernel refuses.
 pub(super) struct Batch {
@@ -104,17 +103,6 @@ pub(super) struct Leg {
 }
 
 /// Answered when the transmit thread has let go of an output.
-pub(super) struct Registration {
-    released: Receiver<()>,
-}
-
-impl Registration {
-    /// Waits until the output has been dropped (its route's halt was requested).
-    pub fn wait(self) {
-        let _ = self.released.recv_timeout(RELEASE_TIMEOUT);
-    }
-}
-
 struct Adopted {
     worker: Aes67Worker,
     released: Sender<()>,
@@ -164,18 +152,18 @@ fn tx_thread() -> &'static TxThread {
 /// thread to wake when audio arrives (waking it costs nothing: it sleeps on its deadlines).
 pub(super) fn register(worker: Aes67Worker) -> (Registration, Thread) {
     let tx = tx_thread();
-    let (released, answer) = mpsc::channel();
+    let (released, registration) = Registration::new(tx.thread.clone());
     super::lock(&tx.inbox).push(Adopted { worker, released });
     tx.arrived.store(true, Ordering::Release);
     tx.thread.unpark();
-    (Registration { released: answer }, tx.thread.clone())
+    (registration, tx.thread.clone())
 }
 
 /// Hands a generator input to the transmit thread, which makes its frames until the
 /// route's halt is requested.
 pub(super) fn register_generator(generator: Generator) -> Registration {
     let tx = tx_thread();
-    let (released, answer) = mpsc::channel();
+    let (released, registration) = Registration::new(tx.thread.clone());
     super::lock(&tx.generators).push(AdoptedGenerator {
         generator,
         released,
@@ -183,7 +171,7 @@ pub(super) fn register_generator(generator: Generator) -> Registration {
     });
     tx.arrived.store(true, Ordering::Release);
     tx.thread.unpark();
-    Registration { released: answer }
+    registration
 }
 
 fn run() {

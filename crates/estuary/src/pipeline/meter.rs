@@ -2,15 +2,16 @@
 //! feeds the input's rings (the ingest thread, or the generator / SRT / Dante input's thread),
 //! on each block right after it was pulled: no copy, no ring, no wake-up, and the block is
 //! still in cache. That thread never waits for anyone: alarm changes go out through a
-//! lock-free ring, the snapshot is published with a `try_lock`. A thread per input
-//! ([`MeterWorker`]) wakes every 50 ms to judge stream health, turn alarm changes into signals
-//! (which allocate) and publish; it also builds the `Monitor` of new detector settings, which
-//! the feeding thread swaps in without allocating or freeing.
+//! lock-free ring, the snapshot is published with a `try_lock`. Each input's [`MeterWorker`]
+//! judges stream health every 50 ms, turns alarm changes into signals (which allocate) and
+//! publishes; it also builds the `Monitor` of new detector settings, which the feeding thread
+//! swaps in without allocating or freeing. One thread runs every input's worker: a thread per
+//! input cost a context switch per input every period, more CPU than the health work itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, Thread};
 use std::time::{Duration, SystemTime};
 
 use estuary_engine::monitor::detect::Change;
@@ -19,12 +20,14 @@ use estuary_engine::monitor::{AlarmKind, MeterSnapshot, Monitor, MonitorConfig, 
 use estuary_engine::time::MonoTime;
 use estuary_io::clock::monotonic_now;
 
-use super::InputSnapshot;
+use super::{InputSnapshot, Registration};
 use crate::gateway::{Condition, Scope, Signal};
 use crate::shutdown::Stop;
 
 /// How often health is judged and the snapshots published.
 const PUBLISH_PERIOD: Duration = Duration::from_millis(50);
+/// How long the meter thread naps when no input is metered.
+const IDLE: Duration = Duration::from_millis(500);
 /// Alarm changes in flight from the feeding thread to the worker (a 50 ms period rarely has
 /// more than a few; a full ring drops and counts them in `events_dropped`).
 const EVENT_RING: usize = 1024;
@@ -158,18 +161,19 @@ pub(super) struct MeterWorker {
 }
 
 impl MeterWorker {
-    /// Judges and publishes every [`PUBLISH_PERIOD`] until `halt`.
-    pub fn run(mut self, halt: &Stop) {
-        while !halt.requested() {
-            thread::park_timeout(PUBLISH_PERIOD);
-            if let Ok(settings) = self.retune.try_recv() {
-                self.apply_settings(settings);
-            }
-            self.free_replaced();
-            self.forward_audio_events();
-            self.judge_health(monotonic_now());
-            self.publish();
+    /// One period's work: settings, alarm changes, health, publication.
+    fn tick(&mut self) {
+        if let Ok(settings) = self.retune.try_recv() {
+            self.apply_settings(settings);
         }
+        self.free_replaced();
+        self.forward_audio_events();
+        self.judge_health(monotonic_now());
+        self.publish();
+    }
+
+    /// The route has stopped: clears what was raised and publishes that.
+    fn finish(&mut self) {
         self.clear_all();
         self.publish();
     }
@@ -287,5 +291,86 @@ fn track(
     raised.retain(|&(c, ch)| (c, ch) != (condition, channel));
     if up {
         raised.push((condition, channel));
+    }
+}
+
+/// A worker on the meter thread, until its route's halt is requested.
+struct Adopted {
+    worker: MeterWorker,
+    halt: Stop,
+    released: Sender<()>,
+}
+
+/// The thread that runs every input's [`MeterWorker`].
+struct MeterThread {
+    inbox: Mutex<Vec<Adopted>>,
+    arrived: AtomicBool,
+    thread: Thread,
+}
+
+static METERS: OnceLock<MeterThread> = OnceLock::new();
+
+fn meter_thread() -> &'static MeterThread {
+    METERS.get_or_init(|| {
+        let (ready, handle) = mpsc::channel();
+        // The thread outlives every route (it naps when idle), like the ingest thread.
+        let spawned = thread::Builder::new()
+            .name("meters".to_owned())
+            .spawn(move || {
+                let _ = ready.send(thread::current());
+                run();
+            });
+        let thread = match spawned {
+            Ok(_) => handle.recv().ok(),
+            Err(_) => None,
+        }
+        .unwrap_or_else(thread::current);
+        MeterThread {
+            inbox: Mutex::new(Vec::new()),
+            arrived: AtomicBool::new(false),
+            thread,
+        }
+    })
+}
+
+/// Hands `worker` to the meter thread, which runs it until `halt` is requested.
+pub(super) fn register(worker: MeterWorker, halt: Stop) -> Registration {
+    let meters = meter_thread();
+    let (released, registration) = Registration::new(meters.thread.clone());
+    super::lock(&meters.inbox).push(Adopted {
+        worker,
+        halt,
+        released,
+    });
+    meters.arrived.store(true, Ordering::Release);
+    meters.thread.unpark();
+    registration
+}
+
+fn run() {
+    let mut workers: Vec<Adopted> = Vec::new();
+    loop {
+        let Some(meters) = METERS.get() else {
+            thread::park_timeout(IDLE);
+            continue;
+        };
+        if meters.arrived.swap(false, Ordering::Acquire) {
+            workers.append(&mut super::lock(&meters.inbox));
+        }
+        workers.retain_mut(|a| {
+            if a.halt.requested() {
+                a.worker.finish();
+                let _ = a.released.send(());
+                return false;
+            }
+            a.worker.tick();
+            true
+        });
+        // An unpark (a new worker, a route stopping) ends the nap early.
+        thread::park_timeout(if workers.is_empty() {
+            IDLE
+        } else {
+            PUBLISH_PERIOD
+        });
     }
 }

@@ -252,8 +252,8 @@ struct Route {
     /// Stops this route's output and meter threads (not the daemon's).
     halt: Stop,
     workers: Vec<JoinHandle<()>>,
-    /// AES67 outputs handed to the transmit thread.
-    transmitting: Vec<aes67_tx::Registration>,
+    /// AES67 outputs and generators handed to the transmit thread, meters to the meter thread.
+    adopted: Vec<Registration>,
     attached: bool,
     /// This input feeds the Dante device's TX channels (`dante.tx_input`).
     dante_tx: bool,
@@ -408,7 +408,7 @@ impl Running {
             retune: None,
             halt: Stop::default(),
             workers: Vec::new(),
-            transmitting: Vec::new(),
+            adopted: Vec::new(),
             attached: false,
             dante_tx: config
                 .dante
@@ -472,16 +472,22 @@ impl Running {
     }
 
     fn stop_all(&mut self) {
-        for route in &mut self.routes {
-            route.halt.request();
-        }
+        // The ingest first: once it has stopped, no block arrives after a worker's last drain.
         self.ingest_halt.request();
         if let Some(ingest) = self.ingest.take() {
             let _ = ingest.join();
         }
         for route in &mut self.routes {
+            route.halt.request();
+        }
+        for route in &mut self.routes {
             for worker in route.workers.drain(..) {
+                // Recorders sleep up to a `record::WAKE` between drains.
+                worker.thread().unpark();
                 let _ = worker.join();
+            }
+            for adopted in route.adopted.drain(..) {
+                adopted.wait();
             }
         }
         // The output threads held the other references: dropping the routes stops each SRT
@@ -546,6 +552,36 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+/// A worker handed to a thread shared by every route (the AES67 transmitter, the meters):
+/// answers once that thread has let go of it, after the route's halt was requested.
+pub(super) struct Registration {
+    released: mpsc::Receiver<()>,
+    thread: thread::Thread,
+}
+
+impl Registration {
+    /// How long a route waits for the shared thread to let go.
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// The sender the shared thread answers on, and the registration waiting for it.
+    fn new(thread: thread::Thread) -> (Sender<()>, Self) {
+        let (released, answer) = mpsc::channel();
+        (
+            released,
+            Registration {
+                released: answer,
+                thread,
+            },
+        )
+    }
+
+    /// Waits until the worker has been let go (wakes the thread so that it looks now).
+    pub fn wait(self) {
+        self.thread.unpark();
+        let _ = self.released.recv_timeout(Self::TIMEOUT);
     }
 }
 
@@ -662,7 +698,7 @@ impl Route {
                 .with_context(|| format!("output {name}"))?;
                 let frame = worker.frame as u64;
                 let (registration, thread) = aes67_tx::register(worker);
-                self.transmitting.push(registration);
+                self.adopted.push(registration);
                 rings.push(OutputFeed {
                     samples,
                     marks,
@@ -764,17 +800,21 @@ impl Route {
                 (self.signals.clone(), retune_rx),
             )
             .with_context(|| format!("input {name}: meters"))?;
-            let halt = self.halt.clone();
-            let thread = format!("meter-{name}");
+            let registration = meter::register(worker, self.halt.clone());
+            let thread = registration.thread.clone();
+            self.adopted.push(registration);
             // The feeding thread meters each block itself (see `meter.rs`): this feed has
-            // no ring and never wakes the worker, which runs on its own period.
-            let mut feed = Self::spawn_fed(
-                &mut self.workers,
+            // no ring and never wakes the meter thread, which runs on its own period.
+            let mut feed = OutputFeed {
+                samples: rtrb::RingBuffer::new(1).0,
+                marks: rtrb::RingBuffer::new(1).0,
+                frames_pushed: 0,
+                frame: u64::MAX,
                 thread,
-                (rtrb::RingBuffer::new(1).0, rtrb::RingBuffer::new(1).0),
-                u64::MAX,
-                move || worker.run(&halt),
-            )?;
+                events: None,
+                meter: None,
+                gap_lost: false,
+            };
             feed.meter = Some(Box::new(inline));
             rings.push(feed);
         }
@@ -819,8 +859,7 @@ impl Route {
                 );
                 info!(input = %name, signal = stream.label.as_deref().unwrap_or("-"), channels = stream.channels, rate = stream.sample_rate, "generating");
                 // Made on the transmit thread, on its own wake-ups.
-                self.transmitting
-                    .push(aes67_tx::register_generator(generator));
+                self.adopted.push(aes67_tx::register_generator(generator));
             }
             (None, None) if self.config.kind == InputKind::Dante => {
                 crate::dante::attach_rx(Box::new(dante_in::DanteInput::new(
@@ -922,7 +961,7 @@ impl Route {
             worker.thread().unpark();
             let _ = worker.join();
         }
-        for output in self.transmitting.drain(..) {
+        for output in self.adopted.drain(..) {
             output.wait();
         }
         // Closes an SRT input's connection (and its listening port) before a restart reopens it.
