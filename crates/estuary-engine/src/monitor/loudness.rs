@@ -11,6 +11,8 @@
 //! edges, same gating and percentile arithmetic), restructured so that the filter is shared
 //! and vectorised across channels instead of run per group and per channel, and so that the
 //! 400 ms and 3 s energies come from per-window sums instead of re-squaring 3 s of stored audio.
+//! Those sums are kept as windows come and go, and integrated loudness and LRA are derived
+//! when a histogram changes, over its non-empty bins, so reading the levels costs nothing.
 //! `tests/meters.rs` checks the EBU Tech 3341/3342 cases within 0.1 LU.
 //! Momentary and short-term loudness end at the last complete 10 ms window.
 //!
