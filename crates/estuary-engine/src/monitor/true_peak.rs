@@ -111,6 +111,50 @@ pub(crate) fn vectors_mut<S: pulp::Simd>(lanes: &mut [Lane]) -> &mut [S::f32s] {
     S::as_mut_simd_f32s(lanes.as_flattened_mut()).0
 }
 
+/// The 4× filter's taps as vectors of `S`: the symmetric and antisymmetric halves of phases
+/// 0 and 1 (see [`measure`]).
+struct FourTaps<S: pulp::Simd> {
+    g0: [S::f32s; 6],
+    e0: [S::f32s; 6],
+    g1: [S::f32s; 6],
+    e1: [S::f32s; 6],
+}
+
+impl<S: pulp::Simd> FourTaps<S> {
+    #[inline(always)]
+    fn new(simd: S) -> Self {
+        let splat = |t: [f32; 6]| {
+            let v = |k: usize| simd.splat_f32s(t[k]);
+            [v(0), v(1), v(2), v(3), v(4), v(5)]
+        };
+        FourTaps {
+            g0: splat(HALVES_0.0),
+            e0: splat(HALVES_0.1),
+            g1: splat(HALVES_1.0),
+            e1: splat(HALVES_1.1),
+        }
+    }
+
+    /// Twice the largest |output| of the four phases at one position, `row(k)` being
+    /// x[n − k] (whatever a vector holds: channels of one frame, or two frames).
+    #[inline(always)]
+    fn peak2(&self, simd: S, row: impl Fn(usize) -> S::f32s) -> S::f32s {
+        let zero = simd.splat_f32s(0.0);
+        let (mut a0, mut b0, mut a1, mut b1) = (zero, zero, zero, zero);
+        for k in 0..6 {
+            let (p, q) = (row(k), row(TAPS - 1 - k));
+            let (sum, diff) = (simd.add_f32s(p, q), simd.sub_f32s(p, q));
+            a0 = simd.mul_add_e_f32s(self.g0[k], sum, a0);
+            b0 = simd.mul_add_e_f32s(self.e0[k], diff, b0);
+            a1 = simd.mul_add_e_f32s(self.g1[k], sum, a1);
+            b1 = simd.mul_add_e_f32s(self.e1[k], diff, b1);
+        }
+        let p0 = simd.add_f32s(simd.abs_f32s(a0), simd.abs_f32s(b0));
+        let p1 = simd.add_f32s(simd.abs_f32s(a1), simd.abs_f32s(b1));
+        simd.max_f32s(p0, p1)
+    }
+}
+
 /// Folds the true peak of the frames of one lane group into `peak2` (per lane, **twice** the
 /// largest absolute oversampled value, see below).
 ///
@@ -136,14 +180,9 @@ pub(crate) fn measure<S: pulp::Simd>(
     let outputs = frames.len().saturating_sub(HISTORY);
     // The vectors one output reads: x[n − 11] … x[n] of one part.
     let span = HISTORY * subs + 1;
-    let splat = |t: [f32; 6]| {
-        let v = |k: usize| simd.splat_f32s(t[k]);
-        [v(0), v(1), v(2), v(3), v(4), v(5)]
-    };
     match oversampling {
         Oversampling::Four => {
-            let (g0, e0) = (splat(HALVES_0.0), splat(HALVES_0.1));
-            let (g1, e1) = (splat(HALVES_1.0), splat(HALVES_1.1));
+            let taps = FourTaps::new(simd);
             for (s, out) in out.iter_mut().enumerate() {
                 // Kept in a local so that it stays in a register across frames.
                 let mut m = *out;
@@ -153,19 +192,7 @@ pub(crate) fn measure<S: pulp::Simd>(
                     };
                     // x[n − k] (constant offsets into `win`: no bounds checks).
                     let row = |k: usize| win[(HISTORY - k) * subs];
-                    let zero = simd.splat_f32s(0.0);
-                    let (mut a0, mut b0, mut a1, mut b1) = (zero, zero, zero, zero);
-                    for k in 0..6 {
-                        let (p, q) = (row(k), row(TAPS - 1 - k));
-                        let (sum, diff) = (simd.add_f32s(p, q), simd.sub_f32s(p, q));
-                        a0 = simd.mul_add_e_f32s(g0[k], sum, a0);
-                        b0 = simd.mul_add_e_f32s(e0[k], diff, b0);
-                        a1 = simd.mul_add_e_f32s(g1[k], sum, a1);
-                        b1 = simd.mul_add_e_f32s(e1[k], diff, b1);
-                    }
-                    let p0 = simd.add_f32s(simd.abs_f32s(a0), simd.abs_f32s(b0));
-                    let p1 = simd.add_f32s(simd.abs_f32s(a1), simd.abs_f32s(b1));
-                    m = simd.max_f32s(m, simd.max_f32s(p0, p1));
+                    m = simd.max_f32s(m, taps.peak2(simd, row));
                 }
                 *out = m;
             }
@@ -254,16 +281,10 @@ fn four_wide<S: pulp::Simd>(simd: S, frames: &[Lane], peak2: &mut Lane) -> usize
     const { assert!(S::F32_LANES == 2 * LANES) };
     /// Floats one output pair reads: frames n − 11 … n + 1.
     const WINDOW: usize = (HISTORY + 2) * LANES;
-    let splat = |t: [f32; 6]| {
-        let v = |k: usize| simd.splat_f32s(t[k]);
-        [v(0), v(1), v(2), v(3), v(4), v(5)]
-    };
-    let (g0, e0) = (splat(HALVES_0.0), splat(HALVES_0.1));
-    let (g1, e1) = (splat(HALVES_1.0), splat(HALVES_1.1));
+    let taps = FourTaps::new(simd);
     let flat = frames.as_flattened();
     let pairs = frames.len().saturating_sub(HISTORY) / 2;
-    let zero = simd.splat_f32s(0.0);
-    let mut m = zero;
+    let mut m = simd.splat_f32s(0.0);
     for p in 0..pairs {
         let Some(win) = flat
             .get(2 * p * LANES..)
@@ -277,18 +298,7 @@ fn four_wide<S: pulp::Simd>(simd: S, frames: &[Lane], peak2: &mut Lane) -> usize
             let two: [f32; 2 * LANES] = win[at..at + 2 * LANES].try_into().unwrap_or_default();
             pulp::cast_lossy(two)
         };
-        let (mut a0, mut b0, mut a1, mut b1) = (zero, zero, zero, zero);
-        for k in 0..6 {
-            let (p, q) = (row(k), row(TAPS - 1 - k));
-            let (sum, diff) = (simd.add_f32s(p, q), simd.sub_f32s(p, q));
-            a0 = simd.mul_add_e_f32s(g0[k], sum, a0);
-            b0 = simd.mul_add_e_f32s(e0[k], diff, b0);
-            a1 = simd.mul_add_e_f32s(g1[k], sum, a1);
-            b1 = simd.mul_add_e_f32s(e1[k], diff, b1);
-        }
-        let p0 = simd.add_f32s(simd.abs_f32s(a0), simd.abs_f32s(b0));
-        let p1 = simd.add_f32s(simd.abs_f32s(a1), simd.abs_f32s(b1));
-        m = simd.max_f32s(m, simd.max_f32s(p0, p1));
+        m = simd.max_f32s(m, taps.peak2(simd, row));
     }
     let both: [f32; 2 * LANES] = pulp::cast_lossy(m);
     for c in 0..LANES {

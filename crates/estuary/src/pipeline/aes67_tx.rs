@@ -18,7 +18,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -126,19 +126,7 @@ static TX: OnceLock<TxThread> = OnceLock::new();
 
 fn tx_thread() -> &'static TxThread {
     TX.get_or_init(|| {
-        let (ready, handle) = mpsc::channel();
-        // The thread outlives every route (it naps when idle), like the ingest thread.
-        let spawned = thread::Builder::new()
-            .name("aes67-tx".to_owned())
-            .spawn(move || {
-                let _ = ready.send(thread::current());
-                run();
-            });
-        let thread = match spawned {
-            Ok(_) => handle.recv().ok(),
-            Err(_) => None,
-        }
-        .unwrap_or_else(thread::current);
+        let thread = super::spawn_shared("aes67-tx", run);
         TxThread {
             inbox: Mutex::new(Vec::new()),
             generators: Mutex::new(Vec::new()),

@@ -9,7 +9,7 @@
 //! input cost a context switch per input every period, more CPU than the health work itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, SystemTime};
@@ -312,19 +312,7 @@ static METERS: OnceLock<MeterThread> = OnceLock::new();
 
 fn meter_thread() -> &'static MeterThread {
     METERS.get_or_init(|| {
-        let (ready, handle) = mpsc::channel();
-        // The thread outlives every route (it naps when idle), like the ingest thread.
-        let spawned = thread::Builder::new()
-            .name("meters".to_owned())
-            .spawn(move || {
-                let _ = ready.send(thread::current());
-                run();
-            });
-        let thread = match spawned {
-            Ok(_) => handle.recv().ok(),
-            Err(_) => None,
-        }
-        .unwrap_or_else(thread::current);
+        let thread = super::spawn_shared("meters", run);
         MeterThread {
             inbox: Mutex::new(Vec::new()),
             arrived: AtomicBool::new(false),

@@ -555,6 +555,19 @@ impl Drop for Running {
     }
 }
 
+/// Starts a thread shared by every route (the AES67 transmitter, the meters): it outlives
+/// them all and naps when idle, like the ingest thread. Returns the thread to unpark (the
+/// caller's own if it could not start: unparking that is harmless).
+fn spawn_shared(name: &str, run: fn()) -> thread::Thread {
+    match thread::Builder::new().name(name.to_owned()).spawn(run) {
+        Ok(handle) => handle.thread().clone(),
+        Err(e) => {
+            tracing::error!(thread = name, error = %e, "cannot start thread");
+            thread::current()
+        }
+    }
+}
+
 /// A worker handed to a thread shared by every route (the AES67 transmitter, the meters):
 /// answers once that thread has let go of it, after the route's halt was requested.
 pub(super) struct Registration {
