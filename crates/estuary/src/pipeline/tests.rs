@@ -237,3 +237,51 @@ fn a_new_alarm_threshold_retunes_the_meters_without_restarting_audio() {
     sender.sender.stop();
     running.shutdown();
 }
+
+#[test]
+fn removing_an_input_clears_its_raised_alarms_before_apply_returns() {
+    use crate::gateway::{Condition, Signal};
+    let (a_port, b_port) = (free_udp_port(), free_udp_port());
+    let mut a_tone = tone(a_port, -18.0);
+    let mut b_tone = tone(b_port, -18.0);
+    // The tone (−18 dBFS peak) is "silent" for a −10 dBFS threshold: raised at once.
+    let rule = "[[alarms.rules]]\nname = \"quiet\"\ncondition = \"silence\"\ninputs = [\"*\"]\nthreshold = -10.0\nraise_after = \"0s\"\nseverity = \"warning\"\n\n";
+    let (signals, received) = std::sync::mpsc::channel::<Signal>();
+    let options = Options {
+        signals: Some(signals),
+        ..options()
+    };
+    let both = parse(&(input("a", a_port) + &input("b", b_port) + rule));
+    let mut running = Running::start_with(&both, options).expect("start");
+    let mut seen = Vec::new();
+    let is_silence =
+        |s: &Signal, input: &str| s.subject == input && s.condition == Condition::Silence;
+    wait_for("silence raised on both inputs", || {
+        seen.extend(received.try_iter());
+        ["a", "b"]
+            .iter()
+            .all(|i| seen.iter().any(|s| is_silence(s, i) && s.raised))
+    });
+    running
+        .apply(&parse(&(input("b", b_port) + rule)))
+        .expect("applied");
+    // The meter thread let go of a's worker, which cleared what it had raised, before the
+    // route was gone: the clears are already here.
+    seen.extend(received.try_iter());
+    for channel in [Some(1), Some(2)] {
+        let last = seen
+            .iter()
+            .rfind(|s| is_silence(s, "a") && s.channel == channel)
+            .expect("a signal of a's channel");
+        assert!(!last.raised, "{channel:?} still raised: {seen:?}");
+    }
+    // b, still running, keeps its alarm raised.
+    let last_b = seen
+        .iter()
+        .rfind(|s| is_silence(s, "b"))
+        .expect("a signal of b");
+    assert!(last_b.raised, "{seen:?}");
+    a_tone.sender.stop();
+    b_tone.sender.stop();
+    running.shutdown();
+}
