@@ -35,7 +35,7 @@ fn gst_receiver(dir: &Path, seconds: u32, out: &Path) -> Proc {
     cmd.arg("-c").arg(format!(
         "exec timeout -s INT {seconds} gst-launch-1.0 -q -e udpsrc address={GROUP} port=5004 \
          multicast-iface=lo caps=\"application/x-rtp,media=audio,clock-rate=48000,\
-         encoding-name=L24,channels=2,payload=98\" ! rtpjitterbuffer latency=20 \
+         encoding-name=L24,channels=2,payload=98\" ! rtpjitterbuffer latency=100 \
          ! rtpL24depay ! filesink location={}",
         out.display()
     ));
@@ -224,17 +224,12 @@ fn s302m_from_ffmpeg_reaches_aes67_bit_exact() {
         len / 2,
         estuary.stderr()
     );
-    if let Some(i) = run[..len]
-        .iter()
-        .zip(&sent[anchor..])
-        .position(|(r, s)| r != s)
-    {
-        panic!(
-            "received frame {} of {} differs from what sox wrote\nstatus: {srt:#}",
-            i / 2,
-            len / 2
-        );
-    }
+    // Only glitches the AES67 output counted (a transmitter starved on a loaded machine) may
+    // break the copy; the SRT leg itself must be lossless (the counters below).
+    let breaks = exact_stretches(&run[..len], &sent[anchor..])
+        .unwrap_or_else(|e| panic!("{e}\nstatus: {srt:#}\n{}", estuary.stderr()));
+    let counters = &crate::status()["outputs"][0]["counters"];
+    assert_breaks_counted(breaks, counters, &estuary);
     assert_eq!(srt["underruns"], 0, "{srt:#}");
     assert_eq!(srt["steered_ticks"], 0, "{srt:#}");
     assert_eq!(srt["decode_errors"], 0, "{srt:#}");

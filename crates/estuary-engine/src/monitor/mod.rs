@@ -35,7 +35,7 @@ use core::time::Duration;
 
 use crate::time::MonoTime;
 use detect::{Change, Debounce, Timing, duration_to_ticks};
-use loudness::{KWeighting, LoudnessLevels, LoudnessMeter};
+use loudness::{KWeighting, LoudnessLevels, LoudnessMeter, WINDOWS_PER_BLOCK};
 use true_peak::{LANES, Lane, Oversampling, vectors, vectors_mut, vectors_per_lane};
 
 /// Length of an analysis window.
@@ -392,31 +392,43 @@ pub struct MeterSnapshot {
 /// A displayed peak with hold and decay, in audio time (frames).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct PeakHold {
-    held_db: f64,
+    /// The held amplitude (full scale 1.0): kept linear, so that a window that does not beat
+    /// it while it holds costs no logarithm.
+    held: f64,
     held_at: u64,
 }
 
 impl PeakHold {
     const fn new() -> Self {
         PeakHold {
-            held_db: f64::NEG_INFINITY,
+            held: 0.0,
             held_at: 0,
         }
     }
 
-    /// The displayed value at frame `now`.
+    /// Frames the display has been falling at `now` (0 while it holds).
+    fn falling(&self, now: u64, hold: u64) -> u64 {
+        now.saturating_sub(self.held_at).saturating_sub(hold)
+    }
+
+    /// The displayed value at frame `now`, in dB.
     fn display(&self, now: u64, hold: u64, decay_per_frame: f64) -> f64 {
-        let since = now.saturating_sub(self.held_at);
-        match since.checked_sub(hold) {
-            Some(falling) if falling > 0 => self.held_db - decay_per_frame * falling as f64,
-            _ => self.held_db,
+        let held_db = amplitude_db(self.held);
+        match self.falling(now, hold) {
+            0 => held_db,
+            falling => held_db - decay_per_frame * falling as f64,
         }
     }
 
-    /// A new window peak `level_db` ending at frame `now`.
-    fn update(&mut self, now: u64, level_db: f64, hold: u64, decay_per_frame: f64) {
-        if level_db >= self.display(now, hold, decay_per_frame) {
-            self.held_db = level_db;
+    /// A new window peak `level` (amplitude) ending at frame `now`.
+    fn update(&mut self, now: u64, level: f64, hold: u64, decay_per_frame: f64) {
+        // The display never exceeds what is held, and equals it while it holds: only a
+        // falling display needs the comparison in dB.
+        let beats = level >= self.held
+            || (self.falling(now, hold) > 0
+                && amplitude_db(level) >= self.display(now, hold, decay_per_frame));
+        if beats {
+            self.held = level;
             self.held_at = now;
         }
     }
@@ -428,6 +440,9 @@ struct WindowRing<const N: usize> {
     slots: Vec<[f64; N]>,
     next: usize,
     filled: usize,
+    /// The sum of the slots held, kept as windows come and go and summed afresh each time
+    /// the ring wraps, so rounding never accumulates beyond one turn.
+    total: [f64; N],
 }
 
 impl<const N: usize> WindowRing<N> {
@@ -436,15 +451,24 @@ impl<const N: usize> WindowRing<N> {
             slots: vec![[0.0; N]; windows.max(1)],
             next: 0,
             filled: 0,
+            total: [0.0; N],
         }
     }
 
     fn push(&mut self, value: [f64; N]) {
+        let full = self.full();
         if let Some(slot) = self.slots.get_mut(self.next) {
+            let leaving = if full { *slot } else { [0.0; N] };
+            for ((t, v), old) in self.total.iter_mut().zip(value).zip(leaving) {
+                *t += v - old;
+            }
             *slot = value;
         }
         self.next = (self.next + 1) % self.slots.len();
         self.filled = (self.filled + 1).min(self.slots.len());
+        if self.next == 0 {
+            self.total = self.summed();
+        }
     }
 
     fn full(&self) -> bool {
@@ -455,8 +479,13 @@ impl<const N: usize> WindowRing<N> {
         self.filled
     }
 
-    /// Element-wise sum over the windows held (recomputed, so rounding never accumulates).
+    /// Element-wise sum over the windows held.
     fn sum(&self) -> [f64; N] {
+        self.total
+    }
+
+    /// [`Self::sum`] added up from the slots.
+    fn summed(&self) -> [f64; N] {
         let mut total = [0.0; N];
         for slot in self.slots.iter().take(self.filled) {
             for (t, v) in total.iter_mut().zip(slot) {
@@ -467,13 +496,82 @@ impl<const N: usize> WindowRing<N> {
     }
 }
 
+/// Each window's Σx² of every channel, summed over the last `windows` windows (the RMS
+/// meter). Kept per lane group, so a window's sums of eight channels are one 32-byte slot:
+/// a ring per channel touched a cache line per channel per window, and with a thousand
+/// channels metered those lines are cold every time.
+#[derive(Debug, Clone)]
+struct LaneRing {
+    /// `windows` × `groups` slots, window-major.
+    slots: Vec<Lane>,
+    groups: usize,
+    next: usize,
+    filled: usize,
+    /// Per channel (lane), the sum of the windows held: kept as windows come and go, and
+    /// summed afresh at each turn of the ring, so rounding never accumulates beyond one.
+    total: Vec<f64>,
+}
+
+impl LaneRing {
+    fn new(windows: usize, groups: usize) -> Self {
+        LaneRing {
+            slots: vec![[0.0; LANES]; windows.max(1) * groups],
+            groups,
+            next: 0,
+            filled: 0,
+            total: vec![0.0; groups * LANES],
+        }
+    }
+
+    fn windows(&self) -> usize {
+        self.slots.len() / self.groups.max(1)
+    }
+
+    /// Adds a window's sums (one [`Lane`] per group), replacing the oldest.
+    fn push(&mut self, window: &[Lane]) {
+        let windows = self.windows();
+        let full = self.filled == windows;
+        let at = self.next * self.groups;
+        if let Some(slots) = self.slots.get_mut(at..at + self.groups) {
+            let pairs = slots
+                .as_flattened_mut()
+                .iter_mut()
+                .zip(window.as_flattened());
+            for ((slot, &new), total) in pairs.zip(self.total.iter_mut()) {
+                let old = if full { f64::from(*slot) } else { 0.0 };
+                *total += f64::from(new) - old;
+                *slot = new;
+            }
+        }
+        self.next = (self.next + 1) % windows;
+        self.filled = (self.filled + 1).min(windows);
+        if self.next == 0 {
+            self.total.fill(0.0);
+            for window in self.slots.chunks_exact(self.groups) {
+                for (t, &v) in self.total.iter_mut().zip(window.as_flattened()) {
+                    *t += f64::from(v);
+                }
+            }
+        }
+    }
+
+    /// Mean square of channel `ch` over the windows held, in dB (−∞ before the first).
+    fn mean_square_db(&self, ch: usize, window_frames: u64) -> f64 {
+        let frames = self.filled as f64 * window_frames as f64;
+        match self.total.get(ch) {
+            Some(total) if frames > 0.0 => power_db(total / frames),
+            _ => f64::NEG_INFINITY,
+        }
+    }
+}
+
 /// Window-rate state of one channel (the per-sample accumulators are in [`Lanes`]).
 #[derive(Debug, Clone)]
 struct ChannelState {
-    rms: WindowRing<1>,
     dc: WindowRing<1>,
     peak_hold: PeakHold,
     true_peak_hold: PeakHold,
+    /// Largest window peaks since the start (amplitude, full scale 1.0).
     peak_max: f64,
     true_peak_max: f64,
     silence: Debounce,
@@ -563,18 +661,29 @@ impl Lanes {
         }
     }
 
-    fn reset_window(&mut self) {
+    /// Clears the window accumulators that `k` uses (the others stay untouched: with a
+    /// thousand channels metered, every line written here is a cache miss).
+    fn reset_window(&mut self, k: &Kernel) {
         self.peak.fill([0.0; LANES]);
         self.sum_sq.fill([0.0; LANES]);
-        self.sum.fill(0.0);
-        self.min.fill(i32::MAX);
-        self.max.fill(i32::MIN);
         self.true_peak2.fill([0.0; LANES]);
-        self.longest_clip_run.fill([0; LANES]);
-        self.clicks_in_window.fill(0);
-        self.d2_current.fill(0.0);
-        self.sum_xy.fill(0.0);
-        self.k_weighting.end_window();
+        if k.dc {
+            self.sum.fill(0.0);
+        }
+        if k.stuck {
+            self.min.fill(i32::MAX);
+            self.max.fill(i32::MIN);
+        }
+        if k.clip {
+            self.longest_clip_run.fill([0; LANES]);
+        }
+        if k.click.is_some() {
+            self.clicks_in_window.fill(0);
+            self.d2_current.fill(0.0);
+        }
+        if k.phase {
+            self.sum_xy.fill(0.0);
+        }
     }
 }
 
@@ -612,6 +721,16 @@ struct Derived {
     decay_per_frame: f64,
     clip_level: f32,
     click_floor: f64,
+    /// Silence thresholds as window mean squares (full scale 1.0): to raise, and while
+    /// raised (threshold + hysteresis).
+    silence_power: f64,
+    silence_power_raised: f64,
+    /// The clipping detector's true-peak limit as an amplitude (∞ when unset).
+    clip_true_peak: f64,
+    /// DC thresholds as `|mean|` (full scale 1.0): to raise, and while raised (threshold −
+    /// hysteresis).
+    dc_level: f64,
+    dc_level_raised: f64,
 }
 
 /// Meters, loudness and alarms of one input: see the module docs.
@@ -627,6 +746,8 @@ pub struct Monitor {
     /// Frames into the current window.
     in_window: u64,
     state: Vec<ChannelState>,
+    /// The RMS meter's windows.
+    rms: LaneRing,
     lanes: Lanes,
     kernel: Kernel,
     /// The previous window's second differences are known (after the first window).
@@ -656,12 +777,11 @@ impl Monitor {
         let window_frames = duration_to_ticks(WINDOW, rate).max(1);
         let windows_of = |d: Duration| duration_to_ticks(d, rate).div_ceil(window_frames) as usize;
         let channel = ChannelState {
-            rms: WindowRing::new(windows_of(config.rms_window)),
             dc: WindowRing::new(config.dc_offset.map_or(1, |c| windows_of(c.window))),
             peak_hold: PeakHold::new(),
             true_peak_hold: PeakHold::new(),
-            peak_max: f64::NEG_INFINITY,
-            true_peak_max: f64::NEG_INFINITY,
+            peak_max: 0.0,
+            true_peak_max: 0.0,
             silence: debounce(config.silence.map(|c| c.timing), rate),
             clipping: debounce(config.clipping.map(|c| c.timing), rate),
             stuck: debounce(config.stuck.map(|c| c.timing), rate),
@@ -692,6 +812,22 @@ impl Monitor {
             click_floor: config
                 .discontinuity
                 .map_or(0.0, |c| db_to_linear(c.floor_dbfs)),
+            silence_power: config
+                .silence
+                .map_or(0.0, |c| db_to_power(c.threshold_dbfs)),
+            silence_power_raised: config
+                .silence
+                .map_or(0.0, |c| db_to_power(c.threshold_dbfs + c.hysteresis_db)),
+            clip_true_peak: config
+                .clipping
+                .and_then(|c| c.true_peak_dbtp)
+                .map_or(f64::INFINITY, db_to_linear),
+            dc_level: config
+                .dc_offset
+                .map_or(0.0, |c| db_to_linear(c.threshold_dbfs)),
+            dc_level_raised: config
+                .dc_offset
+                .map_or(0.0, |c| db_to_linear(c.threshold_dbfs - c.hysteresis_db)),
         };
         Ok(Monitor {
             channels: usize::from(channels),
@@ -702,6 +838,10 @@ impl Monitor {
             frames: 0,
             in_window: 0,
             state: vec![channel; usize::from(channels)],
+            rms: LaneRing::new(
+                windows_of(config.rms_window),
+                usize::from(channels).div_ceil(LANES),
+            ),
             lanes: Lanes::new(usize::from(channels), sample_rate, pairs.len()),
             kernel: Kernel {
                 oversampling: Oversampling::of(sample_rate),
@@ -775,32 +915,32 @@ impl Monitor {
         out.frames = self.frames;
         out.events_dropped = self.events_dropped;
         out.channels.clear();
-        out.channels.extend(
-            self.state
-                .iter()
-                .zip(&self.lanes.clicks)
-                .map(|(s, &clicks)| ChannelLevels {
-                    peak: s
-                        .peak_hold
-                        .display(self.frames, d.hold_frames, d.decay_per_frame),
-                    true_peak: s.true_peak_hold.display(
-                        self.frames,
-                        d.hold_frames,
-                        d.decay_per_frame,
-                    ),
-                    rms: rms_db(&s.rms, self.window_frames),
-                    peak_max: s.peak_max,
-                    true_peak_max: s.true_peak_max,
-                    clicks,
-                    alarms: ChannelAlarms {
-                        silence: s.silence.active(),
-                        clipping: s.clipping.active(),
-                        stuck: s.stuck.active(),
-                        dc_offset: s.dc_offset.active(),
-                        discontinuity: s.discontinuity.active(),
-                    },
-                }),
-        );
+        out.channels
+            .extend(self.state.iter().zip(&self.lanes.clicks).enumerate().map(
+                |(ch, (s, &clicks))| {
+                    ChannelLevels {
+                        peak: s
+                            .peak_hold
+                            .display(self.frames, d.hold_frames, d.decay_per_frame),
+                        true_peak: s.true_peak_hold.display(
+                            self.frames,
+                            d.hold_frames,
+                            d.decay_per_frame,
+                        ),
+                        rms: self.rms.mean_square_db(ch, self.window_frames),
+                        peak_max: amplitude_db(s.peak_max),
+                        true_peak_max: amplitude_db(s.true_peak_max),
+                        clicks,
+                        alarms: ChannelAlarms {
+                            silence: s.silence.active(),
+                            clipping: s.clipping.active(),
+                            stuck: s.stuck.active(),
+                            dc_offset: s.dc_offset.active(),
+                            discontinuity: s.discontinuity.active(),
+                        },
+                    }
+                },
+            ));
         out.loudness.clear();
         out.loudness
             .extend(self.groups.iter().map(|g| GroupLoudness {
@@ -846,87 +986,88 @@ impl Monitor {
             at,
         };
         let l = &mut self.lanes;
-        l.k_weighting.close_window();
-        for group in &mut self.groups {
-            group.push_window(&l.k_weighting.energy);
+        if self.kernel.loudness && (end / self.window_frames).is_multiple_of(WINDOWS_PER_BLOCK) {
+            l.k_weighting.close_block();
+            for group in &mut self.groups {
+                group.push_block(&l.k_weighting.energy);
+            }
+            l.k_weighting.end_block();
         }
         let (peaks, true_peaks2) = (l.peak.as_flattened(), l.true_peak2.as_flattened());
+        self.rms.push(&l.sum_sq);
         let (sums_sq, runs) = (l.sum_sq.as_flattened(), l.longest_clip_run.as_flattened());
+        // Readings stay linear here (thresholds are converted once, in `Derived`): a
+        // logarithm is taken only for an event's detail or a published value.
         for (ch, s) in self.state.iter_mut().enumerate() {
             let peak = f64::from(peaks[ch]);
-            let peak_db = amplitude_db(peak);
-            let true_peak_db = amplitude_db((f64::from(true_peaks2[ch]) / 2.0).max(peak));
-            let (sum_sq, sum) = (f64::from(sums_sq[ch]), l.sum[ch]);
-            let (min, max) = (l.min[ch], l.max[ch]);
+            let true_peak = (f64::from(true_peaks2[ch]) / 2.0).max(peak);
+            let sum_sq = f64::from(sums_sq[ch]);
             let longest_clip_run = runs[ch];
-            let clicks_in_window = l.clicks_in_window[ch];
             s.peak_hold
-                .update(end, peak_db, d.hold_frames, d.decay_per_frame);
+                .update(end, peak, d.hold_frames, d.decay_per_frame);
             s.true_peak_hold
-                .update(end, true_peak_db, d.hold_frames, d.decay_per_frame);
-            s.peak_max = s.peak_max.max(peak_db);
-            s.true_peak_max = s.true_peak_max.max(true_peak_db);
-            s.rms.push([sum_sq]);
-            s.dc.push([sum]);
-            let ch = ch as u16;
-            let window_rms_db = power_db(sum_sq / window_frames);
-            if let Some(c) = config.silence {
+                .update(end, true_peak, d.hold_frames, d.decay_per_frame);
+            s.peak_max = s.peak_max.max(peak);
+            s.true_peak_max = s.true_peak_max.max(true_peak);
+            if config.dc_offset.is_some() {
+                s.dc.push([l.sum[ch]]);
+            }
+            let (i, ch) = (ch, ch as u16);
+            let window_power = sum_sq / window_frames;
+            if config.silence.is_some() {
                 // While raised, only a level above threshold + hysteresis counts as sound.
                 let present = if s.silence.active() {
-                    window_rms_db <= c.threshold_dbfs + c.hysteresis_db
+                    window_power <= d.silence_power_raised
                 } else {
-                    window_rms_db < c.threshold_dbfs
+                    window_power < d.silence_power
                 };
                 let change = s.silence.update(start, end, present);
-                events.push(AlarmKind::Silence, ch, change, window_rms_db);
+                events.push(AlarmKind::Silence, ch, change, || power_db(window_power));
             }
             if let Some(c) = config.clipping {
-                let tp_over = c.true_peak_dbtp.is_some_and(|limit| true_peak_db > limit);
+                let tp_over = true_peak > d.clip_true_peak;
                 let present = longest_clip_run >= c.consecutive || tp_over;
-                let detail = if longest_clip_run >= c.consecutive || !tp_over {
-                    f64::from(longest_clip_run)
-                } else {
-                    true_peak_db
-                };
                 let change = s.clipping.update(start, end, present);
-                events.push(AlarmKind::Clipping, ch, change, detail);
+                events.push(AlarmKind::Clipping, ch, change, || {
+                    if longest_clip_run >= c.consecutive || !tp_over {
+                        f64::from(longest_clip_run)
+                    } else {
+                        amplitude_db(true_peak)
+                    }
+                });
             }
             if config.stuck.is_some() {
+                let (min, max) = (l.min[i], l.max[i]);
                 let present = min == max && min != 0;
                 let change = s.stuck.update(start, end, present);
-                events.push(
-                    AlarmKind::Stuck,
-                    ch,
-                    change,
-                    amplitude_db(f64::from(min.unsigned_abs()) / FULL_SCALE),
-                );
+                events.push(AlarmKind::Stuck, ch, change, || {
+                    amplitude_db(f64::from(min.unsigned_abs()) / FULL_SCALE)
+                });
             }
-            if let Some(c) = config.dc_offset
-                && s.dc.full()
-            {
+            if config.dc_offset.is_some() && s.dc.full() {
                 let frames = s.dc.filled() as f64 * window_frames;
-                let mean_db = amplitude_db((s.dc.sum()[0] / frames).abs());
+                let mean = (s.dc.sum()[0] / frames).abs();
                 let present = if s.dc_offset.active() {
-                    mean_db >= c.threshold_dbfs - c.hysteresis_db
+                    mean >= d.dc_level_raised
                 } else {
-                    mean_db > c.threshold_dbfs
+                    mean > d.dc_level
                 };
                 let change = s.dc_offset.update(start, end, present);
-                events.push(AlarmKind::DcOffset, ch, change, mean_db);
+                events.push(AlarmKind::DcOffset, ch, change, || amplitude_db(mean));
             }
             if config.discontinuity.is_some() {
+                let clicks_in_window = l.clicks_in_window[i];
                 let present = clicks_in_window > 0;
                 let change = s.discontinuity.update(start, end, present);
-                events.push(
-                    AlarmKind::Discontinuity,
-                    ch,
-                    change,
-                    f64::from(clicks_in_window),
-                );
+                events.push(AlarmKind::Discontinuity, ch, change, || {
+                    f64::from(clicks_in_window)
+                });
             }
         }
         // Every window has at least two frames, so after one the predictor is primed.
-        l.d2_previous.copy_from_slice(&l.d2_current);
+        if self.kernel.click.is_some() {
+            l.d2_previous.copy_from_slice(&l.d2_current);
+        }
         self.d2_ready = true;
         if let Some(c) = config.phase {
             let min_energy = db_to_linear(c.min_level_dbfs).powi(2);
@@ -954,10 +1095,10 @@ impl Monitor {
                 });
                 let change = p.alarm.update(start, end, present);
                 let detail = p.correlation.unwrap_or(0.0);
-                events.push(AlarmKind::PhaseInverted, p.first as u16, change, detail);
+                events.push(AlarmKind::PhaseInverted, p.first as u16, change, || detail);
             }
         }
-        l.reset_window();
+        l.reset_window(&self.kernel);
     }
 }
 
@@ -970,7 +1111,14 @@ struct EventSink<'a> {
 }
 
 impl EventSink<'_> {
-    fn push(&mut self, kind: AlarmKind, channel: u16, change: Option<Change>, detail: f64) {
+    /// `detail` is only evaluated for a change (it may cost a logarithm).
+    fn push(
+        &mut self,
+        kind: AlarmKind,
+        channel: u16,
+        change: Option<Change>,
+        detail: impl FnOnce() -> f64,
+    ) {
         let Some(change) = change else {
             return;
         };
@@ -983,7 +1131,7 @@ impl EventSink<'_> {
             kind,
             channel,
             change,
-            detail,
+            detail: detail(),
             frame: self.frame,
             at: self.at,
         });
@@ -1371,6 +1519,11 @@ fn db_to_linear(db: f64) -> f64 {
     10f64.powf(db / 20.0)
 }
 
+/// The power ratio of `db` (`10^(db/10)`).
+fn db_to_power(db: f64) -> f64 {
+    10f64.powf(db / 10.0)
+}
+
 /// 20·log10 of an amplitude ratio (−∞ for 0).
 fn amplitude_db(ratio: f64) -> f64 {
     20.0 * ratio.log10()
@@ -1381,17 +1534,57 @@ fn power_db(ratio: f64) -> f64 {
     10.0 * ratio.log10()
 }
 
-fn rms_db(ring: &WindowRing<1>, window_frames: u64) -> f64 {
-    let frames = ring.filled() as f64 * window_frames as f64;
-    if frames == 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    power_db(ring.sum()[0] / frames)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_ring_totals_stay_the_sum_of_their_windows() {
+        let (windows, groups) = (5, 3);
+        let mut ring = LaneRing::new(windows, groups);
+        let mut pushed: Vec<Vec<Lane>> = Vec::new();
+        for w in 0..200u32 {
+            let window: Vec<Lane> = (0..groups)
+                .map(|g| {
+                    core::array::from_fn(|c| ((w * 7 + g as u32 * 3 + c as u32) % 11) as f32 * 0.25)
+                })
+                .collect();
+            ring.push(&window);
+            pushed.push(window);
+            let held = &pushed[pushed.len().saturating_sub(windows)..];
+            for ch in 0..groups * LANES {
+                let want: f64 = held
+                    .iter()
+                    .map(|win| f64::from(win[ch / LANES][ch % LANES]))
+                    .sum();
+                let frames = held.len() as f64 * 10.0;
+                let got = ring.mean_square_db(ch, 10);
+                let want = power_db(want / frames);
+                assert!(
+                    got == want || (got - want).abs() < 1e-9,
+                    "window {w} ch {ch}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn window_ring_running_sum_stays_the_sum_of_its_slots() {
+        let mut ring = WindowRing::<2>::new(7);
+        let mut x = 0.37_f64;
+        for i in 0..1_000 {
+            x = (x * 3.9 * (1.0 - x)).clamp(1e-6, 1.0);
+            ring.push([x * 1e-3, -x]);
+            let (running, summed) = (ring.sum(), ring.summed());
+            for (r, s) in running.iter().zip(summed) {
+                assert!(
+                    (r - s).abs() <= 1e-12 * s.abs().max(1.0),
+                    "push {i}: {r} != {s}"
+                );
+            }
+            assert_eq!(ring.filled(), (i + 1).min(7));
+        }
+    }
 
     #[test]
     fn loudness_groups_cover_the_channels() {
@@ -1405,14 +1598,23 @@ mod tests {
 
     #[test]
     fn peak_hold_holds_then_falls() {
+        let near = |got: f64, want: f64| assert!((got - want).abs() < 1e-9, "{got} != {want}");
         let mut p = PeakHold::new();
-        p.update(0, -6.0, 100, 0.5);
-        assert_eq!(p.display(100, 100, 0.5), -6.0);
-        assert_eq!(p.display(110, 100, 0.5), -11.0);
-        p.update(110, -20.0, 100, 0.5);
-        assert_eq!(p.display(110, 100, 0.5), -11.0);
-        p.update(110, -8.0, 100, 0.5);
-        assert_eq!(p.display(110, 100, 0.5), -8.0);
+        assert_eq!(p.display(0, 100, 0.5), f64::NEG_INFINITY);
+        p.update(0, db_to_linear(-6.0), 100, 0.5);
+        near(p.display(100, 100, 0.5), -6.0);
+        // Held: a lower peak changes nothing.
+        p.update(100, db_to_linear(-7.0), 100, 0.5);
+        near(p.display(100, 100, 0.5), -6.0);
+        near(p.display(110, 100, 0.5), -11.0);
+        // Falling: below the display changes nothing, above it takes over.
+        p.update(110, db_to_linear(-20.0), 100, 0.5);
+        near(p.display(110, 100, 0.5), -11.0);
+        p.update(110, db_to_linear(-8.0), 100, 0.5);
+        near(p.display(110, 100, 0.5), -8.0);
+        // Silence never beats a held peak.
+        p.update(400, 0.0, 100, 0.5);
+        near(p.display(400, 100, 0.5), -8.0 - 0.5 * 190.0);
     }
 
     /// The pass the CPU dispatches to (AVX2 + FMA on x86-64, NEON on aarch64: `test.sh` runs

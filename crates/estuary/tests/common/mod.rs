@@ -230,6 +230,76 @@ pub fn find_exact(haystack: &[i32], needle: &[i32]) -> Option<usize> {
     (0..=haystack.len() - needle.len()).find(|&k| haystack[k..k + needle.len()] == *needle)
 }
 
+/// A stretch shorter than this (10 ms of stereo) is not trusted to locate itself in `sent`.
+pub const ANCHOR: usize = 2 * 480;
+/// More breaks than this in a few seconds is not a loaded machine but a broken transmitter.
+pub const MAX_BREAKS: usize = 8;
+
+/// Walks interleaved stereo `run` as stretches that each copy a run of `sent` exactly, with
+/// only all-zero frames between them; returns the number of breaks.
+pub fn exact_stretches(run: &[i32], sent: &[i32]) -> Result<usize, String> {
+    let mut pos = 0;
+    let mut breaks = 0;
+    while pos < run.len() {
+        while pos + 1 < run.len() && run[pos] == 0 && run[pos + 1] == 0 {
+            pos += 2;
+        }
+        let window = &run[pos..(pos + ANCHOR).min(run.len())];
+        if window.len() < ANCHOR && pos > 0 {
+            // The tail after a break is too short to place; it is not counted as checked.
+            break;
+        }
+        // A second break within the window: a packet's worth still places itself.
+        let anchor = find_exact(sent, window)
+            .or_else(|| find_exact(sent, &window[..window.len().min(2 * 48)]));
+        let anchor = anchor.ok_or_else(|| {
+            format!(
+                "received frame {} (of {}) starts {} frames that were never sent: {:?}",
+                pos / 2,
+                run.len() / 2,
+                window.len() / 2,
+                &window[..8.min(window.len())]
+            )
+        })?;
+        let same = run[pos..]
+            .iter()
+            .zip(&sent[anchor..])
+            .take_while(|(r, s)| r == s)
+            .count()
+            / 2
+            * 2;
+        pos += same;
+        if pos < run.len() {
+            breaks += 1;
+            if breaks > MAX_BREAKS {
+                return Err(format!(
+                    "the received audio breaks more than {MAX_BREAKS} times; the last at \
+                     frame {} of {}",
+                    pos / 2,
+                    run.len() / 2
+                ));
+            }
+        }
+    }
+    Ok(breaks)
+}
+
+/// Breaks in a transmitted run are only acceptable when the AES67 output counted them:
+/// `counters` is the output's `counters` object from `/api/status`.
+pub fn assert_breaks_counted(breaks: usize, counters: &serde_json::Value, estuary: &Proc) {
+    if breaks == 0 {
+        return;
+    }
+    let counted = ["underrun_packets", "frames_dropped"].map(|k| counters[k].as_u64().unwrap_or(0));
+    assert!(
+        counted.iter().sum::<u64>() > 0,
+        "the received audio breaks {breaks} times, yet the transmitter counted no underrun or \
+         dropped frame: {counters}\n{}",
+        estuary.stderr()
+    );
+    eprintln!("{breaks} counted transmit glitches: {counters}");
+}
+
 /// Frequency of a tone from its positive-going zero crossings, interpolated between samples.
 pub fn frequency(samples: &[f64], rate: f64) -> f64 {
     let mut crossings = Vec::new();
