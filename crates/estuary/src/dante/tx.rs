@@ -57,6 +57,9 @@ pub(super) struct Transmitter {
     staged_end: Option<u64>,
     /// Whether the ring had its prefill (sending audio rather than silence).
     flowing: bool,
+    /// The source ran dry after flowing and is refilling to its prefill: the silence sent
+    /// meanwhile is counted as underrun.
+    refilling: bool,
     /// Next media time each flow sends.
     next: HashMap<FlowHandle, u64>,
     samples: Vec<i32>,
@@ -142,6 +145,7 @@ impl Transmitter {
             stage: vec![0; STAGE_FRAMES as usize * channels],
             staged_end: None,
             flowing: false,
+            refilling: false,
             next: HashMap::new(),
             samples: Vec::new(),
             datagram: Vec::new(),
@@ -272,6 +276,12 @@ impl Transmitter {
             let mut available = src.samples.slots() / in_channels;
             if !self.flowing && available >= prefill {
                 self.flowing = true;
+                self.refilling = false;
+            }
+            if self.refilling {
+                // The source ran dry while flowing: the silence sent until it has a prefill
+                // again stands in for its audio, which then follows late (a delay, counted).
+                self.counters.underrun_frames += need as u64;
             }
             if self.flowing {
                 if available > high_water + need {
@@ -303,13 +313,16 @@ impl Transmitter {
                 if taken < need {
                     self.counters.underrun_frames += (need - taken) as u64;
                     if taken == 0 && available == 0 {
-                        // The input stopped: wait for a prefill again.
+                        // The input stopped or starved: wait for a prefill again.
                         self.flowing = false;
+                        self.refilling = true;
                     }
                 }
             }
         } else {
+            // No source (its route stopped): silence is what there is to send.
             self.flowing = false;
+            self.refilling = false;
         }
         drop(source);
         for k in taken..need {
