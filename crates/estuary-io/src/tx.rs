@@ -561,6 +561,11 @@ impl Drop for ToneSender {
 }
 
 fn run(mut streams: Vec<Stream>, stop: &AtomicBool, counters: &Counters) {
+    // A test source stands for a device with its own CPU: on a loaded host (a benchmark's
+    // recorder threads, a CI build) a normally scheduled sender falls behind and then
+    // bursts, and the receiver's counters would measure the sender. Refused without
+    // CAP_SYS_NICE, which only costs that independence.
+    let _ = crate::sched::promote_current_thread(crate::sched::OUTPUT_PRIORITY);
     let start = monotonic_now().as_nanos();
     let mut logged_error = false;
     while !stop.load(Ordering::Relaxed) {

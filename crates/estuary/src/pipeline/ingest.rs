@@ -366,11 +366,8 @@ pub(super) fn feed_rings(
             overruns += frames as u64;
             continue;
         }
-        if let Ok(mut chunk) = feed.samples.write_chunk(samples.len()) {
-            let (a, b) = chunk.as_mut_slices();
-            a.copy_from_slice(&samples[..a.len()]);
-            b.copy_from_slice(&samples[a.len()..]);
-            chunk.commit_all();
+        // One copy into the free slots (`write_chunk` would first fill them with zeros).
+        if feed.samples.push_entire_slice(samples).is_ok() {
             if let Some(events) = &mut feed.events {
                 let _ = events.push(FeedEvent::Chunk {
                     position: position.unwrap_or(feed.frames_pushed),
