@@ -70,6 +70,9 @@ enum BenchWhat {
     /// (internal) Estuary's side of `bench transmit`, run as a child process.
     #[command(hide = true)]
     TransmitWorker(transmit::TransmitArgs),
+    /// (internal) The kernel's share of `bench transmit`: prebuilt packets, run as a child.
+    #[command(hide = true)]
+    TransmitFloor(transmit::TransmitArgs),
     /// PTP follower error to a ptp4l grandmaster on a veth pair, vs ptp4l's own follower.
     Ptp(ptp::PtpBenchArgs),
     /// MP3, AAC, Opus and FLAC encoding of one stereo program: CPU vs FFmpeg, same run.
@@ -158,6 +161,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
         BenchWhat::Transmit(a) => transmit::transmit(&a),
         BenchWhat::TransmitWorker(a) => transmit::transmit_worker(&a),
+        BenchWhat::TransmitFloor(a) => transmit::transmit_floor(&a),
         BenchWhat::Ptp(a) => ptp::ptp(&a),
         BenchWhat::Encode(a) => encode::encode(&a),
     }

@@ -4,7 +4,8 @@
 //! measured in the same run: CPU per stream-second from /proc, and pacing. Pacing is read by
 //! the bench on the receiving side: each packet's arrival against the ideal grid
 //! `t0 + k × 1 ms` (t0 fitted to the earliest packet), so both senders are judged by the same
-//! probe, on the same host clock.
+//! probe, on the same host clock. A third sender, the floor (`transmit-floor`), sends the
+//! same packets prebuilt: what the kernel alone costs, which bounds any sender's ratio.
 
 use std::net::UdpSocket;
 use std::process::Command;
@@ -236,7 +237,87 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
             m
         }),
     );
+    let mut floor = Command::new(std::env::current_exe()?);
+    floor
+        .args(["bench", "transmit-floor"])
+        .args(["--streams", &args.streams.to_string()])
+        .args(["--channels", &args.channels.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--base-port", &args.base_port.to_string()]);
+    let probe = PacingProbe::start(args)?;
+    let measured = measure_worker("floor", floor, args.seconds, stream_seconds);
+    let floor_probe = probe.finish();
+    report(
+        &mut results,
+        measured.map(|mut m| {
+            delivered(&mut m, floor_probe);
+            m.note = format!(
+                "the same packets prebuilt, one sendmmsg per tick: the kernel's share; {}",
+                m.note
+            );
+            m
+        }),
+    );
     print_table(&results);
+    let per = |name: &str| {
+        results
+            .iter()
+            .find(|m| m.name == name)
+            .map(super::Measured::ms_per_stream_second)
+    };
+    if let (Some(gst), Some(floor)) = (per("gstreamer"), per("floor"))
+        && floor > 0.0
+    {
+        println!(
+            "no sender can be more than {:.1}x cheaper than GStreamer here: the kernel's send and loopback delivery alone cost {floor:.2} ms per stream-second",
+            gst / floor
+        );
+    }
+    Ok(())
+}
+
+/// The floor: the packets Estuary sends (same size, ports and tick), built once, with only
+/// the RTP sequence number and timestamp written per tick, sent from a real-time thread
+/// with one `sendmmsg` per tick as Estuary's transmit thread does. All that is left is the
+/// kernel's UDP send and the loopback delivery that loopback charges to the sender.
+pub(super) fn transmit_floor(args: &TransmitArgs) -> anyhow::Result<()> {
+    use estuary_engine::time::MonoTime;
+    use estuary_io::clock::{monotonic_now, set_timer_slack, sleep_until};
+    use estuary_io::sendbatch::{SendBatch, SockAddr};
+
+    let _ = estuary_io::sched::promote_current_thread(estuary_io::sched::OUTPUT_PRIORITY);
+    let _ = set_timer_slack(Duration::from_nanos(1));
+    let first = std::net::SocketAddr::from(([127, 0, 0, 1], args.base_port));
+    let socket = mcast::open_shared_send_socket(first, None, 32, 34)?;
+    let payload = usize::from(args.channels) * 48 * 3;
+    let mut streams: Vec<(SockAddr, Vec<u8>)> = (0..args.streams)
+        .map(|i| {
+            let dest = std::net::SocketAddr::from(([127, 0, 0, 1], args.base_port + i as u16));
+            let mut packet = vec![0u8; 12 + payload];
+            packet[0] = 0x80;
+            packet[1] = 98;
+            packet[8..12].copy_from_slice(&(0x5eed_0000 + i as u32).to_be_bytes());
+            // Not silence: some payload bytes, as a tone would have.
+            for (k, b) in packet[12..].iter_mut().enumerate() {
+                *b = (k * 37 + i) as u8;
+            }
+            (SockAddr::from(dest), packet)
+        })
+        .collect();
+    let mut batch = SendBatch::new(args.streams.max(1), 12 + payload);
+    let start = monotonic_now().as_nanos();
+    let ticks = (args.seconds + 3) * 1_000_000_000 / PTIME_NS;
+    let mut failed = 0usize;
+    for k in 0..ticks {
+        sleep_until(MonoTime::from_nanos(start + k * PTIME_NS));
+        for (dest, packet) in &mut streams {
+            packet[2..4].copy_from_slice(&(k as u16).to_be_bytes());
+            packet[4..8].copy_from_slice(&((k * 48) as u32).to_be_bytes());
+            batch.push(dest, packet);
+        }
+        failed += batch.flush(&socket, |_, _| {}).failed;
+    }
+    println!("result {failed} sends refused");
     Ok(())
 }
 
