@@ -62,6 +62,9 @@ enum BenchWhat {
     /// (internal) Estuary's side of `bench ingest`, run as a child process.
     #[command(hide = true)]
     IngestWorker(IngestArgs),
+    /// (internal) The file writes alone of `bench record`: prebuilt blocks, run as a child.
+    #[command(hide = true)]
+    RecordFloor(IngestArgs),
     /// (internal) Estuary's side of `bench bridge`, run as a child process.
     #[command(hide = true)]
     BridgeWorker(BridgeArgs),
@@ -158,6 +161,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Meters(a) => meters(&a),
         BenchWhat::Record(a) => record(&a),
         BenchWhat::IngestWorker(a) => ingest_worker(&a),
+        BenchWhat::RecordFloor(a) => record_floor(&a),
         BenchWhat::BridgeWorker(a) => bridge_worker(&a),
         BenchWhat::Transmit(a) => transmit::transmit(&a),
         BenchWhat::TransmitWorker(a) => transmit::transmit_worker(&a),
@@ -467,10 +471,75 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
             stream_seconds,
         )
     };
-    paired_rounds(args.rounds, "recording", bare, recorded)?;
+    let last = paired_rounds(args.rounds, "recording", bare, recorded)?;
     println!(
         "sender: worst delay behind schedule: {:.2} ms",
         sender.max_lateness().as_secs_f64() * 1000.0
+    );
+    // The floor: the same bytes into the same number of files, nothing else.
+    let floor_dir = tempfile::tempdir_in(&parent)?;
+    let mut cmd = Command::new(std::env::current_exe().unwrap_or_else(|_| "estuary".into()));
+    cmd.args(["bench", "record-floor"])
+        .args(["--streams", &args.streams.to_string()])
+        .args(["--channels", &args.channels.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .arg("--record-dir")
+        .arg(floor_dir.path());
+    let floor = measure_worker("floor", cmd, args.seconds, stream_seconds)?;
+    print_table(std::slice::from_ref(&floor));
+    if let Some(ingest) = last.first() {
+        println!(
+            "the file writes alone (the same bytes, prebuilt, into as many files, direct) cost {:.0} % of the last ingest run's CPU",
+            floor.cpu.as_secs_f64() / ingest.cpu.as_secs_f64() * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// The floor of `bench record`: what writing the recorders' bytes costs with nothing else.
+/// Every second, one block of a second of 24-bit mono audio (rounded up to whole 4 KiB
+/// blocks, as the recorders' direct writes are) is appended to each of streams × channels
+/// files, opened with `O_DIRECT` as the recorders open theirs, from one buffer built once.
+fn record_floor(args: &IngestArgs) -> anyhow::Result<()> {
+    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+    let dir = args
+        .record_dir
+        .as_deref()
+        .context("--record-dir is needed")?;
+    let count = args.streams * usize::from(args.channels);
+    let block = (48_000usize * 3).div_ceil(4096) * 4096;
+    let mut buffer = vec![0u8; block + 4096];
+    let at = buffer.as_ptr().align_offset(4096);
+    let data = &mut buffer[at..at + block];
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = (k * 37) as u8;
+    }
+    let open = |i: usize, direct: bool| {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).write(true).truncate(true);
+        if direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        options.open(dir.join(format!("floor-{i}.raw")))
+    };
+    let files = (0..count)
+        .map(|i| open(i, true).or_else(|_| open(i, false)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let mut written = 0u64;
+    // As long as an ingest worker runs, and a second more: the bench reads its memory at the end.
+    for second in 0..args.seconds + 3 {
+        let due = start + Duration::from_secs(second);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let offset = second * block as u64;
+        for file in &files {
+            file.write_all_at(data, offset)?;
+            written += block as u64;
+        }
+    }
+    println!(
+        "result {count} files, {:.1} MB/s written",
+        written as f64 / 1e6 / start.elapsed().as_secs_f64()
     );
     Ok(())
 }
