@@ -188,16 +188,13 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
         args.streams, args.channels, args.seconds
     );
     let stream_seconds = args.seconds as f64 * args.streams as f64;
-    let exe = std::env::current_exe()?;
-    let mut worker = Command::new(exe);
-    worker
-        .args(["bench", "transmit-worker"])
-        .args(["--streams", &args.streams.to_string()])
-        .args(["--channels", &args.channels.to_string()])
-        .args(["--seconds", &args.seconds.to_string()])
-        .args(["--base-port", &args.base_port.to_string()]);
     let probe = PacingProbe::start(args)?;
-    let measured = measure_worker("estuary", worker, args.seconds, stream_seconds);
+    let measured = measure_worker(
+        "estuary",
+        child("transmit-worker", args)?,
+        args.seconds,
+        stream_seconds,
+    );
     let estuary_probe = probe.finish();
     let mut results = Vec::new();
     report(
@@ -237,15 +234,13 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
             m
         }),
     );
-    let mut floor = Command::new(std::env::current_exe()?);
-    floor
-        .args(["bench", "transmit-floor"])
-        .args(["--streams", &args.streams.to_string()])
-        .args(["--channels", &args.channels.to_string()])
-        .args(["--seconds", &args.seconds.to_string()])
-        .args(["--base-port", &args.base_port.to_string()]);
     let probe = PacingProbe::start(args)?;
-    let measured = measure_worker("floor", floor, args.seconds, stream_seconds);
+    let measured = measure_worker(
+        "floor",
+        child("transmit-floor", args)?,
+        args.seconds,
+        stream_seconds,
+    );
     let floor_probe = probe.finish();
     report(
         &mut results,
@@ -274,6 +269,17 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// This binary as the child process `bench <what>` with `args`.
+fn child(what: &str, args: &TransmitArgs) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["bench", what])
+        .args(["--streams", &args.streams.to_string()])
+        .args(["--channels", &args.channels.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--base-port", &args.base_port.to_string()]);
+    Ok(cmd)
 }
 
 /// The floor: the packets Estuary sends (same size, ports and tick), built once, with only

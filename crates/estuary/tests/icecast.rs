@@ -435,12 +435,16 @@ fn an_icecast_outage_touches_neither_srt_nor_http_and_the_source_comes_back() {
     std::thread::sleep(Duration::from_secs(2));
     icecast.kill();
     std::thread::sleep(Duration::from_secs(2));
-    let _icecast = start_icecast(dir.path());
+    let mut restarted = start_icecast(dir.path());
     let back = wait_for_source("/seq.mp3", Duration::from_secs(10), |_| true);
+    // CI once saw the source not come back while Estuary's connects were refused: say
+    // whether the restarted server was still running, and what it logged.
     assert!(
         back.is_some_and(|t| t <= Duration::from_secs(2)),
-        "the source came back after {back:?}:\n{}",
-        estuary.stderr()
+        "the source came back after {back:?}:\n{}\nrestarted icecast2 ({:?}):\n{}",
+        estuary.stderr(),
+        restarted.child.try_wait(),
+        restarted.stderr()
     );
 
     for reader in [&mut srt_reader, &mut http_reader] {
