@@ -446,9 +446,10 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
         args.seconds
     );
     let stream_seconds = args.streams as f64 * args.seconds as f64;
-    let worker = |record: Option<&Path>| {
+    // This binary as `bench <what>` (the ingest worker, or the floor) with the run's args.
+    let child = |what: &str, record: Option<&Path>| {
         let mut cmd = Command::new(std::env::current_exe().unwrap_or_else(|_| "estuary".into()));
-        cmd.args(["bench", "ingest-worker"])
+        cmd.args(["bench", what])
             .args(["--streams", &args.streams.to_string()])
             .args(["--channels", &args.channels.to_string()])
             .args(["--seconds", &args.seconds.to_string()])
@@ -462,6 +463,7 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
         }
         cmd
     };
+    let worker = |record: Option<&Path>| child("ingest-worker", record);
     let bare = || measure_worker("ingest", worker(None), args.seconds, stream_seconds);
     let recorded = || {
         measure_worker(
@@ -478,14 +480,12 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
     );
     // The floor: the same bytes into the same number of files, nothing else.
     let floor_dir = tempfile::tempdir_in(&parent)?;
-    let mut cmd = Command::new(std::env::current_exe().unwrap_or_else(|_| "estuary".into()));
-    cmd.args(["bench", "record-floor"])
-        .args(["--streams", &args.streams.to_string()])
-        .args(["--channels", &args.channels.to_string()])
-        .args(["--seconds", &args.seconds.to_string()])
-        .arg("--record-dir")
-        .arg(floor_dir.path());
-    let floor = measure_worker("floor", cmd, args.seconds, stream_seconds)?;
+    let floor = measure_worker(
+        "floor",
+        child("record-floor", Some(floor_dir.path())),
+        args.seconds,
+        stream_seconds,
+    )?;
     print_table(std::slice::from_ref(&floor));
     if let Some(ingest) = last.first() {
         println!(
