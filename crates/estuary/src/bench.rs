@@ -107,6 +107,10 @@ struct IngestArgs {
     /// meter every input.
     #[arg(long)]
     meters: bool,
+    /// The worker (with `--meters`): meters paused and running in turns of this long, the
+    /// process's CPU timed in each turn (see [`interleaved_meters`]).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interleave: Option<Duration>,
     /// `bench record` and `bench ingest --meters`: pairs of runs (ingest alone, then with
     /// recording or meters, in alternating order); the figure is the median of the pairs'
     /// ratios, which a noisy machine moves less than any one pair.
@@ -287,17 +291,22 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
             "--latency",
             &humantime::format_duration(args.latency).to_string(),
         ]);
+    // The worker's command line plus `extra`.
+    let worker_with = |extra: &[&str]| {
+        let mut cmd = Command::new(worker.get_program());
+        cmd.args(worker.get_args()).args(extra);
+        cmd
+    };
     let mut results = if args.meters {
         let metered = || {
-            let mut metered = Command::new(worker.get_program());
-            metered.args(worker.get_args()).arg("--meters");
-            measure_worker("estuary+meters", metered, args.seconds, stream_seconds)
+            measure_worker(
+                "estuary+meters",
+                worker_with(&["--meters"]),
+                args.seconds,
+                stream_seconds,
+            )
         };
-        let bare = || {
-            let mut bare = Command::new(worker.get_program());
-            bare.args(worker.get_args());
-            measure_worker("estuary", bare, args.seconds, stream_seconds)
-        };
+        let bare = || measure_worker("estuary", worker_with(&[]), args.seconds, stream_seconds);
         paired_rounds(
             args.rounds,
             "metering (every channel: peak, true peak, RMS, R128, detectors, health)",
@@ -307,7 +316,7 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     } else {
         vec![measure_worker(
             "estuary",
-            worker,
+            worker_with(&[]),
             args.seconds,
             stream_seconds,
         )?]
@@ -362,6 +371,12 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         sender_lateness.as_secs_f64() * 1000.0,
         args.latency.as_millis()
     );
+    if args.meters {
+        // The same comparison inside one worker, in turns (see `interleaved_meters`).
+        let turns = worker_with(&["--meters", "--interleave", "200ms"]);
+        let measured = measure_worker("interleaved", turns, args.seconds, stream_seconds)?;
+        println!("{}", measured.note);
+    }
     Ok(())
 }
 
@@ -767,7 +782,10 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     let running = Running::start_with(&config::parse(&text, Path::new("."))?, options)?;
     // The driver's warm-up, its measured window, and a little slack.
     let elapsed = args.seconds + 2;
-    std::thread::sleep(Duration::from_secs(elapsed));
+    match args.interleave {
+        Some(turn) if args.meters => interleaved_meters(turn, Duration::from_secs(elapsed)),
+        _ => std::thread::sleep(Duration::from_secs(elapsed)),
+    }
     let stats = running.input_stats();
     let recorders = running.recorder_status();
     running.shutdown();
@@ -794,6 +812,57 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
         sum(|s| s.frames_concealed),
     );
     Ok(())
+}
+
+/// Times metering against none inside one worker: for `length` (after a second's warm-up),
+/// meters paused for one `turn`, then running for the next, the process's CPU read at each
+/// change. Whatever else loads the machine loads both kinds of turn alike, minutes apart in
+/// no case, so the figure moves much less than between separate runs. A pair's figure is its
+/// running turn's CPU over its paused turn's; the median of the pairs is reported.
+fn interleaved_meters(turn: Duration, length: Duration) {
+    use crate::pipeline::meter::PAUSED;
+    use estuary_io::clock::process_cpu_time;
+    use std::sync::atomic::Ordering;
+    let warm_up = Duration::from_secs(1);
+    std::thread::sleep(warm_up);
+    let mut turns: Vec<(bool, f64)> = Vec::new();
+    let end = Instant::now() + length.saturating_sub(warm_up);
+    let mut running = false;
+    while Instant::now() + turn <= end {
+        PAUSED.store(!running, Ordering::Relaxed);
+        let (t0, c0) = (Instant::now(), process_cpu_time());
+        std::thread::sleep(turn);
+        let cpu = process_cpu_time().saturating_sub(c0).as_secs_f64();
+        turns.push((running, cpu / t0.elapsed().as_secs_f64()));
+        running = !running;
+    }
+    PAUSED.store(false, Ordering::Relaxed);
+    let ratios = turn_ratios(&turns);
+    let mean = |on: bool| {
+        let v: Vec<f64> = turns.iter().filter(|t| t.0 == on).map(|t| t.1).collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    println!(
+        "result interleaved in this process (meters paused and running in turns of {} ms): metering adds {:.1} % (median of {} pairs; CPU {:.0} ms/s running, {:.0} ms/s paused)",
+        turn.as_millis(),
+        median(ratios.clone()) * 100.0,
+        ratios.len(),
+        mean(true) * 1000.0,
+        mean(false) * 1000.0,
+    );
+}
+
+/// What running adds over paused in each (paused, running) pair of `turns` (CPU rates,
+/// running or not; the first turn paused), the first pair left out as a warm-up.
+fn turn_ratios(turns: &[(bool, f64)]) -> Vec<f64> {
+    turns
+        .chunks_exact(2)
+        .skip(1)
+        .filter_map(|p| match p {
+            [(false, off), (true, on)] if *off > 0.0 => Some(on / off - 1.0),
+            _ => None,
+        })
+        .collect()
 }
 
 fn bridge(args: &BridgeArgs) -> anyhow::Result<()> {
@@ -1104,6 +1173,24 @@ fn total_cpu(pids: &[u32]) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turn_ratios_pair_each_running_turn_with_the_paused_one_before() {
+        let turns = [
+            (false, 9.0),
+            (true, 1.0),
+            (false, 0.2),
+            (true, 0.25),
+            (false, 0.4),
+            (true, 0.3),
+            (false, 0.5),
+        ];
+        let ratios = turn_ratios(&turns);
+        assert_eq!(ratios.len(), 2, "{ratios:?}");
+        assert!((ratios[0] - 0.25).abs() < 1e-12);
+        assert!((ratios[1] + 0.25).abs() < 1e-12);
+        assert!(turn_ratios(&[(false, 0.0), (true, 1.0), (false, 0.0), (true, 1.0)]).is_empty());
+    }
 
     fn measured(note: &str) -> Measured {
         Measured {

@@ -32,6 +32,11 @@ const IDLE: Duration = Duration::from_millis(500);
 /// more than a few; a full ring drops and counts them in `events_dropped`).
 const EVENT_RING: usize = 1024;
 
+/// Set only by `bench ingest --meters` to time metering against none in one process, in turns
+/// of a fraction of a second (see the bench): while set, the meters and their workers skip
+/// their work. The daemon never sets it.
+pub static PAUSED: AtomicBool = AtomicBool::new(false);
+
 /// What the metering publishes: `meters` by the feeding thread, the rest by the worker.
 #[derive(Debug, Clone, Default)]
 pub struct MeterShared {
@@ -65,6 +70,9 @@ pub(super) struct InlineMeter {
 impl InlineMeter {
     /// Measures a block of interleaved frames whose first frame is due at `now`.
     pub fn process(&mut self, samples: &[i32], now: MonoTime) {
+        if PAUSED.load(Ordering::Relaxed) {
+            return;
+        }
         if self.mailbox.pending.load(Ordering::Acquire) {
             self.swap_in_retuned();
         }
@@ -163,6 +171,9 @@ pub(super) struct MeterWorker {
 impl MeterWorker {
     /// One period's work: settings, alarm changes, health, publication.
     fn tick(&mut self) {
+        if PAUSED.load(Ordering::Relaxed) {
+            return;
+        }
         if let Ok(settings) = self.retune.try_recv() {
             self.apply_settings(settings);
         }

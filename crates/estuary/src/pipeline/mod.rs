@@ -22,7 +22,7 @@ mod dante_in;
 mod failover;
 mod generator;
 mod ingest;
-mod meter;
+pub(crate) mod meter;
 mod netout;
 mod output;
 mod redundant;
