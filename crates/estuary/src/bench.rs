@@ -113,7 +113,8 @@ struct IngestArgs {
     interleave: Option<Duration>,
     /// `bench record` and `bench ingest --meters`: pairs of runs (ingest alone, then with
     /// recording or meters, in alternating order); the figure is the median of the pairs'
-    /// ratios, which a noisy machine moves less than any one pair.
+    /// ratios, which a noisy machine moves less than any one pair. `bench ingest --meters
+    /// --rounds 0`: only the measurement in turns inside one worker.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// `bench record`: where the recordings go (a temporary directory inside it, deleted
@@ -297,7 +298,10 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         cmd.args(worker.get_args()).args(extra);
         cmd
     };
-    let mut results = if args.meters {
+    let mut results = if args.meters && args.rounds == 0 {
+        // Only the measurement in turns, below.
+        Vec::new()
+    } else if args.meters {
         let metered = || {
             measure_worker(
                 "estuary+meters",
