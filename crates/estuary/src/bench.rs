@@ -842,6 +842,7 @@ fn interleaved_meters(turn: Duration, length: Duration) {
     }
     PAUSED.store(false, Ordering::Relaxed);
     let ratios = turn_ratios(&turns);
+    let pairs = ratios.len();
     let mean = |on: bool| {
         let v: Vec<f64> = turns.iter().filter(|t| t.0 == on).map(|t| t.1).collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
@@ -849,8 +850,8 @@ fn interleaved_meters(turn: Duration, length: Duration) {
     println!(
         "result interleaved in this process (meters paused and running in turns of {} ms): metering adds {:.1} % (median of {} pairs; CPU {:.0} ms/s running, {:.0} ms/s paused)",
         turn.as_millis(),
-        median(ratios.clone()) * 100.0,
-        ratios.len(),
+        median(ratios) * 100.0,
+        pairs,
         mean(true) * 1000.0,
         mean(false) * 1000.0,
     );

@@ -188,23 +188,15 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
         args.streams, args.channels, args.seconds
     );
     let stream_seconds = args.seconds as f64 * args.streams as f64;
-    let probe = PacingProbe::start(args)?;
-    let measured = measure_worker(
-        "estuary",
-        child("transmit-worker", args)?,
-        args.seconds,
-        stream_seconds,
-    );
-    let estuary_probe = probe.finish();
     let mut results = Vec::new();
-    report(
-        &mut results,
-        measured.map(|mut m| {
-            delivered(&mut m, estuary_probe);
-            m
-        }),
-    );
-
+    probed(args, &mut results, || {
+        measure_worker(
+            "estuary",
+            child("transmit-worker", args)?,
+            args.seconds,
+            stream_seconds,
+        )
+    })?;
     let chains: Vec<String> = (0..args.streams)
         .map(|i| {
             format!(
@@ -218,41 +210,28 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let probe = PacingProbe::start(args)?;
-    let measured = measure_peer(
-        "gstreamer",
-        (vec![gst_launch(&chains.join("  "))], Vec::new()),
-        args.seconds,
-        stream_seconds,
-        "audiotestsrc ! audioconvert ! rtpL24pay ! udpsink",
-    );
-    let gst_probe = probe.finish();
-    report(
-        &mut results,
-        measured.map(|mut m| {
-            delivered(&mut m, gst_probe);
-            m
-        }),
-    );
-    let probe = PacingProbe::start(args)?;
-    let measured = measure_worker(
-        "floor",
-        child("transmit-floor", args)?,
-        args.seconds,
-        stream_seconds,
-    );
-    let floor_probe = probe.finish();
-    report(
-        &mut results,
-        measured.map(|mut m| {
-            delivered(&mut m, floor_probe);
-            m.note = format!(
-                "the same packets prebuilt, one sendmmsg per tick: the kernel's share; {}",
-                m.note
-            );
-            m
-        }),
-    );
+    probed(args, &mut results, || {
+        measure_peer(
+            "gstreamer",
+            (vec![gst_launch(&chains.join("  "))], Vec::new()),
+            args.seconds,
+            stream_seconds,
+            "audiotestsrc ! audioconvert ! rtpL24pay ! udpsink",
+        )
+    })?;
+    probed(args, &mut results, || {
+        let mut m = measure_worker(
+            "floor",
+            child("transmit-floor", args)?,
+            args.seconds,
+            stream_seconds,
+        )?;
+        m.note = format!(
+            "the same packets prebuilt, one sendmmsg per tick: the kernel's share; {}",
+            m.note
+        );
+        Ok(m)
+    })?;
     print_table(&results);
     let per = |name: &str| {
         results
@@ -268,6 +247,26 @@ pub(super) fn transmit(args: &TransmitArgs) -> anyhow::Result<()> {
             gst / floor
         );
     }
+    Ok(())
+}
+
+/// Runs `measure` while a pacing probe receives what the sender sends, and adds the result,
+/// with what the probe saw, to `results` (a failed measurement is reported, not returned).
+fn probed(
+    args: &TransmitArgs,
+    results: &mut Vec<super::Measured>,
+    measure: impl FnOnce() -> anyhow::Result<super::Measured>,
+) -> anyhow::Result<()> {
+    let probe = PacingProbe::start(args)?;
+    let measured = measure();
+    let seen = probe.finish();
+    report(
+        results,
+        measured.map(|mut m| {
+            delivered(&mut m, seen);
+            m
+        }),
+    );
     Ok(())
 }
 
