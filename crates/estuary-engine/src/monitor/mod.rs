@@ -565,10 +565,14 @@ impl LaneRing {
     }
 }
 
-/// Window-rate state of one channel (the per-sample accumulators are in [`Lanes`]).
+/// Window-rate state of one channel that every window close reads: the holds and maxima of
+/// the peak meters and the two detectors of the default alarm rules (the per-sample
+/// accumulators are in [`Lanes`]). Kept apart from [`ChannelDetectors`], in two cache lines:
+/// with a thousand channels metered these lines are cold at each close, and the detectors
+/// that are off by default would more than double them.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 struct ChannelState {
-    dc: WindowRing<1>,
     peak_hold: PeakHold,
     true_peak_hold: PeakHold,
     /// Largest window peaks since the start (amplitude, full scale 1.0).
@@ -576,6 +580,13 @@ struct ChannelState {
     true_peak_max: f64,
     silence: Debounce,
     clipping: Debounce,
+}
+
+/// Window-rate state of one channel's detectors that are off by default (touched only when
+/// configured).
+#[derive(Debug, Clone)]
+struct ChannelDetectors {
+    dc: WindowRing<1>,
     stuck: Debounce,
     dc_offset: Debounce,
     discontinuity: Debounce,
@@ -746,6 +757,7 @@ pub struct Monitor {
     /// Frames into the current window.
     in_window: u64,
     state: Vec<ChannelState>,
+    detectors: Vec<ChannelDetectors>,
     /// The RMS meter's windows.
     rms: LaneRing,
     lanes: Lanes,
@@ -777,13 +789,15 @@ impl Monitor {
         let window_frames = duration_to_ticks(WINDOW, rate).max(1);
         let windows_of = |d: Duration| duration_to_ticks(d, rate).div_ceil(window_frames) as usize;
         let channel = ChannelState {
-            dc: WindowRing::new(config.dc_offset.map_or(1, |c| windows_of(c.window))),
             peak_hold: PeakHold::new(),
             true_peak_hold: PeakHold::new(),
             peak_max: 0.0,
             true_peak_max: 0.0,
             silence: debounce(config.silence.map(|c| c.timing), rate),
             clipping: debounce(config.clipping.map(|c| c.timing), rate),
+        };
+        let detectors = ChannelDetectors {
+            dc: WindowRing::new(config.dc_offset.map_or(1, |c| windows_of(c.window))),
             stuck: debounce(config.stuck.map(|c| c.timing), rate),
             dc_offset: debounce(config.dc_offset.map(|c| c.timing), rate),
             discontinuity: debounce(config.discontinuity.map(|c| c.timing), rate),
@@ -838,6 +852,7 @@ impl Monitor {
             frames: 0,
             in_window: 0,
             state: vec![channel; usize::from(channels)],
+            detectors: vec![detectors; usize::from(channels)],
             rms: LaneRing::new(
                 windows_of(config.rms_window),
                 usize::from(channels).div_ceil(LANES),
@@ -901,6 +916,49 @@ impl Monitor {
         &self.events
     }
 
+    /// Calls `visit` with each region of memory (start, length in bytes) that the next
+    /// [`process`](Self::process) will read, for a caller that can prefetch it: a thread
+    /// that meters a hundred inputs in turn finds each one's state gone from its caches by
+    /// its turn, and waiting for it there cost more than the measuring.
+    pub fn hot_memory(&self, mut visit: impl FnMut(*const u8, usize)) {
+        fn span<T>(items: &[T]) -> (*const u8, usize) {
+            (items.as_ptr().cast(), core::mem::size_of_val(items))
+        }
+        let mut slice = |(start, len): (*const u8, usize)| {
+            if len > 0 {
+                visit(start, len);
+            }
+        };
+        slice(span(core::slice::from_ref(self)));
+        let l = &self.lanes;
+        for lanes in [
+            &l.peak,
+            &l.sum_sq,
+            &l.true_peak2,
+            &l.chunk_peak,
+            &l.k_weighting.sum,
+        ] {
+            slice(span(lanes));
+        }
+        slice(span(&l.clip_run));
+        slice(span(&l.longest_clip_run));
+        slice(span(&l.k_weighting.state));
+        // The true-peak filter's history; the rest of the scratch is written before read.
+        for group in l.tp_buf.chunks_exact(SPAN) {
+            slice(span(group.get(..true_peak::HISTORY).unwrap_or_default()));
+        }
+        // A window may close in this block.
+        slice(span(&self.state));
+        slice(span(&self.rms.total));
+        let next = self.rms.next * self.rms.groups;
+        slice(span(
+            self.rms
+                .slots
+                .get(next..next + self.rms.groups)
+                .unwrap_or_default(),
+        ));
+    }
+
     /// The current values, allocating a new snapshot.
     pub fn snapshot(&self) -> MeterSnapshot {
         let mut out = MeterSnapshot::default();
@@ -915,32 +973,32 @@ impl Monitor {
         out.frames = self.frames;
         out.events_dropped = self.events_dropped;
         out.channels.clear();
-        out.channels
-            .extend(self.state.iter().zip(&self.lanes.clicks).enumerate().map(
-                |(ch, (s, &clicks))| {
-                    ChannelLevels {
-                        peak: s
-                            .peak_hold
-                            .display(self.frames, d.hold_frames, d.decay_per_frame),
-                        true_peak: s.true_peak_hold.display(
-                            self.frames,
-                            d.hold_frames,
-                            d.decay_per_frame,
-                        ),
-                        rms: self.rms.mean_square_db(ch, self.window_frames),
-                        peak_max: amplitude_db(s.peak_max),
-                        true_peak_max: amplitude_db(s.true_peak_max),
-                        clicks,
-                        alarms: ChannelAlarms {
-                            silence: s.silence.active(),
-                            clipping: s.clipping.active(),
-                            stuck: s.stuck.active(),
-                            dc_offset: s.dc_offset.active(),
-                            discontinuity: s.discontinuity.active(),
-                        },
-                    }
-                },
-            ));
+        out.channels.extend(
+            (self.state.iter().zip(&self.detectors))
+                .zip(&self.lanes.clicks)
+                .enumerate()
+                .map(|(ch, ((s, detectors), &clicks))| ChannelLevels {
+                    peak: s
+                        .peak_hold
+                        .display(self.frames, d.hold_frames, d.decay_per_frame),
+                    true_peak: s.true_peak_hold.display(
+                        self.frames,
+                        d.hold_frames,
+                        d.decay_per_frame,
+                    ),
+                    rms: self.rms.mean_square_db(ch, self.window_frames),
+                    peak_max: amplitude_db(s.peak_max),
+                    true_peak_max: amplitude_db(s.true_peak_max),
+                    clicks,
+                    alarms: ChannelAlarms {
+                        silence: s.silence.active(),
+                        clipping: s.clipping.active(),
+                        stuck: detectors.stuck.active(),
+                        dc_offset: detectors.dc_offset.active(),
+                        discontinuity: detectors.discontinuity.active(),
+                    },
+                }),
+        );
         out.loudness.clear();
         out.loudness
             .extend(self.groups.iter().map(|g| GroupLoudness {
@@ -974,8 +1032,8 @@ impl Monitor {
     fn close_window(&mut self, block_time: MonoTime, block_start: u64) {
         let end = self.frames;
         let start = end - self.window_frames;
-        let offset = u128::from(end - block_start) * 1_000_000_000 / u128::from(self.sample_rate);
-        let at = block_time + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX));
+        // Exact to the nanosecond below, without a 128-bit division.
+        let at = block_time + Duration::from_secs(end - block_start) / self.sample_rate;
         let d = self.derived;
         let config = self.config;
         let window_frames = self.window_frames as f64;
@@ -998,7 +1056,8 @@ impl Monitor {
         let (sums_sq, runs) = (l.sum_sq.as_flattened(), l.longest_clip_run.as_flattened());
         // Readings stay linear here (thresholds are converted once, in `Derived`): a
         // logarithm is taken only for an event's detail or a published value.
-        for (ch, s) in self.state.iter_mut().enumerate() {
+        let channels = self.state.iter_mut().zip(&mut self.detectors);
+        for (ch, (s, detectors)) in channels.enumerate() {
             let peak = f64::from(peaks[ch]);
             let true_peak = (f64::from(true_peaks2[ch]) / 2.0).max(peak);
             let sum_sq = f64::from(sums_sq[ch]);
@@ -1010,7 +1069,7 @@ impl Monitor {
             s.peak_max = s.peak_max.max(peak);
             s.true_peak_max = s.true_peak_max.max(true_peak);
             if config.dc_offset.is_some() {
-                s.dc.push([l.sum[ch]]);
+                detectors.dc.push([l.sum[ch]]);
             }
             let (i, ch) = (ch, ch as u16);
             let window_power = sum_sq / window_frames;
@@ -1039,26 +1098,26 @@ impl Monitor {
             if config.stuck.is_some() {
                 let (min, max) = (l.min[i], l.max[i]);
                 let present = min == max && min != 0;
-                let change = s.stuck.update(start, end, present);
+                let change = detectors.stuck.update(start, end, present);
                 events.push(AlarmKind::Stuck, ch, change, || {
                     amplitude_db(f64::from(min.unsigned_abs()) / FULL_SCALE)
                 });
             }
-            if config.dc_offset.is_some() && s.dc.full() {
-                let frames = s.dc.filled() as f64 * window_frames;
-                let mean = (s.dc.sum()[0] / frames).abs();
-                let present = if s.dc_offset.active() {
+            if config.dc_offset.is_some() && detectors.dc.full() {
+                let frames = detectors.dc.filled() as f64 * window_frames;
+                let mean = (detectors.dc.sum()[0] / frames).abs();
+                let present = if detectors.dc_offset.active() {
                     mean >= d.dc_level_raised
                 } else {
                     mean > d.dc_level
                 };
-                let change = s.dc_offset.update(start, end, present);
+                let change = detectors.dc_offset.update(start, end, present);
                 events.push(AlarmKind::DcOffset, ch, change, || amplitude_db(mean));
             }
             if config.discontinuity.is_some() {
                 let clicks_in_window = l.clicks_in_window[i];
                 let present = clicks_in_window > 0;
-                let change = s.discontinuity.update(start, end, present);
+                let change = detectors.discontinuity.update(start, end, present);
                 events.push(AlarmKind::Discontinuity, ch, change, || {
                     f64::from(clicks_in_window)
                 });
@@ -1594,6 +1653,28 @@ mod tests {
         assert_eq!(all, vec![(0, 6)]);
         assert_eq!(loudness_groups(4, LoudnessGrouping::None).count(), 0);
         assert_eq!(loudness_groups(3, LoudnessGrouping::Mono).count(), 3);
+    }
+
+    #[test]
+    fn hot_memory_is_the_monitor_and_its_per_block_state_only() {
+        let monitor = Monitor::new(8, 48_000, MonitorConfig::default()).expect("monitor");
+        let mut regions = Vec::new();
+        monitor.hot_memory(|start, len| regions.push((start as usize, len)));
+        let own = (&raw const monitor) as usize;
+        assert_eq!(regions[0], (own, size_of::<Monitor>()));
+        assert!(regions.iter().all(|&(start, len)| start != 0 && len > 0));
+        // One lane group's accumulators, filter state and history, eight channels' window
+        // state: a few kilobytes, not the conversion scratch nor the loudness history.
+        let total: usize = regions.iter().map(|r| r.1).sum();
+        assert!(total < 4096, "{total} bytes");
+        let scratch = monitor.lanes.tp_buf.as_ptr_range();
+        let scratch = scratch.start as usize..scratch.end as usize;
+        let history = true_peak::HISTORY * size_of::<Lane>();
+        assert!(
+            regions
+                .iter()
+                .all(|&(start, len)| !scratch.contains(&start) || len == history)
+        );
     }
 
     #[test]

@@ -301,6 +301,9 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         return;
     }
     let usable = scratch.len() / input.channels * input.channels;
+    for meter in input.rings.iter().filter_map(|feed| feed.meter.as_ref()) {
+        meter.prefetch();
+    }
     loop {
         let rings = &mut input.rings;
         let pulled =

@@ -92,6 +92,14 @@ impl InlineMeter {
         }
     }
 
+    /// Starts bringing the state the next [`process`](Self::process) reads into the caches,
+    /// so that the block's pull overlaps the wait (see `Monitor::hot_memory`).
+    pub fn prefetch(&self) {
+        if !PAUSED.load(Ordering::Relaxed) {
+            self.monitor.hot_memory(estuary_io::memory::prefetch);
+        }
+    }
+
     fn swap_in_retuned(&mut self) {
         // Never wait: the worker holds this lock only to post or to free.
         let Ok(mut slot) = self.mailbox.slot.try_lock() else {
