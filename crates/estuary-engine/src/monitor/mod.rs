@@ -916,10 +916,11 @@ impl Monitor {
         &self.events
     }
 
-    /// Calls `visit` with each region of memory (start, length in bytes) that the next
-    /// [`process`](Self::process) will read, for a caller that can prefetch it: a thread
-    /// that meters a hundred inputs in turn finds each one's state gone from its caches by
-    /// its turn, and waiting for it there cost more than the measuring.
+    /// Calls `visit` with each region of memory (start, length in bytes) that every
+    /// [`process`](Self::process) reads, for a caller that can prefetch it: a thread that
+    /// meters a hundred inputs in turn finds each one's state gone from its caches by its
+    /// turn, and waiting for it there cost more than the measuring. The regions stay where
+    /// they are for the monitor's life (it never reallocates), so they can be kept.
     pub fn hot_memory(&self, mut visit: impl FnMut(*const u8, usize)) {
         fn span<T>(items: &[T]) -> (*const u8, usize) {
             (items.as_ptr().cast(), core::mem::size_of_val(items))
@@ -950,13 +951,6 @@ impl Monitor {
         // A window may close in this block.
         slice(span(&self.state));
         slice(span(&self.rms.total));
-        let next = self.rms.next * self.rms.groups;
-        slice(span(
-            self.rms
-                .slots
-                .get(next..next + self.rms.groups)
-                .unwrap_or_default(),
-        ));
     }
 
     /// The current values, allocating a new snapshot.

@@ -137,8 +137,13 @@ pub(super) fn run(commands: &Receiver<Command>, halt: &Stop) {
             drain_socket(&mut rx, input);
         }
         let now = monotonic_now();
-        for input in &mut inputs {
-            pull_into_rings(input, now, &mut scratch);
+        for i in 0..inputs.len() {
+            if let Some(next) = inputs.get(i + 1) {
+                next.prefetch_meters();
+            }
+            if let Some(input) = inputs.get_mut(i) {
+                pull_into_rings(input, now, &mut scratch);
+            }
         }
         // Wake when the next codec frame of any output is due, so no tick adds latency.
         next_wake = inputs
@@ -207,6 +212,12 @@ impl InputRuntime {
             shared.ring_overruns = self.ring_overruns;
             shared.pull_lag = self.pull_lag;
             shared.last_packet = self.last_stored;
+        }
+    }
+
+    fn prefetch_meters(&self) {
+        for meter in self.rings.iter().filter_map(|feed| feed.meter.as_ref()) {
+            meter.prefetch();
         }
     }
 
@@ -301,9 +312,7 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         return;
     }
     let usable = scratch.len() / input.channels * input.channels;
-    for meter in input.rings.iter().filter_map(|feed| feed.meter.as_ref()) {
-        meter.prefetch();
-    }
+    input.prefetch_meters();
     loop {
         let rings = &mut input.rings;
         let pulled =

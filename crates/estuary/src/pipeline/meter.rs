@@ -54,9 +54,43 @@ struct Mailbox {
     slot: Mutex<Option<(u32, Box<Monitor>)>>,
 }
 
+/// Most regions of [`Monitor::hot_memory`] kept (one per lane group of eight channels, and a
+/// dozen more); any beyond are not prefetched.
+const HOT_REGIONS: usize = 24;
+
+/// Where a monitor's per-block state lies (start address, bytes), noted once so that the
+/// prefetch reads nothing of the cold state itself, which would wait for it.
+struct HotMemory {
+    regions: [(usize, usize); HOT_REGIONS],
+    len: usize,
+}
+
+impl HotMemory {
+    fn of(monitor: &Monitor) -> Self {
+        let mut hot = HotMemory {
+            regions: [(0, 0); HOT_REGIONS],
+            len: 0,
+        };
+        monitor.hot_memory(|start, len| {
+            if let Some(region) = hot.regions.get_mut(hot.len) {
+                *region = (start.addr(), len);
+                hot.len += 1;
+            }
+        });
+        hot
+    }
+
+    fn prefetch(&self) {
+        for &(start, len) in self.regions.iter().take(self.len) {
+            estuary_io::memory::prefetch(std::ptr::without_provenance(start), len);
+        }
+    }
+}
+
 /// The audio meters of an input, run by the thread that feeds its rings (see the module doc).
 pub(super) struct InlineMeter {
     monitor: Box<Monitor>,
+    hot: HotMemory,
     /// Which settings `monitor` has: the worker ignores changes from older ones.
     generation: u32,
     events: rtrb::Producer<(u32, MonitorEvent)>,
@@ -96,7 +130,7 @@ impl InlineMeter {
     /// so that the block's pull overlaps the wait (see `Monitor::hot_memory`).
     pub fn prefetch(&self) {
         if !PAUSED.load(Ordering::Relaxed) {
-            self.monitor.hot_memory(estuary_io::memory::prefetch);
+            self.hot.prefetch();
         }
     }
 
@@ -107,6 +141,7 @@ impl InlineMeter {
         };
         if let Some((generation, monitor)) = slot.as_mut() {
             std::mem::swap(&mut self.monitor, monitor);
+            self.hot = HotMemory::of(&self.monitor);
             self.generation = *generation;
             self.since_publish = self.publish_frames;
             self.mailbox.pending.store(false, Ordering::Release);
@@ -130,6 +165,7 @@ pub(super) fn start(
     let (events, events_rx) = rtrb::RingBuffer::new(EVENT_RING);
     let mailbox = Arc::new(Mailbox::default());
     let inline = InlineMeter {
+        hot: HotMemory::of(&monitor),
         monitor,
         generation: 0,
         events,
