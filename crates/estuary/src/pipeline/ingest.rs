@@ -138,9 +138,7 @@ pub(super) fn run(commands: &Receiver<Command>, halt: &Stop) {
         }
         let now = monotonic_now();
         for i in 0..inputs.len() {
-            if let Some(next) = inputs.get(i + 1) {
-                next.prefetch_meters();
-            }
+            prefetch_meters_ahead(&inputs, i);
             if let Some(input) = inputs.get_mut(i) {
                 pull_into_rings(input, now, &mut scratch);
             }
@@ -157,6 +155,27 @@ pub(super) fn run(commands: &Receiver<Command>, halt: &Stop) {
                 input.publish();
             }
         }
+    }
+}
+
+/// Brings the meter state of the inputs after input `i` into the caches while `i` is pulled
+/// and metered. By its input's turn that state has left the caches (a hundred inputs went
+/// by), and waiting for it there cost the meters as much as their work. Each step reads only
+/// what the step before brought in, so none waits: the rings of input `i + 3` (where its
+/// meter is), the meter of `i + 2` (where its state is), the state of `i + 1`.
+fn prefetch_meters_ahead(inputs: &[InputRuntime], i: usize) {
+    if super::meter::PAUSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if let Some(input) = inputs.get(i + 3) {
+        let rings = input.rings.as_slice();
+        estuary_io::memory::prefetch(rings.as_ptr().cast(), std::mem::size_of_val(rings));
+    }
+    for meter in inputs.get(i + 2).into_iter().flat_map(InputRuntime::meters) {
+        meter.prefetch_meter();
+    }
+    for meter in inputs.get(i + 1).into_iter().flat_map(InputRuntime::meters) {
+        meter.prefetch_state();
     }
 }
 
@@ -215,10 +234,8 @@ impl InputRuntime {
         }
     }
 
-    fn prefetch_meters(&self) {
-        for meter in self.rings.iter().filter_map(|feed| feed.meter.as_ref()) {
-            meter.prefetch();
-        }
+    fn meters(&self) -> impl Iterator<Item = &super::meter::InlineMeter> {
+        self.rings.iter().filter_map(|feed| feed.meter.as_deref())
     }
 
     /// When the last frame of some output's next codec frame becomes due.
@@ -312,7 +329,6 @@ fn pull_into_rings(input: &mut InputRuntime, now: MonoTime, scratch: &mut [i32])
         return;
     }
     let usable = scratch.len() / input.channels * input.channels;
-    input.prefetch_meters();
     loop {
         let rings = &mut input.rings;
         let pulled =

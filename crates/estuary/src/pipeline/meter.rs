@@ -126,12 +126,18 @@ impl InlineMeter {
         }
     }
 
-    /// Starts bringing the state the next [`process`](Self::process) reads into the caches,
-    /// so that the block's pull overlaps the wait (see `Monitor::hot_memory`).
-    pub fn prefetch(&self) {
-        if !PAUSED.load(Ordering::Relaxed) {
-            self.hot.prefetch();
-        }
+    /// Starts bringing this meter's own fields into the caches (reads none of them): for
+    /// [`prefetch_state`](Self::prefetch_state) a little later.
+    pub fn prefetch_meter(&self) {
+        estuary_io::memory::prefetch((&raw const *self).cast(), size_of::<Self>());
+    }
+
+    /// Starts bringing the state the next [`process`](Self::process) reads into the caches
+    /// (see `Monitor::hot_memory`), reading only this meter's fields.
+    pub fn prefetch_state(&self) {
+        self.hot.prefetch();
+        let mailbox = Arc::as_ptr(&self.mailbox);
+        estuary_io::memory::prefetch(mailbox.cast(), size_of::<Mailbox>());
     }
 
     fn swap_in_retuned(&mut self) {
