@@ -54,8 +54,8 @@ struct Mailbox {
     slot: Mutex<Option<(u32, Box<Monitor>)>>,
 }
 
-/// Most regions of [`Monitor::hot_memory`] kept (one per lane group of eight channels, and a
-/// dozen more); any beyond are not prefetched.
+/// Most regions of [`Monitor::hot_memory`] kept (it names about a dozen); any beyond are not
+/// prefetched.
 const HOT_REGIONS: usize = 24;
 
 /// Where a monitor's per-block state lies (start address, bytes), noted once so that the
