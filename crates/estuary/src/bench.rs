@@ -23,6 +23,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -107,14 +108,14 @@ struct IngestArgs {
     /// meter every input.
     #[arg(long)]
     meters: bool,
-    /// The worker (with `--meters`): meters paused and running in turns of this long, the
-    /// process's CPU timed in each turn (see [`interleaved_meters`]).
+    /// The worker (with `--meters` or `--record-dir`): meters or recorders paused and running
+    /// in turns of this long, the process's CPU timed in each turn (see [`interleaved`]).
     #[arg(long, value_parser = humantime::parse_duration)]
     interleave: Option<Duration>,
     /// `bench record` and `bench ingest --meters`: pairs of runs (ingest alone, then with
     /// recording or meters, in alternating order); the figure is the median of the pairs'
-    /// ratios, which a noisy machine moves less than any one pair. `bench ingest --meters
-    /// --rounds 0`: only the measurement in turns inside one worker.
+    /// ratios, which a noisy machine moves less than any one pair. `--rounds 0`: only the
+    /// measurement in turns inside one worker.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// `bench record`: where the recordings go (a temporary directory inside it, deleted
@@ -376,7 +377,7 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         args.latency.as_millis()
     );
     if args.meters {
-        // The same comparison inside one worker, in turns (see `interleaved_meters`).
+        // The same comparison inside one worker, in turns (see `interleaved`).
         let turns = worker_with(&["--meters", "--interleave", "200ms"]);
         let measured = measure_worker("interleaved", turns, args.seconds, stream_seconds)?;
         println!("{}", measured.note);
@@ -492,7 +493,20 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
             stream_seconds,
         )
     };
-    let last = paired_rounds(args.rounds, "recording", bare, recorded)?;
+    let last = if args.rounds == 0 {
+        Vec::new()
+    } else {
+        paired_rounds(args.rounds, "recording", bare, recorded)?
+    };
+    // The same comparison inside one worker, in turns (see `interleaved`). A turn is longer
+    // than the recorders' header interval (1 s), so each write carries a second of audio as
+    // when recording without turns: shorter turns cut the writes short and, with a cost per
+    // write that dwarfs the cost per byte, read up to twice the figure (500 ms: +100 %
+    // where 2 s read +51 %).
+    let mut turns = worker(Some(dir.path()));
+    turns.args(["--interleave", "2s"]);
+    let measured = measure_worker("interleaved", turns, args.seconds, stream_seconds)?;
+    println!("{}", measured.note);
     println!(
         "sender: worst delay behind schedule: {:.2} ms",
         sender.max_lateness().as_secs_f64() * 1000.0
@@ -506,12 +520,16 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
         stream_seconds,
     )?;
     print_table(std::slice::from_ref(&floor));
-    if let Some(ingest) = last.first() {
-        println!(
-            "the file writes alone (the same bytes, prebuilt, into as many files, direct) cost {:.0} % of the last ingest run's CPU",
+    let share = last.first().map_or(String::new(), |ingest| {
+        format!(
+            ", {:.0} % of the last ingest run's CPU",
             floor.cpu.as_secs_f64() / ingest.cpu.as_secs_f64() * 100.0
-        );
-    }
+        )
+    });
+    println!(
+        "the file writes alone (the same bytes, prebuilt, into as many files, direct) cost {:.0} ms of CPU per second{share}",
+        floor.cpu.as_secs_f64() * 1000.0 / args.seconds as f64
+    );
     Ok(())
 }
 
@@ -786,9 +804,18 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     let running = Running::start_with(&config::parse(&text, Path::new("."))?, options)?;
     // The driver's warm-up, its measured window, and a little slack.
     let elapsed = args.seconds + 2;
+    let length = Duration::from_secs(elapsed);
     match args.interleave {
-        Some(turn) if args.meters => interleaved_meters(turn, Duration::from_secs(elapsed)),
-        _ => std::thread::sleep(Duration::from_secs(elapsed)),
+        Some(turn) if args.meters => interleaved("metering", turn, length, |paused| {
+            crate::pipeline::meter::PAUSED.store(paused, Ordering::Relaxed);
+        }),
+        Some(turn) if args.record_dir.is_some() => {
+            crate::record::IN_TURNS.store(true, Ordering::Relaxed);
+            interleaved("recording", turn, length, |paused| {
+                crate::record::PAUSED.store(paused, Ordering::Relaxed);
+            });
+        }
+        _ => std::thread::sleep(length),
     }
     let stats = running.input_stats();
     let recorders = running.recorder_status();
@@ -818,42 +845,51 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times metering against none inside one worker: for `length` (after a second's warm-up),
-/// meters paused for one `turn`, then running for the next, the process's CPU read at each
-/// change. Whatever else loads the machine loads both kinds of turn alike, minutes apart in
-/// no case, so the figure moves much less than between separate runs. A pair's figure is its
-/// running turn's CPU over its paused turn's; the median of the pairs is reported.
-fn interleaved_meters(turn: Duration, length: Duration) {
-    use crate::pipeline::meter::PAUSED;
+/// Times metering (or recording) against none inside one worker: for `length` (after a
+/// second's warm-up), paused for one `turn`, then running for the next, the process's CPU
+/// read at each change. Whatever else loads the machine loads both kinds of turn alike,
+/// minutes apart in no case, so the figure moves much less than between separate runs. A
+/// pair's figure is its running turn's CPU over its paused turn's; the median of the pairs is
+/// reported, and the ratio of the means (the figure for recording, whose work of one running
+/// turn can fall partly in the next: see `record::PAUSED`).
+fn interleaved(what: &str, turn: Duration, length: Duration, pause: impl Fn(bool)) {
     use estuary_io::clock::process_cpu_time;
-    use std::sync::atomic::Ordering;
     let warm_up = Duration::from_secs(1);
     std::thread::sleep(warm_up);
     let mut turns: Vec<(bool, f64)> = Vec::new();
     let end = Instant::now() + length.saturating_sub(warm_up);
     let mut running = false;
     while Instant::now() + turn <= end {
-        PAUSED.store(!running, Ordering::Relaxed);
+        pause(!running);
         let (t0, c0) = (Instant::now(), process_cpu_time());
         std::thread::sleep(turn);
         let cpu = process_cpu_time().saturating_sub(c0).as_secs_f64();
         turns.push((running, cpu / t0.elapsed().as_secs_f64()));
         running = !running;
     }
-    PAUSED.store(false, Ordering::Relaxed);
+    pause(false);
     let ratios = turn_ratios(&turns);
     let pairs = ratios.len();
+    // The pairs' turns only (the first pair is the warm-up).
     let mean = |on: bool| {
-        let v: Vec<f64> = turns.iter().filter(|t| t.0 == on).map(|t| t.1).collect();
+        let v: Vec<f64> = turns
+            .iter()
+            .skip(2)
+            .take(pairs * 2)
+            .filter(|t| t.0 == on)
+            .map(|t| t.1)
+            .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
     };
+    let (on, off) = (mean(true), mean(false));
     println!(
-        "result interleaved in this process (meters paused and running in turns of {} ms): metering adds {:.1} % (median of {} pairs; CPU {:.0} ms/s running, {:.0} ms/s paused)",
+        "result interleaved in this process ({what} paused and running in turns of {} ms): {what} adds {:.1} % (median of {} pairs; {:.1} % from the means: CPU {:.0} ms/s running, {:.0} ms/s paused)",
         turn.as_millis(),
         median(ratios) * 100.0,
         pairs,
-        mean(true) * 1000.0,
-        mean(false) * 1000.0,
+        (on / off.max(f64::MIN_POSITIVE) - 1.0) * 100.0,
+        on * 1000.0,
+        off * 1000.0,
     );
 }
 

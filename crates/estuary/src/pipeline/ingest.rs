@@ -382,9 +382,13 @@ pub(super) fn feed_rings(
 ) -> u64 {
     let frames = samples.len() / channels;
     let mut overruns = 0;
+    let recorders_paused = crate::record::PAUSED.load(std::sync::atomic::Ordering::Relaxed);
     for feed in rings {
         if let Some(meter) = &mut feed.meter {
             meter.process(samples, now);
+            continue;
+        }
+        if recorders_paused && feed.events.is_some() {
             continue;
         }
         let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);

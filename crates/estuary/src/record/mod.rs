@@ -23,6 +23,7 @@ mod pack;
 pub mod repair;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -79,6 +80,14 @@ const RETRY: Duration = Duration::from_secs(2);
 const RETENTION_PERIOD: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the takes being closed.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Set only by `bench record` to time recording against ingest alone in one process, in
+/// turns (see the bench); the daemon never sets either. While `PAUSED`, the ingest feeds no
+/// recorder and recorders hold their work (draining, packing, writing), so each turn's
+/// recording work is done in a running turn. While `IN_TURNS`, the media position's jump over
+/// a paused turn is skipped instead of filled with silence (the bench's files are discarded).
+pub static PAUSED: AtomicBool = AtomicBool::new(false);
+pub static IN_TURNS: AtomicBool = AtomicBool::new(false);
 
 /// One gap in a file, as the sidecar lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -262,10 +271,13 @@ impl RecorderWorker {
     pub fn run(mut self, halt: &Stop) {
         loop {
             let stopping = halt.requested();
-            self.drain();
+            let paused = PAUSED.load(Ordering::Relaxed) && !stopping;
+            if !paused {
+                self.drain();
+            }
             self.closed();
             let now = Instant::now();
-            if now >= self.next_header {
+            if now >= self.next_header && !paused {
                 self.next_header = now + self.config.header_interval;
                 self.sync_headers();
             }
@@ -279,7 +291,11 @@ impl RecorderWorker {
             }
             // On time for the next header rewrite, which bounds what kill -9 can cost.
             let until_header = self.next_header.saturating_duration_since(Instant::now());
-            thread::park_timeout(WAKE.min(until_header));
+            thread::park_timeout(if paused {
+                WAKE
+            } else {
+                WAKE.min(until_header)
+            });
         }
         self.close_set();
         if let Some(closer) = self.closer.take() {
@@ -409,7 +425,9 @@ impl RecorderWorker {
             let jump = position.wrapping_sub(expected);
             let max = MAX_FILL.as_secs() * u64::from(self.sample_rate);
             if position > expected && jump <= max && self.set.is_some() {
-                self.fill(expected, jump);
+                if !IN_TURNS.load(Ordering::Relaxed) {
+                    self.fill(expected, jump);
+                }
             } else {
                 info!(recorder = %self.status.name, "the stream jumped in time; starting new files");
                 self.close_set();
