@@ -506,7 +506,15 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
     let mut turns = worker(Some(dir.path()));
     turns.args(["--interleave", "2s"]);
     let measured = measure_worker("interleaved", turns, args.seconds, stream_seconds)?;
-    println!("{}", measured.note);
+    println!(
+        "{}{}",
+        measured.note,
+        if measured.starved() {
+            " (not clean: packets were lost or late, the sender fell behind)"
+        } else {
+            ""
+        }
+    );
     println!(
         "sender: worst delay behind schedule: {:.2} ms",
         sender.max_lateness().as_secs_f64() * 1000.0

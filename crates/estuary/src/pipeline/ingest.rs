@@ -391,31 +391,46 @@ pub(super) fn feed_rings(
         if recorders_paused && feed.events.is_some() {
             continue;
         }
-        let no_event = feed.events.as_ref().is_some_and(|e| e.slots() == 0);
-        if feed.samples.slots() < samples.len() || no_event || feed.gap_lost {
+        let no_event = feed.events.as_ref().is_some_and(|e| !has_room(e, 1));
+        if !has_room(&feed.samples, samples.len()) || no_event || feed.gap_lost {
             feed.gap_lost = false;
             // A recorder fills what it missed with counted silence, from the positions.
             overruns += frames as u64;
             continue;
         }
-        // One copy into the free slots (`write_chunk` would first fill them with zeros).
-        if feed.samples.push_entire_slice(samples).is_ok() {
+        // One copy into the free slots (`write_chunk` would first fill them with zeros). A
+        // recorder reads its ring a quarter of a second later: its copy bypasses the caches.
+        let pushed = if feed.events.is_some() {
+            estuary_io::memory::push_streaming(&mut feed.samples, samples)
+        } else {
+            feed.samples.push_entire_slice(samples)
+        };
+        if pushed.is_ok() {
             if let Some(events) = &mut feed.events {
                 let _ = events.push(FeedEvent::Chunk {
                     position: position.unwrap_or(feed.frames_pushed),
                     frames: frames as u32,
                 });
+            } else {
+                // A full mark ring only costs the output one latency sample. (A recorder
+                // times nothing by them.)
+                let _ = feed.marks.push((feed.frames_pushed + frames as u64, now));
             }
             let frames_before = feed.frames_pushed;
             feed.frames_pushed += frames as u64;
-            // A full mark ring only costs the output one latency sample.
-            let _ = feed.marks.push((feed.frames_pushed, now));
             if feed.frames_pushed / feed.frame > frames_before / feed.frame {
                 feed.thread.unpark();
             }
         }
     }
     overruns
+}
+
+/// Whether `n` slots are free, reading the consumer's position (a cache line the other
+/// thread writes, and with many rings one the cache no longer holds) only when the position
+/// last read does not show room already.
+fn has_room<T>(ring: &rtrb::Producer<T>, n: usize) -> bool {
+    ring.cached_slots() >= n || ring.slots() >= n
 }
 
 #[cfg(test)]

@@ -291,11 +291,7 @@ impl RecorderWorker {
             }
             // On time for the next header rewrite, which bounds what kill -9 can cost.
             let until_header = self.next_header.saturating_duration_since(Instant::now());
-            thread::park_timeout(if paused {
-                WAKE
-            } else {
-                WAKE.min(until_header)
-            });
+            thread::park_timeout(if paused { WAKE } else { WAKE.min(until_header) });
         }
         self.close_set();
         if let Some(closer) = self.closer.take() {
