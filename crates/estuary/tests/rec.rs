@@ -283,10 +283,11 @@ fn status_when(api: u16, settled: impl Fn(&serde_json::Value) -> bool) -> serde_
 }
 
 /// Every one of the three recorders of the gap tests lists `gaps` gaps.
+/// Whether every recorder lists `gaps` gaps.
 fn all_list_gaps(status: &serde_json::Value, gaps: u64) -> bool {
-    ["all", "groups", "mono"]
-        .iter()
-        .all(|name| recorder(status, name)["gaps"] == gaps)
+    status["recorders"]
+        .as_array()
+        .is_some_and(|all| all.iter().all(|r| r["gaps"] == gaps))
 }
 
 fn recorder(status: &serde_json::Value, name: &str) -> serde_json::Value {
@@ -335,6 +336,8 @@ fn records_every_sample_and_exactly_the_gaps() {
          [[recorders]]\nname = \"groups\"\ninput = \"stage\"\ndirectory = \"{d}\"\nbits = 32\n\
          groups = {{ drums = \"1-2\", rest = \"3,4\" }}\n\n\
          [[recorders]]\nname = \"mono\"\ninput = \"stage\"\ndirectory = \"{d}\"\nbits = 16\n\
+         layout = \"mono\"\n\n\
+         [[recorders]]\nname = \"mono24\"\ninput = \"stage\"\ndirectory = \"{d}\"\nbits = 24\n\
          layout = \"mono\"\n",
         d = out.display()
     );
@@ -345,7 +348,7 @@ fn records_every_sample_and_exactly_the_gaps() {
     let dropped = [500, 501, 1_200, 2_000, 2_001, 2_002, 2_003, 2_004, 2_005];
     send(5004, 4, packets, &dropped);
     let status = status_when(8481, |s| all_list_gaps(s, 4));
-    for name in ["all", "groups", "mono"] {
+    for name in ["all", "groups", "mono", "mono24"] {
         let r = recorder(&status, name);
         assert_eq!(r["state"], "recording", "{r}");
         // Three runs of lost packets, and the silence since the sender stopped.
@@ -366,7 +369,7 @@ fn records_every_sample_and_exactly_the_gaps() {
         .iter()
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.len(), 1 + 2 + 4, "{names:?}");
+    assert_eq!(files.len(), 1 + 2 + 4 + 4, "{names:?}");
     let expected_gaps: Vec<(u64, u64)> = [(500, 2), (1_200, 1), (2_000, 6)]
         .iter()
         .map(|&(p, n)| (u64::from(TS0) + p * FPP, n * FPP))
@@ -388,7 +391,11 @@ fn records_every_sample_and_exactly_the_gaps() {
             let index = (1..=4)
                 .find(|i| name.ends_with(&format!("-ch{i}.wav")))
                 .unwrap_or_else(|| panic!("unexpected file {name}"));
-            (vec![index - 1], 16)
+            // The 24-bit mono files take the vector packer's path.
+            (
+                vec![index - 1],
+                if name.starts_with("mono24") { 24 } else { 16 },
+            )
         };
         assert_eq!(rec.info.spec.bits, bits, "{name}");
         assert_eq!(
@@ -445,7 +452,7 @@ fn records_every_sample_and_exactly_the_gaps() {
         .map(|e| e.path())
         .filter(|p| p.to_string_lossy().ends_with(".json"))
         .collect();
-    assert_eq!(sidecars.len(), 3, "{sidecars:?}");
+    assert_eq!(sidecars.len(), 4, "{sidecars:?}");
     for sidecar in sidecars {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&sidecar).expect("sidecar"))
