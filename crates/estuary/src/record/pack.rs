@@ -148,7 +148,7 @@ mod tests {
         };
         for round in 0..600 {
             let stride = [1, 2, 3, 4, 5, 6, 7, 8, 9, 16][round % 10];
-            let len = (next() % 400) as usize;
+            let len = (next() % 2_000) as usize;
             let data: Vec<i32> = (0..len).map(|_| next() as i32).collect();
             let mixed: Vec<Vec<usize>> = vec![
                 (0..stride).collect(),
@@ -156,8 +156,17 @@ mod tests {
                 vec![0],
                 vec![0, stride / 2],
             ];
-            // Every channel to its own file (the one-pass path), in another order.
-            let mono: Vec<Vec<usize>> = (0..stride).rev().map(|c| vec![c]).collect();
+            // Every channel to its own file (the one-pass path): in order, in reverse, or
+            // some channels only.
+            let mono: Vec<Vec<usize>> = match round / 10 % 3 {
+                0 => (0..stride).map(|c| vec![c]).collect(),
+                1 => (0..stride).rev().map(|c| vec![c]).collect(),
+                _ => (0..stride)
+                    .step_by(2)
+                    .chain([stride - 1])
+                    .map(|c| vec![c])
+                    .collect(),
+            };
             for (tracks, bits) in [mixed, mono]
                 .iter()
                 .flat_map(|t| [16u8, 24, 32].map(|bits| (t, bits)))
