@@ -825,14 +825,22 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     let elapsed = args.seconds + 2;
     let length = Duration::from_secs(elapsed);
     match args.interleave {
-        Some(turn) if args.meters => interleaved("metering", turn, length, |paused| {
-            crate::pipeline::meter::PAUSED.store(paused, Ordering::Relaxed);
-        }),
+        Some(turn) if args.meters => interleaved(
+            "metering",
+            turn,
+            length,
+            |paused| crate::pipeline::meter::PAUSED.store(paused, Ordering::Relaxed),
+            || disturbed(&running),
+        ),
         Some(turn) if args.record_dir.is_some() => {
             crate::record::IN_TURNS.store(true, Ordering::Relaxed);
-            interleaved("recording", turn, length, |paused| {
-                crate::record::PAUSED.store(paused, Ordering::Relaxed);
-            });
+            interleaved(
+                "recording",
+                turn,
+                length,
+                |paused| crate::record::PAUSED.store(paused, Ordering::Relaxed),
+                || disturbed(&running),
+            );
         }
         _ => std::thread::sleep(length),
     }
@@ -864,6 +872,15 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Packets the inputs lost or received late, and frames they concealed, so far.
+fn disturbed(running: &Running) -> u64 {
+    running
+        .input_stats()
+        .iter()
+        .map(|(_, s)| s.stats.packets_lost + s.stats.packets_late + s.stats.frames_concealed)
+        .sum()
+}
+
 /// Times metering (or recording) against none inside one worker: for `length` (after a
 /// second's warm-up), paused for one `turn`, then running for the next, the process's CPU
 /// read at each change. Whatever else loads the machine loads both kinds of turn alike,
@@ -871,55 +888,72 @@ fn ingest_worker(args: &IngestArgs) -> anyhow::Result<()> {
 /// pair's figure is its running turn's CPU over its paused turn's; the median of the pairs is
 /// reported, and the ratio of the means (the figure for recording, whose work of one running
 /// turn can fall partly in the next: see `record::PAUSED`).
-fn interleaved(what: &str, turn: Duration, length: Duration, pause: impl Fn(bool)) {
+///
+/// A turn in which the inputs lost, received late or concealed anything is not clean: the
+/// sender, sharing the machine, fell behind, and the receiver spent the turn on bursts and
+/// concealment (and the recorders on gaps) instead of the work measured. Its pair is left
+/// out, as `paired_rounds` leaves out such runs; the count left out is printed.
+fn interleaved(
+    what: &str,
+    turn: Duration,
+    length: Duration,
+    pause: impl Fn(bool),
+    disturbed: impl Fn() -> u64,
+) {
     use estuary_io::clock::process_cpu_time;
     let warm_up = Duration::from_secs(1);
     std::thread::sleep(warm_up);
-    let mut turns: Vec<(bool, f64)> = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
     let end = Instant::now() + length.saturating_sub(warm_up);
     let mut running = false;
     while Instant::now() + turn <= end {
         pause(!running);
-        let (t0, c0) = (Instant::now(), process_cpu_time());
+        let (t0, c0, d0) = (Instant::now(), process_cpu_time(), disturbed());
         std::thread::sleep(turn);
         let cpu = process_cpu_time().saturating_sub(c0).as_secs_f64();
-        turns.push((running, cpu / t0.elapsed().as_secs_f64()));
+        turns.push(Turn {
+            running,
+            cpu: cpu / t0.elapsed().as_secs_f64(),
+            clean: disturbed() == d0,
+        });
         running = !running;
     }
     pause(false);
-    let ratios = turn_ratios(&turns);
-    let pairs = ratios.len();
-    // The pairs' turns only (the first pair is the warm-up).
-    let mean = |on: bool| {
-        let v: Vec<f64> = turns
-            .iter()
-            .skip(2)
-            .take(pairs * 2)
-            .filter(|t| t.0 == on)
-            .map(|t| t.1)
-            .collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    };
-    let (on, off) = (mean(true), mean(false));
+    let pairs = clean_pairs(&turns);
+    let left_out = (turns.len() / 2).saturating_sub(1 + pairs.len());
+    let ratios: Vec<f64> = pairs.iter().map(|(off, on)| on / off - 1.0).collect();
+    let n = pairs.len().max(1) as f64;
+    let off = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let on = pairs.iter().map(|p| p.1).sum::<f64>() / n;
     println!(
-        "result interleaved in this process ({what} paused and running in turns of {} ms): {what} adds {:.1} % (median of {} pairs; {:.1} % from the means: CPU {:.0} ms/s running, {:.0} ms/s paused)",
+        "result interleaved in this process ({what} paused and running in turns of {} ms): {what} adds {:.1} % (median of {} clean pairs, {left_out} left out; {:.1} % from the means: CPU {:.0} ms/s running, {:.0} ms/s paused)",
         turn.as_millis(),
         median(ratios) * 100.0,
-        pairs,
+        pairs.len(),
         (on / off.max(f64::MIN_POSITIVE) - 1.0) * 100.0,
         on * 1000.0,
         off * 1000.0,
     );
 }
 
-/// What running adds over paused in each (paused, running) pair of `turns` (CPU rates,
-/// running or not; the first turn paused), the first pair left out as a warm-up.
-fn turn_ratios(turns: &[(bool, f64)]) -> Vec<f64> {
+/// One turn of [`interleaved`]: the process's CPU rate, and whether the inputs lost
+/// nothing in it.
+struct Turn {
+    running: bool,
+    cpu: f64,
+    clean: bool,
+}
+
+/// The (paused, running) CPU rates of each clean pair of `turns` (the first turn paused),
+/// the first pair left out as a warm-up.
+fn clean_pairs(turns: &[Turn]) -> Vec<(f64, f64)> {
     turns
         .chunks_exact(2)
         .skip(1)
         .filter_map(|p| match p {
-            [(false, off), (true, on)] if *off > 0.0 => Some(on / off - 1.0),
+            [off, on] if !off.running && on.running && off.clean && on.clean && off.cpu > 0.0 => {
+                Some((off.cpu, on.cpu))
+            }
             _ => None,
         })
         .collect()
@@ -1235,21 +1269,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn turn_ratios_pair_each_running_turn_with_the_paused_one_before() {
+    fn clean_pairs_pair_each_running_turn_with_the_paused_one_before() {
+        let turn = |running, cpu, clean| Turn {
+            running,
+            cpu,
+            clean,
+        };
         let turns = [
-            (false, 9.0),
-            (true, 1.0),
-            (false, 0.2),
-            (true, 0.25),
-            (false, 0.4),
-            (true, 0.3),
-            (false, 0.5),
+            turn(false, 9.0, true),
+            turn(true, 1.0, true),
+            turn(false, 0.2, true),
+            turn(true, 0.25, true),
+            turn(false, 0.4, true),
+            turn(true, 0.3, true),
+            turn(false, 0.6, true),
+            turn(true, 0.9, false),
+            turn(false, 0.5, true),
         ];
-        let ratios = turn_ratios(&turns);
-        assert_eq!(ratios.len(), 2, "{ratios:?}");
-        assert!((ratios[0] - 0.25).abs() < 1e-12);
-        assert!((ratios[1] + 0.25).abs() < 1e-12);
-        assert!(turn_ratios(&[(false, 0.0), (true, 1.0), (false, 0.0), (true, 1.0)]).is_empty());
+        // The warm-up pair, the pair with a disturbed turn and the unpaired last turn are
+        // left out.
+        assert_eq!(clean_pairs(&turns), vec![(0.2, 0.25), (0.4, 0.3)]);
+        let idle = [true, true, true, true].map(|r| turn(r, 0.0, true));
+        assert!(clean_pairs(&idle).is_empty());
+        let no_cpu = [false, true, false, true].map(|r| turn(r, if r { 1.0 } else { 0.0 }, true));
+        assert!(clean_pairs(&no_cpu).is_empty());
     }
 
     fn measured(note: &str) -> Measured {
