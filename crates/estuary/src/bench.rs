@@ -379,25 +379,22 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     if args.meters {
         // The same comparison inside one worker, in turns (see `interleaved`).
         let turns = worker_with(&["--meters", "--interleave", "200ms"]);
-        print_turns(&measure_worker(
-            "interleaved",
-            turns,
-            args.seconds,
-            stream_seconds,
-        )?);
+        measure_turns(turns, args.seconds, stream_seconds)?;
     }
     Ok(())
 }
 
-/// An in-process measurement in turns (see [`interleaved`]), flagged when the sender fell
-/// behind: a run spent concealing is not a clean one.
-fn print_turns(measured: &Measured) {
+/// Runs a worker measuring in turns (see [`interleaved`]) and prints its figure, flagged
+/// when the sender fell behind during the run.
+fn measure_turns(worker: Command, seconds: u64, stream_seconds: f64) -> anyhow::Result<()> {
+    let measured = measure_worker("interleaved", worker, seconds, stream_seconds)?;
     let flag = if measured.starved() {
         " (not clean: packets were lost or late, the sender fell behind)"
     } else {
         ""
     };
     println!("{}{flag}", measured.note);
+    Ok(())
 }
 
 /// `rounds` pairs of runs, `bare` and `with` in alternating order, each pair printed; then
@@ -520,12 +517,7 @@ fn record(args: &IngestArgs) -> anyhow::Result<()> {
     // where 2 s read +51 %).
     let mut turns = worker(Some(dir.path()));
     turns.args(["--interleave", "2s"]);
-    print_turns(&measure_worker(
-        "interleaved",
-        turns,
-        args.seconds,
-        stream_seconds,
-    )?);
+    measure_turns(turns, args.seconds, stream_seconds)?;
     println!(
         "sender: worst delay behind schedule: {:.2} ms",
         sender.max_lateness().as_secs_f64() * 1000.0
