@@ -384,12 +384,13 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a worker measuring in turns (see [`interleaved`]) and prints its figure, flagged
-/// when the sender fell behind during the run.
+/// Runs a worker measuring in turns (see [`interleaved`]) and prints its figure, with a
+/// word when the sender fell behind somewhere in the run (the figure itself counts only
+/// the pairs of turns where it did not).
 fn measure_turns(worker: Command, seconds: u64, stream_seconds: f64) -> anyhow::Result<()> {
     let measured = measure_worker("interleaved", worker, seconds, stream_seconds)?;
     let flag = if measured.starved() {
-        " (not clean: packets were lost or late, the sender fell behind)"
+        " (not clean: the sender fell behind and packets were lost or late; the pairs of turns where they were are left out of the figure)"
     } else {
         ""
     };
