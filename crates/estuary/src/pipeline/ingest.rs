@@ -15,6 +15,7 @@ use estuary_engine::time::MonoTime;
 use estuary_io::batch::BatchReceiver;
 use estuary_io::clock::{monotonic_now, sleep_until};
 
+use super::recorder_feed::RecorderEvents;
 use super::{InputSnapshot, RedundancySnapshot};
 use crate::latency::LatencyHistogram;
 use crate::record::FeedEvent;
@@ -42,12 +43,13 @@ pub(super) struct OutputFeed {
     /// its last sample arrived, not from when the output thread woke up.
     pub marks: rtrb::Producer<(u64, MonoTime)>,
     pub frames_pushed: u64,
-    /// The output's codec frame, in frames: the ingest wakes when one is complete.
+    /// The output's codec frame, in frames: the ingest wakes it when one is complete (a
+    /// recorder's: its pending chunk is told then).
     pub frame: u64,
-    /// The output's thread, unparked when a codec frame is complete.
+    /// The output's thread, unparked when a codec frame is complete (never a recorder's).
     pub thread: thread::Thread,
     /// A recorder's: where each block starts and where audio was concealed.
-    pub events: Option<rtrb::Producer<FeedEvent>>,
+    pub events: Option<RecorderEvents>,
     /// The input's meters, run here on each block instead of copying it to a ring.
     pub meter: Option<Box<super::meter::InlineMeter>>,
     /// A gap event did not fit the recorder's event ring: the block it belongs to is dropped
@@ -59,12 +61,10 @@ impl OutputFeed {
     /// Tells a recorder that `frames` frames from `position` were concealed.
     pub fn gap(&mut self, position: u64, frames: usize) {
         if let Some(events) = &mut self.events
-            && events
-                .push(FeedEvent::Gap {
-                    position,
-                    frames: frames as u32,
-                })
-                .is_err()
+            && !events.push(FeedEvent::Gap {
+                position,
+                frames: frames as u32,
+            })
         {
             self.gap_lost = true;
         }
@@ -283,7 +283,7 @@ fn drain_path(rx: &mut BatchReceiver, input: &mut InputRuntime, path: usize) {
         if outcome == PushOutcome::Late {
             // Recorders tell a late packet's gap from a lost one.
             for events in rings.iter_mut().filter_map(|f| f.events.as_mut()) {
-                let _ = events.push(FeedEvent::Late);
+                events.push(FeedEvent::Late);
             }
         }
         if let Some(m) = &mut merger {
@@ -391,7 +391,11 @@ pub(super) fn feed_rings(
         if recorders_paused && feed.events.is_some() {
             continue;
         }
-        let no_event = feed.events.as_ref().is_some_and(|e| !has_room(e, 1));
+        let at = position.unwrap_or(feed.frames_pushed);
+        let no_event = feed
+            .events
+            .as_mut()
+            .is_some_and(|e| !e.ready_for(at, frames as u32));
         if !has_room(&feed.samples, samples.len()) || no_event || feed.gap_lost {
             feed.gap_lost = false;
             // A recorder fills what it missed with counted silence, from the positions.
@@ -407,10 +411,7 @@ pub(super) fn feed_rings(
         };
         if pushed.is_ok() {
             if let Some(events) = &mut feed.events {
-                let _ = events.push(FeedEvent::Chunk {
-                    position: position.unwrap_or(feed.frames_pushed),
-                    frames: frames as u32,
-                });
+                events.pushed(at, frames as u32);
             } else {
                 // A full mark ring only costs the output one latency sample. (A recorder
                 // times nothing by them.)
@@ -419,7 +420,12 @@ pub(super) fn feed_rings(
             let frames_before = feed.frames_pushed;
             feed.frames_pushed += frames as u64;
             if feed.frames_pushed / feed.frame > frames_before / feed.frame {
-                feed.thread.unpark();
+                match &mut feed.events {
+                    // A recorder wakes on its own timer, as often: an unpark from here
+                    // costs this thread an interrupt to the other CPU each time.
+                    Some(events) => events.flush(),
+                    None => feed.thread.unpark(),
+                }
             }
         }
     }
@@ -451,7 +457,7 @@ mod tests {
             frames_pushed: 0,
             frame: 48,
             thread: thread::current(),
-            events: Some(events),
+            events: Some(RecorderEvents::new(events)),
             meter: None,
             gap_lost: false,
         }];
@@ -466,6 +472,7 @@ mod tests {
         // The next block goes through.
         assert_eq!(feed_rings(&mut feeds, &block, 2, now, Some(104)), 0);
         assert_eq!(samples_rx.slots(), 8);
+        feeds[0].events.as_mut().expect("a recorder's").flush();
         assert!(matches!(
             events_rx.pop(),
             Ok(FeedEvent::Chunk {

@@ -25,6 +25,7 @@ mod ingest;
 pub(crate) mod meter;
 mod netout;
 mod output;
+mod recorder_feed;
 mod redundant;
 mod report;
 mod srt_in;
@@ -787,8 +788,8 @@ impl Route {
             )?;
             let halt = self.halt.clone();
             let thread = format!("rec-{}", worker.name());
-            // Woken every [`record::WAKE`] of audio (it also wakes on its own to rewrite
-            // headers): few wake-ups, as each costs a context switch per recorder.
+            // It wakes on its own every [`record::WAKE`]; the ingest tells it of its chunks
+            // every `WAKE` of audio at the latest.
             let frame = (crate::record::WAKE.as_secs_f64() * f64::from(stream.sample_rate)) as u64;
             let mut feed = Self::spawn_fed(
                 &mut self.workers,
@@ -797,7 +798,7 @@ impl Route {
                 frame,
                 move || worker.run(&halt),
             )?;
-            feed.events = Some(events);
+            feed.events = Some(recorder_feed::RecorderEvents::new(events));
             rings.push(feed);
         }
         *lock(&self.meter) = MeterShared::default();

@@ -63,10 +63,11 @@ pub const SAMPLE_RING: Duration = Duration::from_secs(2);
 /// A forward jump of the media position up to this long is filled with silence; a longer
 /// one (or one backwards: a new stream) starts new files.
 const MAX_FILL: Duration = Duration::from_secs(10);
-/// How much audio the ingest thread lets pile up before it wakes a recorder, and how long a
-/// recorder sleeps when not woken. A wake-up costs a context switch per recorder (a quarter
-/// of the recorders' CPU at 10 wake-ups a second); files are written at the header
-/// rewrites anyway, so waking more often would not put audio on disk sooner.
+/// How long a recorder sleeps between drains (on its own timer: the ingest thread does not
+/// wake recorders, which would cost it an interrupt to the other CPU each time). A wake-up
+/// costs a context switch per recorder (a quarter of the recorders' CPU at 10 wake-ups a
+/// second); files are written at the header rewrites anyway, so waking more often would not
+/// put audio on disk sooner.
 pub const WAKE: Duration = Duration::from_millis(250);
 /// Frames of contiguous chunks packed at once (100 ms at 48 kHz: a block that stays in the
 /// cache between the copy out of the ring and the packing passes).
@@ -172,7 +173,8 @@ pub struct RecorderWorker {
     tracks: Vec<Track>,
     channels: usize,
     sample_rate: u32,
-    samples: rtrb::Consumer<i32>,
+    /// `None` only while a chunk is read from it.
+    samples: Option<rtrb::Consumer<i32>>,
     events: rtrb::Consumer<FeedEvent>,
     shared: Arc<Mutex<RecorderStatus>>,
     signals: Option<Sender<Signal>>,
@@ -183,7 +185,7 @@ pub struct RecorderWorker {
     late_pending: bool,
     health: Health,
     status: RecorderStatus,
-    /// The samples of the chunk being written (kept to reuse its allocation).
+    /// The samples of a VOX chunk (kept to reuse its allocation).
     chunk_buf: Vec<i32>,
     next_header: Instant,
     next_retention: Instant,
@@ -232,7 +234,7 @@ impl RecorderWorker {
             tracks,
             channels: usize::from(channels),
             sample_rate,
-            samples,
+            samples: Some(samples),
             events,
             shared,
             signals,
@@ -399,20 +401,25 @@ impl RecorderWorker {
     }
 
     fn chunk(&mut self, position: u64, frames: usize) {
-        let n = frames * self.channels;
-        let Ok(chunk) = self.samples.read_chunk(n.min(self.samples.slots())) else {
+        let Some(mut ring) = self.samples.take() else {
             return;
         };
-        let (a, b) = chunk.as_slices();
-        let mut data = std::mem::take(&mut self.chunk_buf);
-        data.clear();
-        data.extend_from_slice(a);
-        data.extend_from_slice(b);
-        chunk.commit_all();
-        if data.len() < n {
+        self.chunk_from(&mut ring, position, frames);
+        self.samples = Some(ring);
+    }
+
+    /// Packs the chunk straight from the ring's slots (the packer prefetches ahead: the ring
+    /// was written a quarter of a second ago, and is read from memory either way), then
+    /// hands them back. Copying the run out first cost a third more.
+    fn chunk_from(&mut self, ring: &mut rtrb::Consumer<i32>, position: u64, frames: usize) {
+        let n = frames * self.channels;
+        let Ok(chunk) = ring.read_chunk(n.min(ring.slots())) else {
+            return;
+        };
+        if chunk.len() < n {
             // Cannot happen while the ingest pushes samples before their event; be safe.
             self.status.errors += 1;
-            self.chunk_buf = data;
+            chunk.commit_all();
             return;
         }
         if let Some(expected) = self.next_position
@@ -431,31 +438,54 @@ impl RecorderWorker {
             }
         }
         self.next_position = Some(position + frames as u64);
-        if self.vox.is_some() {
-            self.vox_chunk(position, &data, frames);
+        let (a, b) = chunk.as_slices();
+        if self.vox.is_some() || a.len() % self.channels != 0 {
+            // VOX keeps the pre-roll; a ring that wrapped inside a frame (its pushes are
+            // whole frames, so never) would split one.
+            let mut data = std::mem::take(&mut self.chunk_buf);
+            data.clear();
+            data.extend_from_slice(a);
+            data.extend_from_slice(b);
+            if self.vox.is_some() {
+                self.vox_chunk(position, &data, frames);
+            } else {
+                self.write_aligned(position, [data.as_slice(), &[]]);
+            }
             self.chunk_buf = data;
-            return;
+        } else {
+            self.write_aligned(position, [a, b]);
         }
-        let skip = match self.config.align {
+        chunk.commit_all();
+    }
+
+    /// Writes a run of frames given in two parts (where the ring wraps); before the first
+    /// take of an aligned recorder, from its first aligned sample only.
+    fn write_aligned(&mut self, position: u64, parts: [&[i32]; 2]) {
+        let ch = self.channels;
+        let frames = (parts[0].len() + parts[1].len()) / ch;
+        let mut skip = match self.config.align {
             Some(align) if self.set.is_none() => {
                 let every = (align.as_secs_f64() * f64::from(self.sample_rate)).round() as u64;
                 let skip = (every - position % every.max(1)) % every.max(1);
                 if skip >= frames as u64 {
                     // Before the first aligned sample: not part of any take.
                     self.pending_gaps.clear();
-                    self.chunk_buf = data;
                     return;
                 }
                 skip as usize
             }
             _ => 0,
         };
-        self.write(
-            position + skip as u64,
-            &data[skip * self.channels..],
-            frames - skip,
-        );
-        self.chunk_buf = data;
+        let mut at = position;
+        for part in parts {
+            let part_frames = part.len() / ch;
+            let k = skip.min(part_frames);
+            skip -= k;
+            if part_frames > k {
+                self.write(at + k as u64, &part[k * ch..], part_frames - k);
+            }
+            at += part_frames as u64;
+        }
     }
 
     /// VOX: keeps the pre-roll while quiet, starts a take (with the pre-roll) when loud, ends
@@ -1125,9 +1155,13 @@ mod tests {
 
     fn sidecars_list_exactly_the_concealed_frames(round: u64) {
         let dir = tempfile::tempdir().expect("tmp");
+        // Every other round one mono file per channel (the vector packer), else one
+        // interleaved file.
+        let mono = round.is_multiple_of(2);
         let config: RecorderConfig = toml::from_str(&format!(
-            "name = \"r\"\ninput = \"i\"\ndirectory = \"{}\"\nrotate_every = \"1s\"\n",
-            dir.path().display()
+            "name = \"r\"\ninput = \"i\"\ndirectory = \"{}\"\nrotate_every = \"1s\"\n{}",
+            dir.path().display(),
+            if mono { "layout = \"mono\"\n" } else { "" }
         ))
         .expect("config");
         let (mut samples, samples_rx) = rtrb::RingBuffer::new(48_000 * 2 * 2);
@@ -1174,8 +1208,9 @@ mod tests {
                             })
                             .expect("room");
                     }
-                    samples.push(n as i32 + 1).expect("room");
-                    samples.push(-(n as i32) - 1).expect("room");
+                    let [left, right] = sent_frame(n);
+                    samples.push(left).expect("room");
+                    samples.push(right).expect("room");
                 }
             }
             if let Some((p, len)) = run {
@@ -1230,5 +1265,48 @@ mod tests {
                 n % FPP
             );
         }
+        // The takes, in order, hold every frame as sent (the ring wrapped inside some
+        // chunks), and silence exactly where the sidecars say.
+        let mut takes: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+            .collect();
+        takes.sort();
+        // Per track (the name's last part), its takes in order.
+        let mut tracks: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+        for path in &takes {
+            let bytes = std::fs::read(path).expect("read");
+            let info = wav::parse(&bytes).expect("a valid file");
+            let at = info.data_offset as usize;
+            let stem = path.file_stem().expect("name").to_string_lossy();
+            let track = stem.rsplit('-').next().expect("track").to_owned();
+            tracks
+                .entry(track)
+                .or_default()
+                .extend(wav::unpack(&bytes[at..at + info.data_size as usize], 24));
+        }
+        let tracks: Vec<Vec<i32>> = tracks.into_values().collect();
+        let recorded: Vec<i32> = match &tracks[..] {
+            [both] => both.clone(),
+            [left, right] => left.iter().zip(right).flat_map(|(l, r)| [*l, *r]).collect(),
+            other => panic!("round {round}: {} tracks", other.len()),
+        };
+        assert_eq!(tracks.len(), if mono { 2 } else { 1 }, "round {round}");
+        assert_eq!(recorded.len() as u64, total * 2, "round {round}");
+        for (n, frame) in recorded.chunks_exact(2).enumerate() {
+            let want = if listed[n] {
+                [0, 0]
+            } else {
+                sent_frame(n as u64)
+            };
+            assert_eq!(frame, want, "round {round}: frame {n}");
+        }
+    }
+
+    /// Frame `n` of the test signal: a distinct 24-bit value per frame and channel.
+    fn sent_frame(n: u64) -> [i32; 2] {
+        let v = (n as i32 + 1) << 8;
+        [v, -v]
     }
 }
