@@ -14,6 +14,12 @@
 //! rewrites a 1.6 KB header through the page cache after each write; `URING=1` submits the
 //! writes through io_uring, eight at a time (one recorder's files), with up to 512 in
 //! flight, or waiting for each eight with `WAIT8=1`.
+//!
+//! `THREADS=N` writes as the recorders do, from N threads with `files / N` files each, one
+//! "second" every `TICK_MS` (100) milliseconds: with `SYNC=1` one direct write at a time,
+//! otherwise through the thread's own io_uring (`DEFER=1`: completions run only when the
+//! thread asks, `IORING_SETUP_DEFER_TASKRUN`), all of its files' writes submitted together
+//! and not waited for until the next tick.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd as _;
@@ -104,6 +110,13 @@ fn main() {
     } else {
         Vec::new()
     };
+    if let Some(threads) = std::env::var("THREADS")
+        .ok()
+        .map(|t| t.parse::<usize>().expect("THREADS"))
+    {
+        per_thread(mode, threads, files, data, seconds);
+        return;
+    }
     let (uring, wait8) = (env("URING"), env("WAIT8"));
     let mut ring = io_uring::IoUring::new(4096).expect("io_uring");
     let mut in_flight = 0usize;
@@ -158,6 +171,82 @@ fn main() {
             ""
         },
         cpu * 1000.0 / seconds as f64,
+        wall0.elapsed().as_secs_f64()
+    );
+}
+
+/// `THREADS=N`: N threads, each with its own io_uring and `files / N` files, submitting its
+/// files' writes together and not waiting for them (only for the ones a second before).
+fn per_thread(mode: &str, threads: usize, files: Vec<File>, data: &[u8], seconds: u64) {
+    use io_uring::{opcode, types};
+    let block = data.len();
+    let per = files.len() / threads;
+    let (cpu0, wall0) = (cpu_seconds(), std::time::Instant::now());
+    let sync = env("SYNC");
+    let tick = std::time::Duration::from_millis(
+        std::env::var("TICK_MS").map_or(100, |t| t.parse().expect("TICK_MS")),
+    );
+    std::thread::scope(|s| {
+        for group in files.chunks(per) {
+            s.spawn(move || {
+                let mut ring = if env("DEFER") {
+                    io_uring::IoUring::builder()
+                        .setup_single_issuer()
+                        .setup_defer_taskrun()
+                        .build(64)
+                        .expect("io_uring")
+                } else {
+                    io_uring::IoUring::new(64).expect("io_uring")
+                };
+                let mut reserved = vec![0u64; group.len()];
+                let mut in_flight = 0usize;
+                for second in 0..seconds {
+                    let offset = second * block as u64;
+                    while in_flight > 0 {
+                        ring.submit_and_wait(1).expect("wait");
+                        for done in ring.completion() {
+                            assert_eq!(done.result(), block as i32, "write");
+                            in_flight -= 1;
+                        }
+                    }
+                    let due = wall0 + tick * second as u32;
+                    std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                    for (i, file) in group.iter().enumerate() {
+                        if offset + block as u64 > reserved[i] {
+                            reserve(mode, file, reserved[i]);
+                            reserved[i] += AHEAD;
+                        }
+                        if sync {
+                            file.write_all_at(data, offset).expect("write");
+                            continue;
+                        }
+                        let write = opcode::Write::new(
+                            types::Fd(file.as_raw_fd()),
+                            data.as_ptr(),
+                            block as u32,
+                        )
+                        .offset(offset)
+                        .build();
+                        // SAFETY: `data` outlives the scope, and every write is reaped in it.
+                        unsafe { ring.submission().push(&write).expect("queue") };
+                        in_flight += 1;
+                    }
+                    ring.submit().expect("submit");
+                }
+                while in_flight > 0 {
+                    ring.submit_and_wait(1).expect("wait");
+                    in_flight -= ring.completion().count();
+                }
+            });
+        }
+    });
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "{mode} threads={threads}{}{}: {:.1} ms CPU per second of audio ({} files, {seconds} s of audio in {:.2} s)",
+        if sync { " sync" } else { "" },
+        if env("DEFER") { " defer" } else { "" },
+        cpu * 1000.0 / seconds as f64,
+        files.len(),
         wall0.elapsed().as_secs_f64()
     );
 }

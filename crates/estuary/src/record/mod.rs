@@ -69,8 +69,8 @@ const MAX_FILL: Duration = Duration::from_secs(10);
 /// second); files are written at the header rewrites anyway, so waking more often would not
 /// put audio on disk sooner.
 pub const WAKE: Duration = Duration::from_millis(250);
-/// Frames of contiguous chunks packed at once (100 ms at 48 kHz: a block that stays in the
-/// cache between the copy out of the ring and the packing passes).
+/// Frames of contiguous chunks packed at once (100 ms at 48 kHz): one pass over the ring per
+/// 100 ms, whose slots are handed back once it is packed.
 const BATCH: usize = 4_800;
 /// Gaps marked as cue points in each WAV file (5 KiB of header); all of them are in the
 /// sidecar.
