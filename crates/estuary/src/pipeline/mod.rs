@@ -788,8 +788,8 @@ impl Route {
             )?;
             let halt = self.halt.clone();
             let thread = format!("rec-{}", worker.name());
-            // It wakes on its own every [`record::WAKE`]; the ingest tells it of its chunks
-            // every `WAKE` of audio at the latest.
+            // It wakes on its own every [`record::WAKE`]; the ingest tells it of its audio
+            // every 20 ms (`recorder_feed::SPAN`).
             let frame = (crate::record::WAKE.as_secs_f64() * f64::from(stream.sample_rate)) as u64;
             let mut feed = Self::spawn_fed(
                 &mut self.workers,
