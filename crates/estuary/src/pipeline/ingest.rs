@@ -43,10 +43,10 @@ pub(super) struct OutputFeed {
     /// its last sample arrived, not from when the output thread woke up.
     pub marks: rtrb::Producer<(u64, MonoTime)>,
     pub frames_pushed: u64,
-    /// The output's codec frame, in frames: the ingest wakes it when one is complete (a
-    /// recorder's: its pending chunk is told then).
+    /// The output's codec frame, in frames: the ingest wakes it when one is complete.
+    /// `u64::MAX` for a feed that is never woken (a meter's, a recorder's).
     pub frame: u64,
-    /// The output's thread, unparked when a codec frame is complete (never a recorder's).
+    /// The output's thread, unparked when a codec frame is complete.
     pub thread: thread::Thread,
     /// A recorder's: where each block starts and where audio was concealed.
     pub events: Option<RecorderEvents>,
@@ -244,7 +244,7 @@ impl InputRuntime {
         let last_needed = self
             .rings
             .iter()
-            .filter(|f| f.meter.is_none())
+            .filter(|f| f.frame != u64::MAX)
             .map(|f| next + (f.frame - f.frames_pushed % f.frame) - 1)
             .min()?;
         self.jitter.clock().due_time(last_needed)
@@ -420,12 +420,7 @@ pub(super) fn feed_rings(
             let frames_before = feed.frames_pushed;
             feed.frames_pushed += frames as u64;
             if feed.frames_pushed / feed.frame > frames_before / feed.frame {
-                match &mut feed.events {
-                    // A recorder wakes on its own timer, as often: an unpark from here
-                    // costs this thread an interrupt to the other CPU each time.
-                    Some(events) => events.flush(),
-                    None => feed.thread.unpark(),
-                }
+                feed.thread.unpark();
             }
         }
     }
@@ -435,7 +430,7 @@ pub(super) fn feed_rings(
 /// Whether `n` slots are free, reading the consumer's position (a cache line the other
 /// thread writes, and with many rings one the cache no longer holds) only when the position
 /// last read does not show room already.
-fn has_room<T>(ring: &rtrb::Producer<T>, n: usize) -> bool {
+pub(super) fn has_room<T>(ring: &rtrb::Producer<T>, n: usize) -> bool {
     ring.cached_slots() >= n || ring.slots() >= n
 }
 

@@ -788,14 +788,14 @@ impl Route {
             )?;
             let halt = self.halt.clone();
             let thread = format!("rec-{}", worker.name());
-            // It wakes on its own every [`record::WAKE`]; the ingest tells it of its audio
-            // every 20 ms (`recorder_feed::SPAN`).
-            let frame = (crate::record::WAKE.as_secs_f64() * f64::from(stream.sample_rate)) as u64;
+            // Never woken by the ingest (each unpark cost it an interrupt to the other CPU):
+            // it wakes on its own every [`record::WAKE`], and hears of its audio every 20 ms
+            // (`recorder_feed::SPAN`).
             let mut feed = Self::spawn_fed(
                 &mut self.workers,
                 thread,
                 (samples, marks),
-                frame,
+                u64::MAX,
                 move || worker.run(&halt),
             )?;
             feed.events = Some(recorder_feed::RecorderEvents::new(events));

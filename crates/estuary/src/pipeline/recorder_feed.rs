@@ -39,7 +39,7 @@ impl RecorderEvents {
             }
             self.flush();
         }
-        self.ring.cached_slots() >= 1 || self.ring.slots() >= 1
+        super::ingest::has_room(&self.ring, 1)
     }
 
     /// The samples of a block [`ready_for`](Self::ready_for) said yes to are in the ring.
