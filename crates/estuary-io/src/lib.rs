@@ -6,6 +6,7 @@ pub mod batch;
 pub mod clock;
 pub mod dante;
 pub mod decode;
+pub mod disk_writer;
 pub mod encode;
 pub mod http_listen;
 pub mod icecast;

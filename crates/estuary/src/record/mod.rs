@@ -797,14 +797,15 @@ impl RecorderWorker {
         Ok(())
     }
 
-    /// Rewrites the headers with the sizes and cue points (cheap: the page cache) and the
-    /// sidecar; the fsync that makes them safe runs on the closer thread.
+    /// Writes the audio staged (all files' at once), rewrites the headers with the sizes and
+    /// cue points (cheap: the page cache) and the sidecar; the fsync that makes them safe runs on the closer thread.
     fn sync_headers(&mut self) {
         let Some(set) = &mut self.set else {
             return;
         };
         let mut error = None;
         let cues = cues(set.gaps.first());
+        file::flush_together(&mut set.files);
         for file in &mut set.files {
             if let Err(e) = file.sync_header(false, &cues) {
                 error = Some(e);

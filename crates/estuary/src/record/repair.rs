@@ -48,11 +48,14 @@ pub fn repair_file(path: &std::path::Path, dry_run: bool) -> anyhow::Result<Stri
         .write(!dry_run)
         .open(path)
         .context("cannot open")?;
-    let len = file.metadata()?.len();
+    let size = file.metadata()?.len();
     let mut magic = [0u8; 4];
     if file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"fLaC" {
-        return repair_flac(&file, len, dry_run);
+        return repair_flac(&file, size, dry_run);
     }
+    // A WAV recording's space is allocated ahead of its audio (zeros past it) until it is
+    // closed: what was written ends at the first byte never written.
+    let len = estuary_io::disk_writer::written_end(&file, 0).context("cannot read")?;
     let mut header = Vec::new();
     (&mut file)
         .take(MAX_HEADER)
@@ -63,7 +66,7 @@ pub fn repair_file(path: &std::path::Path, dry_run: bool) -> anyhow::Result<Stri
     let seconds = plan.data_size as f64
         / info.spec.bytes_per_frame() as f64
         / f64::from(info.spec.sample_rate);
-    if plan.is_noop(len) {
+    if plan.is_noop(len) && len == size {
         return Ok(format!("already consistent ({seconds:.3} s)"));
     }
     if !dry_run {
@@ -77,8 +80,8 @@ pub fn repair_file(path: &std::path::Path, dry_run: bool) -> anyhow::Result<Stri
         "{} sizes for {} bytes of audio ({seconds:.3} s){}",
         if dry_run { "would fix" } else { "fixed" },
         plan.data_size,
-        if plan.truncate_to < len {
-            format!(", {} trailing bytes cut", len - plan.truncate_to)
+        if plan.truncate_to < size {
+            format!(", {} trailing bytes cut", size - plan.truncate_to)
         } else {
             String::new()
         }
