@@ -131,7 +131,21 @@ struct Job {
 // thread that owns the buffer waits for the job's reply (see `write_together`).
 unsafe impl Send for Job {}
 
+/// Whether writes go through the writer thread (io_uring is there and not turned off).
+pub fn available() -> bool {
+    WRITER.get_or_init(start).is_some()
+}
+
+/// Set to `off` (or `0`), the recorders write with `pwrite` from their own threads, as where
+/// io_uring is missing: a way around a kernel whose io_uring misbehaves, and the baseline
+/// `bench record` compares against.
+pub const SWITCH: &str = "ESTUARY_IO_URING";
+
 fn start() -> Option<mpsc::Sender<Job>> {
+    if std::env::var(SWITCH).is_ok_and(|v| v == "off" || v == "0") {
+        tracing::info!("{SWITCH}=off: recorders write with pwrite");
+        return None;
+    }
     let ring = match IoUring::new(ENTRIES) {
         Ok(ring) => ring,
         Err(e) => {

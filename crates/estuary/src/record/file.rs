@@ -417,8 +417,12 @@ pub fn append_pcm(
 /// blocking `pwrite`, and the writes go into space allocated ahead, which the kernel
 /// completes without waiting on the submitting thread. What is not written here (no
 /// io_uring, an error, a short write, space that could not be allocated) stays staged for
-/// [`TrackFile::flush`], which writes it with `pwrite` and reports any error.
+/// [`TrackFile::flush`], which writes it with `pwrite` and reports any error. Without the
+/// disk writer, nothing is allocated ahead either: the files grow as they are written.
 pub fn flush_together(files: &mut [TrackFile]) {
+    if !disk_writer::available() {
+        return;
+    }
     let mut ready: Vec<(usize, usize)> = Vec::with_capacity(files.len());
     for (i, f) in files.iter_mut().enumerate() {
         let whole = f.staging.len() / ALIGN * ALIGN;
@@ -562,8 +566,11 @@ mod tests {
                     label: "gap: lost".into(),
                 })
                 .collect();
-            // As the recorder does: all of its files' blocks at once, then the headers.
-            flush_together(std::slice::from_mut(&mut file));
+            // As the recorder does: all of its files' blocks at once, then the headers (in
+            // odd rounds the header rewrite writes them, as where io_uring is missing).
+            if round % 2 == 0 {
+                flush_together(std::slice::from_mut(&mut file));
+            }
             file.sync_header(false, &cues).expect("sync");
             let (got, len, file_len) = on_disk(&path);
             // Once a block went out direct, the space after it is allocated ahead.
