@@ -5,9 +5,10 @@
 //! one blocking system call, one sleep and one wake-up per file and second: at 1024 files,
 //! a context switch per write on 128 threads. Here a recorder hands all of its files' writes
 //! over at once and sleeps once; the writer thread keeps hundreds of writes from all the
-//! recorders in flight in one ring, submits and reaps them in batches. Measured by
-//! `experiments/write-floor` (docs/benchmarks.md, Record): 27 ms of CPU per second of audio
-//! at 1024 files, against 37–43 ms for the recorders' own writes.
+//! recorders in flight in one ring, submits and reaps them in batches. At 1024 files this
+//! took recording from 26 % to 21 % of the ingest's CPU in `bench record`, and from 28 % to
+//! 25 % counting the kernel's worker threads, which finish asynchronous writes without
+//! charging the process (docs/benchmarks.md, Record, "Session 18").
 //!
 //! The kernel only completes a direct write asynchronously when it does not extend the
 //! file (ext4 waits for one that does, on the submitting thread), so the recorder allocates
