@@ -88,27 +88,40 @@ pub fn allocate(file: &File, at: u64, len: u64) -> std::io::Result<()> {
     }
 }
 
-/// The first byte of `file` at or after `from` that was never written (a hole, or space
-/// allocated and not written: `SEEK_HOLE`), or its length where the filesystem does not
-/// tell. (Clean cached pages of the file are dropped on the way.)
+/// Where what was written of `file` ends: the end of its last stretch of data at or after
+/// `from` (`SEEK_DATA`/`SEEK_HOLE`), so space allocated ahead and never written does not
+/// count, while a hole earlier in the file (a sparse copy of silence) does not cut it short.
+/// `from` where nothing after it was written; the file's length where the filesystem does
+/// not tell. (Clean cached pages of the file are dropped on the way.)
 pub fn written_end(file: &File, from: u64) -> std::io::Result<u64> {
     let len = file.metadata()?.len();
-    let Ok(from) = libc::off_t::try_from(from) else {
+    let Ok(mut at) = libc::off_t::try_from(from) else {
         return Ok(len);
     };
     let fd = file.as_raw_fd();
+    let mut end = at;
     // SAFETY: posix_fadvise and lseek only act on the descriptor, which `file` keeps open;
     // its offset is put back as it was.
-    let hole = unsafe {
+    unsafe {
         // Space never written reads as zeros, and once read (a player opened the file), the
         // page cache holds those zeros, which SEEK_HOLE counts as data: drop them first.
-        libc::posix_fadvise(fd, from, 0, libc::POSIX_FADV_DONTNEED);
+        libc::posix_fadvise(fd, at, 0, libc::POSIX_FADV_DONTNEED);
         let was = libc::lseek(fd, 0, libc::SEEK_CUR);
-        let hole = libc::lseek(fd, from, libc::SEEK_HOLE);
+        loop {
+            let data = libc::lseek(fd, at, libc::SEEK_DATA);
+            if data < 0 {
+                break; // ENXIO: no data after `at`
+            }
+            let hole = libc::lseek(fd, data, libc::SEEK_HOLE);
+            if hole <= data {
+                end = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+                break; // not told: all of it
+            }
+            (end, at) = (hole, hole);
+        }
         libc::lseek(fd, was.max(0), libc::SEEK_SET);
-        hole
-    };
-    Ok(u64::try_from(hole).map_or(len, |hole| hole.min(len)))
+    }
+    Ok(u64::try_from(end).map_or(len, |end| end.min(len)))
 }
 
 static WRITER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
@@ -281,6 +294,14 @@ mod tests {
         assert_eq!(written_end(&file, 0).expect("seek"), 12_288);
         assert!(back[8192..12_288].iter().all(|&b| b == 6));
         assert!(back[12_288..].iter().all(|&b| b == 0));
+        // A hole before more data (a sparse copy of silence) does not end what was written.
+        file.write_all_at(&[7u8; 4096], 65_536).expect("write");
+        assert_eq!(written_end(&file, 0).expect("seek"), 69_632);
+        assert_eq!(
+            written_end(&file, 1 << 20).expect("seek"),
+            1 << 20,
+            "nothing after"
+        );
     }
 
     /// Writes from several threads at once, each many files, land whole and where asked;

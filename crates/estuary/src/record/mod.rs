@@ -798,7 +798,8 @@ impl RecorderWorker {
     }
 
     /// Writes the audio staged (all files' at once), rewrites the headers with the sizes and
-    /// cue points (cheap: the page cache) and the sidecar; the fsync that makes them safe runs on the closer thread.
+    /// cue points (cheap: the page cache) and the sidecar; the fsync that makes them safe
+    /// runs on the closer thread.
     fn sync_headers(&mut self) {
         let Some(set) = &mut self.set else {
             return;

@@ -54,7 +54,7 @@ pub fn repair_file(path: &std::path::Path, dry_run: bool) -> anyhow::Result<Stri
         return repair_flac(&file, size, dry_run);
     }
     // A WAV recording's space is allocated ahead of its audio (zeros past it) until it is
-    // closed: what was written ends at the first byte never written.
+    // closed: the audio ends where the last data written ends.
     let len = estuary_io::disk_writer::written_end(&file, 0).context("cannot read")?;
     let mut header = Vec::new();
     (&mut file)
